@@ -1,0 +1,40 @@
+# FTQueue. `make` builds ./server and ./client with nothing but a C++17
+# compiler; `make test` builds everything with CMake and runs the CTest suite.
+CXX      ?= g++
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -MMD -MP
+JOBS     ?= 2
+
+COMMON = wire.o net.o
+PROTO  = multicast.o
+STATE  = ftqueue.o
+
+all: server client
+
+server: server.o $(STATE) $(PROTO) $(COMMON)
+	$(CXX) $(CXXFLAGS) -o $@ $^
+
+client: client.o $(COMMON)
+	$(CXX) $(CXXFLAGS) -o $@ $^
+
+%.o: %.cpp
+	$(CXX) $(CXXFLAGS) -c -o $@ $<
+
+# The whole CTest suite (simulator, smoke tests with --loss, history checks,
+# bad input). Any ctest arguments can be passed: make test ARGS="-R smoke".
+test:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j $(JOBS)
+	cd build && ctest --output-on-failure -j $(JOBS) $(ARGS)
+
+# The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer.
+test-sanitize:
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DFTQ_SANITIZE=ON >/dev/null
+	cmake --build build-sanitize -j $(JOBS)
+	cd build-sanitize && ctest --output-on-failure -j $(JOBS) $(ARGS)
+
+clean:
+	rm -rf *.o *.d server client bench build build-sanitize
+
+.PHONY: all test test-sanitize clean
+-include $(wildcard *.d)

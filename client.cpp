@@ -1,0 +1,344 @@
+// client.cpp: the line client. One command, one line of output.
+//
+//   client [--servers HOST:PORT,...] [--timeout SECONDS] [COMMAND ARGS...]
+//
+// With a command on its command line it runs it and exits (0 success, 1 an
+// error reply, 2 usage error or no server answered). Otherwise it reads one
+// command a line: with a prompt when stdin is a terminal, silently when it is
+// a pipe, so programs can drive it.
+//
+// Each request carries this client's random 64-bit id and a request number.
+// A request with no reply is sent again with the same number (the replicas
+// apply it once), and after a few silent tries the next server is used.
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "wire.hpp"
+
+namespace {
+
+const char* kDefaultServers = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+
+const char* kUsage =
+    "usage: client [--servers HOST:PORT,...] [--timeout SECONDS] [COMMAND ARGS...]\n"
+    "\n"
+    "Talks to an FTQueue cluster. With a COMMAND it runs that one command and\n"
+    "exits: 0 on success, 1 on an error reply, 2 on a usage error or when no\n"
+    "server answered. Without one it reads commands, one a line.\n"
+    "\n"
+    "  --servers LIST   servers to try, in order (default " "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003)\n"
+    "  --timeout S      give up on a command after S seconds (default 3)\n"
+    "  -h, --help       show this help\n";
+
+const char* kCommands =
+    "commands (case-insensitive; the API names qCreate, qDestroy, ... work too):\n"
+    "  create LABEL     id of the queue with this label, creating it if needed\n"
+    "  destroy ID       delete a queue (its id is never reused)\n"
+    "  id LABEL         id of the queue with this label, or -1\n"
+    "  push ID ITEM     append ITEM to queue ID\n"
+    "  pop ID           remove and print the first item\n"
+    "  top ID           print the first item without removing it\n"
+    "  size ID          number of items in queue ID\n"
+    "  status           each replica: reachable, delivered seq, queues, buffered\n"
+    "  help             this list\n"
+    "  quit             leave\n"
+    "LABEL, ID and ITEM are 32-bit signed integers.\n";
+
+struct Command {
+  wire::OpCode op;
+  const char* word;
+  const char* api;
+  const char* args;  // for the usage message
+  int arity;
+};
+
+const Command kTable[] = {
+    {wire::OpCode::Create, "create", "qcreate", "LABEL", 1},
+    {wire::OpCode::Destroy, "destroy", "qdestroy", "ID", 1},
+    {wire::OpCode::Id, "id", "qid", "LABEL", 1},
+    {wire::OpCode::Push, "push", "qpush", "ID ITEM", 2},
+    {wire::OpCode::Pop, "pop", "qpop", "ID", 1},
+    {wire::OpCode::Top, "top", "qtop", "ID", 1},
+    {wire::OpCode::Size, "size", "qsize", "ID", 1},
+};
+
+enum Outcome { kSuccess = 0, kErrorReply = 1, kFailure = 2 };
+
+class Client {
+ public:
+  Client(std::vector<net::Endpoint> servers, uint64_t timeout_us)
+      : servers_(std::move(servers)), timeout_us_(timeout_us), client_id_(net::random_u64()) {}
+
+  bool open(std::string& error) {
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    fd_ = net::open_udp(any, error);
+    return fd_ >= 0;
+  }
+
+  // Runs one line; prints exactly one line (none for a blank line).
+  Outcome run_line(const std::string& line, bool& quit) {
+    std::vector<std::string> words;
+    std::istringstream in(line);
+    for (std::string w; in >> w;) words.push_back(w);
+    if (words.empty() || words[0][0] == '#') return kSuccess;
+    std::string verb = words[0];
+    std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (verb == "quit" || verb == "exit") {
+      quit = true;
+      return kSuccess;
+    }
+    if (verb == "help" || verb == "?") {
+      std::fputs(kCommands, stdout);
+      std::fflush(stdout);
+      return kSuccess;
+    }
+    if (verb == "status") {
+      if (words.size() != 1) return usage("status takes no arguments");
+      return status();
+    }
+    for (const Command& c : kTable)
+      if (verb == c.word || verb == c.api) return run_operation(c, words);
+    return usage("unknown command '" + words[0] + "' (type help)");
+  }
+
+ private:
+  Outcome usage(const std::string& msg) {
+    say("error: " + msg);
+    return kFailure;
+  }
+
+  void say(const std::string& line) {
+    std::fputs(line.c_str(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  Outcome run_operation(const Command& c, const std::vector<std::string>& words) {
+    if (static_cast<int>(words.size()) != c.arity + 1) return usage(std::string(c.word) + " needs " + c.args);
+    int32_t args[2] = {0, 0};
+    for (int i = 0; i < c.arity; ++i)
+      if (!net::parse_i32(words[1 + i], args[i])) return usage(words[1 + i] + " is not a 32-bit integer");
+    wire::Operation op;
+    op.client_id = client_id_;
+    op.request_no = ++last_request_;
+    op.op = c.op;
+    op.arg = args[0];
+    op.item = args[1];
+    wire::Reply reply;
+    if (!call(op, reply)) {
+      say("error: no server answered within " + seconds_text());
+      return kFailure;
+    }
+    return print_reply(op, reply);
+  }
+
+  Outcome print_reply(const wire::Operation& op, const wire::Reply& r) {
+    switch (r.code) {
+      case wire::ReplyCode::Ok:
+        if (op.op == wire::OpCode::Push || op.op == wire::OpCode::Destroy) say("ok");
+        else say(std::to_string(r.value));
+        return kSuccess;
+      case wire::ReplyCode::NoQueue:
+        say("error: no queue with id " + std::to_string(op.arg));
+        return kErrorReply;
+      case wire::ReplyCode::Empty:
+        say("error: queue " + std::to_string(op.arg) + " is empty");
+        return kErrorReply;
+      case wire::ReplyCode::IdsExhausted:
+        say("error: no queue ids left (every positive 32-bit id has been used)");
+        return kErrorReply;
+      case wire::ReplyCode::Busy:
+        say("error: the cluster is busy (a replica is not keeping up); try again later");
+        return kErrorReply;
+    }
+    return kErrorReply;
+  }
+
+  std::string seconds_text() const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(timeout_us_) / 1e6);
+    return buf;
+  }
+
+  // Sends `op` until a reply comes or the timeout passes. A silent server is
+  // tried a few times with growing waits, then the next one. A busy reply is
+  // retried after a pause, and reported only if the cluster stays busy.
+  bool call(const wire::Operation& op, wire::Reply& reply) {
+    const std::string request = wire::encode_request(op);
+    const uint64_t deadline = net::now_us() + timeout_us_;
+    uint64_t wait_us = 20'000;
+    int silent_tries = 0;
+    bool got_busy = false;
+    for (;;) {
+      uint64_t now = net::now_us();
+      if (now >= deadline) break;
+      net::send_to(fd_, request, servers_[server_].addr);
+      uint64_t until = std::min(deadline, now + wait_us);
+      if (wait_for_reply(op, until, reply)) {
+        if (reply.code != wire::ReplyCode::Busy) return true;
+        got_busy = true;
+        pause_until(std::min(deadline, net::now_us() + 50'000));
+        continue;
+      }
+      wait_us = std::min<uint64_t>(wait_us * 2, 200'000);
+      if (++silent_tries >= 3) {
+        silent_tries = 0;
+        wait_us = 20'000;
+        server_ = (server_ + 1) % servers_.size();
+      }
+    }
+    if (got_busy) {
+      reply = wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
+      return true;
+    }
+    return false;
+  }
+
+  void pause_until(uint64_t t) {
+    uint64_t now = net::now_us();
+    if (t > now) ::poll(nullptr, 0, static_cast<int>((t - now) / 1000));
+  }
+
+  bool wait_for_reply(const wire::Operation& op, uint64_t until, wire::Reply& reply) {
+    char buf[2048];
+    for (;;) {
+      uint64_t now = net::now_us();
+      if (now >= until) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>((until - now + 999) / 1000)) <= 0) continue;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      // Anything else (a late reply to an earlier try, junk) is ignored.
+      if (wire::decode_reply(buf, static_cast<size_t>(n), reply) && reply.client_id == op.client_id &&
+          reply.request_no == op.request_no)
+        return true;
+    }
+  }
+
+  // Asks every replica for its view, in parallel, resending to the silent.
+  Outcome status() {
+    const uint64_t nonce = net::random_u64();
+    const std::string request = wire::encode_status_request(nonce);
+    std::vector<bool> answered(servers_.size(), false);
+    std::vector<wire::ReplicaStatus> seen(servers_.size());
+    const uint64_t deadline = net::now_us() + std::min<uint64_t>(timeout_us_, 1'000'000);
+    uint64_t next_send = 0;
+    char buf[2048];
+    while (net::now_us() < deadline &&
+           std::count(answered.begin(), answered.end(), true) < static_cast<long>(servers_.size())) {
+      uint64_t now = net::now_us();
+      if (now >= next_send) {
+        for (size_t i = 0; i < servers_.size(); ++i)
+          if (!answered[i]) net::send_to(fd_, request, servers_[i].addr);
+        next_send = now + 100'000;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      wire::ReplicaStatus s;
+      if (n <= 0 || !wire::decode_status_reply(buf, static_cast<size_t>(n), s) || s.nonce != nonce) continue;
+      for (size_t i = 0; i < servers_.size(); ++i)
+        if (net::same_address(servers_[i].addr, from)) {
+          answered[i] = true;
+          seen[i] = s;
+        }
+    }
+    std::string out;
+    for (size_t i = 0; i < servers_.size(); ++i) {
+      if (i) out += "; ";
+      out += servers_[i].text + " ";
+      if (!answered[i]) {
+        out += "unreachable";
+        continue;
+      }
+      const wire::ReplicaStatus& s = seen[i];
+      out += "up: replica " + std::to_string(s.member) + ", delivered " + std::to_string(s.delivered_upto) +
+             ", stable " + std::to_string(s.stable_upto) + ", queues " + std::to_string(s.queues) +
+             ", buffered " + std::to_string(s.buffered_messages) + ", dropped " +
+             std::to_string(s.dropped_datagrams);
+    }
+    say(out);
+    return std::count(answered.begin(), answered.end(), true) > 0 ? kSuccess : kFailure;
+  }
+
+  std::vector<net::Endpoint> servers_;
+  uint64_t timeout_us_;
+  uint64_t client_id_;
+  uint64_t last_request_ = 0;
+  size_t server_ = 0;
+  int fd_ = -1;
+};
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "client: %s\n(run 'client --help' for usage)\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string servers = kDefaultServers;
+  double timeout_s = 3;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::fputs(kCommands, stdout);
+      return 0;
+    } else if (a == "--servers" || a.rfind("--servers=", 0) == 0) {
+      if (a == "--servers" && i + 1 >= argc) return usage_error("--servers needs HOST:PORT,...");
+      servers = a == "--servers" ? argv[++i] : a.substr(10);
+    } else if (a == "--timeout" || a.rfind("--timeout=", 0) == 0) {
+      if (a == "--timeout" && i + 1 >= argc) return usage_error("--timeout needs a number of seconds");
+      std::string v = a == "--timeout" ? argv[++i] : a.substr(10);
+      char* end = nullptr;
+      timeout_s = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != 0 || !(timeout_s > 0 && timeout_s <= 3600))
+        return usage_error("--timeout needs a number of seconds between 0 and 3600, got '" + v + "'");
+    } else if (a.size() > 1 && a[0] == '-' && a[1] == '-') {
+      return usage_error("unknown option '" + a + "'");
+    } else {
+      break;  // the command starts here (negative numbers are arguments, not options)
+    }
+  }
+  std::vector<net::Endpoint> endpoints;
+  std::string error;
+  if (!net::parse_endpoints(servers, endpoints, error)) return usage_error("--servers: " + error);
+  Client client(endpoints, static_cast<uint64_t>(timeout_s * 1e6));
+  if (!client.open(error)) {
+    std::fprintf(stderr, "client: %s\n", error.c_str());
+    return 2;
+  }
+  bool quit = false;
+  if (i < argc) {
+    std::string line;
+    for (int j = i; j < argc; ++j) line += std::string(j > i ? " " : "") + argv[j];
+    return client.run_line(line, quit);
+  }
+  bool interactive = ::isatty(STDIN_FILENO);
+  if (interactive) std::printf("FTQueue client on %s. Type help for commands, quit to leave.\n", servers.c_str());
+  std::string line;
+  while (!quit) {
+    if (interactive) {
+      std::fputs("ftqueue> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    client.run_line(line, quit);
+  }
+  return 0;
+}

@@ -1,0 +1,113 @@
+// ftqueue.hpp: the replicated queue state, and its files.
+//
+// FTQueue is a deterministic state machine: every replica applies the same
+// delivered messages (each a batch of client operations) in the same order,
+// and so holds the same queues. It also remembers, per client, the last
+// request number and its reply, so a retried request is applied once and
+// answered again with the original reply (exactly once).
+//
+// Its snapshot is a canonical text rendering of all of that, plus how far it
+// has applied the total order: two replicas that applied the same messages
+// render byte-identical snapshots.
+//
+// ReplicaStore keeps one replica's files in its data directory:
+//   snapshot.txt  the state at some global_seq, written atomically (rename)
+//   log.txt       one line per delivered message after (and a little
+//                 before) the snapshot, appended before any reply leaves
+//   incarnation   this replica's last incarnation number
+// Restart = load the snapshot, replay the log. By default an append reaches
+// the operating system before the reply (it survives a crash of the server
+// process); with fsync it also reaches the disk (it survives a power cut).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "multicast.hpp"
+#include "wire.hpp"
+
+class FTQueue {
+ public:
+  // Applies one delivered message (in global_seq order) and returns a reply
+  // for each of its operations. A repeated request gets its stored reply; one
+  // older than the client's last request gets none (the client moved on).
+  std::vector<wire::Reply> apply(const mcast::Delivery& d);
+
+  // The stored reply if this exact request was already applied.
+  std::optional<wire::Reply> cached_reply(uint64_t client_id, uint64_t request_no) const;
+  // True if the client has already sent a later request than this one.
+  bool superseded(uint64_t client_id, uint64_t request_no) const;
+
+  uint64_t applied_upto() const { return applied_upto_; }
+  mcast::SequencePosition position() const;
+  size_t queue_count() const { return queues_.size(); }
+  uint64_t malformed_batches() const { return malformed_batches_; }
+
+  std::string render_snapshot() const;
+  // Replaces this state with the one in `text`. On error the state is unchanged.
+  bool load_snapshot(const std::string& text, std::string& error);
+
+ private:
+  struct Queue {
+    int32_t label = 0;
+    std::deque<int32_t> items;
+  };
+  struct ClientRecord {
+    uint64_t last_request = 0;
+    wire::ReplyCode code = wire::ReplyCode::Ok;
+    int32_t value = 0;
+  };
+
+  wire::Reply execute(const wire::Operation& op);
+
+  uint64_t applied_upto_ = 0;
+  std::vector<mcast::OriginPosition> last_applied_;  // by origin member id
+  int64_t next_id_ = 1;  // ids are never reused, even after a destroy
+  std::map<int32_t, Queue> queues_;
+  std::map<int32_t, int32_t> id_by_label_;
+  std::map<uint64_t, ClientRecord> clients_;
+  uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
+};
+
+class ReplicaStore {
+ public:
+  ReplicaStore(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
+  ~ReplicaStore();
+  ReplicaStore(const ReplicaStore&) = delete;
+  ReplicaStore& operator=(const ReplicaStore&) = delete;
+
+  // Creates the directory if needed, loads snapshot and log into `state`,
+  // and returns in `logged` every message the log holds (for the retransmit
+  // buffer). Leaves the log open for appending.
+  bool open(FTQueue& state, std::vector<mcast::Delivery>& logged, std::string& error);
+
+  // A number larger than any this replica used before.
+  bool next_incarnation(uint64_t now_us, uint64_t& incarnation, std::string& error);
+
+  // One write (and with fsync one fdatasync) for the whole batch.
+  bool append(const std::vector<mcast::Delivery>& ds, std::string& error);
+
+  // Writes snapshot.txt, then shortens the log to `keep` (the delivered
+  // messages some member may still ask for).
+  bool write_snapshot(const FTQueue& state, const std::vector<mcast::Delivery>& keep,
+                      std::string& error);
+  uint64_t appended_since_snapshot() const { return appended_since_snapshot_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  bool rewrite_log(const std::vector<mcast::Delivery>& records, std::string& error);
+  std::string path(const char* name) const { return dir_ + "/" + name; }
+
+  std::string dir_;
+  bool fsync_;
+  int log_fd_ = -1;
+  uint64_t appended_since_snapshot_ = 0;
+};
+
+// Writes `text` to `path` atomically: a temporary file, fsync, rename.
+bool write_file_atomically(const std::string& path, const std::string& text, std::string& error);
+bool read_file(const std::string& path, std::string& out);

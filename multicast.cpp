@@ -1,0 +1,484 @@
+// multicast.cpp: the rotating-sequencer protocol described in multicast.hpp.
+#include "multicast.hpp"
+
+#include <algorithm>
+
+namespace mcast {
+
+namespace {
+// No honest member is ever this far ahead of another: anything further out
+// is a corrupt or forged datagram and is rejected before it touches state.
+constexpr uint64_t kMaxAhead = uint64_t{1} << 20;
+// Cap on one NACK_ASSIGN answer, so one request cannot make us send a flood.
+constexpr uint64_t kMaxAnswerRange = 256;
+}  // namespace
+
+Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
+                     MulticastConfig config, SequencePosition restored)
+    : self_(self), view_(std::move(view)), incarnation_(incarnation), config_(config) {
+  MemberId top = *std::max_element(view_.begin(), view_.end());
+  peers_.resize(top + 1);
+  sequenced_.resize(top + 1);
+  for (size_t i = 0; i < restored.last_delivered.size() && i < sequenced_.size(); ++i)
+    sequenced_[i] = restored.last_delivered[i];
+  delivered_upto_ = assigned_contiguous_ = assigned_heard_ = restored.delivered_upto;
+  // stable_upto_ stays 0 until every member has told us how far it got.
+  peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
+}
+
+void Multicast::seed_retransmit_buffer(const Delivery& d) {
+  if (d.global_seq <= stable_upto_ || d.global_seq > delivered_upto_) return;
+  assignments_[d.global_seq] = d.name;
+  seq_of_[d.name] = d.global_seq;
+  retransmit_buffer_[d.name] = d.payload;
+}
+
+// ---- submitting ----------------------------------------------------------
+
+bool Multicast::can_submit() const {
+  const OriginPosition& mine = sequenced_[self_];
+  uint64_t sequenced_this_life = mine.incarnation == incarnation_ ? mine.origin_seq : 0;
+  uint64_t waiting = last_origin_seq_ - sequenced_this_life;
+  return waiting < config_.max_unsequenced_own &&
+         retransmit_buffer_.size() < config_.max_buffered;
+}
+
+MessageName Multicast::submit(std::string payload, uint64_t now_us) {
+  MessageName name{self_, incarnation_, ++last_origin_seq_};
+  peers_[self_].own_highwater = last_origin_seq_;
+  wire::DataRecord record{name, std::move(payload)};
+  send_to_others(&record, nullptr);
+  retransmit_buffer_[name] = std::move(record.payload);
+  try_sequence();
+  try_deliver();
+  refresh_missing(now_us);
+  return name;
+}
+
+void Multicast::send_to_others(const wire::DataRecord* d, const wire::AssignRecord* a) {
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    if (d) outbox(m).data.push_back(*d);
+    if (a) outbox(m).assigns.push_back(*a);
+  }
+}
+
+// ---- receiving -----------------------------------------------------------
+
+bool Multicast::plausible_name(const MessageName& n) const {
+  if (n.origin >= peers_.size() || std::find(view_.begin(), view_.end(), n.origin) == view_.end())
+    return false;
+  if (n.origin == self_ && n.incarnation > incarnation_) return false;  // a life we never had
+  return n.incarnation > 0 && n.origin_seq > 0 && n.origin_seq < kMaxAhead * 1024;
+}
+
+bool Multicast::plausible(const wire::PeerPacket& p) const {
+  const wire::PeerHeader& h = p.header;
+  uint64_t horizon = delivered_upto_ + kMaxAhead;
+  if (h.group_size != view_.size() || h.incarnation == 0) return false;
+  if (h.assigned_upto > horizon || h.delivered_upto > h.assigned_upto) return false;
+  for (const auto& d : p.data)
+    if (!plausible_name(d.name)) return false;
+  for (const auto& a : p.assigns)
+    if (!plausible_name(a.name) || a.global_seq == 0 || a.global_seq > horizon) return false;
+  for (const auto& n : p.nack_data)
+    if (!plausible_name(n)) return false;
+  for (const auto& r : p.nack_assign)
+    if (r.from == 0 || r.to > horizon) return false;
+  return true;
+}
+
+void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t now_us) {
+  ++stats_.packets_in;
+  wire::PeerPacket p;
+  if (!wire::decode_peer(data, len, p) || p.header.sender != from || from == self_ ||
+      from >= peers_.size() || std::find(view_.begin(), view_.end(), from) == view_.end() ||
+      !plausible(p)) {
+    ++stats_.malformed;
+    return;
+  }
+  PeerState& peer = peers_[from];
+  if (p.header.incarnation < peer.incarnation) {
+    ++stats_.stale;  // a datagram from the sender's earlier life
+    return;
+  }
+  if (p.header.incarnation > peer.incarnation) {
+    peer.incarnation = p.header.incarnation;
+    peer.own_highwater = 0;
+    drop_superseded(from);
+  }
+  peer.heard = true;
+  peer.own_highwater = std::max(peer.own_highwater, p.header.own_highwater);
+  // delivered_upto only grows: a restarted member resumes from its files.
+  peer.delivered_upto = std::max(peer.delivered_upto, p.header.delivered_upto);
+  assigned_heard_ = std::max(assigned_heard_, p.header.assigned_upto);
+
+  for (const auto& d : p.data) on_data(d);
+  for (const auto& a : p.assigns) on_assign(a.global_seq, a.name);
+  answer_nacks(from, p);
+  if (p.has_status && p.want_reply) outbox(from).has_status = true;
+
+  try_sequence();
+  try_deliver();
+  refresh_missing(now_us);
+}
+
+// A name tells us its origin has reached at least that far in that life.
+void Multicast::learn_name(const MessageName& n) {
+  if (n.origin == self_) return;  // we know our own state best
+  PeerState& origin = peers_[n.origin];
+  if (n.incarnation > origin.incarnation) {
+    origin.incarnation = n.incarnation;
+    origin.own_highwater = n.origin_seq;
+    drop_superseded(n.origin);
+  } else if (n.incarnation == origin.incarnation) {
+    origin.own_highwater = std::max(origin.own_highwater, n.origin_seq);
+  }
+}
+
+void Multicast::on_data(const wire::DataRecord& d) {
+  if (retransmit_buffer_.count(d.name)) return;  // duplicate
+  auto assigned = seq_of_.find(d.name);
+  if (assigned != seq_of_.end()) {
+    // Sequenced: keep it only if we still have to deliver it.
+    if (assigned->second > delivered_upto_) retransmit_buffer_[d.name] = d.payload;
+    return;
+  }
+  const OriginPosition& pos = sequenced_[d.name.origin];
+  bool already_sequenced =
+      d.name.incarnation < pos.incarnation ||
+      (d.name.incarnation == pos.incarnation && d.name.origin_seq <= pos.origin_seq);
+  if (already_sequenced) return;  // delivered everywhere and freed, or superseded
+  learn_name(d.name);
+  if (d.name.incarnation < peers_[d.name.origin].incarnation) return;  // dead life
+  retransmit_buffer_[d.name] = d.payload;
+}
+
+void Multicast::on_assign(uint64_t global_seq, const MessageName& name) {
+  if (global_seq <= assigned_contiguous_ && !assignments_.count(global_seq)) return;  // freed
+  auto known = assignments_.find(global_seq);
+  if (known != assignments_.end()) {
+    if (known->second != name) ++stats_.conflicting_assignments;
+    return;
+  }
+  learn_name(name);
+  record_assignment(global_seq, name);
+}
+
+// Stores assignment k and extends the known prefix 1..assigned_contiguous_,
+// which is what the sequencing position of each origin is computed over.
+void Multicast::record_assignment(uint64_t global_seq, const MessageName& name) {
+  assignments_[global_seq] = name;
+  seq_of_[name] = global_seq;
+  assigned_heard_ = std::max(assigned_heard_, global_seq);
+  for (auto it = assignments_.find(assigned_contiguous_ + 1); it != assignments_.end();
+       it = assignments_.find(assigned_contiguous_ + 1)) {
+    ++assigned_contiguous_;
+    OriginPosition& pos = sequenced_[it->second.origin];
+    bool new_life = it->second.incarnation > pos.incarnation;
+    pos = OriginPosition{it->second.incarnation, it->second.origin_seq};
+    if (new_life) drop_superseded(it->second.origin);
+  }
+}
+
+void Multicast::answer_nacks(MemberId from, const wire::PeerPacket& p) {
+  wire::PeerPacket& reply = outbox(from);
+  for (const MessageName& n : p.nack_data) {
+    auto it = retransmit_buffer_.find(n);
+    if (it == retransmit_buffer_.end()) continue;
+    reply.data.push_back(wire::DataRecord{n, it->second});
+    ++stats_.retransmitted;
+  }
+  for (const wire::SeqRange& r : p.nack_assign) {
+    uint64_t to = std::min(r.to, r.from + kMaxAnswerRange - 1);
+    for (auto it = assignments_.lower_bound(r.from); it != assignments_.end() && it->first <= to;
+         ++it) {
+      reply.assigns.push_back(wire::AssignRecord{it->first, it->second});
+      ++stats_.retransmitted;
+    }
+  }
+}
+
+// An origin that restarted will never send the rest of its earlier life, and
+// no sequencer that knows of the new life picks the old one: its unsequenced
+// messages can go (their clients never got a reply, and will retry).
+void Multicast::drop_superseded(MemberId origin) {
+  uint64_t live = peers_[origin].incarnation;
+  auto it = retransmit_buffer_.lower_bound(MessageName{origin, 0, 0});
+  while (it != retransmit_buffer_.end() && it->first.origin == origin &&
+         it->first.incarnation < live) {
+    if (seq_of_.count(it->first)) {
+      ++it;
+    } else {
+      it = retransmit_buffer_.erase(it);
+    }
+  }
+}
+
+// ---- sequencing and delivery ---------------------------------------------
+
+MemberId Multicast::sequencer_for(uint64_t global_seq) const {
+  return view_[global_seq % view_.size()];
+}
+
+// The message of `origin` that must be sequenced next: the one after the last
+// sequenced, or the first of a newer life once we know the origin restarted.
+MessageName Multicast::next_to_sequence(MemberId origin) const {
+  const OriginPosition& pos = sequenced_[origin];
+  uint64_t live = peers_[origin].incarnation;
+  if (live > pos.incarnation) return MessageName{origin, live, 1};
+  return MessageName{origin, pos.incarnation, pos.origin_seq + 1};
+}
+
+// Origins are tried starting just after the sequencer's own turn, so that
+// every origin is first in line for one of every n sequencers: no origin
+// waits more than n assignments while it has something ready.
+bool Multicast::pick_eligible(uint64_t global_seq, MessageName& out) const {
+  for (size_t i = 0; i < view_.size(); ++i) {
+    MemberId origin = view_[(global_seq + 1 + i) % view_.size()];
+    MessageName candidate = next_to_sequence(origin);
+    if (retransmit_buffer_.count(candidate)) {
+      out = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Multicast::all_heard() const {
+  for (MemberId m : view_)
+    if (!peers_[m].heard) return false;
+  return true;
+}
+
+// Invariant: this member assigns k only if sequencer_for(k) == self_ and it
+// knows every assignment below k (k == assigned_contiguous_ + 1). After a
+// restart it first hears from every member, so it cannot reuse a k that a
+// peer already knows to be assigned.
+void Multicast::try_sequence() {
+  if (!all_heard()) return;
+  for (;;) {
+    uint64_t k = assigned_contiguous_ + 1;
+    if (config_.bug == InjectedBug::SequenceWithoutPrefix) {
+      // Deliberately wrong: take our next slot even if earlier ones are unknown.
+      k = std::max(assigned_heard_, assigned_contiguous_) + 1;
+      while (sequencer_for(k) != self_) ++k;
+      if (assignments_.count(k)) return;
+    } else if (sequencer_for(k) != self_ || k <= assigned_heard_) {
+      // Not our turn; or someone says k is already assigned (a slot of ours
+      // from an earlier life): wait until the NACKs bring it back.
+      return;
+    }
+    MessageName name;
+    if (!pick_eligible(k, name)) return;
+    record_assignment(k, name);
+    if (config_.bug == InjectedBug::SequenceWithoutPrefix) {
+      OriginPosition& pos = sequenced_[name.origin];
+      pos = OriginPosition{name.incarnation, name.origin_seq};
+    }
+    ++stats_.assignments_made;
+    if (config_.record_assignments) made_.emplace_back(k, name);
+    wire::AssignRecord record{k, name};
+    send_to_others(nullptr, &record);
+    if (config_.bug == InjectedBug::SequenceWithoutPrefix) return;
+  }
+}
+
+void Multicast::try_deliver() {
+  while (delivered_upto_ < assigned_contiguous_) {
+    uint64_t k = delivered_upto_ + 1;
+    const MessageName& name = assignments_.at(k);
+    auto payload = retransmit_buffer_.find(name);
+    if (payload == retransmit_buffer_.end()) {
+      if (config_.bug != InjectedBug::DeliverPastGap) break;
+      delivered_upto_ = k;  // deliberately wrong: skip what we lack
+      continue;
+    }
+    deliveries_.push_back(Delivery{k, name, payload->second});
+    delivered_upto_ = k;
+  }
+  peers_[self_].delivered_upto = delivered_upto_;
+  update_stability();
+}
+
+// Invariant: stable_upto_ <= every member's delivered_upto, so nothing freed
+// here can ever be asked for again.
+void Multicast::update_stability() {
+  uint64_t stable = kNever;
+  for (MemberId m : view_) stable = std::min(stable, peers_[m].delivered_upto);
+  if (stable <= stable_upto_) return;
+  stable_upto_ = stable;
+  auto end = assignments_.upper_bound(stable_upto_);
+  for (auto it = assignments_.begin(); it != end; ++it) {
+    retransmit_buffer_.erase(it->second);
+    seq_of_.erase(it->second);
+  }
+  assignments_.erase(assignments_.begin(), end);
+}
+
+// ---- loss recovery -------------------------------------------------------
+
+bool Multicast::quiescent() const {
+  if (!all_heard() || !retransmit_buffer_.empty()) return false;
+  if (stable_upto_ != delivered_upto_ || delivered_upto_ != assigned_heard_) return false;
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    // Heard of a message of m's current life that is not sequenced yet.
+    MessageName next = next_to_sequence(m);
+    if (peers_[m].own_highwater >= next.origin_seq && peers_[m].incarnation == next.incarnation)
+      return false;
+  }
+  return true;
+}
+
+bool Multicast::has_missing() const {
+  if (assigned_contiguous_ < assigned_heard_) return true;
+  for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end(); ++it)
+    if (!retransmit_buffer_.count(it->second)) return true;
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    MessageName next = next_to_sequence(m);
+    if (peers_[m].incarnation != next.incarnation) continue;
+    for (uint64_t s = next.origin_seq; s <= peers_[m].own_highwater; ++s) {
+      MessageName n{m, next.incarnation, s};
+      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) return true;
+    }
+  }
+  return false;
+}
+
+void Multicast::refresh_missing(uint64_t now_us) {
+  if (!has_missing()) {
+    missing_since_ = 0;
+  } else if (missing_since_ == 0) {
+    missing_since_ = std::max<uint64_t>(now_us, 1);
+  }
+}
+
+// NACKs go first to the member that surely has the thing (the sequencer of
+// k, the origin of a message); every other round to another member, so one
+// silent or slow member cannot block recovery.
+MemberId Multicast::nack_target(MemberId preferred) const {
+  if (preferred != self_ && nack_rounds_ % 2 == 0) return preferred;
+  std::vector<MemberId> others;
+  for (MemberId m : view_)
+    if (m != self_) others.push_back(m);
+  return others[(nack_rounds_ / 2 + preferred) % others.size()];
+}
+
+void Multicast::nack_round(uint64_t now_us) {
+  last_nack_ = now_us;
+  ++stats_.nack_rounds;
+  size_t budget = config_.max_nack_entries;
+  // Gaps in the global sequence, as ranges.
+  for (uint64_t k = assigned_contiguous_ + 1; k <= assigned_heard_ && budget > 0;) {
+    if (assignments_.count(k)) {
+      ++k;
+      continue;
+    }
+    uint64_t end = k;
+    while (end + 1 <= assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1)
+      ++end;
+    outbox(nack_target(sequencer_for(k))).nack_assign.push_back(wire::SeqRange{k, end});
+    ++stats_.nacks_sent;
+    --budget;
+    k = end + 1;
+  }
+  budget = config_.max_nack_entries;
+  auto ask = [&](const MessageName& n) {
+    outbox(nack_target(n.origin)).nack_data.push_back(n);
+    ++stats_.nacks_sent;
+    --budget;
+  };
+  // Payloads of known assignments we still have to deliver.
+  for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end() && budget > 0;
+       ++it)
+    if (!retransmit_buffer_.count(it->second)) ask(it->second);
+  // Unsequenced messages that origins announced but we never received.
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    MessageName next = next_to_sequence(m);
+    if (peers_[m].incarnation != next.incarnation) continue;
+    for (uint64_t s = next.origin_seq; s <= peers_[m].own_highwater && budget > 0; ++s) {
+      MessageName n{m, next.incarnation, s};
+      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) ask(n);
+    }
+  }
+  ++nack_rounds_;
+}
+
+void Multicast::send_heartbeats(uint64_t now_us) {
+  last_heartbeat_ = now_us;
+  heartbeat_sent_ = true;
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    wire::PeerPacket& p = outbox(m);
+    p.has_status = true;
+    p.want_reply = true;
+    ++stats_.heartbeats;
+  }
+}
+
+void Multicast::tick(uint64_t now_us) {
+  bool heartbeat_due = !heartbeat_sent_ || now_us >= last_heartbeat_ + config_.heartbeat_interval_us;
+  if (!quiescent() && heartbeat_due) send_heartbeats(now_us);
+  refresh_missing(now_us);
+  if (missing_since_ != 0 && now_us >= missing_since_ + config_.nack_delay_us &&
+      now_us >= last_nack_ + config_.nack_interval_us)
+    nack_round(now_us);
+}
+
+uint64_t Multicast::next_deadline() const {
+  uint64_t deadline = kNever;
+  if (!quiescent())
+    deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
+  if (missing_since_ != 0)
+    deadline = std::min(deadline, std::max(missing_since_ + config_.nack_delay_us,
+                                           last_nack_ + config_.nack_interval_us));
+  return deadline;
+}
+
+// ---- outputs -------------------------------------------------------------
+
+std::vector<Outgoing> Multicast::take_outgoing() {
+  std::vector<Outgoing> out;
+  wire::PeerHeader header;
+  header.sender = self_;
+  header.group_size = static_cast<uint16_t>(view_.size());
+  header.incarnation = incarnation_;
+  header.own_highwater = last_origin_seq_;
+  header.delivered_upto = delivered_upto_;
+  header.assigned_upto = std::max(assigned_heard_, assigned_contiguous_);
+  for (auto& [to, packet] : outbox_) {
+    if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
+        packet.nack_assign.empty() && !packet.has_status)
+      continue;
+    packet.header = header;
+    for (std::string& bytes : wire::encode_peer(packet)) out.push_back(Outgoing{to, std::move(bytes)});
+  }
+  outbox_.clear();
+  return out;
+}
+
+std::vector<Delivery> Multicast::unstable_deliveries() const {
+  std::vector<Delivery> out;
+  for (auto it = assignments_.upper_bound(stable_upto_);
+       it != assignments_.end() && it->first <= delivered_upto_; ++it) {
+    auto payload = retransmit_buffer_.find(it->second);
+    if (payload != retransmit_buffer_.end()) out.push_back(Delivery{it->first, it->second, payload->second});
+  }
+  return out;
+}
+
+void Multicast::announce() {
+  for (MemberId m : view_)
+    if (m != self_) outbox(m).has_status = true;
+}
+
+std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries_); }
+
+std::vector<std::pair<uint64_t, MessageName>> Multicast::take_assignments_made() {
+  return std::move(made_);
+}
+
+}  // namespace mcast

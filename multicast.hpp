@@ -1,0 +1,216 @@
+// multicast.hpp: total-order, reliable, atomic multicast over lossy datagrams.
+//
+// A Multicast object is one member's protocol state, and nothing else: it
+// does no I/O and reads no clock. Its caller feeds it received datagrams
+// (receive), the time (tick), and messages to multicast (submit), and takes
+// from it the datagrams to send (take_outgoing) and the messages to deliver
+// (take_deliveries). server.cpp wires it to a UDP socket; the simulator in
+// tests/ wires n of them to a simulated, faulty network.
+//
+// How total order is built (the rotating sequencer):
+//   * A member multicasts a message by sending DATA to every member. A message
+//     is named (origin, incarnation, origin_seq).
+//   * Global sequence number k is assigned by member view[k mod n], and by no
+//     one else. That member sends ASSIGN(k, name) to all. It may assign k only
+//     when it knows every assignment below k, so it knows exactly which
+//     messages are already sequenced and never sequences one twice. It takes
+//     any member's waiting message, in each origin's own order (FIFO per
+//     origin), so the rotation never stalls while messages wait.
+//   * Every member delivers k once it has delivered k-1, knows assignment k
+//     and holds the payload it names.
+//   * Loss is repaired by NACKs: a member that learns of something it lacks
+//     (a gap in the assignments, an assignment whose payload it has not got,
+//     an origin's message it has heard of but not received) asks for it, and
+//     asks again on a timer until it has it. Every packet's header carries
+//     the sender's high-water marks, and while anything is unstable members
+//     send STATUS heartbeats, so even the last message of a burst is noticed.
+//   * Stability: stable_upto is the minimum, over all members, of what they
+//     have delivered. A payload or assignment at or below stable_upto is
+//     never asked for again and is freed: memory stays flat.
+//
+// Promises (checked by tests/sim_test.cpp under loss, duplication, reordering
+// and delay): every member delivers the same messages in the same order, with
+// no gaps and no duplicates; each origin's messages in the order it sent them;
+// every submitted message is delivered once the network lets enough through.
+// Phase one assumes members do not crash; see README.md.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "wire.hpp"
+
+namespace mcast {
+
+using MemberId = uint16_t;
+using wire::MessageName;
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+
+struct Delivery {
+  uint64_t global_seq = 0;
+  MessageName name;
+  std::string payload;
+};
+
+struct Outgoing {
+  MemberId to = 0;
+  std::string bytes;
+};
+
+// The last message of one origin that was sequenced (0,0 = none yet).
+struct OriginPosition {
+  uint64_t incarnation = 0;
+  uint64_t origin_seq = 0;
+};
+
+// What must survive a restart for a member to resume: how far it delivered,
+// and the last delivered message of each origin (so that, as a sequencer, it
+// knows which message of each origin comes next).
+struct SequencePosition {
+  uint64_t delivered_upto = 0;
+  std::vector<OriginPosition> last_delivered;  // indexed by member id
+};
+
+// Deliberate protocol bugs, for the simulator's self-test only: they prove
+// that the checker catches a broken protocol. Never set outside tests.
+enum class InjectedBug { None, SequenceWithoutPrefix, DeliverPastGap };
+
+struct MulticastConfig {
+  uint64_t nack_delay_us = 1000;          // a gap must persist this long before a NACK
+  uint64_t nack_interval_us = 4000;       // re-ask for what is still missing
+  uint64_t heartbeat_interval_us = 5000;  // STATUS period while anything is unstable
+  size_t max_buffered = 4096;             // retransmit buffer bound, in messages
+  size_t max_unsequenced_own = 3;         // own messages awaiting a global_seq
+  size_t max_nack_entries = 64;           // per NACK round, per kind
+  bool record_assignments = false;        // keep what this member sequenced (tests)
+  InjectedBug bug = InjectedBug::None;
+};
+
+struct MulticastStats {
+  uint64_t packets_in = 0;
+  uint64_t malformed = 0;          // undecodable, or values no member could send
+  uint64_t stale = 0;              // from an earlier incarnation of the sender
+  uint64_t assignments_made = 0;
+  uint64_t conflicting_assignments = 0;  // must stay 0
+  uint64_t nack_rounds = 0;
+  uint64_t nacks_sent = 0;         // entries asked for
+  uint64_t retransmitted = 0;      // entries re-sent because someone asked
+  uint64_t heartbeats = 0;
+};
+
+class Multicast {
+ public:
+  // `view` lists the members in sequencer order; it must contain `self`.
+  // `restored` is where this member stood before a restart (empty if new).
+  Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
+            MulticastConfig config = {}, SequencePosition restored = {});
+
+  // Put a message this member delivered in an earlier life back into the
+  // retransmit buffer, so it can serve peers that have not delivered it yet.
+  void seed_retransmit_buffer(const Delivery& d);
+
+  // False when the batching window is full or the retransmit buffer is at its
+  // bound; the caller should then hold new work back (and tell clients).
+  bool can_submit() const;
+  MessageName submit(std::string payload, uint64_t now_us);
+
+  // A datagram from member `from` (the caller knows it by its address).
+  // Malformed or implausible datagrams are counted and change nothing.
+  void receive(MemberId from, const void* data, size_t len, uint64_t now_us);
+  void tick(uint64_t now_us);
+  // When tick must next be called; kNever when the member is quiescent.
+  uint64_t next_deadline() const;
+
+  std::vector<Outgoing> take_outgoing();
+  std::vector<Delivery> take_deliveries();
+  // With config.record_assignments: (global_seq, name) this member assigned.
+  std::vector<std::pair<uint64_t, MessageName>> take_assignments_made();
+
+  // Nothing is missing, unsequenced or unstable as far as this member knows.
+  bool quiescent() const;
+  // The retransmit buffer is at its bound: some member is not keeping up.
+  bool backlogged() const { return retransmit_buffer_.size() >= config_.max_buffered; }
+  // Delivered messages some member may still ask for (global_seq above
+  // stable_upto): what a restarted member must be able to serve again.
+  std::vector<Delivery> unstable_deliveries() const;
+  // Queues a bare header to every member (no reply wanted): a member about to
+  // exit tells the others how far it got.
+  void announce();
+
+  MemberId self() const { return self_; }
+  uint64_t delivered_upto() const { return delivered_upto_; }
+  uint64_t stable_upto() const { return stable_upto_; }
+  size_t buffered_messages() const { return retransmit_buffer_.size(); }
+  size_t known_assignments() const { return assignments_.size(); }
+  const MulticastStats& stats() const { return stats_; }
+
+ private:
+  struct PeerState {
+    uint64_t incarnation = 0;     // newest life heard of
+    uint64_t own_highwater = 0;   // its highest origin_seq in that life
+    uint64_t delivered_upto = 0;  // what it has told us it delivered
+    bool heard = false;           // heard from its current life
+  };
+
+  bool plausible(const wire::PeerPacket& p) const;
+  bool plausible_name(const MessageName& n) const;
+  void learn_name(const MessageName& n);
+  void on_data(const wire::DataRecord& d);
+  void on_assign(uint64_t global_seq, const MessageName& name);
+  void record_assignment(uint64_t global_seq, const MessageName& name);
+  void answer_nacks(MemberId from, const wire::PeerPacket& p);
+
+  MemberId sequencer_for(uint64_t global_seq) const;
+  MessageName next_to_sequence(MemberId origin) const;
+  bool pick_eligible(uint64_t global_seq, MessageName& out) const;
+  void try_sequence();
+  void try_deliver();
+  void update_stability();
+  void drop_superseded(MemberId origin);
+
+  bool all_heard() const;
+  bool has_missing() const;
+  void refresh_missing(uint64_t now_us);
+  void nack_round(uint64_t now_us);
+  MemberId nack_target(MemberId preferred) const;
+  void send_heartbeats(uint64_t now_us);
+  wire::PeerPacket& outbox(MemberId to) { return outbox_[to]; }
+  void send_to_others(const wire::DataRecord* d, const wire::AssignRecord* a);
+
+  const MemberId self_;
+  const std::vector<MemberId> view_;
+  const uint64_t incarnation_;
+  const MulticastConfig config_;
+
+  uint64_t last_origin_seq_ = 0;     // this member's own messages, this life
+  uint64_t delivered_upto_ = 0;
+  uint64_t assigned_contiguous_ = 0;  // every assignment 1..this is known
+  uint64_t assigned_heard_ = 0;       // highest global_seq anyone said is assigned
+  uint64_t stable_upto_ = 0;          // every member delivered 1..this
+
+  std::vector<PeerState> peers_;              // by member id, self included
+  std::vector<OriginPosition> sequenced_;     // per origin, within 1..assigned_contiguous_
+  std::map<uint64_t, MessageName> assignments_;  // global_seq > stable_upto_
+  std::map<MessageName, uint64_t> seq_of_;       // inverse of assignments_
+  // Payloads held, sequenced or not. Invariant: an entry leaves only when its
+  // global_seq <= stable_upto_ (every member delivered it) or when it can no
+  // longer be sequenced (its origin has restarted and it never was).
+  std::map<MessageName, std::string> retransmit_buffer_;
+
+  uint64_t missing_since_ = 0;  // 0: nothing missing
+  uint64_t last_nack_ = 0;
+  uint64_t nack_rounds_ = 0;
+  uint64_t last_heartbeat_ = 0;
+  bool heartbeat_sent_ = false;
+
+  std::map<MemberId, wire::PeerPacket> outbox_;
+  std::vector<Delivery> deliveries_;
+  std::vector<std::pair<uint64_t, MessageName>> made_;
+  MulticastStats stats_;
+};
+
+}  // namespace mcast

@@ -1,0 +1,147 @@
+// net.cpp: see net.hpp.
+#include "net.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+
+namespace net {
+
+namespace {
+
+bool resolve(const std::string& host, uint16_t port, sockaddr_in& out, std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    error = "cannot resolve host '" + host + "': " + ::gai_strerror(rc);
+    return false;
+  }
+  out = *reinterpret_cast<sockaddr_in*>(res->ai_addr);
+  out.sin_port = htons(port);
+  ::freeaddrinfo(res);
+  return true;
+}
+
+}  // namespace
+
+bool parse_endpoints(const std::string& list, std::vector<Endpoint>& out, std::string& error) {
+  out.clear();
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(start, comma - start);
+    size_t colon = item.rfind(':');
+    uint64_t port = 0;
+    if (colon == std::string::npos || colon == 0 || !parse_u64(item.substr(colon + 1), port) ||
+        port == 0 || port > 65535) {
+      error = "'" + item + "' is not HOST:PORT (port 1-65535)";
+      return false;
+    }
+    Endpoint e;
+    e.text = item;
+    if (!resolve(item.substr(0, colon), static_cast<uint16_t>(port), e.addr, error)) return false;
+    out.push_back(e);
+    start = comma + 1;
+  }
+  return true;
+}
+
+bool same_address(const sockaddr_in& a, const sockaddr_in& b) {
+  return a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port;
+}
+
+std::string to_string(const sockaddr_in& a) {
+  char buf[INET_ADDRSTRLEN] = "?";
+  ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
+  return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
+}
+
+int open_udp(const sockaddr_in& addr, std::string& error) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  // Large buffers ride out bursts; the kernel may cap them, which is fine.
+  int size = 4 << 20;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    error = "cannot bind " + to_string(addr) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+sockaddr_in local_address(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return a;
+}
+
+bool send_to(int fd, const std::string& bytes, const sockaddr_in& to) {
+  for (;;) {
+    ssize_t n = ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                         sizeof to);
+    if (n >= 0) return true;
+    if (errno != EINTR) return false;  // EAGAIN: buffer full, the datagram is lost like any other
+  }
+}
+
+uint64_t now_us() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+bool parse_i32(const std::string& s, int32_t& out) {
+  if (s.empty() || s.size() > 12) return false;
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || *end != 0 || end == s.c_str() || v < INT32_MIN || v > INT32_MAX) return false;
+  if (s[0] == ' ' || s[0] == '+') return false;
+  out = static_cast<int32_t>(v);
+  return true;
+}
+
+bool parse_u64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] < '0' || s[0] > '9') return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno != 0 || *end != 0) return false;
+  out = v;
+  return true;
+}
+
+bool parse_probability(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (*end != 0 || !std::isfinite(v) || v < 0 || v >= 1) return false;
+  out = v;
+  return true;
+}
+
+uint64_t random_u64() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+}  // namespace net

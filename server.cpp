@@ -1,0 +1,457 @@
+// server.cpp: one FTQueue replica. Owns everything with a side effect: the
+// UDP socket and poll(), the clock, the data directory, signals and the loss
+// flag. The protocol (multicast.*) and the state (ftqueue.*) never see them.
+//
+// One loop: wait for a datagram or the protocol's next deadline; feed peer
+// datagrams to the Multicast state machine and admit client requests; pack
+// waiting requests into one multicast message; apply what the total order
+// delivers, append it to the log, then reply; send what the protocol queued.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <ctime>
+#include <memory>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ftqueue.hpp"
+#include "multicast.hpp"
+#include "net.hpp"
+#include "wire.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: server --id I --peers HOST:PORT,HOST:PORT,... [options]\n"
+    "\n"
+    "Runs replica I of an FTQueue cluster. --peers lists all n members in id\n"
+    "order; this replica binds the address at index I and serves peers and\n"
+    "clients on that one UDP port.\n"
+    "\n"
+    "  --id I           this replica's index in --peers (0-based)\n"
+    "  --peers LIST     every member, comma-separated, in id order\n"
+    "  --data DIR       data directory (default data/replica-I)\n"
+    "  --loss P         drop each datagram sent or received with probability P\n"
+    "                   (0 <= P < 1; for testing loss recovery; default 0)\n"
+    "  --seed S         seed for --loss, so drops repeat (default: random)\n"
+    "  --fsync          make each log append durable before replying\n"
+    "                   (default: written to the OS, survives a server crash\n"
+    "                   but not a power cut)\n"
+    "  --socket-fd FD   use the already-bound UDP socket FD instead of binding\n"
+    "                   (for test harnesses that reserve ports)\n"
+    "  -v, --verbose    log protocol detail to stderr\n"
+    "  -h, --help       show this help\n"
+    "\n"
+    "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
+    "(at most 3 s), writes DIR/snapshot.txt and exits.\n";
+
+constexpr uint64_t kDrainTimeoutUs = 3'000'000;
+constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
+constexpr uint64_t kSnapshotEvery = 5000;      // delivered messages between snapshots
+constexpr int kMaxDatagramsPerWake = 512;
+
+struct Options {
+  int id = -1;
+  std::vector<net::Endpoint> peers;
+  std::string data_dir;
+  double loss = 0;
+  uint64_t seed = 0;
+  bool seed_given = false;
+  bool fsync = false;
+  bool verbose = false;
+  int socket_fd = -1;
+};
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "server: %s\n(run 'server --help' for usage)\n", msg.c_str());
+  return 2;
+}
+
+// Returns -1 when parsed, else the exit status (0 for --help, 2 for errors).
+int parse_options(int argc, char** argv, Options& o) {
+  std::string peers;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i], value;
+    size_t eq = arg.find('=');
+    bool inline_value = arg.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto need = [&](std::string& out) {
+      if (inline_value) {
+        out = value;
+        return true;
+      }
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "-v" || arg == "--verbose") {
+      o.verbose = true;
+    } else if (arg == "--fsync") {
+      o.fsync = true;
+    } else if (arg == "--id") {
+      int32_t id;
+      if (!need(v) || !net::parse_i32(v, id) || id < 0) return usage_error("--id needs a member index (0, 1, ...)");
+      o.id = id;
+    } else if (arg == "--peers") {
+      if (!need(peers)) return usage_error("--peers needs HOST:PORT,HOST:PORT,...");
+    } else if (arg == "--data") {
+      if (!need(o.data_dir) || o.data_dir.empty()) return usage_error("--data needs a directory");
+    } else if (arg == "--loss") {
+      if (!need(v) || !net::parse_probability(v, o.loss))
+        return usage_error("--loss needs a probability P with 0 <= P < 1, got '" + v + "'");
+    } else if (arg == "--seed") {
+      if (!need(v) || !net::parse_u64(v, o.seed)) return usage_error("--seed needs a non-negative integer");
+      o.seed_given = true;
+    } else if (arg == "--socket-fd") {
+      int32_t fd;
+      if (!need(v) || !net::parse_i32(v, fd) || fd < 0) return usage_error("--socket-fd needs a file descriptor");
+      o.socket_fd = fd;
+    } else {
+      return usage_error("unknown option '" + arg + "'");
+    }
+  }
+  if (o.id < 0) return usage_error("--id is required");
+  if (peers.empty()) return usage_error("--peers is required");
+  std::string error;
+  if (!net::parse_endpoints(peers, o.peers, error)) return usage_error("--peers: " + error);
+  if (static_cast<size_t>(o.id) >= o.peers.size())
+    return usage_error("--id " + std::to_string(o.id) + " is not an index into --peers (" +
+                       std::to_string(o.peers.size()) + " members)");
+  if (o.peers.size() > 64) return usage_error("at most 64 members are supported");
+  for (size_t i = 0; i < o.peers.size(); ++i)
+    for (size_t j = i + 1; j < o.peers.size(); ++j)
+      if (net::same_address(o.peers[i].addr, o.peers[j].addr))
+        return usage_error("--peers lists " + o.peers[i].text + " twice");
+  if (o.data_dir.empty()) o.data_dir = "data/replica-" + std::to_string(o.id);
+  return -1;
+}
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int) {
+  char c = 1;
+  ssize_t ignored = ::write(g_signal_pipe[1], &c, 1);
+  (void)ignored;
+}
+
+struct Counters {
+  uint64_t nonmember = 0;     // not a member, not a well-formed client datagram
+  uint64_t loss_dropped = 0;  // --loss
+  uint64_t send_failed = 0;
+  uint64_t busy_replies = 0;
+  uint64_t requests = 0;
+};
+
+class Server {
+ public:
+  explicit Server(Options o) : opt_(std::move(o)), self_(static_cast<mcast::MemberId>(opt_.id)) {}
+
+  int run() {
+    if (!start()) return 1;
+    while (!finished()) step();
+    return stop();
+  }
+
+ private:
+  void log(const char* fmt, const std::string& a = "") const {
+    std::fprintf(stderr, "[replica %d] ", opt_.id);
+    std::fprintf(stderr, fmt, a.c_str());
+    std::fputc('\n', stderr);
+  }
+
+  bool start() {
+    std::string error;
+    store_ = std::make_unique<ReplicaStore>(opt_.data_dir, opt_.fsync);
+    std::vector<mcast::Delivery> logged;
+    uint64_t incarnation;
+    if (!store_->open(state_, logged, error) ||
+        !store_->next_incarnation(static_cast<uint64_t>(std::time(nullptr)) * 1000000u, incarnation, error)) {
+      log("error: %s", error);
+      return false;
+    }
+    if (!open_socket(error)) {
+      log("error: %s", error);
+      return false;
+    }
+    if (::pipe(g_signal_pipe) != 0) return false;
+    for (int fd : g_signal_pipe) ::fcntl(fd, F_SETFL, O_NONBLOCK);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+
+    std::vector<mcast::MemberId> view;
+    for (size_t i = 0; i < opt_.peers.size(); ++i) view.push_back(static_cast<mcast::MemberId>(i));
+    mc_ = std::make_unique<mcast::Multicast>(self_, view, incarnation, mcast::MulticastConfig{},
+                                             state_.position());
+    for (const mcast::Delivery& d : logged) mc_->seed_retransmit_buffer(d);
+    loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "listening on %s, %zu members, data %s, resumed at global_seq %llu, loss %.3f%s",
+                  opt_.peers[self_].text.c_str(), opt_.peers.size(), opt_.data_dir.c_str(),
+                  static_cast<unsigned long long>(state_.applied_upto()), opt_.loss,
+                  opt_.fsync ? ", fsync" : "");
+    log("%s", line);
+    return true;
+  }
+
+  bool open_socket(std::string& error) {
+    if (opt_.socket_fd < 0) {
+      fd_ = net::open_udp(opt_.peers[self_].addr, error);
+      return fd_ >= 0;
+    }
+    fd_ = opt_.socket_fd;
+    sockaddr_in bound = net::local_address(fd_);
+    if (bound.sin_port != opt_.peers[self_].addr.sin_port) {
+      error = "--socket-fd is not bound to " + opt_.peers[self_].text;
+      return false;
+    }
+    return true;
+  }
+
+  bool finished() const {
+    if (stopping_ && net::now_us() >= drain_deadline_) return true;
+    return stopping_ && waiting_ops_.empty() && mc_->quiescent();
+  }
+
+  int stop() {
+    // Tell the others how far we got, a few times over a lossy network.
+    for (int i = 0; i < 5; ++i) {
+      mc_->announce();
+      send_outgoing();
+    }
+    std::string error;
+    if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) {
+      log("error: %s", error);
+      return 1;
+    }
+    char line[200];
+    std::snprintf(line, sizeof line, "stopped at global_seq %llu; snapshot written%s",
+                  static_cast<unsigned long long>(state_.applied_upto()),
+                  mc_->quiescent() ? "" : " (drain timed out: peers may be gone)");
+    log("%s", line);
+    return 0;
+  }
+
+  void step() {
+    uint64_t now = net::now_us();
+    uint64_t deadline = mc_->next_deadline();
+    if (stopping_) deadline = std::min(deadline, drain_deadline_);
+    if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
+    int timeout_ms = -1;
+    if (deadline != mcast::kNever) timeout_ms = deadline <= now ? 0 : static_cast<int>((deadline - now + 999) / 1000);
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
+    ::poll(fds, 2, timeout_ms);
+    if (fds[1].revents & POLLIN) on_stop_signal();
+    if (fds[0].revents & POLLIN) read_datagrams();
+    now = net::now_us();
+    mc_->tick(now);
+    submit_waiting(now);
+    apply_deliveries();
+    send_outgoing();
+    if (store_->appended_since_snapshot() >= kSnapshotEvery) write_snapshot();
+    if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
+  }
+
+  void on_stop_signal() {
+    char buf[16];
+    while (::read(g_signal_pipe[0], buf, sizeof buf) > 0) {
+    }
+    if (stopping_) {
+      drain_deadline_ = 0;  // second signal: stop now
+      return;
+    }
+    stopping_ = true;
+    drain_deadline_ = net::now_us() + kDrainTimeoutUs;
+    log("stopping: finishing what is in flight");
+  }
+
+  bool lose() { return opt_.loss > 0 && std::uniform_real_distribution<double>(0, 1)(loss_rng_) < opt_.loss; }
+
+  void read_datagrams() {
+    char buf[65536];
+    for (int i = 0; i < kMaxDatagramsPerWake; ++i) {
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n < 0) return;  // EAGAIN: drained
+      if (lose()) {
+        ++counters_.loss_dropped;
+        continue;
+      }
+      int member = member_index(from);
+      if (member >= 0) {
+        mc_->receive(static_cast<mcast::MemberId>(member), buf, static_cast<size_t>(n), net::now_us());
+      } else {
+        on_client_datagram(buf, static_cast<size_t>(n), from);
+      }
+    }
+  }
+
+  int member_index(const sockaddr_in& from) const {
+    for (size_t i = 0; i < opt_.peers.size(); ++i)
+      if (i != self_ && net::same_address(opt_.peers[i].addr, from)) return static_cast<int>(i);
+    return -1;
+  }
+
+  void on_client_datagram(const char* data, size_t len, const sockaddr_in& from) {
+    wire::Operation op;
+    uint64_t nonce;
+    if (wire::decode_request(data, len, op)) {
+      on_request(op, from);
+    } else if (wire::decode_status_request(data, len, nonce)) {
+      send(wire::encode_status_reply(status(nonce)), from);
+    } else {
+      ++counters_.nonmember;
+    }
+  }
+
+  // A request is admitted once; its retries only refresh where to answer.
+  void on_request(const wire::Operation& op, const sockaddr_in& from) {
+    ++counters_.requests;
+    if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
+      send(wire::encode_reply(*cached), from);
+      return;
+    }
+    if (state_.superseded(op.client_id, op.request_no)) return;
+    auto key = std::make_pair(op.client_id, op.request_no);
+    auto known = reply_to_.find(key);
+    if (known != reply_to_.end()) {
+      known->second = from;
+      return;
+    }
+    if (stopping_ || mc_->backlogged() || waiting_ops_.size() >= kMaxWaitingOps) {
+      ++counters_.busy_replies;
+      send(wire::encode_reply(wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0}), from);
+      return;
+    }
+    waiting_ops_.push_back(op);
+    reply_to_[key] = from;
+  }
+
+  // Batching: everything that waited while the window was full goes out as
+  // one multicast message (up to a datagram's worth).
+  void submit_waiting(uint64_t now) {
+    while (!waiting_ops_.empty() && mc_->can_submit()) {
+      size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
+      std::vector<wire::Operation> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
+      waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
+      mc_->submit(wire::encode_batch(batch), now);
+    }
+  }
+
+  // The log append happens before any reply leaves: an answered operation is
+  // on this replica's disk (or, with --fsync, durably so).
+  void apply_deliveries() {
+    std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
+    if (delivered.empty()) return;
+    std::vector<std::pair<std::string, sockaddr_in>> replies;
+    for (const mcast::Delivery& d : delivered) {
+      for (const wire::Reply& r : state_.apply(d)) {
+        auto waiting = reply_to_.find(std::make_pair(r.client_id, r.request_no));
+        if (waiting == reply_to_.end()) continue;  // another replica's client
+        replies.emplace_back(wire::encode_reply(r), waiting->second);
+        reply_to_.erase(waiting);
+      }
+    }
+    std::string error;
+    if (!store_->append(delivered, error)) {
+      log("fatal: %s", error);
+      std::exit(1);  // never answer what is not logged
+    }
+    for (const auto& [bytes, to] : replies) send(bytes, to);
+  }
+
+  void write_snapshot() {
+    std::string error;
+    if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) log("error: %s", error);
+  }
+
+  void send_outgoing() {
+    for (const mcast::Outgoing& out : mc_->take_outgoing()) send(out.bytes, opt_.peers[out.to].addr);
+  }
+
+  void send(const std::string& bytes, const sockaddr_in& to) {
+    if (lose()) {
+      ++counters_.loss_dropped;
+      return;
+    }
+    if (!net::send_to(fd_, bytes, to)) ++counters_.send_failed;
+  }
+
+  uint64_t dropped() const {
+    const mcast::MulticastStats& s = mc_->stats();
+    return counters_.nonmember + counters_.loss_dropped + s.malformed + s.stale;
+  }
+
+  wire::ReplicaStatus status(uint64_t nonce) const {
+    wire::ReplicaStatus s;
+    s.nonce = nonce;
+    s.member = self_;
+    s.delivered_upto = mc_->delivered_upto();
+    s.stable_upto = mc_->stable_upto();
+    s.queues = static_cast<uint32_t>(state_.queue_count());
+    s.buffered_messages = static_cast<uint32_t>(mc_->buffered_messages());
+    s.dropped_datagrams = dropped();
+    return s;
+  }
+
+  void report(uint64_t now) {
+    last_report_ = now;
+    const mcast::MulticastStats& s = mc_->stats();
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "delivered %llu stable %llu buffered %zu waiting %zu | requests %llu busy %llu | "
+                  "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu heartbeats %llu | "
+                  "dropped: malformed %llu stale %llu non-member %llu loss %llu send-failed %llu",
+                  (unsigned long long)mc_->delivered_upto(), (unsigned long long)mc_->stable_upto(),
+                  mc_->buffered_messages(), waiting_ops_.size(), (unsigned long long)counters_.requests,
+                  (unsigned long long)counters_.busy_replies, (unsigned long long)s.assignments_made,
+                  (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
+                  (unsigned long long)s.retransmitted, (unsigned long long)s.heartbeats,
+                  (unsigned long long)s.malformed, (unsigned long long)s.stale,
+                  (unsigned long long)counters_.nonmember, (unsigned long long)counters_.loss_dropped,
+                  (unsigned long long)counters_.send_failed);
+    log("%s", line);
+  }
+
+  Options opt_;
+  const mcast::MemberId self_;
+  int fd_ = -1;
+  std::unique_ptr<ReplicaStore> store_;
+  std::unique_ptr<mcast::Multicast> mc_;
+  FTQueue state_;
+  std::deque<wire::Operation> waiting_ops_;
+  std::map<std::pair<uint64_t, uint64_t>, sockaddr_in> reply_to_;  // (client, request) -> address
+  std::mt19937_64 loss_rng_;
+  Counters counters_;
+  bool stopping_ = false;
+  uint64_t drain_deadline_ = 0;
+  uint64_t last_report_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  int rc = parse_options(argc, argv, opt);
+  if (rc >= 0) return rc;
+  std::signal(SIGPIPE, SIG_IGN);
+  return Server(std::move(opt)).run();
+}

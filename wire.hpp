@@ -1,0 +1,213 @@
+// wire.hpp: the byte layout of every FTQueue datagram, in one place.
+//
+// Two families of datagrams share one UDP port:
+//   * peer packets (member to member): a fixed header followed by records
+//     (DATA, ASSIGN, NACK_DATA, NACK_ASSIGN, STATUS). Every packet's header
+//     carries the sender's high-water marks, so progress information rides on
+//     whatever goes out anyway (piggybacking).
+//   * client datagrams (client to server and back): one request or one reply.
+//
+// All integers are little-endian and fixed width. Decoders never trust a
+// length: every read is bounds-checked, and a datagram that is truncated,
+// oversized, of an unknown type or with trailing bytes is rejected whole
+// (decode returns false and the caller drops it), so a bad datagram can never
+// leave state half-changed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wire {
+
+constexpr uint8_t kMagic0 = 'F';
+constexpr uint8_t kMagic1 = 'Q';
+constexpr uint8_t kVersion = 1;
+
+// Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
+// without IP fragmentation, so the cluster also works across real machines.
+constexpr size_t kMaxDatagram = 1400;
+
+enum class Kind : uint8_t {
+  Peer = 1,
+  ClientRequest = 2,
+  ClientReply = 3,
+  StatusRequest = 4,
+  StatusReply = 5,
+};
+
+// ---- primitives ----------------------------------------------------------
+
+class Writer {
+ public:
+  void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u16(uint16_t v) { put(v, 2); }
+  void u32(uint32_t v) { put(v, 4); }
+  void u64(uint64_t v) { put(v, 8); }
+  void i32(int32_t v) { put(static_cast<uint32_t>(v), 4); }
+  void bytes(const std::string& s);  // u32 length, then the bytes
+  size_t size() const { return out_.size(); }
+  std::string take() { return std::move(out_); }
+
+ private:
+  void put(uint64_t v, int width);
+  std::string out_;
+};
+
+class Reader {
+ public:
+  Reader(const void* data, size_t len)
+      : p_(static_cast<const uint8_t*>(data)), len_(len) {}
+  bool u8(uint8_t& v);
+  bool u16(uint16_t& v);
+  bool u32(uint32_t& v);
+  bool u64(uint64_t& v);
+  bool i32(int32_t& v);
+  bool bytes(std::string& s, size_t max_len);
+  bool at_end() const { return pos_ == len_; }
+
+ private:
+  bool get(uint64_t& v, int width);
+  const uint8_t* p_;
+  size_t len_;
+  size_t pos_ = 0;
+};
+
+// Reads the 4-byte preamble (magic, version, kind). False if it is not ours.
+bool read_preamble(Reader& r, Kind& kind);
+void write_preamble(Writer& w, Kind kind);
+
+// ---- peer packets --------------------------------------------------------
+
+struct MessageName {
+  uint16_t origin = 0;
+  uint64_t incarnation = 0;
+  uint64_t origin_seq = 0;
+  bool operator<(const MessageName& o) const {
+    if (origin != o.origin) return origin < o.origin;
+    if (incarnation != o.incarnation) return incarnation < o.incarnation;
+    return origin_seq < o.origin_seq;
+  }
+  bool operator==(const MessageName& o) const {
+    return origin == o.origin && incarnation == o.incarnation &&
+           origin_seq == o.origin_seq;
+  }
+  bool operator!=(const MessageName& o) const { return !(*this == o); }
+};
+
+// Sender's state, sent on every peer packet.
+struct PeerHeader {
+  uint16_t sender = 0;
+  uint16_t group_size = 0;       // n, to catch a mis-configured member
+  uint64_t incarnation = 0;      // sender's current life
+  uint64_t own_highwater = 0;    // highest origin_seq the sender has multicast
+  uint64_t delivered_upto = 0;   // sender has delivered 1..delivered_upto
+  uint64_t assigned_upto = 0;    // highest global_seq the sender knows assigned
+};
+
+struct DataRecord {
+  MessageName name;
+  std::string payload;
+};
+
+struct AssignRecord {
+  uint64_t global_seq = 0;
+  MessageName name;
+};
+
+struct SeqRange {  // inclusive
+  uint64_t from = 0;
+  uint64_t to = 0;
+};
+
+struct PeerPacket {
+  PeerHeader header;
+  std::vector<DataRecord> data;
+  std::vector<AssignRecord> assigns;
+  std::vector<MessageName> nack_data;
+  std::vector<SeqRange> nack_assign;
+  bool has_status = false;
+  bool want_reply = false;  // with has_status: "answer me with your header"
+};
+
+// Largest multicast payload; leaves room for the header and record framing.
+constexpr size_t kMaxPayload = kMaxDatagram - 96;
+
+// Splits one logical packet into as many datagrams as its records need,
+// each at most kMaxDatagram bytes and each carrying the header.
+std::vector<std::string> encode_peer(const PeerPacket& p);
+bool decode_peer(const void* data, size_t len, PeerPacket& out);
+
+// ---- client datagrams ----------------------------------------------------
+
+enum class OpCode : uint8_t {
+  Create = 1,
+  Destroy = 2,
+  Id = 3,
+  Push = 4,
+  Pop = 5,
+  Top = 6,
+  Size = 7,
+};
+bool valid_opcode(uint8_t v);
+const char* opcode_name(OpCode op);
+
+enum class ReplyCode : uint8_t {
+  Ok = 0,
+  NoQueue = 1,       // no queue with that id
+  Empty = 2,         // pop/top on an empty queue
+  Busy = 3,          // buffers full or server shutting down: retry later
+  IdsExhausted = 4,  // every positive 32-bit id has been used
+};
+bool valid_reply_code(uint8_t v);
+
+// One client call. `arg` is the label (create, id) or the queue id (the
+// rest); `item` is the pushed item.
+struct Operation {
+  uint64_t client_id = 0;
+  uint64_t request_no = 0;
+  OpCode op = OpCode::Size;
+  int32_t arg = 0;
+  int32_t item = 0;
+};
+constexpr size_t kOperationBytes = 8 + 8 + 1 + 4 + 4;
+
+struct Reply {
+  uint64_t client_id = 0;
+  uint64_t request_no = 0;
+  ReplyCode code = ReplyCode::Ok;
+  int32_t value = 0;
+};
+
+std::string encode_request(const Operation& op);
+std::string encode_reply(const Reply& r);
+bool decode_request(const void* data, size_t len, Operation& out);
+bool decode_reply(const void* data, size_t len, Reply& out);
+
+// A batch of operations is the payload of one multicast message.
+std::string encode_batch(const std::vector<Operation>& ops);
+bool decode_batch(const std::string& payload, std::vector<Operation>& out);
+constexpr size_t kMaxBatchOps = (kMaxPayload - 2) / kOperationBytes;
+
+// `client status`: each replica answers with its own view, outside the total
+// order (it is a diagnostic, not a queue operation).
+struct ReplicaStatus {
+  uint64_t nonce = 0;
+  uint16_t member = 0;
+  uint64_t delivered_upto = 0;
+  uint64_t stable_upto = 0;
+  uint32_t queues = 0;
+  uint32_t buffered_messages = 0;
+  uint64_t dropped_datagrams = 0;  // malformed, non-member, stale, loss flag
+};
+std::string encode_status_request(uint64_t nonce);
+bool decode_status_request(const void* data, size_t len, uint64_t& nonce);
+std::string encode_status_reply(const ReplicaStatus& s);
+bool decode_status_reply(const void* data, size_t len, ReplicaStatus& out);
+
+// Hex, for the human-readable log.
+std::string to_hex(const std::string& bytes);
+bool from_hex(const std::string& hex, std::string& out);
+
+}  // namespace wire
