@@ -36,6 +36,7 @@ void Multicast::seed_retransmit_buffer(const Delivery& d) {
 // ---- submitting ----------------------------------------------------------
 
 bool Multicast::can_submit() const {
+  if (closed_) return false;
   const OriginPosition& mine = sequenced_[self_];
   uint64_t sequenced_this_life = mine.incarnation == incarnation_ ? mine.origin_seq : 0;
   uint64_t waiting = last_origin_seq_ - sequenced_this_life;
@@ -44,6 +45,7 @@ bool Multicast::can_submit() const {
 }
 
 MessageName Multicast::submit(std::string payload, uint64_t now_us) {
+  // Invariant: nothing is submitted after close(); peers rely on it to leave.
   MessageName name{self_, incarnation_, ++last_origin_seq_};
   peers_[self_].own_highwater = last_origin_seq_;
   wire::DataRecord record{name, std::move(payload)};
@@ -108,6 +110,7 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
     drop_superseded(from);
   }
   peer.heard = true;
+  peer.closed = p.header.closed;
   peer.own_highwater = std::max(peer.own_highwater, p.header.own_highwater);
   // delivered_upto only grows: a restarted member resumes from its files.
   peer.delivered_upto = std::max(peer.delivered_upto, p.header.delivered_upto);
@@ -421,7 +424,7 @@ void Multicast::send_heartbeats(uint64_t now_us) {
 
 void Multicast::tick(uint64_t now_us) {
   bool heartbeat_due = !heartbeat_sent_ || now_us >= last_heartbeat_ + config_.heartbeat_interval_us;
-  if (!quiescent() && heartbeat_due) send_heartbeats(now_us);
+  if (wants_heartbeat() && heartbeat_due) send_heartbeats(now_us);
   refresh_missing(now_us);
   if (missing_since_ != 0 && now_us >= missing_since_ + config_.nack_delay_us &&
       now_us >= last_nack_ + config_.nack_interval_us)
@@ -430,7 +433,7 @@ void Multicast::tick(uint64_t now_us) {
 
 uint64_t Multicast::next_deadline() const {
   uint64_t deadline = kNever;
-  if (!quiescent())
+  if (wants_heartbeat())
     deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
   if (missing_since_ != 0)
     deadline = std::min(deadline, std::max(missing_since_ + config_.nack_delay_us,
@@ -449,6 +452,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.own_highwater = last_origin_seq_;
   header.delivered_upto = delivered_upto_;
   header.assigned_upto = std::max(assigned_heard_, assigned_contiguous_);
+  header.closed = closed_;
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
         packet.nack_assign.empty() && !packet.has_status)
@@ -469,6 +473,20 @@ std::vector<Delivery> Multicast::unstable_deliveries() const {
   }
   return out;
 }
+
+void Multicast::close() {
+  if (closed_) return;
+  closed_ = true;
+  heartbeat_sent_ = false;  // say so at the next tick
+}
+
+bool Multicast::all_peers_closed() const {
+  for (MemberId m : view_)
+    if (m != self_ && !peers_[m].closed) return false;
+  return true;
+}
+
+bool Multicast::done_leaving() const { return closed_ && quiescent() && all_peers_closed(); }
 
 void Multicast::announce() {
   for (MemberId m : view_)

@@ -141,6 +141,13 @@ class Multicast {
   // exit tells the others how far it got.
   void announce();
 
+  // Graceful leave. After close() this member submits nothing more, and says
+  // so in every header. done_leaving(): every member has closed and nothing
+  // is missing or unstable, so no member can ever deliver a message this one
+  // has not: its state is final and it may exit.
+  void close();
+  bool done_leaving() const;
+
   MemberId self() const { return self_; }
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t stable_upto() const { return stable_upto_; }
@@ -154,6 +161,7 @@ class Multicast {
     uint64_t own_highwater = 0;   // its highest origin_seq in that life
     uint64_t delivered_upto = 0;  // what it has told us it delivered
     bool heard = false;           // heard from its current life
+    bool closed = false;          // said it will multicast nothing more
   };
 
   bool plausible(const wire::PeerPacket& p) const;
@@ -173,6 +181,10 @@ class Multicast {
   void drop_superseded(MemberId origin);
 
   bool all_heard() const;
+  bool all_peers_closed() const;
+  // Heartbeats run while anything is unstable, and while we are leaving
+  // and have not yet heard that everyone else is leaving too.
+  bool wants_heartbeat() const { return !quiescent() || (closed_ && !all_peers_closed()); }
   bool has_missing() const;
   void refresh_missing(uint64_t now_us);
   void nack_round(uint64_t now_us);
@@ -206,6 +218,7 @@ class Multicast {
   uint64_t nack_rounds_ = 0;
   uint64_t last_heartbeat_ = 0;
   bool heartbeat_sent_ = false;
+  bool closed_ = false;
 
   std::map<MemberId, wire::PeerPacket> outbox_;
   std::vector<Delivery> deliveries_;

@@ -226,8 +226,8 @@ class Server {
   }
 
   bool finished() const {
-    if (stopping_ && net::now_us() >= drain_deadline_) return true;
-    return stopping_ && waiting_ops_.empty() && mc_->quiescent();
+    if (!stopping_) return false;
+    return mc_->done_leaving() || net::now_us() >= drain_deadline_;
   }
 
   int stop() {
@@ -244,7 +244,7 @@ class Server {
     char line[200];
     std::snprintf(line, sizeof line, "stopped at global_seq %llu; snapshot written%s",
                   static_cast<unsigned long long>(state_.applied_upto()),
-                  mc_->quiescent() ? "" : " (drain timed out: peers may be gone)");
+                  mc_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
     log("%s", line);
     return 0;
   }
@@ -263,6 +263,7 @@ class Server {
     now = net::now_us();
     mc_->tick(now);
     submit_waiting(now);
+    if (stopping_ && waiting_ops_.empty()) mc_->close();
     apply_deliveries();
     send_outgoing();
     if (store_->appended_since_snapshot() >= kSnapshotEvery) write_snapshot();

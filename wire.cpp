@@ -92,10 +92,16 @@ void write_header(Writer& w, const PeerHeader& h) {
   w.u64(h.own_highwater);
   w.u64(h.delivered_upto);
   w.u64(h.assigned_upto);
+  w.u8(h.closed ? 1 : 0);
 }
 bool read_header(Reader& r, PeerHeader& h) {
-  return r.u16(h.sender) && r.u16(h.group_size) && r.u64(h.incarnation) &&
-         r.u64(h.own_highwater) && r.u64(h.delivered_upto) && r.u64(h.assigned_upto);
+  uint8_t closed;
+  if (!(r.u16(h.sender) && r.u16(h.group_size) && r.u64(h.incarnation) && r.u64(h.own_highwater) &&
+        r.u64(h.delivered_upto) && r.u64(h.assigned_upto) && r.u8(closed)) ||
+      closed > 1)
+    return false;
+  h.closed = closed == 1;
+  return true;
 }
 
 // Accumulates records, starting a fresh datagram (with the header again)

@@ -8,7 +8,10 @@
 // finish (everything delivered, every member quiescent) within a bound of
 // simulated time. Checked: agreement, integrity, validity, FIFO per origin,
 // k assigned only by member k mod n and only once, and empty retransmit
-// buffers at the end.
+// buffers at the end. In "leave" runs every member closes (graceful stop)
+// while faults still rage, and exits once done_leaving() says its state is
+// final, or after a 3 s timeout as the server does: all must end with the
+// same deliveries.
 //
 //   sim_test --seeds 2000            # seeds 1..2000
 //   sim_test --seed 1234 --trace     # one seed, print every event
@@ -68,8 +71,9 @@ class Run {
     for (uint64_t step = 0;; ++step) {
       deliver_network(now);
       submit_due(now);
-      for (auto& m : members_)
-        if (m->next_deadline() <= now) m->tick(now);
+      for (size_t i = 0; i < members_.size(); ++i)
+        if (!exited_[i] && members_[i]->next_deadline() <= now) members_[i]->tick(now);
+      if (leave_) leave_step(now);
       flush(now);
       std::string err = collect_deliveries();
       if (!err.empty()) return err;
@@ -85,9 +89,10 @@ class Run {
   }
   std::string describe() const {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "n=%zu messages=%zu drop=%.2f dup=%.2f max_delay=%lluus burst=%s",
-                  members_.size(), planned_.size(), drop_, dup_,
-                  static_cast<unsigned long long>(max_delay_), burst_member_ >= 0 ? "yes" : "no");
+    std::snprintf(buf, sizeof buf, "n=%zu messages=%llu drop=%.2f dup=%.2f max_delay=%lluus burst=%s leave=%s",
+                  members_.size(), static_cast<unsigned long long>(next_payload_), drop_, dup_,
+                  static_cast<unsigned long long>(max_delay_), burst_member_ >= 0 ? "yes" : "no",
+                  leave_ ? "yes" : "no");
     return buf;
   }
 
@@ -110,6 +115,8 @@ class Run {
                                                      /*incarnation=*/1000 + i, cfg));
     delivered_.resize(n);
     waiting_.resize(n);
+    exited_.assign(n, false);
+    close_at_.assign(n, 0);
     drop_ = uniform() * 0.5;
     dup_ = uniform() * 0.1;
     max_delay_ = between(20, 3000);
@@ -128,6 +135,27 @@ class Run {
       planned_.push_back(Planned{t, static_cast<MemberId>(between(0, n - 1))});
     }
     std::reverse(planned_.begin(), planned_.end());  // pop from the back
+    leave_ = uniform() < 0.25;
+    if (leave_) {
+      // Close while faults go on, some members before others.
+      fault_end_ = std::max(fault_end_, t + 100'000);
+      for (size_t i = 0; i < n; ++i) close_at_[i] = t + between(0, 50'000);
+    }
+  }
+
+  // Mirrors server.cpp's graceful stop: close once nothing waits to be
+  // submitted; exit when done_leaving() (or after the drain timeout), with a
+  // few farewell headers; an exited member neither receives nor ticks.
+  void leave_step(uint64_t now) {
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (exited_[i] || now < close_at_[i] || !waiting_[i].empty()) continue;
+      members_[i]->close();
+      if (!members_[i]->done_leaving() && now < close_at_[i] + 3'000'000) continue;
+      for (int copy = 0; copy < 5; ++copy) members_[i]->announce();
+      flush_member(i, now);
+      exited_[i] = true;
+      note(now, "member " + std::to_string(i) + " exits at k=" + std::to_string(members_[i]->delivered_upto()));
+    }
   }
 
   void note(uint64_t now, const std::string& what) {
@@ -162,7 +190,13 @@ class Run {
   }
 
   void flush(uint64_t now) {
-    for (auto& m : members_) {
+    for (size_t i = 0; i < members_.size(); ++i)
+      if (!exited_[i]) flush_member(i, now);
+  }
+
+  void flush_member(size_t i, uint64_t now) {
+    {
+      auto& m = members_[i];
       for (auto& out : m->take_outgoing()) {
         int copies = now < fault_end_ && uniform() < dup_ ? 2 : 1;
         for (int c = 0; c < copies; ++c) {
@@ -178,6 +212,7 @@ class Run {
     while (!network_.empty() && network_.top().at <= now) {
       InFlight f = network_.top();
       network_.pop();
+      if (exited_[f.to]) continue;
       members_[f.to]->receive(f.from, f.bytes.data(), f.bytes.size(), now);
     }
   }
@@ -231,6 +266,7 @@ class Run {
   }
 
   bool finished(uint64_t now) const {
+    if (leave_) return std::count(exited_.begin(), exited_.end(), true) == static_cast<long>(exited_.size());
     if (now < fault_end_ || !planned_.empty() || !network_.empty()) return false;
     for (size_t o = 0; o < members_.size(); ++o)
       if (!waiting_[o].empty() || !members_[o]->quiescent()) return false;
@@ -241,6 +277,10 @@ class Run {
 
   std::string final_checks() {
     for (size_t i = 0; i < members_.size(); ++i) {
+      if (delivered_[i].size() != sent_.size())
+        return "member " + std::to_string(i) + " ended with " + std::to_string(delivered_[i].size()) +
+               " deliveries of " + std::to_string(sent_.size()) + " sent";
+      if (leave_) continue;  // exited members keep what was in flight
       if (members_[i]->buffered_messages() != 0 || members_[i]->known_assignments() != 0)
         return "leak: member " + std::to_string(i) + " still buffers " +
                std::to_string(members_[i]->buffered_messages()) + " messages";
@@ -270,6 +310,9 @@ class Run {
   double drop_ = 0, dup_ = 0;
   uint64_t max_delay_ = 0, fault_end_ = 0;
   int burst_member_ = -1;
+  bool leave_ = false;
+  std::vector<bool> exited_;
+  std::vector<uint64_t> close_at_;
   uint64_t burst_from_ = 0, burst_to_ = 0;
   std::vector<Planned> planned_;
   std::vector<std::deque<std::string>> waiting_;

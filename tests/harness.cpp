@@ -1,0 +1,306 @@
+// harness.cpp: see harness.hpp.
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include "../net.hpp"
+
+namespace harness {
+
+int g_failures = 0;
+
+namespace {
+
+// Every live child, for the exit paths that skip destructors.
+std::set<pid_t>& children() {
+  static std::set<pid_t> pids;
+  return pids;
+}
+
+void kill_children() {
+  for (pid_t p : children()) ::kill(p, SIGKILL);
+  for (pid_t p : children()) ::waitpid(p, nullptr, 0);
+  children().clear();
+}
+
+void on_fatal_signal(int sig) {
+  for (pid_t p : children()) ::kill(p, SIGKILL);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void install_guards() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  std::atexit(kill_children);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGSEGV}) ::signal(sig, on_fatal_signal);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+// In the child, before exec: die with the test process.
+void child_setup() {
+#ifdef __linux__
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+}
+
+pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd,
+            int socket_fd) {
+  install_guards();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("fork");
+    std::exit(2);
+  }
+  if (pid == 0) {
+    child_setup();
+    if (stdin_fd >= 0) ::dup2(stdin_fd, 0);
+    if (stdout_fd >= 0) ::dup2(stdout_fd, 1);
+    if (stderr_fd >= 0) ::dup2(stderr_fd, 2);
+    if (socket_fd >= 0) {
+      if (socket_fd == 3) ::fcntl(3, F_SETFD, 0);
+      else ::dup2(socket_fd, 3);  // dup2 clears close-on-exec
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  children().insert(pid);
+  return pid;
+}
+
+// Waits up to timeout_ms for pid; returns its wait status or -1.
+int wait_bounded(pid_t pid, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 5) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      children().erase(pid);
+      return status;
+    }
+    ::usleep(5000);
+  }
+  return -1;
+}
+
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  children().erase(pid);
+}
+
+}  // namespace
+
+// ---- Cluster ---------------------------------------------------------------
+
+Cluster::Cluster(ClusterConfig config) : config_(std::move(config)) {
+  for (int i = 0; i < config_.members; ++i) {
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string error;
+    int fd = net::open_udp(any, error);
+    if (fd < 0) {
+      std::fprintf(stderr, "harness: %s\n", error.c_str());
+      std::exit(2);
+    }
+    sockets_.push_back(fd);
+    ports_.push_back(ntohs(net::local_address(fd).sin_port));
+  }
+  pids_.assign(config_.members, -1);
+}
+
+Cluster::~Cluster() {
+  for (int i = 0; i < config_.members; ++i)
+    if (pids_[i] > 0) kill_and_reap(pids_[i]);
+  for (int fd : sockets_) ::close(fd);
+}
+
+std::string Cluster::endpoint(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
+
+std::string Cluster::servers() const {
+  std::string s;
+  for (int i = 0; i < config_.members; ++i) s += (i ? "," : "") + endpoint(i);
+  return s;
+}
+
+std::string Cluster::data_dir(int i) const { return config_.dir + "/replica-" + std::to_string(i); }
+
+std::string Cluster::snapshot(int i) const {
+  std::string path = data_dir(i) + "/snapshot.txt", text;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return "";
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  return text;
+}
+
+void Cluster::start(int i) {
+  std::vector<std::string> argv = {config_.server_bin, "--id", std::to_string(i), "--peers", servers(),
+                                   "--data", data_dir(i), "--socket-fd", "3"};
+  if (config_.loss > 0) {
+    char loss[32];
+    std::snprintf(loss, sizeof loss, "%.3f", config_.loss);
+    argv.insert(argv.end(), {"--loss", loss, "--seed", std::to_string(config_.seed + 7919u * restarts_)});
+  }
+  argv.insert(argv.end(), config_.extra.begin(), config_.extra.end());
+  ++restarts_;
+  std::string log = config_.dir + "/replica-" + std::to_string(i) + ".log";
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pids_[i] = spawn(argv, -1, log_fd, log_fd, sockets_[i]);
+  ::close(log_fd);
+}
+
+void Cluster::start_all() {
+  for (int i = 0; i < config_.members; ++i) start(i);
+}
+
+bool Cluster::running(int i) { return pids_[i] > 0 && ::waitpid(pids_[i], nullptr, WNOHANG) == 0; }
+
+bool Cluster::stop(int i, int timeout_ms) {
+  if (pids_[i] <= 0) return true;
+  ::kill(pids_[i], SIGTERM);
+  int status = wait_bounded(pids_[i], timeout_ms);
+  if (status == -1) kill_and_reap(pids_[i]);
+  pids_[i] = -1;
+  return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool Cluster::stop_all(int timeout_ms) {
+  // Signal all first: they drain together, as after `run_cluster.sh stop`.
+  for (int i = 0; i < config_.members; ++i)
+    if (pids_[i] > 0) ::kill(pids_[i], SIGTERM);
+  bool ok = true;
+  for (int i = 0; i < config_.members; ++i) ok = stop(i, timeout_ms) && ok;
+  return ok;
+}
+
+// ---- clients -------------------------------------------------------------------
+
+ClientProcess::ClientProcess(const std::string& client_bin, const std::string& servers, double timeout_s)
+    : timeout_s_(timeout_s) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) std::exit(2);
+  char t[32];
+  std::snprintf(t, sizeof t, "%g", timeout_s);
+  pid_ = spawn({client_bin, "--servers", servers, "--timeout", t}, in[0], out[1], -1, -1);
+  ::close(in[0]);
+  ::close(out[1]);
+  to_child_ = in[1];
+  from_child_ = out[0];
+}
+
+ClientProcess::~ClientProcess() {
+  ::close(to_child_);
+  ::close(from_child_);
+  if (wait_bounded(pid_, 2000) == -1) kill_and_reap(pid_);
+}
+
+std::string ClientProcess::call(const std::string& line) {
+  std::string msg = line + "\n";
+  if (::write(to_child_, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) return "<no output>";
+  const uint64_t deadline = net::now_us() + static_cast<uint64_t>((timeout_s_ + 5) * 1e6);
+  for (;;) {
+    size_t nl = buffered_.find('\n');
+    if (nl != std::string::npos) {
+      std::string result = buffered_.substr(0, nl);
+      buffered_.erase(0, nl + 1);
+      return result;
+    }
+    uint64_t now = net::now_us();
+    if (now >= deadline) return "<no output>";
+    pollfd p{from_child_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>((deadline - now) / 1000) + 1) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(from_child_, buf, sizeof buf);
+    if (n <= 0) return "<no output>";
+    buffered_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+int run_program(const std::string& program, const std::vector<std::string>& args,
+                    std::string& output, int timeout_ms) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return -1;
+  std::vector<std::string> argv = {program};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = spawn(argv, devnull, out[1], -1, -1);
+  ::close(devnull);
+  ::close(out[1]);
+  output.clear();
+  const uint64_t deadline = net::now_us() + static_cast<uint64_t>(timeout_ms) * 1000;
+  char buf[4096];
+  for (;;) {
+    uint64_t now = net::now_us();
+    if (now >= deadline) break;
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>((deadline - now) / 1000) + 1) <= 0) continue;
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    output.append(buf, static_cast<size_t>(n));
+  }
+  ::close(out[0]);
+  int status = wait_bounded(pid, 2000);
+  if (status == -1) {
+    kill_and_reap(pid);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// ---- misc ----------------------------------------------------------------------
+
+std::string make_temp_dir(const std::string& name) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ftq-" + name + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  if (!::mkdtemp(buf.data())) {
+    std::perror("mkdtemp");
+    std::exit(2);
+  }
+  return buf.data();
+}
+
+void remove_tree(const std::string& dir) {
+  if (dir.size() < 8 || dir.find("/ftq-") == std::string::npos) return;  // only our own
+  std::string out;
+  run_program("/bin/rm", {"-rf", dir}, out);
+}
+
+uint64_t test_seed(const char* test_name) {
+  uint64_t seed = 0;
+  const char* env = std::getenv("FTQ_SEED");
+  if (!(env && net::parse_u64(env, seed))) seed = net::random_u64() % 1000000000u;
+  std::printf("%s: seed %llu (replay with FTQ_SEED=%llu)\n", test_name, static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::fflush(stdout);
+  return seed;
+}
+
+}  // namespace harness

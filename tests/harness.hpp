@@ -1,0 +1,106 @@
+// harness.hpp: real server and client processes for the tests.
+//
+// Ports cannot collide with a parallel run: the harness binds each replica's
+// UDP socket to 127.0.0.1:0 itself, so the kernel picks a free port, and
+// hands the bound socket to the server (--socket-fd). It keeps its own copy,
+// so the port stays reserved across a server restart.
+//
+// Every process started here is recorded by pid and stopped by that pid: by
+// the destructors, at exit, on SIGINT/SIGTERM/SIGHUP, and (Linux) by the
+// kernel if the test process itself dies. Nothing is ever killed by name.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace harness {
+
+struct ClusterConfig {
+  int members = 3;
+  double loss = 0;
+  uint64_t seed = 1;
+  std::string server_bin;
+  std::string dir;                  // data and logs go below it
+  std::vector<std::string> extra;   // more server flags
+};
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterConfig config);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  void start(int i);
+  void start_all();
+  // SIGTERM, then wait (bounded); SIGKILL if it does not exit in time.
+  // True if it exited by itself with status 0.
+  bool stop(int i, int timeout_ms = 8000);
+  bool stop_all(int timeout_ms = 8000);
+  bool running(int i);
+
+  std::string servers() const;  // "127.0.0.1:p0,127.0.0.1:p1,..."
+  std::string endpoint(int i) const;
+  std::string data_dir(int i) const;
+  std::string snapshot(int i) const;  // "" if missing
+  int members() const { return config_.members; }
+
+ private:
+  ClusterConfig config_;
+  std::vector<int> sockets_;
+  std::vector<uint16_t> ports_;
+  std::vector<pid_t> pids_;
+  int restarts_ = 0;
+};
+
+// A ./client process in pipe mode: one command line in, one line out.
+class ClientProcess {
+ public:
+  ClientProcess(const std::string& client_bin, const std::string& servers, double timeout_s);
+  ~ClientProcess();
+  ClientProcess(const ClientProcess&) = delete;
+  ClientProcess& operator=(const ClientProcess&) = delete;
+  // Sends one command; returns its output line, or "<no output>" if the
+  // client said nothing within its own timeout plus a margin.
+  std::string call(const std::string& line);
+
+ private:
+  pid_t pid_ = -1;
+  int to_child_ = -1;
+  int from_child_ = -1;
+  double timeout_s_;
+  std::string buffered_;
+};
+
+// Runs `program args...` to completion (bounded); returns its exit
+// status (or -1) and its standard output.
+int run_program(const std::string& program, const std::vector<std::string>& args,
+                    std::string& output, int timeout_ms = 20000);
+
+// A new empty directory for one test run.
+std::string make_temp_dir(const std::string& name);
+void remove_tree(const std::string& dir);
+
+// The seed of a test run: FTQ_SEED from the environment if set, else fresh.
+// Printed, so a failure can be replayed with FTQ_SEED=<seed>.
+uint64_t test_seed(const char* test_name);
+
+// Test-side checks that print and count failures instead of aborting, so
+// that every process still gets stopped.
+extern int g_failures;
+#define CHECK(cond, what)                                                            \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      ++harness::g_failures;                                                         \
+      std::fprintf(stderr, "CHECK FAILED %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str()); \
+    }                                                                                \
+  } while (0)
+#define CHECK_EQ(actual, expected, what)                                              \
+  CHECK((actual) == (expected),                                                      \
+        std::string(what) + ": expected '" + (expected) + "', got '" + (actual) + "'")
+
+}  // namespace harness

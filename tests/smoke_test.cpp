@@ -1,0 +1,301 @@
+// smoke_test: a real cluster of server processes on 127.0.0.1, with --loss,
+// driven through the real ./client.
+//
+//   smoke_test operations|concurrent|restart --server BIN --client BIN [--loss P]
+//
+// operations  every operation and every error case, in pipe and one-shot mode
+// concurrent  several clients at once; every acknowledged push popped exactly
+//             once and in each producer's order; identical snapshots at the end
+// restart     full stop and restart with the state intact; a lone replica
+//             restarted while the cluster is idle rejoins
+// Seeded (printed); FTQ_SEED=<seed> replays the same choices and drops.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+
+using harness::Cluster;
+using harness::ClusterConfig;
+using harness::ClientProcess;
+
+namespace {
+
+struct Args {
+  std::string scenario, server, client;
+  double loss = 0.2;
+};
+
+// "127.0.0.1:1 up: replica 0, delivered 7, ..." -> the delivered numbers.
+std::vector<std::string> delivered_counts(const std::string& status) {
+  std::vector<std::string> out;
+  for (size_t pos = status.find("delivered "); pos != std::string::npos; pos = status.find("delivered ", pos + 1)) {
+    size_t start = pos + 10, end = status.find(',', start);
+    out.push_back(status.substr(start, end - start));
+  }
+  return out;
+}
+
+void expect(ClientProcess& c, const std::string& command, const std::string& expected) {
+  CHECK_EQ(c.call(command), expected, command);
+}
+
+void scenario_operations(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  cluster.start_all();
+  ClientProcess c(a.client, cluster.servers(), 10);
+  expect(c, "create 100", "1");
+  expect(c, "create 100", "1");
+  expect(c, "create 200", "2");
+  expect(c, "qCreate 300", "3");
+  expect(c, "create -5", "4");
+  expect(c, "id 200", "2");
+  expect(c, "qId 999", "-1");
+  expect(c, "size 1", "0");
+  expect(c, "push 1 10", "ok");
+  expect(c, "push 1 -20", "ok");
+  expect(c, "qPush 1 2147483647", "ok");
+  expect(c, "PUSH 1 -2147483648", "ok");
+  expect(c, "qSize 1", "4");
+  expect(c, "top 1", "10");
+  expect(c, "qTop 1", "10");
+  expect(c, "pop 1", "10");
+  expect(c, "qPop 1", "-20");
+  expect(c, "pop 1", "2147483647");
+  expect(c, "pop 1", "-2147483648");
+  expect(c, "pop 1", "error: queue 1 is empty");
+  expect(c, "top 1", "error: queue 1 is empty");
+  expect(c, "size 1", "0");
+  expect(c, "destroy 2", "ok");
+  expect(c, "qDestroy 2", "error: no queue with id 2");
+  expect(c, "size 2", "error: no queue with id 2");
+  expect(c, "push 2 5", "error: no queue with id 2");
+  expect(c, "pop 2", "error: no queue with id 2");
+  expect(c, "top 2", "error: no queue with id 2");
+  expect(c, "id 200", "-1");
+  expect(c, "create 200", "5");  // ids are never reused
+  expect(c, "push 77 1", "error: no queue with id 77");
+  expect(c, "size 0", "error: no queue with id 0");
+
+  // Bad input: a clear error, and nothing sent (no replica delivers more).
+  std::string before = c.call("status");
+  CHECK(delivered_counts(before).size() == 3, "status should show 3 replicas up: " + before);
+  expect(c, "push 1", "error: push needs ID ITEM");
+  expect(c, "push 1 2 3", "error: push needs ID ITEM");
+  expect(c, "pop", "error: pop needs ID");
+  expect(c, "create", "error: create needs LABEL");
+  expect(c, "push 1 99999999999", "error: 99999999999 is not a 32-bit integer");
+  expect(c, "size 1x", "error: 1x is not a 32-bit integer");
+  expect(c, "id -2147483649", "error: -2147483649 is not a 32-bit integer");
+  expect(c, "frobnicate 3", "error: unknown command 'frobnicate' (type help)");
+  expect(c, "status now", "error: status takes no arguments");
+  std::string after = c.call("status");
+  auto highest = [](const std::string& s) {
+    uint64_t top = 0;
+    for (const std::string& d : delivered_counts(s)) top = std::max<uint64_t>(top, std::stoull(d));
+    return top;
+  };
+  CHECK(highest(before) == highest(after),
+        "bad commands must send nothing: " + before + " / " + after);
+
+  // One-shot mode and its exit codes.
+  std::string out;
+  const std::string servers = cluster.servers();
+  CHECK(harness::run_program(a.client, {"--servers", servers, "push", "1", "42"}, out) == 0 && out == "ok\n",
+        "one-shot push: " + out);
+  CHECK(harness::run_program(a.client, {"--servers", servers, "qsize", "1"}, out) == 0 && out == "1\n",
+        "one-shot size: " + out);
+  CHECK(harness::run_program(a.client, {"--servers", servers, "pop", "3"}, out) == 1 &&
+            out == "error: queue 3 is empty\n",
+        "one-shot error reply exits 1: " + out);
+  CHECK(harness::run_program(a.client, {"--servers", servers, "push", "3"}, out) == 2, "usage error exits 2: " + out);
+  CHECK(harness::run_program(a.client, {"--bogus"}, out) == 2, "bad flag exits 2");
+  CHECK(harness::run_program(a.client, {"--servers", "nonsense", "size", "1"}, out) == 2, "bad --servers exits 2");
+  // A port with no server behind it: the harness holds it, nobody answers.
+  Cluster silent(ClusterConfig{1, 0, seed, a.server, dir + "/silent", {}});
+  CHECK(harness::run_program(a.client, {"--servers", silent.servers(), "--timeout", "0.5", "size", "1"}, out) == 2 &&
+            out == "error: no server answered within 0.5 s\n",
+        "no server: " + out);
+  // The client moves on from a silent server to a live one.
+  CHECK(harness::run_program(a.client, {"--servers", silent.servers() + "," + servers, "size", "1"}, out) == 0 &&
+            out == "1\n",
+        "failover to the next server: " + out);
+  CHECK(cluster.stop_all(), "graceful stop");
+}
+
+struct Call {
+  std::string command, result;
+};
+
+void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  cluster.start_all();
+  {
+    ClientProcess setup(a.client, cluster.servers(), 10);
+    expect(setup, "create 1", "1");
+    expect(setup, "create 2", "2");
+  }
+  const int kClients = 4, kOps = 80;
+  std::vector<std::vector<Call>> history(kClients);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937_64 rng(seed * 31 + c);
+      // Each client starts at a different server, so all three originate.
+      std::string servers = cluster.endpoint(c % 3) + "," + cluster.servers();
+      ClientProcess client(a.client, servers, 20);
+      for (int j = 0; j < kOps; ++j) {
+        int queue = 1 + static_cast<int>(rng() % 2);
+        std::string cmd = rng() % 3 != 0 ? "push " + std::to_string(queue) + " " + std::to_string(c * 100000 + j)
+                                         : "pop " + std::to_string(queue);
+        history[c].push_back(Call{cmd, client.call(cmd)});
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  // Drain both queues through one more client.
+  std::vector<Call> drain;
+  {
+    ClientProcess drainer(a.client, cluster.servers(), 20);
+    for (int q = 1; q <= 2; ++q)
+      for (int guard = 0; guard < kClients * kOps + 1; ++guard) {
+        std::string cmd = "pop " + std::to_string(q);
+        std::string r = drainer.call(cmd);
+        drain.push_back(Call{cmd, r});
+        if (r.rfind("error", 0) == 0) break;
+      }
+  }
+  history.push_back(drain);
+
+  std::map<int, int> acked_push_queue;  // item -> queue
+  std::map<int, int> popped_count;
+  int pushes = 0, pops = 0, errors = 0;
+  for (size_t c = 0; c < history.size(); ++c) {
+    std::map<std::pair<int, int>, int> last_seen;  // (producer, queue) -> last item this popper got
+    for (const Call& call : history[c]) {
+      int queue = std::atoi(call.command.c_str() + call.command.find(' ') + 1);
+      if (call.command.rfind("push", 0) == 0) {
+        ++pushes;
+        int item = std::atoi(call.command.c_str() + call.command.rfind(' ') + 1);
+        if (call.result == "ok") acked_push_queue[item] = queue;
+        else ++errors;
+      } else if (call.result.rfind("error", 0) != 0) {
+        ++pops;
+        int item = std::atoi(call.result.c_str());
+        ++popped_count[item];
+        auto key = std::make_pair(item / 100000, queue);
+        auto prev = last_seen.find(key);
+        CHECK(prev == last_seen.end() || prev->second < item,
+              "FIFO: popper " + std::to_string(c) + " got " + std::to_string(item) + " after " +
+                  std::to_string(prev == last_seen.end() ? -1 : prev->second));
+        last_seen[key] = item;
+      } else if (call.result.find("is empty") == std::string::npos) {
+        ++errors;
+      }
+    }
+  }
+  int lost = 0, duplicated = 0, unexpected = 0;
+  for (auto& [item, q] : acked_push_queue)
+    if (!popped_count.count(item)) ++lost;
+  for (auto& [item, n] : popped_count) {
+    if (n > 1) ++duplicated;
+    if (!acked_push_queue.count(item)) ++unexpected;
+  }
+  std::printf("concurrent: %d pushes, %d pops, %d errors; lost %d, duplicated %d, unexpected %d\n", pushes, pops,
+              errors, lost, duplicated, unexpected);
+  CHECK(errors == 0, std::to_string(errors) + " calls failed");
+  CHECK(lost == 0, std::to_string(lost) + " acknowledged pushes were never popped");
+  CHECK(duplicated == 0, std::to_string(duplicated) + " items popped twice");
+  CHECK(unexpected == 0, std::to_string(unexpected) + " popped items never pushed");
+  CHECK(pushes > 100, "the run should push a few hundred items");
+
+  CHECK(cluster.stop_all(), "graceful stop");
+  std::string s0 = cluster.snapshot(0);
+  CHECK(!s0.empty(), std::string("replica 0 wrote no snapshot"));
+  for (int i = 1; i < 3; ++i)
+    CHECK(cluster.snapshot(i) == s0, "snapshot of replica " + std::to_string(i) + " differs from replica 0's");
+}
+
+void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  cluster.start_all();
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "create 7", "1");
+    expect(c, "create 8", "2");
+    expect(c, "destroy 2", "ok");
+    for (int i = 1; i <= 30; ++i) expect(c, "push 1 " + std::to_string(i), "ok");
+    expect(c, "pop 1", "1");
+  }
+  CHECK(cluster.stop_all(), "graceful stop");
+  std::string before = cluster.snapshot(0);
+  for (int i = 1; i < 3; ++i) CHECK(cluster.snapshot(i) == before, "snapshots differ after stop");
+
+  cluster.start_all();
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "size 1", "29");
+    expect(c, "id 7", "1");
+    expect(c, "id 8", "-1");
+    expect(c, "create 9", "3");  // the id counter survived too
+    expect(c, "pop 1", "2");
+  }
+  // One replica restarted on its own while the cluster is idle rejoins.
+  CHECK(cluster.stop(1), "stop replica 1");
+  cluster.start(1);
+  {
+    ClientProcess c(a.client, cluster.endpoint(1), 10);
+    expect(c, "top 1", "3");
+    expect(c, "push 1 100", "ok");
+    expect(c, "size 1", "29");
+  }
+  CHECK(cluster.stop_all(), "graceful stop after restart");
+  std::string s0 = cluster.snapshot(0);
+  for (int i = 1; i < 3; ++i) CHECK(cluster.snapshot(i) == s0, "snapshots differ after restart");
+  CHECK(s0.find("queue 1 label 7 items 29:") != std::string::npos, "snapshot content: " + s0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "--server" && i + 1 < argc) a.server = argv[++i];
+    else if (s == "--client" && i + 1 < argc) a.client = argv[++i];
+    else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
+    else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
+    else {
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart --server BIN --client BIN [--loss P]\n");
+      return 2;
+    }
+  }
+  if (a.server.empty() || a.client.empty()) {
+    std::fprintf(stderr, "smoke_test: --server and --client are required\n");
+    return 2;
+  }
+  uint64_t seed = harness::test_seed(("smoke " + a.scenario).c_str());
+  std::string dir = harness::make_temp_dir("smoke-" + a.scenario);
+  if (a.scenario == "operations") scenario_operations(a, seed, dir);
+  else if (a.scenario == "concurrent") scenario_concurrent(a, seed, dir);
+  else if (a.scenario == "restart") scenario_restart(a, seed, dir);
+  else {
+    std::fprintf(stderr, "smoke_test: unknown scenario '%s'\n", a.scenario.c_str());
+    return 2;
+  }
+  if (harness::g_failures == 0) {
+    harness::remove_tree(dir);
+    std::printf("smoke %s: passed\n", a.scenario.c_str());
+    return 0;
+  }
+  std::printf("smoke %s: %d checks failed; logs and data kept in %s\n", a.scenario.c_str(), harness::g_failures,
+              dir.c_str());
+  return 1;
+}
