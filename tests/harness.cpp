@@ -20,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <sstream>
 
 #include "../net.hpp"
 
@@ -168,6 +169,11 @@ void Cluster::start(int i) {
     argv.insert(argv.end(), {"--loss", loss, "--seed", std::to_string(config_.seed + 7919u * restarts_)});
   }
   argv.insert(argv.end(), config_.extra.begin(), config_.extra.end());
+  // FTQ_SERVER_ARGS="-v" adds flags to every server, for digging into a failure.
+  if (const char* more = std::getenv("FTQ_SERVER_ARGS")) {
+    std::istringstream words(more);
+    for (std::string w; words >> w;) argv.push_back(w);
+  }
   ++restarts_;
   std::string log = config_.dir + "/replica-" + std::to_string(i) + ".log";
   int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -184,6 +190,12 @@ bool Cluster::running(int i) { return pids_[i] > 0 && ::waitpid(pids_[i], nullpt
 bool Cluster::stop(int i, int timeout_ms) {
   if (pids_[i] <= 0) return true;
   ::kill(pids_[i], SIGTERM);
+  return wait_stopped(i, timeout_ms);
+}
+
+// One SIGTERM only: a second one tells the server to skip the drain.
+bool Cluster::wait_stopped(int i, int timeout_ms) {
+  if (pids_[i] <= 0) return true;
   int status = wait_bounded(pids_[i], timeout_ms);
   if (status == -1) kill_and_reap(pids_[i]);
   pids_[i] = -1;
@@ -195,7 +207,7 @@ bool Cluster::stop_all(int timeout_ms) {
   for (int i = 0; i < config_.members; ++i)
     if (pids_[i] > 0) ::kill(pids_[i], SIGTERM);
   bool ok = true;
-  for (int i = 0; i < config_.members; ++i) ok = stop(i, timeout_ms) && ok;
+  for (int i = 0; i < config_.members; ++i) ok = wait_stopped(i, timeout_ms) && ok;
   return ok;
 }
 

@@ -41,6 +41,7 @@ class Cluster {
   // True if it exited by itself with status 0.
   bool stop(int i, int timeout_ms = 8000);
   bool stop_all(int timeout_ms = 8000);
+  bool wait_stopped(int i, int timeout_ms);
   bool running(int i);
 
   std::string servers() const;  // "127.0.0.1:p0,127.0.0.1:p1,..."
