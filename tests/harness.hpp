@@ -49,6 +49,9 @@ class Cluster {
   std::string data_dir(int i) const;
   std::string snapshot(int i) const;  // "" if missing
   int members() const { return config_.members; }
+  // The harness's copy of replica i's socket: sending on it forges a
+  // datagram from member i's address (for the bad-input test).
+  int member_socket(int i) const { return sockets_[i]; }
 
  private:
   ClusterConfig config_;

@@ -1,0 +1,327 @@
+// bad_input_test: malformed input never crashes, never changes state.
+//
+//   bad_input_test decoder [--iterations N]
+//       Randomised, in process (meant to run under ASan/UBSan too): valid
+//       encodings must round-trip; random, truncated, bit-flipped and oversized
+//       bytes must be rejected by every decoder without undefined behaviour; a
+//       Multicast fed a datagram it cannot decode, and an FTQueue given a
+//       snapshot it cannot parse, must be left exactly as they were.
+//   bad_input_test cluster --server BIN --client BIN
+//       A real cluster gets thousands of malformed datagrams (random bytes,
+//       truncated and oversized real messages, wrong kinds, impossible
+//       sequence numbers, forged member ids from non-member addresses, and
+//       garbage from the members' own addresses) while a client works:
+//       no crash, no wrong answer, and the final state is exactly the
+//       client's doing.
+// Seeded (printed); FTQ_SEED=<seed> replays.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../ftqueue.hpp"
+#include "../multicast.hpp"
+#include "../net.hpp"
+#include "../wire.hpp"
+#include "harness.hpp"
+
+namespace {
+
+using Rng = std::mt19937_64;
+
+uint64_t pick(Rng& r, uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(r); }
+
+std::string random_bytes(Rng& r, size_t n) {
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(r());
+  return s;
+}
+
+wire::MessageName random_name(Rng& r, uint16_t n) {
+  return wire::MessageName{static_cast<uint16_t>(pick(r, 0, n - 1)), pick(r, 1, 3), pick(r, 1, 50)};
+}
+
+wire::PeerPacket random_packet(Rng& r, uint16_t sender, uint16_t n) {
+  wire::PeerPacket p;
+  p.header = wire::PeerHeader{sender, n, pick(r, 1, 3), pick(r, 0, 50), 0, 0, r() % 2 == 0};
+  p.header.assigned_upto = pick(r, 0, 60);
+  p.header.delivered_upto = pick(r, 0, p.header.assigned_upto);
+  for (uint64_t i = pick(r, 0, 3); i > 0; --i) p.data.push_back({random_name(r, n), random_bytes(r, pick(r, 0, 100))});
+  for (uint64_t i = pick(r, 0, 3); i > 0; --i) p.assigns.push_back({pick(r, 1, 60), random_name(r, n)});
+  for (uint64_t i = pick(r, 0, 2); i > 0; --i) p.nack_data.push_back(random_name(r, n));
+  for (uint64_t i = pick(r, 0, 2); i > 0; --i) {
+    uint64_t from = pick(r, 1, 60);
+    p.nack_assign.push_back({from, from + pick(r, 0, 5)});
+  }
+  p.has_status = r() % 2 == 0;
+  p.want_reply = p.has_status && r() % 2 == 0;
+  if (p.data.empty() && p.assigns.empty() && p.nack_data.empty() && p.nack_assign.empty()) p.has_status = true;
+  return p;
+}
+
+wire::Operation random_op(Rng& r) {
+  wire::Operation op;
+  op.client_id = r();
+  op.request_no = pick(r, 1, 1000);
+  op.op = static_cast<wire::OpCode>(pick(r, 1, 7));
+  op.arg = static_cast<int32_t>(r());
+  op.item = static_cast<int32_t>(r());
+  return op;
+}
+
+bool same_op(const wire::Operation& a, const wire::Operation& b) {
+  return a.client_id == b.client_id && a.request_no == b.request_no && a.op == b.op && a.arg == b.arg &&
+         a.item == b.item;
+}
+
+std::string mutate(Rng& r, std::string s) {
+  switch (pick(r, 0, 4)) {
+    case 0: return random_bytes(r, pick(r, 0, 200));
+    case 1: return s.substr(0, pick(r, 0, s.size()));  // truncated
+    case 2:  // bit flips
+      for (uint64_t i = pick(r, 1, 4); i > 0 && !s.empty(); --i) s[pick(r, 0, s.size() - 1)] ^= static_cast<char>(1 << pick(r, 0, 7));
+      return s;
+    case 3: return s + random_bytes(r, pick(r, 1, 20));  // trailing junk
+    default: return s + random_bytes(r, wire::kMaxDatagram + pick(r, 1, 2000));  // oversized
+  }
+}
+
+// What a Multicast shows from outside; must not move on undecodable input.
+std::string observe(const mcast::Multicast& m) {
+  return std::to_string(m.delivered_upto()) + "/" + std::to_string(m.stable_upto()) + "/" +
+         std::to_string(m.buffered_messages()) + "/" + std::to_string(m.known_assignments()) + "/" +
+         std::to_string(m.quiescent()) + "/" + std::to_string(m.next_deadline());
+}
+
+int decoder_test(uint64_t seed, uint64_t iterations) {
+  Rng r(seed);
+  const uint16_t n = 3;
+  mcast::Multicast member(0, {0, 1, 2}, 1, mcast::MulticastConfig{});
+  FTQueue state;
+  for (int i = 0; i < 200; ++i) {  // a state with some content, for snapshots
+    wire::Operation op = random_op(r);
+    op.arg = static_cast<int32_t>(pick(r, 1, 5));
+    state.apply(mcast::Delivery{static_cast<uint64_t>(i + 1), {1, 1, static_cast<uint64_t>(i + 1)},
+                                wire::encode_batch({op})});
+  }
+  const std::string snapshot = state.render_snapshot();
+  uint64_t rejected = 0, roundtrips = 0;
+  for (uint64_t it = 0; it < iterations; ++it) {
+    // Round trips of valid encodings.
+    wire::PeerPacket p = random_packet(r, 1, n);
+    std::vector<std::string> datagrams = wire::encode_peer(p);
+    wire::PeerPacket back;
+    bool ok = datagrams.size() == 1 && wire::decode_peer(datagrams[0].data(), datagrams[0].size(), back) &&
+              back.data.size() == p.data.size() && back.assigns.size() == p.assigns.size() &&
+              back.header.assigned_upto == p.header.assigned_upto && back.header.closed == p.header.closed &&
+              back.want_reply == p.want_reply;
+    CHECK(ok, "peer packet round trip failed at iteration " + std::to_string(it));
+    wire::Operation op = random_op(r), op_back;
+    std::string req = wire::encode_request(op);
+    CHECK(wire::decode_request(req.data(), req.size(), op_back) && same_op(op, op_back), std::string("request round trip"));
+    std::vector<wire::Operation> batch(pick(r, 0, wire::kMaxBatchOps)), batch_back;
+    for (auto& b : batch) b = random_op(r);
+    std::string payload = wire::encode_batch(batch);
+    CHECK(payload.size() <= wire::kMaxPayload && wire::decode_batch(payload, batch_back) &&
+              batch_back.size() == batch.size() && (batch.empty() || same_op(batch.back(), batch_back.back())),
+          std::string("batch round trip"));
+    roundtrips += 3;
+
+    // Mutations: every decoder must cope; undecodable input changes nothing.
+    std::string sources[] = {datagrams[0], req, payload, wire::encode_reply({r(), 1, wire::ReplyCode::Ok, 5}),
+                             wire::encode_status_request(r())};
+    std::string bad = mutate(r, sources[pick(r, 0, 4)]);
+    wire::PeerPacket pp;
+    wire::Operation o;
+    wire::Reply rep;
+    wire::ReplicaStatus st;
+    uint64_t nonce;
+    std::vector<wire::Operation> ops;
+    wire::decode_request(bad.data(), bad.size(), o);
+    wire::decode_reply(bad.data(), bad.size(), rep);
+    wire::decode_status_request(bad.data(), bad.size(), nonce);
+    wire::decode_status_reply(bad.data(), bad.size(), st);
+    wire::decode_batch(bad, ops);
+    bool decodable = wire::decode_peer(bad.data(), bad.size(), pp);
+    std::string before = observe(member);
+    uint64_t malformed_before = member.stats().malformed;
+    member.receive(static_cast<mcast::MemberId>(pick(r, 1, 2)), bad.data(), bad.size(), 1000 + it);
+    if (!decodable) {
+      ++rejected;
+      CHECK(observe(member) == before && member.stats().malformed == malformed_before + 1,
+            "an undecodable datagram changed the member's state at iteration " + std::to_string(it));
+    }
+    member.take_outgoing();
+    member.take_deliveries();
+
+    if (it % 50 == 0) {
+      FTQueue copy = state;
+      std::string error;
+      std::string bad_snapshot = mutate(r, snapshot);
+      if (!copy.load_snapshot(bad_snapshot, error))
+        CHECK(copy.render_snapshot() == snapshot, std::string("a rejected snapshot changed the state"));
+      FTQueue reloaded;
+      CHECK(reloaded.load_snapshot(snapshot, error) && reloaded.render_snapshot() == snapshot,
+            "snapshot round trip: " + error);
+    }
+  }
+  std::printf("decoder: %llu iterations, %llu round trips, %llu undecodable datagrams rejected unchanged\n",
+              static_cast<unsigned long long>(iterations), static_cast<unsigned long long>(roundtrips),
+              static_cast<unsigned long long>(rejected));
+  CHECK(rejected > iterations / 2, std::string("most mutations should be undecodable"));
+  return harness::g_failures == 0 ? 0 : 1;
+}
+
+// ---- against a live cluster --------------------------------------------------------
+
+void send_raw(int fd, const std::string& bytes, const sockaddr_in& to) {
+  ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+}
+
+std::string junk_datagram(Rng& r, uint16_t n) {
+  wire::PeerPacket p = random_packet(r, static_cast<uint16_t>(pick(r, 0, n - 1)), n);
+  std::string real = wire::encode_peer(p)[0];
+  switch (pick(r, 0, 7)) {
+    case 0: return random_bytes(r, pick(r, 0, 1500));
+    case 1: return real.substr(0, pick(r, 0, real.size() - 1));             // truncated
+    case 2: return real + random_bytes(r, 60000);                           // oversized
+    case 3: {                                                                 // wrong kind
+      std::string s = real;
+      s[3] = static_cast<char>(pick(r, 6, 255));
+      return s;
+    }
+    case 4: {                                                                 // impossible numbers
+      p.header.assigned_upto = uint64_t{1} << 50;
+      p.assigns.push_back({uint64_t{1} << 45, random_name(r, n)});
+      p.data.push_back({wire::MessageName{static_cast<uint16_t>(n + 5), 1, 1}, "x"});
+      return wire::encode_peer(p)[0];
+    }
+    case 5: {
+      std::string req = wire::encode_request(random_op(r));
+      return req.substr(0, pick(r, 0, req.size() - 1));                       // truncated request
+    }
+    case 6: {
+      std::string req = wire::encode_request(random_op(r));
+      req[4 + 16] = static_cast<char>(pick(r, 8, 255));                       // no such operation
+      return req;
+    }
+    default: return real;  // well-formed peer packet, forged from a non-member
+  }
+}
+
+// Only things a member must reject: undecodable or implausible. (A
+// well-formed, plausible packet from a member's address is, without
+// authentication, indistinguishable from that member: not bad input.)
+std::string junk_from_member(Rng& r, uint16_t sender, uint16_t n) {
+  wire::PeerPacket p = random_packet(r, sender, n);
+  switch (pick(r, 0, 3)) {
+    case 0: return random_bytes(r, pick(r, 0, 300));
+    case 1: {
+      std::string real = wire::encode_peer(p)[0];
+      for (;;) {  // cut inside a record, so it cannot decode
+        std::string cut = real.substr(0, pick(r, 4, real.size() - 1));
+        wire::PeerPacket ignored;
+        if (!wire::decode_peer(cut.data(), cut.size(), ignored)) return cut;
+      }
+    }
+    case 2:
+      p.header.group_size = static_cast<uint16_t>(n + 1);
+      return wire::encode_peer(p)[0];
+    default:
+      p.header.assigned_upto = uint64_t{1} << 40;
+      return wire::encode_peer(p)[0];
+  }
+}
+
+int cluster_test(uint64_t seed, const std::string& server, const std::string& client) {
+  std::string dir = harness::make_temp_dir("bad-input");
+  harness::Cluster cluster(harness::ClusterConfig{3, 0.05, seed, server, dir, {}});
+  cluster.start_all();
+  std::vector<net::Endpoint> targets;
+  std::string error;
+  net::parse_endpoints(cluster.servers(), targets, error);
+
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> sent{0};
+  std::thread sprayer([&] {
+    Rng r(seed ^ 0x5eed);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string err;
+    int fd = net::open_udp(any, err);
+    for (int round = 0; round < 20000 && !done; ++round) {
+      for (size_t t = 0; t < targets.size(); ++t) {
+        send_raw(fd, junk_datagram(r, 3), targets[t].addr);
+        int forger = static_cast<int>((t + 1) % targets.size());  // a member's own address
+        send_raw(cluster.member_socket(forger), junk_from_member(r, static_cast<uint16_t>(forger), 3), targets[t].addr);
+        sent += 2;
+      }
+      if (round % 20 == 0) ::usleep(1000);
+    }
+    ::close(fd);
+  });
+
+  {
+    harness::ClientProcess c(client, cluster.servers(), 20);
+    CHECK_EQ(c.call("create 10"), "1", "create");
+    for (int i = 1; i <= 50; ++i) CHECK_EQ(c.call("push 1 " + std::to_string(i)), "ok", "push");
+    for (int i = 1; i <= 25; ++i) CHECK_EQ(c.call("pop 1"), std::to_string(i), "pop");
+    CHECK_EQ(c.call("size 1"), "25", "size");
+    CHECK_EQ(c.call("id 11"), "-1", "no other queue appeared");
+    CHECK_EQ(c.call("size 2"), "error: no queue with id 2", "no other queue appeared");
+  }
+  done = true;
+  sprayer.join();
+  std::printf("sprayed %llu malformed datagrams\n", static_cast<unsigned long long>(sent.load()));
+  for (int i = 0; i < 3; ++i) CHECK(cluster.running(i), "replica " + std::to_string(i) + " died");
+  {
+    harness::ClientProcess c(client, cluster.servers(), 20);
+    std::string status = c.call("status");
+    std::printf("%s\n", status.c_str());
+    CHECK(std::count(status.begin(), status.end(), ';') == 2 && status.find("unreachable") == std::string::npos,
+          "every replica must still answer: " + status);
+  }
+  CHECK(cluster.stop_all(), std::string("graceful stop"));
+  std::string s0 = cluster.snapshot(0);
+  for (int i = 1; i < 3; ++i) CHECK(cluster.snapshot(i) == s0, std::string("snapshots differ"));
+  std::string expected_queue = "queue 1 label 10 items 25:";
+  for (int i = 26; i <= 50; ++i) expected_queue += " " + std::to_string(i);
+  CHECK(s0.find(expected_queue + "\n") != std::string::npos, "queue content: " + s0);
+  CHECK(s0.find("next_id 2\n") != std::string::npos, "no other queue was ever created: " + s0);
+  size_t clients = 0;
+  for (size_t pos = s0.find("\nclient "); pos != std::string::npos; pos = s0.find("\nclient ", pos + 1)) ++clients;
+  CHECK(clients == 1, "only the test's client may appear in the exactly-once table: " + s0);
+  if (harness::g_failures == 0) {
+    harness::remove_tree(dir);
+    std::printf("bad_input cluster: passed\n");
+  } else {
+    std::printf("bad_input cluster: %d checks failed; logs and data kept in %s\n", harness::g_failures, dir.c_str());
+  }
+  return harness::g_failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "", server, client;
+  uint64_t iterations = 100000;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--server") server = v;
+    else if (k == "--client") client = v;
+    else if (k == "--iterations") iterations = std::strtoull(v.c_str(), nullptr, 10);
+  }
+  if (mode == "decoder") return decoder_test(harness::test_seed("bad_input decoder"), iterations);
+  if (mode == "cluster" && !server.empty() && !client.empty())
+    return cluster_test(harness::test_seed("bad_input cluster"), server, client);
+  std::fprintf(stderr, "usage: bad_input_test decoder [--iterations N] | cluster --server BIN --client BIN\n");
+  return 2;
+}
