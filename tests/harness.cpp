@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -30,13 +31,25 @@ int g_failures = 0;
 
 namespace {
 
-// Every live child, for the exit paths that skip destructors.
+// Every live child, for the exit paths that skip destructors. Tests start
+// clients from several threads, so every access holds the lock (except the
+// fatal-signal handler, which only reads and must not block).
+std::mutex g_children_lock;
 std::set<pid_t>& children() {
   static std::set<pid_t> pids;
   return pids;
 }
+void add_child(pid_t p) {
+  std::lock_guard<std::mutex> g(g_children_lock);
+  children().insert(p);
+}
+void forget_child(pid_t p) {
+  std::lock_guard<std::mutex> g(g_children_lock);
+  children().erase(p);
+}
 
 void kill_children() {
+  std::lock_guard<std::mutex> g(g_children_lock);
   for (pid_t p : children()) ::kill(p, SIGKILL);
   for (pid_t p : children()) ::waitpid(p, nullptr, 0);
   children().clear();
@@ -67,6 +80,11 @@ void child_setup() {
 pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd,
             int socket_fd) {
   install_guards();
+  // Everything the child needs is built before fork: after fork in a
+  // threaded process, the child may only make async-signal-safe calls.
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) {
     std::perror("fork");
@@ -81,14 +99,13 @@ pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, i
       if (socket_fd == 3) ::fcntl(3, F_SETFD, 0);
       else ::dup2(socket_fd, 3);  // dup2 clears close-on-exec
     }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     ::execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    const char msg[] = "harness: exec failed\n";
+    ssize_t ignored = ::write(2, msg, sizeof msg - 1);
+    (void)ignored;
     ::_exit(127);
   }
-  children().insert(pid);
+  add_child(pid);
   return pid;
 }
 
@@ -98,7 +115,7 @@ int wait_bounded(pid_t pid, int timeout_ms) {
     int status = 0;
     pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) {
-      children().erase(pid);
+      forget_child(pid);
       return status;
     }
     ::usleep(5000);
@@ -109,7 +126,7 @@ int wait_bounded(pid_t pid, int timeout_ms) {
 void kill_and_reap(pid_t pid) {
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
-  children().erase(pid);
+  forget_child(pid);
 }
 
 }  // namespace
