@@ -9,13 +9,26 @@ COMMON = wire.o net.o
 PROTO  = multicast.o
 STATE  = ftqueue.o
 
-all: server client
+all: server client bench
 
 server: server.o $(STATE) $(PROTO) $(COMMON)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
 client: client.o $(COMMON)
 	$(CXX) $(CXXFLAGS) -o $@ $^
+
+# The benchmark program reuses the test harness's process and port handling.
+# `make bench` also runs the standard table (a few minutes; see README.md).
+BENCH_OBJS = tests/bench.o tests/harness.o $(COMMON)
+ifeq ($(filter bench,$(MAKECMDGOALS)),bench)
+.PHONY: bench
+bench: server $(BENCH_OBJS)
+	$(CXX) $(CXXFLAGS) -pthread -o bench $(BENCH_OBJS)
+	./bench --table
+else
+bench: $(BENCH_OBJS)
+	$(CXX) $(CXXFLAGS) -pthread -o $@ $^
+endif
 
 %.o: %.cpp
 	$(CXX) $(CXXFLAGS) -c -o $@ $<
@@ -34,7 +47,7 @@ test-sanitize:
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS) $(ARGS)
 
 clean:
-	rm -rf *.o *.d server client bench build build-sanitize
+	rm -rf *.o *.d tests/*.o tests/*.d server client bench build build-sanitize
 
 .PHONY: all test test-sanitize clean
 -include $(wildcard *.d)

@@ -35,12 +35,15 @@ void Multicast::seed_retransmit_buffer(const Delivery& d) {
 
 // ---- submitting ----------------------------------------------------------
 
-bool Multicast::can_submit() const {
-  if (closed_) return false;
+uint64_t Multicast::unsequenced_own() const {
   const OriginPosition& mine = sequenced_[self_];
   uint64_t sequenced_this_life = mine.incarnation == incarnation_ ? mine.origin_seq : 0;
-  uint64_t waiting = last_origin_seq_ - sequenced_this_life;
-  return waiting < config_.max_unsequenced_own &&
+  return last_origin_seq_ - sequenced_this_life;
+}
+
+bool Multicast::can_submit() const {
+  if (closed_) return false;
+  return unsequenced_own() < config_.max_unsequenced_own &&
          retransmit_buffer_.size() < config_.max_buffered;
 }
 

@@ -116,6 +116,8 @@ class Multicast {
   // False when the batching window is full or the retransmit buffer is at its
   // bound; the caller should then hold new work back (and tell clients).
   bool can_submit() const;
+  // Own messages multicast in this life and not yet sequenced.
+  uint64_t unsequenced_own() const;
   MessageName submit(std::string payload, uint64_t now_us);
 
   // A datagram from member `from` (the caller knows it by its address).

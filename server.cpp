@@ -346,10 +346,13 @@ class Server {
     reply_to_[key] = from;
   }
 
-  // Batching: everything that waited while the window was full goes out as
-  // one multicast message (up to a datagram's worth).
+  // Batching: requests that arrive while a message of ours awaits its
+  // global_seq wait too, and go out together. A second message is sent
+  // before the first is sequenced only if it is full (like Nagle's rule):
+  // under load, batches grow and the rotation carries more per slot.
   void submit_waiting(uint64_t now) {
-    while (!waiting_ops_.empty() && mc_->can_submit()) {
+    while (!waiting_ops_.empty() && mc_->can_submit() &&
+           (mc_->unsequenced_own() == 0 || waiting_ops_.size() >= wire::kMaxBatchOps)) {
       size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
       std::vector<wire::Operation> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));

@@ -52,6 +52,7 @@ class Cluster {
   // The harness's copy of replica i's socket: sending on it forges a
   // datagram from member i's address (for the bad-input test).
   int member_socket(int i) const { return sockets_[i]; }
+  std::vector<int> pids() const { return std::vector<int>(pids_.begin(), pids_.end()); }
 
  private:
   ClusterConfig config_;
