@@ -9,7 +9,8 @@
 //
 // Each request carries this client's random 64-bit id and a request number.
 // A request with no reply is sent again with the same number (the replicas
-// apply it once), and after a few silent tries the next server is used.
+// apply it once) after an adaptive timeout (net::RetryTimer), and after a
+// few silent tries the next server is used.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -176,25 +177,25 @@ class Client {
   // retried after a pause, and reported only if the cluster stays busy.
   bool call(const wire::Operation& op, wire::Reply& reply) {
     const std::string request = wire::encode_request(op);
-    const uint64_t deadline = net::now_us() + timeout_us_;
-    uint64_t wait_us = 20'000;
-    int silent_tries = 0;
+    const uint64_t started = net::now_us(), deadline = started + timeout_us_;
+    int silent_tries = 0, sends = 0;
     bool got_busy = false;
     for (;;) {
       uint64_t now = net::now_us();
       if (now >= deadline) break;
       net::send_to(fd_, request, servers_[server_].addr);
-      uint64_t until = std::min(deadline, now + wait_us);
+      ++sends;
+      uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
+        if (sends == 1) retry_.sample(net::now_us() - started);
         if (reply.code != wire::ReplyCode::Busy) return true;
         got_busy = true;
         pause_until(std::min(deadline, net::now_us() + 50'000));
         continue;
       }
-      wait_us = std::min<uint64_t>(wait_us * 2, 200'000);
-      if (++silent_tries >= 3) {
+      // A server silent for 8 tries in a row is probably down: next one.
+      if (++silent_tries >= 8) {
         silent_tries = 0;
-        wait_us = 20'000;
         server_ = (server_ + 1) % servers_.size();
       }
     }
@@ -280,6 +281,7 @@ class Client {
   uint64_t last_request_ = 0;
   size_t server_ = 0;
   int fd_ = -1;
+  net::RetryTimer retry_;
 };
 
 int usage_error(const std::string& msg) {

@@ -56,7 +56,7 @@ MessageName Multicast::submit(std::string payload, uint64_t now_us) {
   retransmit_buffer_[name] = std::move(record.payload);
   try_sequence();
   try_deliver();
-  refresh_missing(now_us);
+  recover(now_us);
   return name;
 }
 
@@ -81,7 +81,9 @@ bool Multicast::plausible(const wire::PeerPacket& p) const {
   const wire::PeerHeader& h = p.header;
   uint64_t horizon = delivered_upto_ + kMaxAhead;
   if (h.group_size != view_.size() || h.incarnation == 0) return false;
-  if (h.assigned_upto > horizon || h.delivered_upto > h.assigned_upto) return false;
+  if (h.assigned_upto > horizon || h.delivered_upto > h.assigned_contiguous ||
+      h.assigned_contiguous > h.assigned_upto)
+    return false;
   for (const auto& d : p.data)
     if (!plausible_name(d.name)) return false;
   for (const auto& a : p.assigns)
@@ -117,6 +119,7 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
   peer.own_highwater = std::max(peer.own_highwater, p.header.own_highwater);
   // delivered_upto only grows: a restarted member resumes from its files.
   peer.delivered_upto = std::max(peer.delivered_upto, p.header.delivered_upto);
+  peer.assigned_contiguous = std::max(peer.assigned_contiguous, p.header.assigned_contiguous);
   assigned_heard_ = std::max(assigned_heard_, p.header.assigned_upto);
 
   for (const auto& d : p.data) on_data(d);
@@ -126,7 +129,7 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
 
   try_sequence();
   try_deliver();
-  refresh_missing(now_us);
+  recover(now_us);
 }
 
 // A name tells us its origin has reached at least that far in that life.
@@ -337,69 +340,88 @@ bool Multicast::quiescent() const {
   return true;
 }
 
-bool Multicast::has_missing() const {
-  if (assigned_contiguous_ < assigned_heard_) return true;
-  for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end(); ++it)
-    if (!retransmit_buffer_.count(it->second)) return true;
-  for (MemberId m : view_) {
-    if (m == self_) continue;
-    MessageName next = next_to_sequence(m);
-    if (peers_[m].incarnation != next.incarnation) continue;
-    for (uint64_t s = next.origin_seq; s <= peers_[m].own_highwater; ++s) {
-      MessageName n{m, next.incarnation, s};
-      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) return true;
-    }
-  }
-  return false;
-}
-
-void Multicast::refresh_missing(uint64_t now_us) {
-  if (!has_missing()) {
-    missing_since_ = 0;
-  } else if (missing_since_ == 0) {
-    missing_since_ = std::max<uint64_t>(now_us, 1);
-  }
-}
-
-// NACKs go first to the member that surely has the thing (the sequencer of
-// k, the origin of a message); every other round to another member, so one
-// silent or slow member cannot block recovery.
-MemberId Multicast::nack_target(MemberId preferred) const {
-  if (preferred != self_ && nack_rounds_ % 2 == 0) return preferred;
+// A first NACK goes to the member that surely has the thing (the sequencer
+// of k, the origin of a message); if that did not work, the next ones go to
+// every other member, so neither loss nor one slow member blocks recovery.
+std::vector<MemberId> Multicast::nack_targets(MemberId preferred, uint32_t times_asked) const {
+  if (preferred != self_ && times_asked <= 1) return {preferred};
   std::vector<MemberId> others;
   for (MemberId m : view_)
     if (m != self_) others.push_back(m);
-  return others[(nack_rounds_ / 2 + preferred) % others.size()];
+  return others;
 }
 
-void Multicast::nack_round(uint64_t now_us) {
-  last_nack_ = now_us;
-  ++stats_.nack_rounds;
+// Waiting for the next assignment while holding a message that needs one:
+// if it is late, the ASSIGN may have been lost with nothing since to tell
+// us, so we ask that sequencer (it answers only if it has assigned).
+bool Multicast::awaiting_next_assignment() const {
+  if (assigned_contiguous_ != assigned_heard_ || sequencer_for(assigned_contiguous_ + 1) == self_) return false;
+  MessageName next;
+  return pick_eligible(assigned_contiguous_ + 1, next);
+}
+
+// Asks for everything this member knows it lacks. Each item is asked for as
+// soon as it is found missing, then again every nack_interval while it stays
+// missing; `asks` keeps only items still missing, so it cannot grow.
+void Multicast::recover(uint64_t now_us) {
+  std::map<uint64_t, Ask> assign_asks;
+  std::map<MessageName, Ask> data_asks;
+  next_ask_due_ = kNever;
   size_t budget = config_.max_nack_entries;
-  // Gaps in the global sequence, as ranges.
+  bool sent = false;
+  // First ask at once; the next two after nack_interval; then backing off
+  // to 16 intervals, so an item nobody can supply costs little traffic.
+  auto gap_after = [&](const Ask& a) {
+    return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
+  };
+  auto due = [&](Ask& a) {
+    if (a.times > 0 && now_us < a.last + gap_after(a)) {
+      next_ask_due_ = std::min(next_ask_due_, a.last + gap_after(a));
+      return false;
+    }
+    a.last = now_us;
+    ++a.times;
+    next_ask_due_ = std::min(next_ask_due_, now_us + gap_after(a));
+    ++stats_.nacks_sent;
+    sent = true;
+    return true;
+  };
+  // Gaps in the global sequence, as ranges (tracked by their first k).
   for (uint64_t k = assigned_contiguous_ + 1; k <= assigned_heard_ && budget > 0;) {
     if (assignments_.count(k)) {
       ++k;
       continue;
     }
     uint64_t end = k;
-    while (end + 1 <= assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1)
-      ++end;
-    outbox(nack_target(sequencer_for(k))).nack_assign.push_back(wire::SeqRange{k, end});
-    ++stats_.nacks_sent;
+    while (end < assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1) ++end;
+    Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{};
+    if (due(a))
+      for (MemberId to : nack_targets(sequencer_for(k), a.times)) outbox(to).nack_assign.push_back(wire::SeqRange{k, end});
+    assign_asks[k] = a;
     --budget;
     k = end + 1;
   }
+  if (awaiting_next_assignment()) {
+    uint64_t k = assigned_contiguous_ + 1;
+    // The first sighting only starts the clock: in a healthy cluster the
+    // ASSIGN is simply on its way.
+    Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
+    bool late = now_us >= a.last + config_.nack_interval_us;
+    if (late && due(a)) outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
+    if (!late) next_ask_due_ = std::min(next_ask_due_, a.last + config_.nack_interval_us);
+    assign_asks[k] = a;
+  }
   budget = config_.max_nack_entries;
-  auto ask = [&](const MessageName& n) {
-    outbox(nack_target(n.origin)).nack_data.push_back(n);
-    ++stats_.nacks_sent;
+  auto ask_data = [&](const MessageName& n) {
+    Ask a = asked_data_.count(n) ? asked_data_[n] : Ask{};
+    if (due(a))
+      for (MemberId to : nack_targets(n.origin, a.times)) outbox(to).nack_data.push_back(n);
+    data_asks[n] = a;
     --budget;
   };
   // Payloads of known assignments we still have to deliver.
-  for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end() && budget > 0;
-       ++it)
-    if (!retransmit_buffer_.count(it->second)) ask(it->second);
+  for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end() && budget > 0; ++it)
+    if (!retransmit_buffer_.count(it->second)) ask_data(it->second);
   // Unsequenced messages that origins announced but we never received.
   for (MemberId m : view_) {
     if (m == self_) continue;
@@ -407,10 +429,12 @@ void Multicast::nack_round(uint64_t now_us) {
     if (peers_[m].incarnation != next.incarnation) continue;
     for (uint64_t s = next.origin_seq; s <= peers_[m].own_highwater && budget > 0; ++s) {
       MessageName n{m, next.incarnation, s};
-      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) ask(n);
+      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) ask_data(n);
     }
   }
-  ++nack_rounds_;
+  asked_assign_ = std::move(assign_asks);
+  asked_data_ = std::move(data_asks);
+  if (sent) ++stats_.nack_rounds;
 }
 
 void Multicast::send_heartbeats(uint64_t now_us) {
@@ -428,20 +452,14 @@ void Multicast::send_heartbeats(uint64_t now_us) {
 void Multicast::tick(uint64_t now_us) {
   bool heartbeat_due = !heartbeat_sent_ || now_us >= last_heartbeat_ + config_.heartbeat_interval_us;
   if (wants_heartbeat() && heartbeat_due) send_heartbeats(now_us);
-  refresh_missing(now_us);
-  if (missing_since_ != 0 && now_us >= missing_since_ + config_.nack_delay_us &&
-      now_us >= last_nack_ + config_.nack_interval_us)
-    nack_round(now_us);
+  recover(now_us);
 }
 
 uint64_t Multicast::next_deadline() const {
   uint64_t deadline = kNever;
   if (wants_heartbeat())
     deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
-  if (missing_since_ != 0)
-    deadline = std::min(deadline, std::max(missing_since_ + config_.nack_delay_us,
-                                           last_nack_ + config_.nack_interval_us));
-  return deadline;
+  return std::min(deadline, next_ask_due_);
 }
 
 // ---- outputs -------------------------------------------------------------
@@ -455,16 +473,31 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.own_highwater = last_origin_seq_;
   header.delivered_upto = delivered_upto_;
   header.assigned_upto = std::max(assigned_heard_, assigned_contiguous_);
+  header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
         packet.nack_assign.empty() && !packet.has_status)
       continue;
+    piggyback_assignments(to, packet);
     packet.header = header;
     for (std::string& bytes : wire::encode_peer(packet)) out.push_back(Outgoing{to, std::move(bytes)});
   }
   outbox_.clear();
   return out;
+}
+
+// A packet that goes out anyway also carries the few assignments just above
+// what the receiver is known to hold: a lost ASSIGN is usually repaired by
+// the next datagram, with no NACK round trip (forward error correction).
+void Multicast::piggyback_assignments(MemberId to, wire::PeerPacket& packet) const {
+  size_t added = 0;
+  for (auto it = assignments_.upper_bound(peers_[to].assigned_contiguous);
+       it != assignments_.end() && added < config_.piggyback_assignments; ++it, ++added) {
+    bool present = false;
+    for (const wire::AssignRecord& a : packet.assigns) present = present || a.global_seq == it->first;
+    if (!present) packet.assigns.push_back(wire::AssignRecord{it->first, it->second});
+  }
 }
 
 std::vector<Delivery> Multicast::unstable_deliveries() const {

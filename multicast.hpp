@@ -80,8 +80,8 @@ struct SequencePosition {
 enum class InjectedBug { None, SequenceWithoutPrefix, DeliverPastGap };
 
 struct MulticastConfig {
-  uint64_t nack_delay_us = 1000;          // a gap must persist this long before a NACK
-  uint64_t nack_interval_us = 4000;       // re-ask for what is still missing
+  uint64_t nack_interval_us = 1000;       // re-ask for what is still missing
+  size_t piggyback_assignments = 4;       // recent assignments riding on each packet
   uint64_t heartbeat_interval_us = 5000;  // STATUS period while anything is unstable
   size_t max_buffered = 4096;             // retransmit buffer bound, in messages
   size_t max_unsequenced_own = 3;         // own messages awaiting a global_seq
@@ -96,7 +96,7 @@ struct MulticastStats {
   uint64_t stale = 0;              // from an earlier incarnation of the sender
   uint64_t assignments_made = 0;
   uint64_t conflicting_assignments = 0;  // must stay 0
-  uint64_t nack_rounds = 0;
+  uint64_t nack_rounds = 0;       // recovery passes that asked for something
   uint64_t nacks_sent = 0;         // entries asked for
   uint64_t retransmitted = 0;      // entries re-sent because someone asked
   uint64_t heartbeats = 0;
@@ -164,6 +164,11 @@ class Multicast {
     uint64_t delivered_upto = 0;  // what it has told us it delivered
     bool heard = false;           // heard from its current life
     bool closed = false;          // said it will multicast nothing more
+    uint64_t assigned_contiguous = 0;  // it knows every assignment 1..this
+  };
+  struct Ask {  // one missing item: when we last asked for it, how often
+    uint64_t last = 0;
+    uint32_t times = 0;
   };
 
   bool plausible(const wire::PeerPacket& p) const;
@@ -187,10 +192,10 @@ class Multicast {
   // Heartbeats run while anything is unstable, and while we are leaving
   // and have not yet heard that everyone else is leaving too.
   bool wants_heartbeat() const { return !quiescent() || (closed_ && !all_peers_closed()); }
-  bool has_missing() const;
-  void refresh_missing(uint64_t now_us);
-  void nack_round(uint64_t now_us);
-  MemberId nack_target(MemberId preferred) const;
+  void recover(uint64_t now_us);
+  std::vector<MemberId> nack_targets(MemberId preferred, uint32_t times_asked) const;
+  bool awaiting_next_assignment() const;
+  void piggyback_assignments(MemberId to, wire::PeerPacket& packet) const;
   void send_heartbeats(uint64_t now_us);
   wire::PeerPacket& outbox(MemberId to) { return outbox_[to]; }
   void send_to_others(const wire::DataRecord* d, const wire::AssignRecord* a);
@@ -215,9 +220,9 @@ class Multicast {
   // longer be sequenced (its origin has restarted and it never was).
   std::map<MessageName, std::string> retransmit_buffer_;
 
-  uint64_t missing_since_ = 0;  // 0: nothing missing
-  uint64_t last_nack_ = 0;
-  uint64_t nack_rounds_ = 0;
+  std::map<uint64_t, Ask> asked_assign_;     // first k of each missing range
+  std::map<MessageName, Ask> asked_data_;    // missing payloads
+  uint64_t next_ask_due_ = kNever;
   uint64_t last_heartbeat_ = 0;
   bool heartbeat_sent_ = false;
   bool closed_ = false;

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <random>
 
 namespace net {
@@ -137,6 +138,23 @@ bool parse_probability(const std::string& s, double& out) {
   if (*end != 0 || !std::isfinite(v) || v < 0 || v >= 1) return false;
   out = v;
   return true;
+}
+
+uint64_t RetryTimer::timeout_us(int silent_tries) const {
+  double base = srtt_us_ == 0 ? 20000 : srtt_us_ + 4 * rttvar_us_;
+  base = std::min(std::max(base, 2000.0), 200000.0);
+  return static_cast<uint64_t>(base * (1u << std::min(silent_tries, 2)));
+}
+
+void RetryTimer::sample(uint64_t rtt_us) {
+  double r = static_cast<double>(rtt_us);
+  if (srtt_us_ == 0) {
+    srtt_us_ = r;
+    rttvar_us_ = r / 2;
+  } else {
+    rttvar_us_ = 0.75 * rttvar_us_ + 0.25 * std::fabs(srtt_us_ - r);
+    srtt_us_ = 0.875 * srtt_us_ + 0.125 * r;
+  }
 }
 
 uint64_t random_u64() {

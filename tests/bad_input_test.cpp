@@ -50,9 +50,14 @@ wire::MessageName random_name(Rng& r, uint16_t n) {
 
 wire::PeerPacket random_packet(Rng& r, uint16_t sender, uint16_t n) {
   wire::PeerPacket p;
-  p.header = wire::PeerHeader{sender, n, pick(r, 1, 3), pick(r, 0, 50), 0, 0, r() % 2 == 0};
+  p.header.sender = sender;
+  p.header.group_size = n;
+  p.header.incarnation = pick(r, 1, 3);
+  p.header.own_highwater = pick(r, 0, 50);
+  p.header.closed = r() % 2 == 0;
   p.header.assigned_upto = pick(r, 0, 60);
-  p.header.delivered_upto = pick(r, 0, p.header.assigned_upto);
+  p.header.assigned_contiguous = pick(r, 0, p.header.assigned_upto);
+  p.header.delivered_upto = pick(r, 0, p.header.assigned_contiguous);
   for (uint64_t i = pick(r, 0, 3); i > 0; --i) p.data.push_back({random_name(r, n), random_bytes(r, pick(r, 0, 100))});
   for (uint64_t i = pick(r, 0, 3); i > 0; --i) p.assigns.push_back({pick(r, 1, 60), random_name(r, n)});
   for (uint64_t i = pick(r, 0, 2); i > 0; --i) p.nack_data.push_back(random_name(r, n));

@@ -98,8 +98,8 @@ struct LogicalClient {
   size_t server = 0;
   wire::Operation op;
   std::string bytes;
-  uint64_t first_sent = 0, resend_at = 0, wait_us = 0;
-  int silent_tries = 0;
+  uint64_t first_sent = 0, resend_at = 0;
+  int silent_tries = 0, sends = 0;
 };
 
 class Driver {
@@ -168,14 +168,15 @@ class Driver {
     c.op = op;
     c.bytes = wire::encode_request(op);
     c.first_sent = now;
-    c.wait_us = 20'000;
     c.silent_tries = 0;
+    c.sends = 0;
     send(c, now);
   }
 
   void send(LogicalClient& c, uint64_t now) {
     net::send_to(fd_, c.bytes, servers_[c.server].addr);
-    c.resend_at = now + c.wait_us;
+    ++c.sends;
+    c.resend_at = now + retry_.timeout_us(c.silent_tries);
   }
 
   // Waits for replies or the earliest retry; true if all setup calls finished.
@@ -216,10 +217,8 @@ class Driver {
     for (auto& c : clients_) {
       if (c.resend_at == 0 || now < c.resend_at) continue;
       if (in_window(now)) ++result_->retries;
-      c.wait_us = std::min<uint64_t>(c.wait_us * 2, 200'000);
-      if (++c.silent_tries >= 3) {
+      if (++c.silent_tries >= 8) {  // as ./client: a long-silent server is skipped
         c.silent_tries = 0;
-        c.wait_us = 20'000;
         c.server = (c.server + 1) % servers_.size();
       }
       send(c, now);
@@ -230,6 +229,7 @@ class Driver {
 
   void complete(LogicalClient& c, const wire::Reply& rep, uint64_t now, bool continue_loop) {
     c.resend_at = 0;
+    if (c.sends == 1) retry_.sample(now - c.first_sent);
     bool ok = rep.code == wire::ReplyCode::Ok || rep.code == wire::ReplyCode::Empty;
     if (in_window(now)) {
       if (ok) {
@@ -256,6 +256,7 @@ class Driver {
   uint64_t measure_from_ = 0, measure_to_ = 0;
   size_t pending_ = 0;
   Result* result_ = nullptr;
+  net::RetryTimer retry_;  // one estimate for all: they share the path
 };
 
 std::string format_ms(double ms) {
