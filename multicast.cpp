@@ -49,6 +49,7 @@ bool Multicast::can_submit() const {
 
 MessageName Multicast::submit(std::string payload, uint64_t now_us) {
   // Invariant: nothing is submitted after close(); peers rely on it to leave.
+  now_us_ = now_us;
   MessageName name{self_, incarnation_, ++last_origin_seq_};
   peers_[self_].own_highwater = last_origin_seq_;
   wire::DataRecord record{name, std::move(payload)};
@@ -56,7 +57,7 @@ MessageName Multicast::submit(std::string payload, uint64_t now_us) {
   retransmit_buffer_[name] = std::move(record.payload);
   try_sequence();
   try_deliver();
-  recover(now_us);
+  recovery_due_ = true;
   return name;
 }
 
@@ -109,6 +110,7 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
     ++stats_.stale;  // a datagram from the sender's earlier life
     return;
   }
+  now_us_ = now_us;  // only now: a rejected datagram changes nothing but counters
   if (p.header.incarnation > peer.incarnation) {
     peer.incarnation = p.header.incarnation;
     peer.own_highwater = 0;
@@ -129,7 +131,9 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
 
   try_sequence();
   try_deliver();
-  recover(now_us);
+  // Gaps are looked for at the next tick, once the caller has fed us every
+  // datagram it has: a packet split over two datagrams is not a gap.
+  recovery_due_ = true;
 }
 
 // A name tells us its origin has reached at least that far in that life.
@@ -369,13 +373,16 @@ void Multicast::recover(uint64_t now_us) {
   next_ask_due_ = kNever;
   size_t budget = config_.max_nack_entries;
   bool sent = false;
-  // First ask at once; the next two after nack_interval; then backing off
-  // to 16 intervals, so an item nobody can supply costs little traffic.
+  // First ask after a short grace (the datagram may just be a little behind:
+  // a sender preempted between two sends, a packet split over two
+  // datagrams); the next two after nack_interval; then backing off to 16
+  // intervals, so an item nobody can supply costs little traffic.
   auto gap_after = [&](const Ask& a) {
+    if (a.times == 0) return config_.nack_grace_us;
     return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
   };
   auto due = [&](Ask& a) {
-    if (a.times > 0 && now_us < a.last + gap_after(a)) {
+    if (now_us < a.last + gap_after(a)) {
       next_ask_due_ = std::min(next_ask_due_, a.last + gap_after(a));
       return false;
     }
@@ -394,28 +401,39 @@ void Multicast::recover(uint64_t now_us) {
     }
     uint64_t end = k;
     while (end < assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1) ++end;
-    Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{};
+    Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
     if (due(a))
       for (MemberId to : nack_targets(sequencer_for(k), a.times)) outbox(to).nack_assign.push_back(wire::SeqRange{k, end});
     assign_asks[k] = a;
     --budget;
     k = end + 1;
   }
+  bool real_gap = sent;
   if (awaiting_next_assignment()) {
     uint64_t k = assigned_contiguous_ + 1;
-    // The first sighting only starts the clock: in a healthy cluster the
-    // ASSIGN is simply on its way.
+    // The first sighting only starts the clock: in a healthy (if busy)
+    // cluster the ASSIGN is simply on its way, so we wait a heartbeat
+    // interval, as long as a lost last ASSIGN would take to show anyway.
     Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
-    bool late = now_us >= a.last + config_.nack_interval_us;
-    if (late && due(a)) outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
-    if (!late) next_ask_due_ = std::min(next_ask_due_, a.last + config_.nack_interval_us);
+    uint64_t late_at = a.last + (a.times == 0 ? config_.heartbeat_interval_us : config_.nack_interval_us);
+    if (now_us >= late_at) {
+      a.last = now_us;
+      ++a.times;
+      ++stats_.nacks_sent;
+      outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
+      late_at = now_us + config_.nack_interval_us;
+    }
+    next_ask_due_ = std::min(next_ask_due_, late_at);
     assign_asks[k] = a;
   }
   budget = config_.max_nack_entries;
+  bool asked_data = false;
   auto ask_data = [&](const MessageName& n) {
-    Ask a = asked_data_.count(n) ? asked_data_[n] : Ask{};
-    if (due(a))
+    Ask a = asked_data_.count(n) ? asked_data_[n] : Ask{now_us, 0};
+    if (due(a)) {
+      asked_data = true;
       for (MemberId to : nack_targets(n.origin, a.times)) outbox(to).nack_data.push_back(n);
+    }
     data_asks[n] = a;
     --budget;
   };
@@ -434,7 +452,10 @@ void Multicast::recover(uint64_t now_us) {
   }
   asked_assign_ = std::move(assign_asks);
   asked_data_ = std::move(data_asks);
-  if (sent) ++stats_.nack_rounds;
+  if (real_gap || asked_data) {
+    ++stats_.nack_rounds;
+    note_repair();  // evidence of loss; a merely late sequencer is not
+  }
 }
 
 void Multicast::send_heartbeats(uint64_t now_us) {
@@ -450,12 +471,15 @@ void Multicast::send_heartbeats(uint64_t now_us) {
 }
 
 void Multicast::tick(uint64_t now_us) {
+  now_us_ = now_us;
   bool heartbeat_due = !heartbeat_sent_ || now_us >= last_heartbeat_ + config_.heartbeat_interval_us;
   if (wants_heartbeat() && heartbeat_due) send_heartbeats(now_us);
   recover(now_us);
+  recovery_due_ = false;
 }
 
 uint64_t Multicast::next_deadline() const {
+  if (recovery_due_) return now_us_;
   uint64_t deadline = kNever;
   if (wants_heartbeat())
     deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
@@ -475,21 +499,37 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.assigned_upto = std::max(assigned_heard_, assigned_contiguous_);
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
+  const bool lossy = lossy_mode();
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
         packet.nack_assign.empty() && !packet.has_status)
       continue;
-    piggyback_assignments(to, packet);
+    if (lossy) piggyback_assignments(to, packet);
     packet.header = header;
-    for (std::string& bytes : wire::encode_peer(packet)) out.push_back(Outgoing{to, std::move(bytes)});
+    for (std::string& bytes : wire::encode_peer(packet)) {
+      if (lossy) {
+        out.push_back(Outgoing{to, bytes});
+        ++stats_.redundant_copies;
+      }
+      out.push_back(Outgoing{to, std::move(bytes)});
+    }
   }
   outbox_.clear();
   return out;
 }
 
-// A packet that goes out anyway also carries the few assignments just above
-// what the receiver is known to hold: a lost ASSIGN is usually repaired by
-// the next datagram, with no NACK round trip (forward error correction).
+void Multicast::note_repair() {
+  const size_t n = sizeof recent_repairs_ / sizeof recent_repairs_[0];
+  recent_repairs_[next_repair_slot_] = std::max<uint64_t>(now_us_, 1);
+  next_repair_slot_ = (next_repair_slot_ + 1) % n;
+  uint64_t oldest = recent_repairs_[next_repair_slot_];  // n repairs ago
+  if (oldest != 0 && now_us_ < oldest + 100'000 && config_.redundancy_window_us > 0)
+    redundant_until_ = now_us_ + config_.redundancy_window_us;
+}
+
+// In lossy mode, a packet that goes out anyway also carries the few
+// assignments just above what the receiver is known to hold: a lost ASSIGN
+// is usually repaired by the next datagram, with no NACK round trip.
 void Multicast::piggyback_assignments(MemberId to, wire::PeerPacket& packet) const {
   size_t added = 0;
   for (auto it = assignments_.upper_bound(peers_[to].assigned_contiguous);

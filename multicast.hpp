@@ -80,8 +80,16 @@ struct SequencePosition {
 enum class InjectedBug { None, SequenceWithoutPrefix, DeliverPastGap };
 
 struct MulticastConfig {
+  uint64_t nack_grace_us = 500;           // a gap must last this long before a NACK
   uint64_t nack_interval_us = 1000;       // re-ask for what is still missing
-  size_t piggyback_assignments = 4;       // recent assignments riding on each packet
+  // Lossy mode: when this member keeps having to repair losses (16 NACK
+  // rounds of its own within 100 ms), for the next redundancy_window_us it
+  // sends every packet twice (with independent losses at rate p a packet is
+  // then lost with p*p, not p) and piggybacks recent assignments on every
+  // packet. A clean network, with its rare spurious NACK, never pays for
+  // either. 0 turns lossy mode off.
+  uint64_t redundancy_window_us = 200'000;
+  size_t piggyback_assignments = 4;       // in lossy mode, per packet
   uint64_t heartbeat_interval_us = 5000;  // STATUS period while anything is unstable
   size_t max_buffered = 4096;             // retransmit buffer bound, in messages
   size_t max_unsequenced_own = 3;         // own messages awaiting a global_seq
@@ -100,6 +108,7 @@ struct MulticastStats {
   uint64_t nacks_sent = 0;         // entries asked for
   uint64_t retransmitted = 0;      // entries re-sent because someone asked
   uint64_t heartbeats = 0;
+  uint64_t redundant_copies = 0;   // packets sent twice because of recent loss
 };
 
 class Multicast {
@@ -134,6 +143,9 @@ class Multicast {
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
   bool quiescent() const;
+  // Lossy mode (see MulticastConfig::redundancy_window_us) is on: the
+  // caller may want to send its own datagrams twice as well.
+  bool lossy_mode() const { return now_us_ < redundant_until_; }
   // The retransmit buffer is at its bound: some member is not keeping up.
   bool backlogged() const { return retransmit_buffer_.size() >= config_.max_buffered; }
   // Delivered messages some member may still ask for (global_seq above
@@ -166,7 +178,7 @@ class Multicast {
     bool closed = false;          // said it will multicast nothing more
     uint64_t assigned_contiguous = 0;  // it knows every assignment 1..this
   };
-  struct Ask {  // one missing item: when we last asked for it, how often
+  struct Ask {  // one missing item: when first seen or last asked for, how often
     uint64_t last = 0;
     uint32_t times = 0;
   };
@@ -223,6 +235,12 @@ class Multicast {
   std::map<uint64_t, Ask> asked_assign_;     // first k of each missing range
   std::map<MessageName, Ask> asked_data_;    // missing payloads
   uint64_t next_ask_due_ = kNever;
+  uint64_t now_us_ = 0;          // the latest time the caller gave us
+  bool recovery_due_ = false;    // something arrived: look for gaps at the next tick
+  uint64_t recent_repairs_[16] = {};  // ring of the last repair times
+  size_t next_repair_slot_ = 0;
+  uint64_t redundant_until_ = 0;
+  void note_repair();
   uint64_t last_heartbeat_ = 0;
   bool heartbeat_sent_ = false;
   bool closed_ = false;

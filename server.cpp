@@ -379,7 +379,11 @@ class Server {
       log("fatal: %s", error);
       std::exit(1);  // never answer what is not logged
     }
-    for (const auto& [bytes, to] : replies) send(bytes, to);
+    // While the protocol sees heavy loss, replies go out twice too: a lost
+    // reply costs the client a whole retry timeout.
+    int copies = mc_->lossy_mode() ? 2 : 1;
+    for (const auto& [bytes, to] : replies)
+      for (int i = 0; i < copies; ++i) send(bytes, to);
   }
 
   void write_snapshot() {
@@ -422,13 +426,14 @@ class Server {
     char line[400];
     std::snprintf(line, sizeof line,
                   "delivered %llu stable %llu buffered %zu waiting %zu | requests %llu busy %llu | "
-                  "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu heartbeats %llu | "
+                  "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
                   "dropped: malformed %llu stale %llu non-member %llu loss %llu send-failed %llu",
                   (unsigned long long)mc_->delivered_upto(), (unsigned long long)mc_->stable_upto(),
                   mc_->buffered_messages(), waiting_ops_.size(), (unsigned long long)counters_.requests,
                   (unsigned long long)counters_.busy_replies, (unsigned long long)s.assignments_made,
                   (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
-                  (unsigned long long)s.retransmitted, (unsigned long long)s.heartbeats,
+                  (unsigned long long)s.retransmitted, (unsigned long long)s.redundant_copies,
+                  (unsigned long long)s.heartbeats,
                   (unsigned long long)s.malformed, (unsigned long long)s.stale,
                   (unsigned long long)counters_.nonmember, (unsigned long long)counters_.loss_dropped,
                   (unsigned long long)counters_.send_failed);
