@@ -364,36 +364,33 @@ bool Multicast::awaiting_next_assignment() const {
   return pick_eligible(assigned_contiguous_ + 1, next);
 }
 
-// Asks for everything this member knows it lacks. Each item is asked for as
-// soon as it is found missing, then again every nack_interval while it stays
-// missing; `asks` keeps only items still missing, so it cannot grow.
-void Multicast::recover(uint64_t now_us) {
-  std::map<uint64_t, Ask> assign_asks;
-  std::map<MessageName, Ask> data_asks;
-  next_ask_due_ = kNever;
+// How long after `a` was first seen, or last asked for, to ask (again): a
+// short grace first (the datagram may just be a little behind: a sender
+// preempted between two sends, a packet split over two datagrams); then
+// nack_interval twice; then backing off to 16 intervals, so an item nobody
+// can supply costs little traffic.
+uint64_t Multicast::ask_gap(const Ask& a) const {
+  if (a.times == 0) return config_.nack_grace_us;
+  return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
+}
+
+// True, and counted as asked, if the item should be asked for now.
+bool Multicast::due(Ask& a, uint64_t now_us) {
+  if (now_us < a.last + ask_gap(a)) {
+    next_ask_due_ = std::min(next_ask_due_, a.last + ask_gap(a));
+    return false;
+  }
+  a.last = now_us;
+  ++a.times;
+  ++stats_.nacks_sent;
+  next_ask_due_ = std::min(next_ask_due_, now_us + ask_gap(a));
+  return true;
+}
+
+// Gaps in the global sequence, asked for as ranges (tracked by first k).
+bool Multicast::ask_for_assignments(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
+  bool asked = false;
   size_t budget = config_.max_nack_entries;
-  bool sent = false;
-  // First ask after a short grace (the datagram may just be a little behind:
-  // a sender preempted between two sends, a packet split over two
-  // datagrams); the next two after nack_interval; then backing off to 16
-  // intervals, so an item nobody can supply costs little traffic.
-  auto gap_after = [&](const Ask& a) {
-    if (a.times == 0) return config_.nack_grace_us;
-    return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
-  };
-  auto due = [&](Ask& a) {
-    if (now_us < a.last + gap_after(a)) {
-      next_ask_due_ = std::min(next_ask_due_, a.last + gap_after(a));
-      return false;
-    }
-    a.last = now_us;
-    ++a.times;
-    next_ask_due_ = std::min(next_ask_due_, now_us + gap_after(a));
-    ++stats_.nacks_sent;
-    sent = true;
-    return true;
-  };
-  // Gaps in the global sequence, as ranges (tracked by their first k).
   for (uint64_t k = assigned_contiguous_ + 1; k <= assigned_heard_ && budget > 0;) {
     if (assignments_.count(k)) {
       ++k;
@@ -402,59 +399,79 @@ void Multicast::recover(uint64_t now_us) {
     uint64_t end = k;
     while (end < assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1) ++end;
     Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
-    if (due(a))
-      for (MemberId to : nack_targets(sequencer_for(k), a.times)) outbox(to).nack_assign.push_back(wire::SeqRange{k, end});
-    assign_asks[k] = a;
+    if (due(a, now_us)) {
+      asked = true;
+      for (MemberId to : nack_targets(sequencer_for(k), a.times))
+        outbox(to).nack_assign.push_back(wire::SeqRange{k, end});
+    }
+    asks[k] = a;
     --budget;
     k = end + 1;
   }
-  bool real_gap = sent;
-  if (awaiting_next_assignment()) {
-    uint64_t k = assigned_contiguous_ + 1;
-    // The first sighting only starts the clock: in a healthy (if busy)
-    // cluster the ASSIGN is simply on its way, so we wait a heartbeat
-    // interval, as long as a lost last ASSIGN would take to show anyway.
-    Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
-    uint64_t late_at = a.last + (a.times == 0 ? config_.heartbeat_interval_us : config_.nack_interval_us);
-    if (now_us >= late_at) {
-      a.last = now_us;
-      ++a.times;
-      ++stats_.nacks_sent;
-      outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
-      late_at = now_us + config_.nack_interval_us;
-    }
-    next_ask_due_ = std::min(next_ask_due_, late_at);
-    assign_asks[k] = a;
-  }
-  budget = config_.max_nack_entries;
-  bool asked_data = false;
-  auto ask_data = [&](const MessageName& n) {
+  return asked;
+}
+
+// Payloads we lack: of known assignments we still have to deliver, and
+// unsequenced messages that origins announced but we never received.
+bool Multicast::ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& asks) {
+  bool asked = false;
+  size_t budget = config_.max_nack_entries;
+  auto ask = [&](const MessageName& n) {
     Ask a = asked_data_.count(n) ? asked_data_[n] : Ask{now_us, 0};
-    if (due(a)) {
-      asked_data = true;
+    if (due(a, now_us)) {
+      asked = true;
       for (MemberId to : nack_targets(n.origin, a.times)) outbox(to).nack_data.push_back(n);
     }
-    data_asks[n] = a;
+    asks[n] = a;
     --budget;
   };
-  // Payloads of known assignments we still have to deliver.
   for (auto it = assignments_.upper_bound(delivered_upto_); it != assignments_.end() && budget > 0; ++it)
-    if (!retransmit_buffer_.count(it->second)) ask_data(it->second);
-  // Unsequenced messages that origins announced but we never received.
+    if (!retransmit_buffer_.count(it->second)) ask(it->second);
   for (MemberId m : view_) {
     if (m == self_) continue;
     MessageName next = next_to_sequence(m);
     if (peers_[m].incarnation != next.incarnation) continue;
     for (uint64_t s = next.origin_seq; s <= peers_[m].own_highwater && budget > 0; ++s) {
       MessageName n{m, next.incarnation, s};
-      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) ask_data(n);
+      if (!retransmit_buffer_.count(n) && !seq_of_.count(n)) ask(n);
     }
   }
+  return asked;
+}
+
+// A late next assignment: the first sighting only starts the clock, since in
+// a healthy (if busy) cluster the ASSIGN is on its way; we ask only after a
+// heartbeat interval, as long as a lost last ASSIGN would take to show.
+void Multicast::ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
+  if (!awaiting_next_assignment()) return;
+  uint64_t k = assigned_contiguous_ + 1;
+  Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
+  uint64_t late_at = a.last + (a.times == 0 ? config_.heartbeat_interval_us : config_.nack_interval_us);
+  if (now_us >= late_at) {
+    a.last = now_us;
+    ++a.times;
+    ++stats_.nacks_sent;
+    outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
+    late_at = now_us + config_.nack_interval_us;
+  }
+  next_ask_due_ = std::min(next_ask_due_, late_at);
+  asks[k] = a;
+}
+
+// Asks for everything this member knows it lacks. The ask tables are rebuilt
+// each time and keep only items still missing, so they cannot grow.
+void Multicast::recover(uint64_t now_us) {
+  next_ask_due_ = kNever;
+  std::map<uint64_t, Ask> assign_asks;
+  std::map<MessageName, Ask> data_asks;
+  bool lost = ask_for_assignments(now_us, assign_asks);
+  lost = ask_for_payloads(now_us, data_asks) || lost;
+  ask_late_sequencer(now_us, assign_asks);  // lateness is no evidence of loss
   asked_assign_ = std::move(assign_asks);
   asked_data_ = std::move(data_asks);
-  if (real_gap || asked_data) {
+  if (lost) {
     ++stats_.nack_rounds;
-    note_repair();  // evidence of loss; a merely late sequencer is not
+    note_repair();
   }
 }
 

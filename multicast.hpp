@@ -205,6 +205,11 @@ class Multicast {
   // and have not yet heard that everyone else is leaving too.
   bool wants_heartbeat() const { return !quiescent() || (closed_ && !all_peers_closed()); }
   void recover(uint64_t now_us);
+  uint64_t ask_gap(const Ask& a) const;
+  bool due(Ask& a, uint64_t now_us);
+  bool ask_for_assignments(uint64_t now_us, std::map<uint64_t, Ask>& asks);
+  bool ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& asks);
+  void ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks);
   std::vector<MemberId> nack_targets(MemberId preferred, uint32_t times_asked) const;
   bool awaiting_next_assignment() const;
   void piggyback_assignments(MemberId to, wire::PeerPacket& packet) const;
