@@ -354,6 +354,7 @@ int run_table(Options o) {
   for (const Case& k : cases) {
     Options co = o;
     co.clients = k.clients;
+    co.total_ops = 0;  // --ops sets the length of the memory run only
     LocalCluster lc(co, k.members, k.loss, k.fsync);
     CaseOutcome c;
     std::string error;
@@ -409,35 +410,73 @@ const char* kUsage =
     "usage: bench --servers HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             [--queues Q] [--push-percent P] [--pids P1,P2,...]\n"
     "       bench --local [--members N] [--clients C] [--seconds S] [--loss P] [--fsync]\n"
-    "       bench --table [--seconds S] [--ops N]   (what `make bench` runs)\n"
+    "       bench --table [--seconds S] [--ops N]   (what `make bench` runs;\n"
+    "             --ops N sets the length of its memory run, default 1,000,000)\n"
     "Closed-loop load: C logical clients, one request outstanding each. Reports\n"
     "ops/s, latency percentiles, errors, retries, and server CPU and memory.\n"
     "Last line: ops_per_s=N p50_ms=X p99_ms=Y errors=E\n";
 
+// Strict: a typo in a flag or a value is an error with a message, never a
+// silently different benchmark.
 bool parse(int argc, char** argv, Options& o) {
+  auto fail = [](const std::string& msg) {
+    std::fprintf(stderr, "bench: %s\n", msg.c_str());
+    return false;
+  };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--servers") o.servers = next();
-    else if (a == "--clients") o.clients = std::atoi(next().c_str());
-    else if (a == "--seconds") o.seconds = std::atof(next().c_str());
-    else if (a == "--warmup") o.warmup = std::atof(next().c_str());
-    else if (a == "--queues") o.queues = std::atoi(next().c_str());
-    else if (a == "--push-percent") o.push_percent = std::atoi(next().c_str());
-    else if (a == "--members") o.members = std::atoi(next().c_str());
-    else if (a == "--loss") o.loss = std::atof(next().c_str());
+    auto value = [&](std::string& v) {
+      if (i + 1 >= argc) return false;
+      v = argv[++i];
+      return true;
+    };
+    auto count = [&](int& out, int lo, int hi) {
+      std::string v;
+      int32_t n;
+      if (!value(v) || !net::parse_i32(v, n) || n < lo || n > hi)
+        return fail(a + " needs a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+      out = n;
+      return true;
+    };
+    auto seconds = [&](double& out) {
+      std::string v;
+      char* end = nullptr;
+      double s = value(v) ? std::strtod(v.c_str(), &end) : -1;
+      if (v.empty() || *end != 0 || !(s >= 0 && s <= 86400)) return fail(a + " needs a number of seconds");
+      out = s;
+      return true;
+    };
+    std::string v;
+    bool ok = true;
+    if (a == "--servers") ok = value(o.servers) || fail("--servers needs HOST:PORT,...");
+    else if (a == "--clients") ok = count(o.clients, 1, 100000);
+    else if (a == "--seconds") ok = seconds(o.seconds) && (o.seconds > 0 || fail("--seconds must be above 0"));
+    else if (a == "--warmup") ok = seconds(o.warmup);
+    else if (a == "--queues") ok = count(o.queues, 1, 1000000);
+    else if (a == "--push-percent") ok = count(o.push_percent, 0, 100);
+    else if (a == "--members") ok = count(o.members, 1, 64);
+    else if (a == "--loss")
+      ok = (value(v) && net::parse_probability(v, o.loss)) || fail("--loss needs P with 0 <= P < 1");
     else if (a == "--fsync") o.fsync = true;
     else if (a == "--local") o.local = true;
     else if (a == "--table") o.table = true;
-    else if (a == "--server-bin") o.server_bin = next();
-    else if (a == "--ops") o.total_ops = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--server-bin") ok = value(o.server_bin) || fail("--server-bin needs a path");
+    else if (a == "--ops")
+      ok = (value(v) && net::parse_u64(v, o.total_ops) && o.total_ops > 0) || fail("--ops needs a positive count");
     else if (a == "--pids") {
-      std::stringstream list(next());
-      for (std::string p; std::getline(list, p, ',');) o.pids.push_back(std::atoi(p.c_str()));
-    } else return false;
+      ok = value(v) || fail("--pids needs P1,P2,...");
+      std::stringstream list(v);
+      for (std::string p; ok && std::getline(list, p, ',');) {
+        int32_t pid;
+        ok = (net::parse_i32(p, pid) && pid > 0) || fail("--pids: '" + p + "' is not a process id");
+        o.pids.push_back(pid);
+      }
+    } else {
+      ok = fail("unknown option '" + a + "'");
+    }
+    if (!ok) return false;
   }
-  return o.clients >= 1 && o.clients <= 100000 && o.seconds > 0 && o.queues >= 1 && o.members >= 1 &&
-         o.push_percent >= 0 && o.push_percent <= 100 && o.loss >= 0 && o.loss < 1;
+  return true;
 }
 
 }  // namespace
@@ -448,7 +487,11 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  if (!parse(argc, argv, o) || (!o.table && !o.local && o.servers.empty())) {
+  if (!parse(argc, argv, o)) {
+    std::fputs("(run 'bench --help' for usage)\n", stderr);
+    return 2;
+  }
+  if (!o.table && !o.local && o.servers.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
   }
