@@ -9,8 +9,10 @@
 //
 // Each request carries this client's random 64-bit id and a request number.
 // A request with no reply is sent again with the same number (the replicas
-// apply it once) after an adaptive timeout (net::RetryTimer), and after a
-// few silent tries the next server is used.
+// apply it once) after an adaptive timeout, and twice over while the
+// cluster reports heavy loss (net::RetryPolicy); after a few silent tries
+// the next server is used. The reply may come from any replica: the one
+// that sequenced the request answers.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -183,11 +185,12 @@ class Client {
     for (;;) {
       uint64_t now = net::now_us();
       if (now >= deadline) break;
-      net::send_to(fd_, request, servers_[server_].addr);
+      for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, request, servers_[server_].addr);
       ++sends;
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
         if (sends == 1) retry_.sample(net::now_us() - started);
+        retry_.note_reply(reply.lossy);
         if (reply.code != wire::ReplyCode::Busy) return true;
         got_busy = true;
         pause_until(std::min(deadline, net::now_us() + 50'000));
@@ -281,7 +284,7 @@ class Client {
   uint64_t last_request_ = 0;
   size_t server_ = 0;
   int fd_ = -1;
-  net::RetryTimer retry_;
+  net::RetryPolicy retry_;
 };
 
 int usage_error(const std::string& msg) {

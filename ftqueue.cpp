@@ -17,26 +17,27 @@ using wire::ReplyCode;
 
 // ---- queue semantics -------------------------------------------------------
 
-std::vector<Reply> FTQueue::apply(const mcast::Delivery& d) {
+std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
   applied_upto_ = d.global_seq;
   if (last_applied_.size() <= d.name.origin) last_applied_.resize(d.name.origin + 1);
   last_applied_[d.name.origin] = mcast::OriginPosition{d.name.incarnation, d.name.origin_seq};
 
-  std::vector<wire::Operation> ops;
-  std::vector<Reply> replies;
-  if (!wire::decode_batch(d.payload, ops)) {
+  std::vector<wire::BatchedOp> batch;
+  std::vector<AddressedReply> replies;
+  if (!wire::decode_batch(d.payload, batch)) {
     // Every replica got the same bytes, so every replica skips them alike.
     ++malformed_batches_;
     return replies;
   }
-  for (const wire::Operation& op : ops) {
+  for (const wire::BatchedOp& b : batch) {
+    const wire::Operation& op = b.op;
     ClientRecord& client = clients_[op.client_id];
     if (op.request_no < client.last_request) continue;
     if (op.request_no > client.last_request) {
       Reply r = execute(op);
       client = ClientRecord{op.request_no, r.code, r.value};
     }
-    replies.push_back(Reply{op.client_id, op.request_no, client.code, client.value});
+    replies.push_back(AddressedReply{Reply{op.client_id, op.request_no, client.code, client.value}, b.reply_to});
   }
   return replies;
 }

@@ -30,12 +30,19 @@
 #include "multicast.hpp"
 #include "wire.hpp"
 
+// A reply and the address its client asked from (carried in the batch; the
+// state itself never looks at addresses).
+struct AddressedReply {
+  wire::Reply reply;
+  wire::ClientAddress to;
+};
+
 class FTQueue {
  public:
   // Applies one delivered message (in global_seq order) and returns a reply
   // for each of its operations. A repeated request gets its stored reply; one
   // older than the client's last request gets none (the client moved on).
-  std::vector<wire::Reply> apply(const mcast::Delivery& d);
+  std::vector<AddressedReply> apply(const mcast::Delivery& d);
 
   // The stored reply if this exact request was already applied.
   std::optional<wire::Reply> cached_reply(uint64_t client_id, uint64_t request_no) const;

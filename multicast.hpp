@@ -163,6 +163,10 @@ class Multicast {
   bool done_leaving() const;
 
   MemberId self() const { return self_; }
+  // The one member that may assign global_seq: view[global_seq mod n].
+  MemberId sequencer_for(uint64_t global_seq) const;
+  // Who assigns the first global_seq this member does not know assigned.
+  MemberId next_sequencer() const { return sequencer_for(assigned_contiguous_ + 1); }
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t stable_upto() const { return stable_upto_; }
   size_t buffered_messages() const { return retransmit_buffer_.size(); }
@@ -191,7 +195,6 @@ class Multicast {
   void record_assignment(uint64_t global_seq, const MessageName& name);
   void answer_nacks(MemberId from, const wire::PeerPacket& p);
 
-  MemberId sequencer_for(uint64_t global_seq) const;
   MessageName next_to_sequence(MemberId origin) const;
   bool pick_eligible(uint64_t global_seq, MessageName& out) const;
   void try_sequence();

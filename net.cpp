@@ -140,13 +140,13 @@ bool parse_probability(const std::string& s, double& out) {
   return true;
 }
 
-uint64_t RetryTimer::timeout_us(int silent_tries) const {
+uint64_t RetryPolicy::timeout_us(int silent_tries) const {
   double base = srtt_us_ == 0 ? 20000 : srtt_us_ + 4 * rttvar_us_;
-  base = std::min(std::max(base, 2000.0), 200000.0);
+  base = std::min(std::max(base, 1000.0), 200000.0);
   return static_cast<uint64_t>(base * (1u << std::min(silent_tries, 2)));
 }
 
-void RetryTimer::sample(uint64_t rtt_us) {
+void RetryPolicy::sample(uint64_t rtt_us) {
   double r = static_cast<double>(rtt_us);
   if (srtt_us_ == 0) {
     srtt_us_ = r;

@@ -34,17 +34,26 @@ bool parse_probability(const std::string& s, double& out);  // 0 <= p < 1
 
 uint64_t random_u64();  // from the OS's entropy source
 
-// When a client should send a request again: TCP's estimator (RFC 6298):
-// smoothed round-trip time plus four deviations, learnt from calls that
-// were answered at the first try (Karn's rule), kept within [2 ms, 200 ms],
-// and doubled for each further silent try, up to 4 times the base. Short
-// enough that a lost datagram costs a few milliseconds, not a second.
-class RetryTimer {
+// How a client sends a request, shared by ./client and the benchmark.
+// When to send it again: TCP's estimator (RFC 6298): smoothed round-trip
+// time plus four deviations, learnt from calls that were answered at the
+// first try (Karn's rule), kept within [1 ms, 200 ms], and doubled for each
+// further silent try, up to 4 times the base. Short enough that a lost
+// datagram costs a few milliseconds, not a second.
+// How many copies to send: two while the last reply said its replica is
+// repairing heavy loss (wire::Reply::lossy), else one. With independent
+// losses at rate p both copies are lost with p*p, so far fewer requests
+// wait out a retry timeout; a clean network never pays for the copy.
+class RetryPolicy {
  public:
   uint64_t timeout_us(int silent_tries) const;
   void sample(uint64_t rtt_us);  // only from calls answered without a retry
+  void note_reply(bool lossy) { lossy_ = lossy; }
+  int copies() const { return lossy_ ? 2 : 1; }
+
  private:
   double srtt_us_ = 0, rttvar_us_ = 0;
+  bool lossy_ = false;
 };
 
 }  // namespace net

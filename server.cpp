@@ -19,6 +19,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,21 @@ int parse_options(int argc, char** argv, Options& o) {
   if (o.data_dir.empty()) o.data_dir = "data/replica-" + std::to_string(o.id);
   return -1;
 }
+
+wire::ClientAddress to_client_address(const sockaddr_in& a) {
+  return wire::ClientAddress{ntohl(a.sin_addr.s_addr), ntohs(a.sin_port)};
+}
+
+sockaddr_in to_sockaddr(const wire::ClientAddress& a) {
+  sockaddr_in s{};
+  s.sin_family = AF_INET;
+  s.sin_addr.s_addr = htonl(a.ipv4);
+  s.sin_port = htons(a.port);
+  return s;
+}
+
+// An encoded reply and where it goes.
+using Reply = std::pair<std::string, sockaddr_in>;
 
 int g_signal_pipe[2] = {-1, -1};
 
@@ -264,8 +280,7 @@ class Server {
     mc_->tick(now);
     submit_waiting(now);
     if (stopping_ && waiting_ops_.empty()) mc_->close();
-    apply_deliveries();
-    send_outgoing();
+    send_outgoing(apply_deliveries());
     if (store_->appended_since_snapshot() >= kSnapshotEvery) write_snapshot();
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
   }
@@ -323,27 +338,25 @@ class Server {
     }
   }
 
-  // A request is admitted once; its retries only refresh where to answer.
+  // A request is admitted once. A copy that arrives while it is in flight
+  // is dropped: whoever sequences it will answer, and a retry that comes
+  // after it was applied here gets the stored reply.
   void on_request(const wire::Operation& op, const sockaddr_in& from) {
     ++counters_.requests;
     if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
-      send(wire::encode_reply(*cached), from);
+      send(encode_reply(*cached), from);
       return;
     }
     if (state_.superseded(op.client_id, op.request_no)) return;
     auto key = std::make_pair(op.client_id, op.request_no);
-    auto known = reply_to_.find(key);
-    if (known != reply_to_.end()) {
-      known->second = from;
-      return;
-    }
+    if (admitted_.count(key)) return;
     if (stopping_ || mc_->backlogged() || waiting_ops_.size() >= kMaxWaitingOps) {
       ++counters_.busy_replies;
-      send(wire::encode_reply(wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0}), from);
+      send(encode_reply(wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0}), from);
       return;
     }
-    waiting_ops_.push_back(op);
-    reply_to_[key] = from;
+    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from)});
+    admitted_.insert(key);
   }
 
   // Batching: requests that arrive while a message of ours awaits its
@@ -354,24 +367,27 @@ class Server {
     while (!waiting_ops_.empty() && mc_->can_submit() &&
            (mc_->unsequenced_own() == 0 || waiting_ops_.size() >= wire::kMaxBatchOps)) {
       size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
-      std::vector<wire::Operation> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
+      std::vector<wire::BatchedOp> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       mc_->submit(wire::encode_batch(batch), now);
     }
   }
 
+  // Who answers: the member that sequenced the batch answers every client in
+  // it. It is the first to deliver it, so the reply goes out one hop sooner
+  // than if the ASSIGN had to travel back to the origin first. (Should that
+  // reply be lost, the client's retry finds the stored reply at the origin.)
   // The log append happens before any reply leaves: an answered operation is
   // on this replica's disk (or, with --fsync, durably so).
-  void apply_deliveries() {
+  std::vector<Reply> apply_deliveries() {
+    std::vector<Reply> replies;
     std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
-    if (delivered.empty()) return;
-    std::vector<std::pair<std::string, sockaddr_in>> replies;
+    if (delivered.empty()) return replies;
     for (const mcast::Delivery& d : delivered) {
-      for (const wire::Reply& r : state_.apply(d)) {
-        auto waiting = reply_to_.find(std::make_pair(r.client_id, r.request_no));
-        if (waiting == reply_to_.end()) continue;  // another replica's client
-        replies.emplace_back(wire::encode_reply(r), waiting->second);
-        reply_to_.erase(waiting);
+      const bool sequenced_here = mc_->sequencer_for(d.global_seq) == self_;
+      for (const AddressedReply& r : state_.apply(d)) {
+        admitted_.erase(std::make_pair(r.reply.client_id, r.reply.request_no));
+        if (sequenced_here) replies.emplace_back(encode_reply(r.reply), to_sockaddr(r.to));
       }
     }
     std::string error;
@@ -379,8 +395,19 @@ class Server {
       log("fatal: %s", error);
       std::exit(1);  // never answer what is not logged
     }
-    // While the protocol sees heavy loss, replies go out twice too: a lost
-    // reply costs the client a whole retry timeout.
+    return replies;
+  }
+
+  // Every reply says whether this replica is in lossy mode, so that its
+  // client sends its requests twice for a while too.
+  std::string encode_reply(wire::Reply r) const {
+    r.lossy = mc_->lossy_mode();
+    return wire::encode_reply(r);
+  }
+
+  // While the protocol sees heavy loss, replies go out twice too: a lost
+  // reply costs the client a whole retry timeout.
+  void send_replies(const std::vector<Reply>& replies) {
     int copies = mc_->lossy_mode() ? 2 : 1;
     for (const auto& [bytes, to] : replies)
       for (int i = 0; i < copies; ++i) send(bytes, to);
@@ -391,8 +418,17 @@ class Server {
     if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) log("error: %s", error);
   }
 
-  void send_outgoing() {
-    for (const mcast::Outgoing& out : mc_->take_outgoing()) send(out.bytes, opt_.peers[out.to].addr);
+  // Order matters on a busy machine: first what the next sequencer waits for
+  // (it may assign the next global_seq only once it knows this one), then
+  // the clients' replies, then the rest of the protocol traffic.
+  void send_outgoing(const std::vector<Reply>& replies = {}) {
+    std::vector<mcast::Outgoing> out = mc_->take_outgoing();
+    const mcast::MemberId next = mc_->next_sequencer();
+    for (const mcast::Outgoing& o : out)
+      if (o.to == next) send(o.bytes, opt_.peers[o.to].addr);
+    send_replies(replies);
+    for (const mcast::Outgoing& o : out)
+      if (o.to != next) send(o.bytes, opt_.peers[o.to].addr);
   }
 
   void send(const std::string& bytes, const sockaddr_in& to) {
@@ -446,8 +482,10 @@ class Server {
   std::unique_ptr<ReplicaStore> store_;
   std::unique_ptr<mcast::Multicast> mc_;
   FTQueue state_;
-  std::deque<wire::Operation> waiting_ops_;
-  std::map<std::pair<uint64_t, uint64_t>, sockaddr_in> reply_to_;  // (client, request) -> address
+  std::deque<wire::BatchedOp> waiting_ops_;
+  // Requests this replica admitted and has not yet seen delivered, as
+  // (client id, request number).
+  std::set<std::pair<uint64_t, uint64_t>> admitted_;
   std::mt19937_64 loss_rng_;
   Counters counters_;
   bool stopping_ = false;

@@ -293,37 +293,44 @@ std::string encode_reply(const Reply& rep) {
   w.u64(rep.request_no);
   w.u8(static_cast<uint8_t>(rep.code));
   w.i32(rep.value);
+  w.u8(rep.lossy ? 1 : 0);
   return w.take();
 }
 
 bool decode_reply(const void* data, size_t len, Reply& out) {
   Reader r(data, len);
   Kind kind;
-  uint8_t code;
+  uint8_t code, lossy;
   if (!read_preamble(r, kind) || kind != Kind::ClientReply) return false;
-  if (!r.u64(out.client_id) || !r.u64(out.request_no) || !r.u8(code) || !r.i32(out.value))
+  if (!r.u64(out.client_id) || !r.u64(out.request_no) || !r.u8(code) || !r.i32(out.value) ||
+      !r.u8(lossy))
     return false;
-  if (!valid_reply_code(code) || !r.at_end()) return false;
+  if (!valid_reply_code(code) || lossy > 1 || !r.at_end()) return false;
   out.code = static_cast<ReplyCode>(code);
+  out.lossy = lossy == 1;
   return true;
 }
 
-std::string encode_batch(const std::vector<Operation>& ops) {
+std::string encode_batch(const std::vector<BatchedOp>& ops) {
   Writer w;
   w.u16(static_cast<uint16_t>(ops.size()));
-  for (const Operation& op : ops) write_operation(w, op);
+  for (const BatchedOp& b : ops) {
+    write_operation(w, b.op);
+    w.u32(b.reply_to.ipv4);
+    w.u16(b.reply_to.port);
+  }
   return w.take();
 }
 
-bool decode_batch(const std::string& payload, std::vector<Operation>& out) {
+bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out) {
   out.clear();
   Reader r(payload.data(), payload.size());
   uint16_t count;
   if (!r.u16(count) || count > kMaxBatchOps) return false;
   for (uint16_t i = 0; i < count; ++i) {
-    Operation op;
-    if (!read_operation(r, op)) return false;
-    out.push_back(op);
+    BatchedOp b;
+    if (!read_operation(r, b.op) || !r.u32(b.reply_to.ipv4) || !r.u16(b.reply_to.port)) return false;
+    out.push_back(b);
   }
   return r.at_end();
 }

@@ -180,6 +180,10 @@ struct Reply {
   uint64_t request_no = 0;
   ReplyCode code = ReplyCode::Ok;
   int32_t value = 0;
+  // The answering replica is repairing heavy loss (its lossy mode): the
+  // client should send each request twice while this stays set. Not part
+  // of the replicated state.
+  bool lossy = false;
 };
 
 std::string encode_request(const Operation& op);
@@ -187,10 +191,26 @@ std::string encode_reply(const Reply& r);
 bool decode_request(const void* data, size_t len, Operation& out);
 bool decode_reply(const void* data, size_t len, Reply& out);
 
+// Where a client asked from (IPv4 address and UDP port, host byte order).
+struct ClientAddress {
+  uint32_t ipv4 = 0;
+  uint16_t port = 0;
+};
+
+// One operation in a batch, with the address its reply goes to. The address
+// travels with the operation so that any member, not only the one the client
+// asked, can answer: the member that sequences a batch replies to its
+// clients directly, one hop sooner than the origin could.
+struct BatchedOp {
+  Operation op;
+  ClientAddress reply_to;
+};
+constexpr size_t kBatchedOpBytes = kOperationBytes + 4 + 2;
+
 // A batch of operations is the payload of one multicast message.
-std::string encode_batch(const std::vector<Operation>& ops);
-bool decode_batch(const std::string& payload, std::vector<Operation>& out);
-constexpr size_t kMaxBatchOps = (kMaxPayload - 2) / kOperationBytes;
+std::string encode_batch(const std::vector<BatchedOp>& ops);
+bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out);
+constexpr size_t kMaxBatchOps = (kMaxPayload - 2) / kBatchedOpBytes;
 
 // `client status`: each replica answers with its own view, outside the total
 // order (it is a diagnostic, not a queue operation).

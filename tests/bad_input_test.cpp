@@ -114,7 +114,7 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
     wire::Operation op = random_op(r);
     op.arg = static_cast<int32_t>(pick(r, 1, 5));
     state.apply(mcast::Delivery{static_cast<uint64_t>(i + 1), {1, 1, static_cast<uint64_t>(i + 1)},
-                                wire::encode_batch({op})});
+                                wire::encode_batch({wire::BatchedOp{op, {}}})});
   }
   const std::string snapshot = state.render_snapshot();
   uint64_t rejected = 0, roundtrips = 0;
@@ -131,12 +131,16 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
     wire::Operation op = random_op(r), op_back;
     std::string req = wire::encode_request(op);
     CHECK(wire::decode_request(req.data(), req.size(), op_back) && same_op(op, op_back), std::string("request round trip"));
-    std::vector<wire::Operation> batch(pick(r, 0, wire::kMaxBatchOps)), batch_back;
-    for (auto& b : batch) b = random_op(r);
+    std::vector<wire::BatchedOp> batch(pick(r, 0, wire::kMaxBatchOps)), batch_back;
+    for (auto& b : batch)
+      b = wire::BatchedOp{random_op(r), {static_cast<uint32_t>(r()), static_cast<uint16_t>(r())}};
     std::string payload = wire::encode_batch(batch);
-    CHECK(payload.size() <= wire::kMaxPayload && wire::decode_batch(payload, batch_back) &&
-              batch_back.size() == batch.size() && (batch.empty() || same_op(batch.back(), batch_back.back())),
-          std::string("batch round trip"));
+    bool same_batch = payload.size() <= wire::kMaxPayload && wire::decode_batch(payload, batch_back) &&
+                      batch_back.size() == batch.size();
+    for (size_t i = 0; same_batch && i < batch.size(); ++i)
+      same_batch = same_op(batch[i].op, batch_back[i].op) && batch[i].reply_to.ipv4 == batch_back[i].reply_to.ipv4 &&
+                   batch[i].reply_to.port == batch_back[i].reply_to.port;
+    CHECK(same_batch, std::string("batch round trip"));
     roundtrips += 3;
 
     // Mutations: every decoder must cope; undecodable input changes nothing.
@@ -148,7 +152,7 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
     wire::Reply rep;
     wire::ReplicaStatus st;
     uint64_t nonce;
-    std::vector<wire::Operation> ops;
+    std::vector<wire::BatchedOp> ops;
     wire::decode_request(bad.data(), bad.size(), o);
     wire::decode_reply(bad.data(), bad.size(), rep);
     wire::decode_status_request(bad.data(), bad.size(), nonce);

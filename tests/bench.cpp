@@ -174,7 +174,7 @@ class Driver {
   }
 
   void send(LogicalClient& c, uint64_t now) {
-    net::send_to(fd_, c.bytes, servers_[c.server].addr);
+    for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, c.bytes, servers_[c.server].addr);
     ++c.sends;
     c.resend_at = now + retry_.timeout_us(c.silent_tries);
   }
@@ -230,6 +230,7 @@ class Driver {
   void complete(LogicalClient& c, const wire::Reply& rep, uint64_t now, bool continue_loop) {
     c.resend_at = 0;
     if (c.sends == 1) retry_.sample(now - c.first_sent);
+    retry_.note_reply(rep.lossy);
     bool ok = rep.code == wire::ReplyCode::Ok || rep.code == wire::ReplyCode::Empty;
     if (in_window(now)) {
       if (ok) {
@@ -256,7 +257,7 @@ class Driver {
   uint64_t measure_from_ = 0, measure_to_ = 0;
   size_t pending_ = 0;
   Result* result_ = nullptr;
-  net::RetryTimer retry_;  // one estimate for all: they share the path
+  net::RetryPolicy retry_;  // one estimate for all: they share the path
 };
 
 std::string format_ms(double ms) {
