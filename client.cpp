@@ -178,20 +178,22 @@ class Client {
   // tried a few times with growing waits, then the next one. A busy reply is
   // retried after a pause, and reported only if the cluster stays busy.
   bool call(const wire::Operation& op, wire::Reply& reply) {
-    const std::string request = wire::encode_request(op);
-    const uint64_t started = net::now_us(), deadline = started + timeout_us_;
-    int silent_tries = 0, sends = 0;
+    const uint64_t deadline = net::now_us() + timeout_us_;
+    net::Tries tries;
+    int silent_tries = 0;
     bool got_busy = false;
     for (;;) {
       uint64_t now = net::now_us();
       if (now >= deadline) break;
+      const std::string request = wire::encode_request(op, tries.next_attempt());
       for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, request, servers_[server_].addr);
-      ++sends;
+      tries.sent(now);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
-        if (sends == 1) retry_.sample(net::now_us() - started);
-        retry_.note_reply(reply.lossy);
-        if (reply.code != wire::ReplyCode::Busy) return true;
+        if (reply.code != wire::ReplyCode::Busy) {
+          retry_.on_reply(tries, reply.attempt, reply.lossy, net::now_us());
+          return true;
+        }
         got_busy = true;
         pause_until(std::min(deadline, net::now_us() + 50'000));
         continue;

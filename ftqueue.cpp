@@ -37,7 +37,9 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
       Reply r = execute(op);
       client = ClientRecord{op.request_no, r.code, r.value};
     }
-    replies.push_back(AddressedReply{Reply{op.client_id, op.request_no, client.code, client.value}, b.reply_to});
+    Reply reply{op.client_id, op.request_no, client.code, client.value};
+    reply.attempt = b.attempt;
+    replies.push_back(AddressedReply{reply, b.reply_to});
   }
   return replies;
 }

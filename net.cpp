@@ -146,6 +146,21 @@ uint64_t RetryPolicy::timeout_us(int silent_tries) const {
   return static_cast<uint64_t>(base * (1u << std::min(silent_tries, 2)));
 }
 
+void Tries::sent(uint64_t now_us) {
+  if (count == 0) first_sent_us = now_us;
+  latest_sent_us = now_us;
+  ++count;
+}
+
+void RetryPolicy::on_reply(const Tries& tries, uint8_t answered, bool lossy, uint64_t now_us) {
+  lossy_ = lossy;
+  if (answered == 0) {
+    sample(now_us - tries.first_sent_us);
+  } else if (answered + 1 == tries.count && answered < 255) {
+    sample(now_us - tries.latest_sent_us);
+  }
+}
+
 void RetryPolicy::sample(uint64_t rtt_us) {
   double r = static_cast<double>(rtt_us);
   if (srtt_us_ == 0) {

@@ -34,12 +34,23 @@ bool parse_probability(const std::string& s, double& out);  // 0 <= p < 1
 
 uint64_t random_u64();  // from the OS's entropy source
 
+// The sends of one request. Its tries are numbered 0, 1, 2, ... (staying
+// at 255), and a reply echoes the number of the try it answers.
+struct Tries {
+  int count = 0;
+  uint64_t first_sent_us = 0, latest_sent_us = 0;
+  uint8_t next_attempt() const { return static_cast<uint8_t>(count < 255 ? count : 255); }
+  void sent(uint64_t now_us);
+};
+
 // How a client sends a request, shared by ./client and the benchmark.
 // When to send it again: TCP's estimator (RFC 6298): smoothed round-trip
-// time plus four deviations, learnt from calls that were answered at the
-// first try (Karn's rule), kept within [1 ms, 200 ms], and doubled for each
-// further silent try, up to 4 times the base. Short enough that a lost
-// datagram costs a few milliseconds, not a second.
+// time plus four deviations, kept within [1 ms, 200 ms], and doubled for
+// each further silent try, up to 4 times the base. Short enough that a lost
+// datagram costs a few milliseconds, not a second. Because replies echo the
+// try they answer, a slow reply that arrives after a retry still counts as
+// a sample; were such calls left out (Karn's rule), the estimate would learn
+// only from the fast calls, retry too early under load, and add load.
 // How many copies to send: two while the last reply said its replica is
 // repairing heavy loss (wire::Reply::lossy), else one. With independent
 // losses at rate p both copies are lost with p*p, so far fewer requests
@@ -47,11 +58,13 @@ uint64_t random_u64();  // from the OS's entropy source
 class RetryPolicy {
  public:
   uint64_t timeout_us(int silent_tries) const;
-  void sample(uint64_t rtt_us);  // only from calls answered without a retry
-  void note_reply(bool lossy) { lossy_ = lossy; }
+  // A reply to `tries` that answers try number `answered`. The first and
+  // the latest try are timed; a reply to one in between is no clean sample.
+  void on_reply(const Tries& tries, uint8_t answered, bool lossy, uint64_t now_us);
   int copies() const { return lossy_ ? 2 : 1; }
 
  private:
+  void sample(uint64_t rtt_us);
   double srtt_us_ = 0, rttvar_us_ = 0;
   bool lossy_ = false;
 };

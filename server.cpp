@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <memory>
@@ -328,9 +329,10 @@ class Server {
 
   void on_client_datagram(const char* data, size_t len, const sockaddr_in& from) {
     wire::Operation op;
+    uint8_t attempt;
     uint64_t nonce;
-    if (wire::decode_request(data, len, op)) {
-      on_request(op, from);
+    if (wire::decode_request(data, len, op, attempt)) {
+      on_request(op, attempt, from);
     } else if (wire::decode_status_request(data, len, nonce)) {
       send(wire::encode_status_reply(status(nonce)), from);
     } else {
@@ -341,9 +343,10 @@ class Server {
   // A request is admitted once. A copy that arrives while it is in flight
   // is dropped: whoever sequences it will answer, and a retry that comes
   // after it was applied here gets the stored reply.
-  void on_request(const wire::Operation& op, const sockaddr_in& from) {
+  void on_request(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
     ++counters_.requests;
     if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
+      cached->attempt = attempt;
       send(encode_reply(*cached), from);
       return;
     }
@@ -352,10 +355,12 @@ class Server {
     if (admitted_.count(key)) return;
     if (stopping_ || mc_->backlogged() || waiting_ops_.size() >= kMaxWaitingOps) {
       ++counters_.busy_replies;
-      send(encode_reply(wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0}), from);
+      wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
+      busy.attempt = attempt;
+      send(encode_reply(busy), from);
       return;
     }
-    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from)});
+    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
     admitted_.insert(key);
   }
 
@@ -418,17 +423,19 @@ class Server {
     if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) log("error: %s", error);
   }
 
-  // Order matters on a busy machine: first what the next sequencer waits for
-  // (it may assign the next global_seq only once it knows this one), then
-  // the clients' replies, then the rest of the protocol traffic.
+  // Order matters on a busy machine, where any send may hand the CPU to the
+  // process it wakes: first what the next sequencer waits for (it may
+  // assign the next global_seq only once it knows this one), then the rest
+  // of the protocol traffic (an origin holds its next batch until it hears
+  // its last one was sequenced), and the clients' replies last. Replying
+  // before the origin knew would only bring the client's next request to an
+  // origin that must hold it.
   void send_outgoing(const std::vector<Reply>& replies = {}) {
     std::vector<mcast::Outgoing> out = mc_->take_outgoing();
     const mcast::MemberId next = mc_->next_sequencer();
-    for (const mcast::Outgoing& o : out)
-      if (o.to == next) send(o.bytes, opt_.peers[o.to].addr);
+    std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
+    for (const mcast::Outgoing& o : out) send(o.bytes, opt_.peers[o.to].addr);
     send_replies(replies);
-    for (const mcast::Outgoing& o : out)
-      if (o.to != next) send(o.bytes, opt_.peers[o.to].addr);
   }
 
   void send(const std::string& bytes, const sockaddr_in& to) {

@@ -272,18 +272,19 @@ bool read_operation(Reader& r, Operation& op) {
 }
 }  // namespace
 
-std::string encode_request(const Operation& op) {
+std::string encode_request(const Operation& op, uint8_t attempt) {
   Writer w;
   write_preamble(w, Kind::ClientRequest);
   write_operation(w, op);
+  w.u8(attempt);
   return w.take();
 }
 
-bool decode_request(const void* data, size_t len, Operation& out) {
+bool decode_request(const void* data, size_t len, Operation& out, uint8_t& attempt) {
   Reader r(data, len);
   Kind kind;
   return read_preamble(r, kind) && kind == Kind::ClientRequest && read_operation(r, out) &&
-         r.at_end();
+         r.u8(attempt) && r.at_end();
 }
 
 std::string encode_reply(const Reply& rep) {
@@ -293,6 +294,7 @@ std::string encode_reply(const Reply& rep) {
   w.u64(rep.request_no);
   w.u8(static_cast<uint8_t>(rep.code));
   w.i32(rep.value);
+  w.u8(rep.attempt);
   w.u8(rep.lossy ? 1 : 0);
   return w.take();
 }
@@ -303,7 +305,7 @@ bool decode_reply(const void* data, size_t len, Reply& out) {
   uint8_t code, lossy;
   if (!read_preamble(r, kind) || kind != Kind::ClientReply) return false;
   if (!r.u64(out.client_id) || !r.u64(out.request_no) || !r.u8(code) || !r.i32(out.value) ||
-      !r.u8(lossy))
+      !r.u8(out.attempt) || !r.u8(lossy))
     return false;
   if (!valid_reply_code(code) || lossy > 1 || !r.at_end()) return false;
   out.code = static_cast<ReplyCode>(code);
@@ -318,6 +320,7 @@ std::string encode_batch(const std::vector<BatchedOp>& ops) {
     write_operation(w, b.op);
     w.u32(b.reply_to.ipv4);
     w.u16(b.reply_to.port);
+    w.u8(b.attempt);
   }
   return w.take();
 }
@@ -329,7 +332,9 @@ bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out) {
   if (!r.u16(count) || count > kMaxBatchOps) return false;
   for (uint16_t i = 0; i < count; ++i) {
     BatchedOp b;
-    if (!read_operation(r, b.op) || !r.u32(b.reply_to.ipv4) || !r.u16(b.reply_to.port)) return false;
+    if (!read_operation(r, b.op) || !r.u32(b.reply_to.ipv4) || !r.u16(b.reply_to.port) ||
+        !r.u8(b.attempt))
+      return false;
     out.push_back(b);
   }
   return r.at_end();

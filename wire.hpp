@@ -180,15 +180,21 @@ struct Reply {
   uint64_t request_no = 0;
   ReplyCode code = ReplyCode::Ok;
   int32_t value = 0;
-  // The answering replica is repairing heavy loss (its lossy mode): the
-  // client should send each request twice while this stays set. Not part
-  // of the replicated state.
+  // Transport hints, not part of the replicated state:
+  // which try of the request this answers, echoed from the request (as in
+  // TCP's timestamp option), so that the client can time every reply, even
+  // after a retry, without guessing which try it answers;
+  uint8_t attempt = 0;
+  // the answering replica is repairing heavy loss (its lossy mode): the
+  // client should send each request twice while this stays set.
   bool lossy = false;
 };
 
-std::string encode_request(const Operation& op);
+// A request datagram is one Operation and the number of this try (0 for the
+// first send, counting up to 255 and staying there).
+std::string encode_request(const Operation& op, uint8_t attempt);
 std::string encode_reply(const Reply& r);
-bool decode_request(const void* data, size_t len, Operation& out);
+bool decode_request(const void* data, size_t len, Operation& out, uint8_t& attempt);
 bool decode_reply(const void* data, size_t len, Reply& out);
 
 // Where a client asked from (IPv4 address and UDP port, host byte order).
@@ -197,15 +203,16 @@ struct ClientAddress {
   uint16_t port = 0;
 };
 
-// One operation in a batch, with the address its reply goes to. The address
-// travels with the operation so that any member, not only the one the client
-// asked, can answer: the member that sequences a batch replies to its
-// clients directly, one hop sooner than the origin could.
+// One operation in a batch, with the address its reply goes to and the try
+// that was admitted. They travel with the operation so that any member, not
+// only the one the client asked, can answer: the member that sequences a
+// batch replies to its clients directly, one hop sooner than the origin.
 struct BatchedOp {
   Operation op;
   ClientAddress reply_to;
+  uint8_t attempt = 0;
 };
-constexpr size_t kBatchedOpBytes = kOperationBytes + 4 + 2;
+constexpr size_t kBatchedOpBytes = kOperationBytes + 4 + 2 + 1;
 
 // A batch of operations is the payload of one multicast message.
 std::string encode_batch(const std::vector<BatchedOp>& ops);

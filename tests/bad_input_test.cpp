@@ -129,31 +129,43 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
               back.want_reply == p.want_reply;
     CHECK(ok, "peer packet round trip failed at iteration " + std::to_string(it));
     wire::Operation op = random_op(r), op_back;
-    std::string req = wire::encode_request(op);
-    CHECK(wire::decode_request(req.data(), req.size(), op_back) && same_op(op, op_back), std::string("request round trip"));
+    uint8_t attempt = static_cast<uint8_t>(r()), attempt_back = 0;
+    std::string req = wire::encode_request(op, attempt);
+    CHECK(wire::decode_request(req.data(), req.size(), op_back, attempt_back) && same_op(op, op_back) &&
+              attempt == attempt_back,
+          std::string("request round trip"));
     std::vector<wire::BatchedOp> batch(pick(r, 0, wire::kMaxBatchOps)), batch_back;
     for (auto& b : batch)
-      b = wire::BatchedOp{random_op(r), {static_cast<uint32_t>(r()), static_cast<uint16_t>(r())}};
+      b = wire::BatchedOp{random_op(r), {static_cast<uint32_t>(r()), static_cast<uint16_t>(r())},
+                          static_cast<uint8_t>(r())};
     std::string payload = wire::encode_batch(batch);
     bool same_batch = payload.size() <= wire::kMaxPayload && wire::decode_batch(payload, batch_back) &&
                       batch_back.size() == batch.size();
     for (size_t i = 0; same_batch && i < batch.size(); ++i)
       same_batch = same_op(batch[i].op, batch_back[i].op) && batch[i].reply_to.ipv4 == batch_back[i].reply_to.ipv4 &&
-                   batch[i].reply_to.port == batch_back[i].reply_to.port;
+                   batch[i].reply_to.port == batch_back[i].reply_to.port && batch[i].attempt == batch_back[i].attempt;
     CHECK(same_batch, std::string("batch round trip"));
-    roundtrips += 3;
+    wire::Reply rep{r(), pick(r, 1, 1000), static_cast<wire::ReplyCode>(pick(r, 0, 4)), static_cast<int32_t>(r())},
+        rep_back;
+    rep.attempt = static_cast<uint8_t>(r());
+    rep.lossy = r() % 2 == 0;
+    std::string rep_bytes = wire::encode_reply(rep);
+    CHECK(wire::decode_reply(rep_bytes.data(), rep_bytes.size(), rep_back) && rep_back.client_id == rep.client_id &&
+              rep_back.request_no == rep.request_no && rep_back.code == rep.code && rep_back.value == rep.value &&
+              rep_back.attempt == rep.attempt && rep_back.lossy == rep.lossy,
+          std::string("reply round trip"));
+    roundtrips += 4;
 
     // Mutations: every decoder must cope; undecodable input changes nothing.
-    std::string sources[] = {datagrams[0], req, payload, wire::encode_reply({r(), 1, wire::ReplyCode::Ok, 5}),
+    std::string sources[] = {datagrams[0], req, payload, rep_bytes,
                              wire::encode_status_request(r())};
     std::string bad = mutate(r, sources[pick(r, 0, 4)]);
     wire::PeerPacket pp;
     wire::Operation o;
-    wire::Reply rep;
     wire::ReplicaStatus st;
     uint64_t nonce;
     std::vector<wire::BatchedOp> ops;
-    wire::decode_request(bad.data(), bad.size(), o);
+    wire::decode_request(bad.data(), bad.size(), o, attempt_back);
     wire::decode_reply(bad.data(), bad.size(), rep);
     wire::decode_status_request(bad.data(), bad.size(), nonce);
     wire::decode_status_reply(bad.data(), bad.size(), st);
@@ -213,11 +225,11 @@ std::string junk_datagram(Rng& r, uint16_t n) {
       return wire::encode_peer(p)[0];
     }
     case 5: {
-      std::string req = wire::encode_request(random_op(r));
+      std::string req = wire::encode_request(random_op(r), 0);
       return req.substr(0, pick(r, 0, req.size() - 1));                       // truncated request
     }
     case 6: {
-      std::string req = wire::encode_request(random_op(r));
+      std::string req = wire::encode_request(random_op(r), 0);
       req[4 + 16] = static_cast<char>(pick(r, 8, 255));                       // no such operation
       return req;
     }

@@ -97,9 +97,9 @@ struct LogicalClient {
   uint64_t id = 0, request_no = 0;
   size_t server = 0;
   wire::Operation op;
-  std::string bytes;
-  uint64_t first_sent = 0, resend_at = 0;
-  int silent_tries = 0, sends = 0;
+  net::Tries tries;
+  uint64_t resend_at = 0;
+  int silent_tries = 0;
 };
 
 class Driver {
@@ -166,16 +166,15 @@ class Driver {
     op.client_id = c.id;
     op.request_no = ++c.request_no;
     c.op = op;
-    c.bytes = wire::encode_request(op);
-    c.first_sent = now;
+    c.tries = net::Tries{};
     c.silent_tries = 0;
-    c.sends = 0;
     send(c, now);
   }
 
   void send(LogicalClient& c, uint64_t now) {
-    for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, c.bytes, servers_[c.server].addr);
-    ++c.sends;
+    const std::string request = wire::encode_request(c.op, c.tries.next_attempt());
+    for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, request, servers_[c.server].addr);
+    c.tries.sent(now);
     c.resend_at = now + retry_.timeout_us(c.silent_tries);
   }
 
@@ -229,13 +228,12 @@ class Driver {
 
   void complete(LogicalClient& c, const wire::Reply& rep, uint64_t now, bool continue_loop) {
     c.resend_at = 0;
-    if (c.sends == 1) retry_.sample(now - c.first_sent);
-    retry_.note_reply(rep.lossy);
     bool ok = rep.code == wire::ReplyCode::Ok || rep.code == wire::ReplyCode::Empty;
+    if (rep.code != wire::ReplyCode::Busy) retry_.on_reply(c.tries, rep.attempt, rep.lossy, now);
     if (in_window(now)) {
       if (ok) {
         ++result_->ops;
-        result_->latency_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(now - c.first_sent, UINT32_MAX)));
+        result_->latency_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(now - c.tries.first_sent_us, UINT32_MAX)));
       } else {
         ++result_->errors;
       }
