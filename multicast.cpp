@@ -366,11 +366,12 @@ bool Multicast::awaiting_next_assignment() const {
 
 // How long after `a` was first seen, or last asked for, to ask (again): a
 // short grace first (the datagram may just be a little behind: a sender
-// preempted between two sends, a packet split over two datagrams); then
-// nack_interval twice; then backing off to 16 intervals, so an item nobody
-// can supply costs little traffic.
+// preempted between two sends, a packet split over two datagrams), a fifth
+// of it in lossy mode, where loss is the likely story; then nack_interval
+// twice; then backing off to 16 intervals, so an item nobody can supply
+// costs little traffic.
 uint64_t Multicast::ask_gap(const Ask& a) const {
-  if (a.times == 0) return config_.nack_grace_us;
+  if (a.times == 0) return lossy_mode() ? config_.nack_grace_us / 5 : config_.nack_grace_us;
   return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
 }
 
@@ -441,12 +442,15 @@ bool Multicast::ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& as
 
 // A late next assignment: the first sighting only starts the clock, since in
 // a healthy (if busy) cluster the ASSIGN is on its way; we ask only after a
-// heartbeat interval, as long as a lost last ASSIGN would take to show.
+// heartbeat interval, as long as a lost last ASSIGN would take to show. In
+// lossy mode a lost ASSIGN is the likely story, and the whole rotation waits
+// on it, so we ask after one NACK interval.
 void Multicast::ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
   if (!awaiting_next_assignment()) return;
   uint64_t k = assigned_contiguous_ + 1;
   Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
-  uint64_t late_at = a.last + (a.times == 0 ? config_.heartbeat_interval_us : config_.nack_interval_us);
+  uint64_t first_wait = lossy_mode() ? config_.nack_interval_us : config_.heartbeat_interval_us;
+  uint64_t late_at = a.last + (a.times == 0 ? first_wait : config_.nack_interval_us);
   if (now_us >= late_at) {
     a.last = now_us;
     ++a.times;

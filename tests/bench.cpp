@@ -98,6 +98,9 @@ struct LogicalClient {
   size_t server = 0;
   wire::Operation op;
   net::Tries tries;
+  // Its own, as each ./client has: one estimator fed by every client's
+  // replies would follow the latest burst, not the latency of a call.
+  net::RetryPolicy retry;
   uint64_t resend_at = 0;
   int silent_tries = 0;
 };
@@ -173,9 +176,9 @@ class Driver {
 
   void send(LogicalClient& c, uint64_t now) {
     const std::string request = wire::encode_request(c.op, c.tries.next_attempt());
-    for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, request, servers_[c.server].addr);
+    for (int copy = 0; copy < c.retry.copies(); ++copy) net::send_to(fd_, request, servers_[c.server].addr);
     c.tries.sent(now);
-    c.resend_at = now + retry_.timeout_us(c.silent_tries);
+    c.resend_at = now + c.retry.timeout_us(c.silent_tries);
   }
 
   // Waits for replies or the earliest retry; true if all setup calls finished.
@@ -229,7 +232,7 @@ class Driver {
   void complete(LogicalClient& c, const wire::Reply& rep, uint64_t now, bool continue_loop) {
     c.resend_at = 0;
     bool ok = rep.code == wire::ReplyCode::Ok || rep.code == wire::ReplyCode::Empty;
-    if (rep.code != wire::ReplyCode::Busy) retry_.on_reply(c.tries, rep.attempt, rep.lossy, now);
+    if (rep.code != wire::ReplyCode::Busy) c.retry.on_reply(c.tries, rep.attempt, rep.lossy, now);
     if (in_window(now)) {
       if (ok) {
         ++result_->ops;
@@ -255,7 +258,6 @@ class Driver {
   uint64_t measure_from_ = 0, measure_to_ = 0;
   size_t pending_ = 0;
   Result* result_ = nullptr;
-  net::RetryPolicy retry_;  // one estimate for all: they share the path
 };
 
 std::string format_ms(double ms) {
