@@ -156,7 +156,10 @@ sockaddr_in to_sockaddr(const wire::ClientAddress& a) {
 }
 
 // An encoded reply and where it goes.
-using Reply = std::pair<std::string, sockaddr_in>;
+struct OutgoingReply {
+  std::string bytes;
+  sockaddr_in to;
+};
 
 int g_signal_pipe[2] = {-1, -1};
 
@@ -281,7 +284,13 @@ class Server {
     mc_->tick(now);
     submit_waiting(now);
     if (stopping_ && waiting_ops_.empty()) mc_->close();
-    send_outgoing(apply_deliveries());
+    // Protocol traffic before replies: any send may hand the CPU to the
+    // process it wakes, and a client answered before its origin heard that
+    // the last batch was sequenced would only bring its next request to an
+    // origin that must hold it.
+    std::vector<OutgoingReply> replies = apply_deliveries();
+    send_outgoing();
+    send_replies(replies);
     if (store_->appended_since_snapshot() >= kSnapshotEvery) write_snapshot();
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
   }
@@ -384,15 +393,15 @@ class Server {
   // reply be lost, the client's retry finds the stored reply at the origin.)
   // The log append happens before any reply leaves: an answered operation is
   // on this replica's disk (or, with --fsync, durably so).
-  std::vector<Reply> apply_deliveries() {
-    std::vector<Reply> replies;
+  std::vector<OutgoingReply> apply_deliveries() {
+    std::vector<OutgoingReply> replies;
     std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
     if (delivered.empty()) return replies;
     for (const mcast::Delivery& d : delivered) {
       const bool sequenced_here = mc_->sequencer_for(d.global_seq) == self_;
       for (const AddressedReply& r : state_.apply(d)) {
-        admitted_.erase(std::make_pair(r.reply.client_id, r.reply.request_no));
-        if (sequenced_here) replies.emplace_back(encode_reply(r.reply), to_sockaddr(r.to));
+        forget_admitted(r.reply.client_id, r.reply.request_no);
+        if (sequenced_here) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
       }
     }
     std::string error;
@@ -410,12 +419,21 @@ class Server {
     return wire::encode_reply(r);
   }
 
+  // Request `request_no` of a client was applied: neither it nor any older
+  // request of that client is in flight any more. (An older one the state
+  // skipped, because the client had given up on it and moved on, would
+  // otherwise stay here for ever.)
+  void forget_admitted(uint64_t client_id, uint64_t request_no) {
+    admitted_.erase(admitted_.lower_bound(std::make_pair(client_id, uint64_t{0})),
+                    admitted_.upper_bound(std::make_pair(client_id, request_no)));
+  }
+
   // While the protocol sees heavy loss, replies go out twice too: a lost
   // reply costs the client a whole retry timeout.
-  void send_replies(const std::vector<Reply>& replies) {
+  void send_replies(const std::vector<OutgoingReply>& replies) {
     int copies = mc_->lossy_mode() ? 2 : 1;
-    for (const auto& [bytes, to] : replies)
-      for (int i = 0; i < copies; ++i) send(bytes, to);
+    for (const OutgoingReply& r : replies)
+      for (int i = 0; i < copies; ++i) send(r.bytes, r.to);
   }
 
   void write_snapshot() {
@@ -423,19 +441,13 @@ class Server {
     if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) log("error: %s", error);
   }
 
-  // Order matters on a busy machine, where any send may hand the CPU to the
-  // process it wakes: first what the next sequencer waits for (it may
-  // assign the next global_seq only once it knows this one), then the rest
-  // of the protocol traffic (an origin holds its next batch until it hears
-  // its last one was sequenced), and the clients' replies last. Replying
-  // before the origin knew would only bring the client's next request to an
-  // origin that must hold it.
-  void send_outgoing(const std::vector<Reply>& replies = {}) {
+  // What the protocol queued, the next sequencer's first: it may assign the
+  // next global_seq only once it knows this one, and everyone waits for it.
+  void send_outgoing() {
     std::vector<mcast::Outgoing> out = mc_->take_outgoing();
     const mcast::MemberId next = mc_->next_sequencer();
     std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
     for (const mcast::Outgoing& o : out) send(o.bytes, opt_.peers[o.to].addr);
-    send_replies(replies);
   }
 
   void send(const std::string& bytes, const sockaddr_in& to) {

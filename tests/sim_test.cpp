@@ -7,8 +7,8 @@
 // once. After the fault phase the network only delays, and the run must
 // finish (everything delivered, every member quiescent) within a bound of
 // simulated time. Checked: agreement, integrity, validity, FIFO per origin,
-// k assigned only by member k mod n and only once, and empty retransmit
-// buffers at the end. In "leave" runs every member closes (graceful stop)
+// k assigned only by member k mod n and only once, no message sequenced
+// twice, and empty retransmit buffers at the end. In "leave" runs every member closes (graceful stop)
 // while faults still rage, and exits once done_leaving() says its state is
 // final, or after a 3 s timeout as the server does: all must end with the
 // same deliveries.
@@ -225,6 +225,9 @@ class Run {
           return "sequencer rule: member " + std::to_string(i) + " assigned k=" + std::to_string(k);
         if (!assigned_.emplace(k, name).second)
           return "k=" + std::to_string(k) + " was assigned twice";
+        auto [where, fresh] = sequenced_at_.emplace(name, k);
+        if (!fresh)
+          return "a message was sequenced twice: at k=" + std::to_string(where->second) + " and k=" + std::to_string(k);
       }
       for (Delivery& d : members_[i]->take_deliveries()) {
         std::vector<Delivery>& mine = delivered_[i];
@@ -320,6 +323,7 @@ class Run {
   uint64_t next_payload_ = 0;
   std::map<std::string, wire::MessageName> sent_;
   std::map<uint64_t, wire::MessageName> assigned_;
+  std::map<wire::MessageName, uint64_t> sequenced_at_;  // inverse of assigned_
   std::vector<std::vector<Delivery>> delivered_;
   std::vector<Delivery> reference_;  // the first delivery seen at each k
   std::map<size_t, std::set<std::string>> seen_;
