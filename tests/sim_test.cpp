@@ -8,10 +8,10 @@
 // finish (everything delivered, every member quiescent) within a bound of
 // simulated time. Checked: agreement, integrity, validity, FIFO per origin,
 // k assigned only by member k mod n and only once, no message sequenced
-// twice, and empty retransmit buffers at the end. In "leave" runs every member closes (graceful stop)
-// while faults still rage, and exits once done_leaving() says its state is
-// final, or after a 3 s timeout as the server does: all must end with the
-// same deliveries.
+// twice, and empty retransmit buffers at the end. In "leave" runs every
+// member closes (graceful stop) while faults still rage, and exits once
+// done_leaving() says its state is final, or after a 3 s timeout as the
+// server does: all must end with the same deliveries.
 //
 //   sim_test --seeds 2000            # seeds 1..2000
 //   sim_test --seed 1234 --trace     # one seed, print every event
