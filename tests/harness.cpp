@@ -219,6 +219,12 @@ bool Cluster::wait_stopped(int i, int timeout_ms) {
   return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+void Cluster::crash(int i) {
+  if (pids_[i] <= 0) return;
+  kill_and_reap(pids_[i]);
+  pids_[i] = -1;
+}
+
 bool Cluster::stop_all(int timeout_ms) {
   // Signal all first: they drain together, as after `run_cluster.sh stop`.
   for (int i = 0; i < config_.members; ++i)

@@ -41,6 +41,8 @@ class Cluster {
   // True if it exited by itself with status 0.
   bool stop(int i, int timeout_ms = 8000);
   bool stop_all(int timeout_ms = 8000);
+  // SIGKILL, as a crash: no drain, no snapshot; the files stay as they were.
+  void crash(int i);
   bool wait_stopped(int i, int timeout_ms);
   bool running(int i);
 

@@ -1,15 +1,20 @@
 // smoke_test: a real cluster of server processes on 127.0.0.1, with --loss,
 // driven through the real ./client.
 //
-//   smoke_test operations|concurrent|restart --server BIN --client BIN [--loss P]
+//   smoke_test operations|concurrent|restart|crash --server BIN --client BIN [--loss P]
 //
 // operations  every operation and every error case, in pipe and one-shot mode
 // concurrent  several clients at once; every acknowledged push popped exactly
 //             once and in each producer's order; identical snapshots at the end
 // restart     full stop and restart with the state intact; a lone replica
 //             restarted while the cluster is idle rejoins
+// crash       as concurrent, with one replica killed (SIGKILL) mid-run and
+//             restarted on its files
 // Seeded (printed); FTQ_SEED=<seed> replays the same choices and drops.
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -133,47 +138,50 @@ struct Call {
   std::string command, result;
 };
 
-void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
-  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
-  cluster.start_all();
+// kClients clients at once, each starting at a different server, pushing
+// (items numbered client * 100000 + j) and popping on queues 1 and 2; then a
+// drain of both queues. Returns every client's calls, the drain's last.
+// `completed` counts finished calls, so the caller can act mid-run.
+std::vector<std::vector<Call>> run_workload(const Args& a, const Cluster& cluster, uint64_t seed, int kClients,
+                                            int kOps, std::atomic<int>& completed) {
   {
     ClientProcess setup(a.client, cluster.servers(), 10);
     expect(setup, "create 1", "1");
     expect(setup, "create 2", "2");
   }
-  const int kClients = 4, kOps = 80;
   std::vector<std::vector<Call>> history(kClients);
   std::vector<std::thread> threads;
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
       std::mt19937_64 rng(seed * 31 + c);
-      // Each client starts at a different server, so all three originate.
-      std::string servers = cluster.endpoint(c % 3) + "," + cluster.servers();
+      std::string servers = cluster.endpoint(c % cluster.members()) + "," + cluster.servers();
       ClientProcess client(a.client, servers, 20);
       for (int j = 0; j < kOps; ++j) {
         int queue = 1 + static_cast<int>(rng() % 2);
         std::string cmd = rng() % 3 != 0 ? "push " + std::to_string(queue) + " " + std::to_string(c * 100000 + j)
                                          : "pop " + std::to_string(queue);
         history[c].push_back(Call{cmd, client.call(cmd)});
+        ++completed;
       }
     });
   }
   for (auto& t : threads) t.join();
-
-  // Drain both queues through one more client.
   std::vector<Call> drain;
-  {
-    ClientProcess drainer(a.client, cluster.servers(), 20);
-    for (int q = 1; q <= 2; ++q)
-      for (int guard = 0; guard < kClients * kOps + 1; ++guard) {
-        std::string cmd = "pop " + std::to_string(q);
-        std::string r = drainer.call(cmd);
-        drain.push_back(Call{cmd, r});
-        if (r.rfind("error", 0) == 0) break;
-      }
-  }
+  ClientProcess drainer(a.client, cluster.servers(), 20);
+  for (int q = 1; q <= 2; ++q)
+    for (int guard = 0; guard < kClients * kOps + 1; ++guard) {
+      std::string cmd = "pop " + std::to_string(q);
+      std::string r = drainer.call(cmd);
+      drain.push_back(Call{cmd, r});
+      if (r.rfind("error", 0) == 0) break;
+    }
   history.push_back(drain);
+  return history;
+}
 
+// Every call answered; every acknowledged push popped exactly once; nothing
+// popped that was not pushed; each producer's items popped in its order.
+void check_history(const std::vector<std::vector<Call>>& history, const char* name) {
   std::map<int, int> acked_push_queue;  // item -> queue
   std::map<int, int> popped_count;
   int pushes = 0, pops = 0, errors = 0;
@@ -208,19 +216,52 @@ void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
     if (n > 1) ++duplicated;
     if (!acked_push_queue.count(item)) ++unexpected;
   }
-  std::printf("concurrent: %d pushes, %d pops, %d errors; lost %d, duplicated %d, unexpected %d\n", pushes, pops,
+  std::printf("%s: %d pushes, %d pops, %d errors; lost %d, duplicated %d, unexpected %d\n", name, pushes, pops,
               errors, lost, duplicated, unexpected);
   CHECK(errors == 0, std::to_string(errors) + " calls failed");
   CHECK(lost == 0, std::to_string(lost) + " acknowledged pushes were never popped");
   CHECK(duplicated == 0, std::to_string(duplicated) + " items popped twice");
   CHECK(unexpected == 0, std::to_string(unexpected) + " popped items never pushed");
   CHECK(pushes > 100, "the run should push a few hundred items");
+}
 
-  CHECK(cluster.stop_all(), "graceful stop");
+void check_snapshots_identical(Cluster& cluster) {
   std::string s0 = cluster.snapshot(0);
   CHECK(!s0.empty(), std::string("replica 0 wrote no snapshot"));
-  for (int i = 1; i < 3; ++i)
+  for (int i = 1; i < cluster.members(); ++i)
     CHECK(cluster.snapshot(i) == s0, "snapshot of replica " + std::to_string(i) + " differs from replica 0's");
+}
+
+void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  cluster.start_all();
+  std::atomic<int> completed{0};
+  check_history(run_workload(a, cluster, seed, 4, 80, completed), "concurrent");
+  CHECK(cluster.stop_all(), "graceful stop");
+  check_snapshots_identical(cluster);
+}
+
+// A replica killed mid-run (no drain, no snapshot) and restarted on its
+// files. While it is down the rotation waits at its turn (phase one); once
+// it is back, it replays its log, learns its new life, and everyone goes
+// on: nothing acknowledged is lost or applied twice.
+void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  cluster.start_all();
+  std::atomic<int> completed{0};
+  const int kClients = 4, kOps = 80;
+  std::thread crasher([&] {
+    // Once a quarter of the calls are done (bounded wait), crash replica 1.
+    for (int waited_ms = 0; completed < kClients * kOps / 4 && waited_ms < 60'000; waited_ms += 2) ::usleep(2000);
+    cluster.crash(1);
+    std::printf("crashed replica 1 after %d calls; restarting it\n", completed.load());
+    cluster.start(1);
+  });
+  auto history = run_workload(a, cluster, seed, kClients, kOps, completed);
+  crasher.join();
+  check_history(history, "crash");
+  CHECK(cluster.stop_all(), "graceful stop");
+  check_snapshots_identical(cluster);
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
@@ -273,7 +314,7 @@ int main(int argc, char** argv) {
     else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
-      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart --server BIN --client BIN [--loss P]\n");
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash --server BIN --client BIN [--loss P]\n");
       return 2;
     }
   }
@@ -286,6 +327,7 @@ int main(int argc, char** argv) {
   if (a.scenario == "operations") scenario_operations(a, seed, dir);
   else if (a.scenario == "concurrent") scenario_concurrent(a, seed, dir);
   else if (a.scenario == "restart") scenario_restart(a, seed, dir);
+  else if (a.scenario == "crash") scenario_crash(a, seed, dir);
   else {
     std::fprintf(stderr, "smoke_test: unknown scenario '%s'\n", a.scenario.c_str());
     return 2;
