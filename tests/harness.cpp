@@ -70,7 +70,9 @@ void install_guards() {
   ::signal(SIGPIPE, SIG_IGN);
 }
 
-// In the child, before exec: die with the test process.
+// In the child, before exec: die with the test process. (Linux sends the
+// signal when the *thread* that forked exits: start servers from a thread
+// that lives as long as they should.)
 void child_setup() {
 #ifdef __linux__
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
