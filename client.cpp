@@ -55,7 +55,7 @@ const char* kCommands =
     "  status           each replica: reachable, delivered seq, queues, buffered\n"
     "  help             this list\n"
     "  quit             leave\n"
-    "LABEL, ID and ITEM are 32-bit signed integers.\n";
+    "LABEL, ID and ITEM are 32-bit signed integers; '#' starts a comment.\n";
 
 struct Command {
   wire::OpCode op;
@@ -92,9 +92,9 @@ class Client {
   // Runs one line; prints exactly one line (none for a blank line).
   Outcome run_line(const std::string& line, bool& quit) {
     std::vector<std::string> words;
-    std::istringstream in(line);
+    std::istringstream in(line.substr(0, line.find('#')));  // '#' starts a comment
     for (std::string w; in >> w;) words.push_back(w);
-    if (words.empty() || words[0][0] == '#') return kSuccess;
+    if (words.empty()) return kSuccess;
     std::string verb = words[0];
     std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::tolower(c); });
     if (verb == "quit" || verb == "exit") {

@@ -87,6 +87,7 @@ void scenario_operations(const Args& a, uint64_t seed, const std::string& dir) {
   expect(c, "create 200", "5");  // ids are never reused
   expect(c, "push 77 1", "error: no queue with id 77");
   expect(c, "size 0", "error: no queue with id 0");
+  expect(c, "id 200   # a comment is ignored", "5");
 
   // Bad input: a clear error, and nothing sent (no replica delivers more).
   std::string before = c.call("status");
