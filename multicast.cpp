@@ -517,7 +517,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.incarnation = incarnation_;
   header.own_highwater = last_origin_seq_;
   header.delivered_upto = delivered_upto_;
-  header.assigned_upto = std::max(assigned_heard_, assigned_contiguous_);
+  header.assigned_upto = highest_held_assignment();
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
   const bool lossy = lossy_mode();
@@ -559,6 +559,17 @@ void Multicast::piggyback_assignments(MemberId to, wire::PeerPacket& packet) con
     for (const wire::AssignRecord& a : packet.assigns) present = present || a.global_seq == it->first;
     if (!present) packet.assigns.push_back(wire::AssignRecord{it->first, it->second});
   }
+}
+
+// What a header advertises as assigned: only assignments this member holds
+// (or held, up to assigned_contiguous_), never what it merely heard. Hearsay
+// could outlive its source: a member that assigned k, crashed before anyone
+// got the ASSIGN, and restarted, must be free to assign k again; were the
+// bare claim "k is assigned" passed on from header to header, it would wait
+// for ever for an assignment nobody holds.
+uint64_t Multicast::highest_held_assignment() const {
+  uint64_t top = assignments_.empty() ? 0 : assignments_.rbegin()->first;
+  return std::max(top, assigned_contiguous_);
 }
 
 std::vector<Delivery> Multicast::unstable_deliveries() const {

@@ -216,6 +216,7 @@ class Multicast {
   std::vector<MemberId> nack_targets(MemberId preferred, uint32_t times_asked) const;
   bool awaiting_next_assignment() const;
   void piggyback_assignments(MemberId to, wire::PeerPacket& packet) const;
+  uint64_t highest_held_assignment() const;
   void send_heartbeats(uint64_t now_us);
   wire::PeerPacket& outbox(MemberId to) { return outbox_[to]; }
   void send_to_others(const wire::DataRecord* d, const wire::AssignRecord* a);
@@ -228,7 +229,7 @@ class Multicast {
   uint64_t last_origin_seq_ = 0;     // this member's own messages, this life
   uint64_t delivered_upto_ = 0;
   uint64_t assigned_contiguous_ = 0;  // every assignment 1..this is known
-  uint64_t assigned_heard_ = 0;       // highest global_seq anyone said is assigned
+  uint64_t assigned_heard_ = 0;       // highest global_seq some member holds assigned
   uint64_t stable_upto_ = 0;          // every member delivered 1..this
 
   std::vector<PeerState> peers_;              // by member id, self included

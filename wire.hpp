@@ -104,7 +104,7 @@ struct PeerHeader {
   uint64_t own_highwater = 0;    // highest origin_seq the sender has multicast
   uint64_t delivered_upto = 0;   // sender has delivered 1..delivered_upto
   uint64_t assigned_contiguous = 0;  // sender knows every assignment 1..this
-  uint64_t assigned_upto = 0;    // highest global_seq the sender knows assigned
+  uint64_t assigned_upto = 0;    // highest global_seq whose assignment the sender holds
   bool closed = false;           // sender is stopping and will multicast nothing more
 };
 

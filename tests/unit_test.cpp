@@ -5,7 +5,7 @@
 //                         and try from the batch, snapshot determinism
 //   unit_test retry       the client's retry policy: bounds, estimator,
 //                         which replies are timed, copies under loss
-//   unit_test sequencer   who may assign k, and who answers a batch
+//   unit_test sequencer   who may assign k; headers pass on no hearsay
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -165,6 +165,25 @@ void test_sequencer() {
   for (uint64_t k = 1; k <= 9; ++k)
     check(m.sequencer_for(k) == k % 3, "k " + std::to_string(k) + " is assigned by member k mod 3");
   check(m.next_sequencer() == 1, "a new member waits for k=1, member 1's");
+  // A header passes on only assignments its sender holds, never hearsay: a
+  // claim from a member that then crashed must not outlive it.
+  mcast::Multicast m0(0, {0, 1, 2}, 5);
+  wire::PeerPacket claim;
+  claim.header = wire::PeerHeader{1, 3, 7, 0, 0, 0, 5, false};  // member 1 says: k up to 5 assigned
+  claim.has_status = true;
+  std::string bytes = wire::encode_peer(claim)[0];
+  m0.receive(1, bytes.data(), bytes.size(), 100);
+  check(m0.stats().malformed == 0, "the claim is well-formed");
+  m0.announce();
+  bool seen = false;
+  for (const mcast::Outgoing& out : m0.take_outgoing()) {
+    wire::PeerPacket p;
+    if (out.to != 2 || !wire::decode_peer(out.bytes.data(), out.bytes.size(), p)) continue;
+    seen = true;
+    check(p.header.assigned_upto == 0, "hearsay passed on: assigned_upto " + std::to_string(p.header.assigned_upto));
+  }
+  check(seen, "member 0 announced itself to member 2");
+
   mcast::Multicast solo(0, {0}, 5);
   solo.submit("x", 10);
   std::vector<mcast::Delivery> d = solo.take_deliveries();
