@@ -179,6 +179,14 @@ std::string Cluster::snapshot(int i) const {
   return text;
 }
 
+std::string Cluster::check_snapshots_identical() const {
+  std::string s0 = snapshot(0);
+  CHECK(!s0.empty(), std::string("replica 0 wrote no snapshot"));
+  for (int i = 1; i < config_.members; ++i)
+    CHECK(snapshot(i) == s0, "snapshot of replica " + std::to_string(i) + " differs from replica 0's");
+  return s0;
+}
+
 void Cluster::start(int i) {
   std::vector<std::string> argv = {config_.server_bin, "--id", std::to_string(i), "--peers", servers(),
                                    "--data", data_dir(i), "--socket-fd", "3"};

@@ -50,6 +50,9 @@ class Cluster {
   std::string endpoint(int i) const;
   std::string data_dir(int i) const;
   std::string snapshot(int i) const;  // "" if missing
+  // Checks (with CHECK) that replica 0 wrote a snapshot and every replica's
+  // is byte-identical to it; returns replica 0's.
+  std::string check_snapshots_identical() const;
   int members() const { return config_.members; }
   // The harness's copy of replica i's socket: sending on it forges a
   // datagram from member i's address (for the bad-input test).

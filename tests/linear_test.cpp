@@ -442,10 +442,7 @@ int main(int argc, char** argv) {
   CHECK(lost == 0 && duplicated == 0 && unexpected == 0, std::string("queue anomalies"));
 
   CHECK(cluster.stop_all(), std::string("graceful stop"));
-  std::string s0 = cluster.snapshot(0);
-  CHECK(!s0.empty(), std::string("replica 0 wrote no snapshot"));
-  for (int i = 1; i < a.members; ++i)
-    CHECK(cluster.snapshot(i) == s0, "snapshot of replica " + std::to_string(i) + " differs from replica 0's");
+  cluster.check_snapshots_identical();
 
   if (harness::g_failures == 0) {
     harness::remove_tree(dir);

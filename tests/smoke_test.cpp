@@ -226,20 +226,13 @@ void check_history(const std::vector<std::vector<Call>>& history, const char* na
   CHECK(pushes > 100, "the run should push a few hundred items");
 }
 
-void check_snapshots_identical(Cluster& cluster) {
-  std::string s0 = cluster.snapshot(0);
-  CHECK(!s0.empty(), std::string("replica 0 wrote no snapshot"));
-  for (int i = 1; i < cluster.members(); ++i)
-    CHECK(cluster.snapshot(i) == s0, "snapshot of replica " + std::to_string(i) + " differs from replica 0's");
-}
-
 void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
   Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
   cluster.start_all();
   std::atomic<int> completed{0};
   check_history(run_workload(a, cluster, seed, 4, 80, completed), "concurrent");
   CHECK(cluster.stop_all(), "graceful stop");
-  check_snapshots_identical(cluster);
+  cluster.check_snapshots_identical();
 }
 
 // A replica killed mid-run (no drain, no snapshot) and restarted on its
@@ -264,7 +257,7 @@ void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
   check_history(history, "crash");
   CHECK(cluster.running(1), std::string("the restarted replica 1 must still be running"));
   CHECK(cluster.stop_all(), "graceful stop");
-  check_snapshots_identical(cluster);
+  cluster.check_snapshots_identical();
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
@@ -279,8 +272,7 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
     expect(c, "pop 1", "1");
   }
   CHECK(cluster.stop_all(), "graceful stop");
-  std::string before = cluster.snapshot(0);
-  for (int i = 1; i < 3; ++i) CHECK(cluster.snapshot(i) == before, "snapshots differ after stop");
+  cluster.check_snapshots_identical();
 
   cluster.start_all();
   {
@@ -301,8 +293,7 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
     expect(c, "size 1", "29");
   }
   CHECK(cluster.stop_all(), "graceful stop after restart");
-  std::string s0 = cluster.snapshot(0);
-  for (int i = 1; i < 3; ++i) CHECK(cluster.snapshot(i) == s0, "snapshots differ after restart");
+  std::string s0 = cluster.check_snapshots_identical();
   CHECK(s0.find("queue 1 label 7 items 29:") != std::string::npos, "snapshot content: " + s0);
 }
 
