@@ -278,14 +278,20 @@ bool make_dirs(const std::string& dir) {
   return ::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-std::string log_line(const mcast::Delivery& d) {
-  return std::to_string(d.global_seq) + " " + std::to_string(d.name.origin) + " " +
-         std::to_string(d.name.incarnation) + " " + std::to_string(d.name.origin_seq) + " " +
-         wire::to_hex(d.payload) + "\n";
+// A delivered message is "K ORIGIN INCARNATION ORIGIN_SEQ HEX"; an
+// assignment this replica made and has not delivered yet is the same
+// preceded by "assign".
+constexpr const char* kAssignWord = "assign";
+
+std::string log_line(const mcast::Delivery& d, bool assignment) {
+  return (assignment ? std::string(kAssignWord) + " " : std::string()) + std::to_string(d.global_seq) + " " +
+         std::to_string(d.name.origin) + " " + std::to_string(d.name.incarnation) + " " +
+         std::to_string(d.name.origin_seq) + " " + wire::to_hex(d.payload) + "\n";
 }
 
-bool parse_log_line(const std::string& line, mcast::Delivery& d) {
-  std::istringstream in(line);
+bool parse_log_line(const std::string& line, mcast::Delivery& d, bool& assignment) {
+  assignment = line.rfind(kAssignWord, 0) == 0;
+  std::istringstream in(assignment ? line.substr(std::strlen(kAssignWord)) : line);
   std::string hex, extra;
   if (!(in >> d.global_seq >> d.name.origin >> d.name.incarnation >> d.name.origin_seq >> hex) ||
       (in >> extra))
@@ -329,6 +335,7 @@ bool ReplicaStore::open(FTQueue& state, std::vector<mcast::Delivery>& logged, st
   // Replay the log. A torn last line (the server died mid-write) is dropped;
   // so is anything after a gap, which only a damaged file could contain.
   logged.clear();
+  std::vector<mcast::Delivery> assigned;
   std::string log;
   read_file(path("log.txt"), log);
   size_t start = 0;
@@ -336,13 +343,21 @@ bool ReplicaStore::open(FTQueue& state, std::vector<mcast::Delivery>& logged, st
     size_t end = log.find('\n', start);
     if (end == std::string::npos) break;
     mcast::Delivery d;
-    if (!parse_log_line(log.substr(start, end - start), d)) break;
+    bool assignment;
+    if (!parse_log_line(log.substr(start, end - start), d, assignment)) break;
     start = end + 1;
+    if (assignment) {
+      assigned.push_back(std::move(d));
+      continue;
+    }
     if (d.global_seq > state.applied_upto() + 1) break;
     if (d.global_seq == state.applied_upto() + 1) state.apply(d);
     logged.push_back(std::move(d));
   }
-  if (!rewrite_log(logged, error)) return false;
+  // Assignments since delivered are in the log as deliveries already.
+  for (mcast::Delivery& a : assigned)
+    if (a.global_seq > state.applied_upto()) logged.push_back(std::move(a));
+  if (!rewrite_log(logged, state.applied_upto(), error)) return false;
   appended_since_snapshot_ = logged.size();
   return true;
 }
@@ -356,29 +371,32 @@ bool ReplicaStore::next_incarnation(uint64_t now_us, uint64_t& incarnation, std:
   return write_file_atomically(path("incarnation"), std::to_string(incarnation) + "\n", error);
 }
 
-bool ReplicaStore::append(const std::vector<mcast::Delivery>& ds, std::string& error) {
-  if (ds.empty()) return true;
+bool ReplicaStore::append(const std::vector<mcast::Delivery>& delivered,
+                          const std::vector<mcast::Delivery>& assigned, std::string& error) {
+  if (delivered.empty() && assigned.empty()) return true;
   std::string text;
-  for (const mcast::Delivery& d : ds) text += log_line(d);
+  for (const mcast::Delivery& a : assigned) text += log_line(a, true);
+  for (const mcast::Delivery& d : delivered) text += log_line(d, false);
   if (!write_all(log_fd_, text) || (fsync_ && ::fdatasync(log_fd_) != 0)) {
     error = errno_text("cannot append to " + path("log.txt"));
     return false;
   }
-  appended_since_snapshot_ += ds.size();
+  appended_since_snapshot_ += delivered.size() + assigned.size();
   return true;
 }
 
 bool ReplicaStore::write_snapshot(const FTQueue& state, const std::vector<mcast::Delivery>& keep,
                                   std::string& error) {
   if (!write_file_atomically(path("snapshot.txt"), state.render_snapshot(), error)) return false;
-  if (!rewrite_log(keep, error)) return false;
+  if (!rewrite_log(keep, state.applied_upto(), error)) return false;
   appended_since_snapshot_ = 0;
   return true;
 }
 
-bool ReplicaStore::rewrite_log(const std::vector<mcast::Delivery>& records, std::string& error) {
+bool ReplicaStore::rewrite_log(const std::vector<mcast::Delivery>& records, uint64_t applied_upto,
+                               std::string& error) {
   std::string text;
-  for (const mcast::Delivery& d : records) text += log_line(d);
+  for (const mcast::Delivery& d : records) text += log_line(d, d.global_seq > applied_upto);
   if (!write_file_atomically(path("log.txt"), text, error)) return false;
   if (log_fd_ >= 0) ::close(log_fd_);
   log_fd_ = ::open(path("log.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);

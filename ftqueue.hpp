@@ -13,7 +13,9 @@
 // ReplicaStore keeps one replica's files in its data directory:
 //   snapshot.txt  the state at some global_seq, written atomically (rename)
 //   log.txt       one line per delivered message after (and a little
-//                 before) the snapshot, appended before any reply leaves
+//                 before) the snapshot, and one per assignment this replica
+//                 made and has not delivered yet; appended before any reply
+//                 or datagram that depends on it leaves (persist before send)
 //   incarnation   this replica's last incarnation number
 // Restart = load the snapshot, replay the log. By default an append reaches
 // the operating system before the reply (it survives a crash of the server
@@ -88,25 +90,30 @@ class ReplicaStore {
   ReplicaStore& operator=(const ReplicaStore&) = delete;
 
   // Creates the directory if needed, loads snapshot and log into `state`,
-  // and returns in `logged` every message the log holds (for the retransmit
-  // buffer). Leaves the log open for appending.
+  // and returns in `logged` every record the log holds for the protocol
+  // (Multicast::restore_logged): delivered messages, then the assignments
+  // this replica made beyond state.applied_upto(). Leaves the log open for
+  // appending.
   bool open(FTQueue& state, std::vector<mcast::Delivery>& logged, std::string& error);
 
   // A number larger than any this replica used before.
   bool next_incarnation(uint64_t now_us, uint64_t& incarnation, std::string& error);
 
-  // One write (and with fsync one fdatasync) for the whole batch.
-  bool append(const std::vector<mcast::Delivery>& ds, std::string& error);
+  // One write (and with fsync one fdatasync) for the whole batch: messages
+  // delivered, and assignments this replica made and has not delivered.
+  bool append(const std::vector<mcast::Delivery>& delivered, const std::vector<mcast::Delivery>& assigned,
+              std::string& error);
 
-  // Writes snapshot.txt, then shortens the log to `keep` (the delivered
-  // messages some member may still ask for).
+  // Writes snapshot.txt, then shortens the log to `keep`
+  // (Multicast::records_to_keep: delivered messages some member may still
+  // ask for, and undelivered own assignments, those beyond state.applied_upto()).
   bool write_snapshot(const FTQueue& state, const std::vector<mcast::Delivery>& keep,
                       std::string& error);
   uint64_t appended_since_snapshot() const { return appended_since_snapshot_; }
   const std::string& dir() const { return dir_; }
 
  private:
-  bool rewrite_log(const std::vector<mcast::Delivery>& records, std::string& error);
+  bool rewrite_log(const std::vector<mcast::Delivery>& records, uint64_t applied_upto, std::string& error);
   std::string path(const char* name) const { return dir_ + "/" + name; }
 
   std::string dir_;

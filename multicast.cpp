@@ -21,16 +21,22 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   sequenced_.resize(top + 1);
   for (size_t i = 0; i < restored.last_delivered.size() && i < sequenced_.size(); ++i)
     sequenced_[i] = restored.last_delivered[i];
-  delivered_upto_ = assigned_contiguous_ = assigned_heard_ = restored.delivered_upto;
+  delivered_upto_ = assigned_contiguous_ = restored.delivered_upto;
   // stable_upto_ stays 0 until every member has told us how far it got.
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
 }
 
-void Multicast::seed_retransmit_buffer(const Delivery& d) {
-  if (d.global_seq <= stable_upto_ || d.global_seq > delivered_upto_) return;
-  assignments_[d.global_seq] = d.name;
-  seq_of_[d.name] = d.global_seq;
+void Multicast::restore_logged(const Delivery& d) {
+  if (d.global_seq <= stable_upto_ || d.global_seq == 0) return;
+  if (d.global_seq > delivered_upto_ && sequencer_for(d.global_seq) != self_) return;  // not ours to hold
+  if (assignments_.count(d.global_seq)) return;
   retransmit_buffer_[d.name] = d.payload;
+  if (d.global_seq <= delivered_upto_) {
+    assignments_[d.global_seq] = d.name;
+    seq_of_[d.name] = d.global_seq;
+  } else {
+    record_assignment(d.global_seq, d.name);  // ours, from the earlier life
+  }
 }
 
 // ---- submitting ----------------------------------------------------------
@@ -111,18 +117,19 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
     return;
   }
   now_us_ = now_us;  // only now: a rejected datagram changes nothing but counters
-  if (p.header.incarnation > peer.incarnation) {
-    peer.incarnation = p.header.incarnation;
-    peer.own_highwater = 0;
-    drop_superseded(from);
-  }
-  peer.heard = true;
+  if (p.header.incarnation > peer.incarnation) new_life(from, p.header.incarnation);
+  // The echo rule: only a datagram sent after the peer knew of this life of
+  // ours shows what it holds now. One sent to our earlier life may be late,
+  // and may say less than the peer holds (an assignment we made and lost).
+  if (p.header.receiver_incarnation == incarnation_ || config_.bug == InjectedBug::HeardWithoutEcho)
+    peer.heard = true;
   peer.closed = p.header.closed;
   peer.own_highwater = std::max(peer.own_highwater, p.header.own_highwater);
-  // delivered_upto only grows: a restarted member resumes from its files.
+  // delivered_upto only grows: a restarted member resumes from its files,
+  // which hold at least what it said before (persist before send).
   peer.delivered_upto = std::max(peer.delivered_upto, p.header.delivered_upto);
   peer.assigned_contiguous = std::max(peer.assigned_contiguous, p.header.assigned_contiguous);
-  assigned_heard_ = std::max(assigned_heard_, p.header.assigned_upto);
+  peer.assigned_upto = std::max(peer.assigned_upto, p.header.assigned_upto);
 
   for (const auto& d : p.data) on_data(d);
   for (const auto& a : p.assigns) on_assign(a.global_seq, a.name);
@@ -136,14 +143,25 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
   recovery_due_ = true;
 }
 
+// A peer restarted: what it said in its earlier life no longer binds it,
+// except how far it delivered (its log keeps that).
+void Multicast::new_life(MemberId m, uint64_t incarnation) {
+  PeerState& peer = peers_[m];
+  peer.incarnation = incarnation;
+  peer.own_highwater = 0;
+  peer.heard = false;
+  peer.closed = false;
+  peer.assigned_upto = 0;
+  drop_superseded(m);
+}
+
 // A name tells us its origin has reached at least that far in that life.
 void Multicast::learn_name(const MessageName& n) {
   if (n.origin == self_) return;  // we know our own state best
   PeerState& origin = peers_[n.origin];
   if (n.incarnation > origin.incarnation) {
-    origin.incarnation = n.incarnation;
+    new_life(n.origin, n.incarnation);
     origin.own_highwater = n.origin_seq;
-    drop_superseded(n.origin);
   } else if (n.incarnation == origin.incarnation) {
     origin.own_highwater = std::max(origin.own_highwater, n.origin_seq);
   }
@@ -183,7 +201,6 @@ void Multicast::on_assign(uint64_t global_seq, const MessageName& name) {
 void Multicast::record_assignment(uint64_t global_seq, const MessageName& name) {
   assignments_[global_seq] = name;
   seq_of_[name] = global_seq;
-  assigned_heard_ = std::max(assigned_heard_, global_seq);
   for (auto it = assignments_.find(assigned_contiguous_ + 1); it != assignments_.end();
        it = assignments_.find(assigned_contiguous_ + 1)) {
     ++assigned_contiguous_;
@@ -264,20 +281,31 @@ bool Multicast::all_heard() const {
   return true;
 }
 
-// Invariant: this member assigns k only if sequencer_for(k) == self_ and it
-// knows every assignment below k (k == assigned_contiguous_ + 1). After a
-// restart it first hears from every member, so it cannot reuse a k that a
-// peer already knows to be assigned.
+uint64_t Multicast::assigned_heard() const {
+  uint64_t top = highest_held_assignment();
+  for (MemberId m : view_) top = std::max(top, peers_[m].assigned_upto);
+  return top;
+}
+
+// Invariant: this member assigns k only if sequencer_for(k) == self_, it
+// knows every assignment below k (k == assigned_contiguous_ + 1), and no
+// earlier life of it assigned k. Why no earlier life did: every assignment
+// it made was logged before the ASSIGN left (persist before send, see the
+// header) and restore_logged put it back, so assigned_contiguous_ is past
+// it. As a second line, should a log lose its tail (a power cut without
+// --fsync), a restarted member first hears from every member in datagrams
+// that echo its new incarnation; any member holding k then says so
+// (assigned_upto), and it waits for the NACKs to bring k back.
 void Multicast::try_sequence() {
   if (!all_heard()) return;
   for (;;) {
     uint64_t k = assigned_contiguous_ + 1;
     if (config_.bug == InjectedBug::SequenceWithoutPrefix) {
       // Deliberately wrong: take our next slot even if earlier ones are unknown.
-      k = std::max(assigned_heard_, assigned_contiguous_) + 1;
+      k = std::max(assigned_heard(), assigned_contiguous_) + 1;
       while (sequencer_for(k) != self_) ++k;
       if (assignments_.count(k)) return;
-    } else if (sequencer_for(k) != self_ || k <= assigned_heard_) {
+    } else if (sequencer_for(k) != self_ || k <= assigned_heard()) {
       // Not our turn; or someone says k is already assigned (a slot of ours
       // from an earlier life): wait until the NACKs bring it back.
       return;
@@ -290,7 +318,7 @@ void Multicast::try_sequence() {
       pos = OriginPosition{name.incarnation, name.origin_seq};
     }
     ++stats_.assignments_made;
-    if (config_.record_assignments) made_.emplace_back(k, name);
+    new_assignments_.push_back(Delivery{k, name, retransmit_buffer_.at(name)});
     wire::AssignRecord record{k, name};
     send_to_others(nullptr, &record);
     if (config_.bug == InjectedBug::SequenceWithoutPrefix) return;
@@ -333,7 +361,7 @@ void Multicast::update_stability() {
 
 bool Multicast::quiescent() const {
   if (!all_heard() || !retransmit_buffer_.empty()) return false;
-  if (stable_upto_ != delivered_upto_ || delivered_upto_ != assigned_heard_) return false;
+  if (stable_upto_ != delivered_upto_ || delivered_upto_ != assigned_heard()) return false;
   for (MemberId m : view_) {
     if (m == self_) continue;
     // Heard of a message of m's current life that is not sequenced yet.
@@ -359,7 +387,7 @@ std::vector<MemberId> Multicast::nack_targets(MemberId preferred, uint32_t times
 // if it is late, the ASSIGN may have been lost with nothing since to tell
 // us, so we ask that sequencer (it answers only if it has assigned).
 bool Multicast::awaiting_next_assignment() const {
-  if (assigned_contiguous_ != assigned_heard_ || sequencer_for(assigned_contiguous_ + 1) == self_) return false;
+  if (assigned_contiguous_ != assigned_heard() || sequencer_for(assigned_contiguous_ + 1) == self_) return false;
   MessageName next;
   return pick_eligible(assigned_contiguous_ + 1, next);
 }
@@ -392,13 +420,14 @@ bool Multicast::due(Ask& a, uint64_t now_us) {
 bool Multicast::ask_for_assignments(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
   bool asked = false;
   size_t budget = config_.max_nack_entries;
-  for (uint64_t k = assigned_contiguous_ + 1; k <= assigned_heard_ && budget > 0;) {
+  const uint64_t heard = assigned_heard();
+  for (uint64_t k = assigned_contiguous_ + 1; k <= heard && budget > 0;) {
     if (assignments_.count(k)) {
       ++k;
       continue;
     }
     uint64_t end = k;
-    while (end < assigned_heard_ && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1) ++end;
+    while (end < heard && !assignments_.count(end + 1) && end - k < kMaxAnswerRange - 1) ++end;
     Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
     if (due(a, now_us)) {
       asked = true;
@@ -527,6 +556,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
       continue;
     if (lossy) piggyback_assignments(to, packet);
     packet.header = header;
+    packet.header.receiver_incarnation = peers_[to].incarnation;
     for (std::string& bytes : wire::encode_peer(packet)) {
       if (lossy) {
         out.push_back(Outgoing{to, bytes});
@@ -572,10 +602,10 @@ uint64_t Multicast::highest_held_assignment() const {
   return std::max(top, assigned_contiguous_);
 }
 
-std::vector<Delivery> Multicast::unstable_deliveries() const {
+std::vector<Delivery> Multicast::records_to_keep() const {
   std::vector<Delivery> out;
-  for (auto it = assignments_.upper_bound(stable_upto_);
-       it != assignments_.end() && it->first <= delivered_upto_; ++it) {
+  for (auto it = assignments_.upper_bound(stable_upto_); it != assignments_.end(); ++it) {
+    if (it->first > delivered_upto_ && sequencer_for(it->first) != self_) continue;
     auto payload = retransmit_buffer_.find(it->second);
     if (payload != retransmit_buffer_.end()) out.push_back(Delivery{it->first, it->second, payload->second});
   }
@@ -603,8 +633,6 @@ void Multicast::announce() {
 
 std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries_); }
 
-std::vector<std::pair<uint64_t, MessageName>> Multicast::take_assignments_made() {
-  return std::move(made_);
-}
+std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }
 
 }  // namespace mcast

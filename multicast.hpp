@@ -28,11 +28,28 @@
 //     have delivered. A payload or assignment at or below stable_upto is
 //     never asked for again and is freed: memory stays flat.
 //
-// Promises (checked by tests/sim_test.cpp under loss, duplication, reordering
-// and delay): every member delivers the same messages in the same order, with
-// no gaps and no duplicates; each origin's messages in the order it sent them;
-// every submitted message is delivered once the network lets enough through.
-// Phase one assumes members do not crash; see README.md.
+// The caller's one rule, persist before send (as in etcd raft's Ready):
+// whatever take_new_assignments() and take_deliveries() return must be in the
+// member's log (and, with --fsync, synced) before any datagram from a later
+// take_outgoing() leaves. A datagram tells the others what this member holds:
+// the assignments it made, how far it delivered. A member restarted from its
+// log must still hold all of it, or it could assign one of its slots k a
+// second time (the others hold the first), or the others could free a
+// message it still lacks.
+//
+// Restarts: a restarted member comes back with a larger incarnation and what
+// its log holds (restore_logged). It counts a peer as heard only from a
+// datagram that echoes its new incarnation, so a datagram sent before the
+// restart, arriving late, cannot make it sequence on stale knowledge.
+//
+// Promises (checked by tests/sim_test.cpp under loss, duplication, reordering,
+// delay, and crashes at any point between output and persistence, with
+// restarts that receive their earlier life's datagrams): every member
+// delivers the same messages in the same order, with no gaps and no
+// duplicates, across all its lives; each origin's messages in the order it
+// sent them; every message submitted by a member that does not crash is
+// delivered once the network lets enough through and every member is up.
+// Phase one stalls while any member is down; see README.md.
 #pragma once
 
 #include <cstdint>
@@ -77,7 +94,12 @@ struct SequencePosition {
 
 // Deliberate protocol bugs, for the simulator's self-test only: they prove
 // that the checker catches a broken protocol. Never set outside tests.
-enum class InjectedBug { None, SequenceWithoutPrefix, DeliverPastGap };
+enum class InjectedBug {
+  None,
+  SequenceWithoutPrefix,
+  DeliverPastGap,
+  HeardWithoutEcho,  // any datagram from a peer counts as heard, even one sent before our restart
+};
 
 struct MulticastConfig {
   uint64_t nack_grace_us = 500;           // a gap must last this long before a NACK
@@ -94,7 +116,6 @@ struct MulticastConfig {
   size_t max_buffered = 4096;             // retransmit buffer bound, in messages
   size_t max_unsequenced_own = 3;         // own messages awaiting a global_seq
   size_t max_nack_entries = 64;           // per NACK round, per kind
-  bool record_assignments = false;        // keep what this member sequenced (tests)
   InjectedBug bug = InjectedBug::None;
 };
 
@@ -118,9 +139,11 @@ class Multicast {
   Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
             MulticastConfig config = {}, SequencePosition restored = {});
 
-  // Put a message this member delivered in an earlier life back into the
-  // retransmit buffer, so it can serve peers that have not delivered it yet.
-  void seed_retransmit_buffer(const Delivery& d);
+  // Puts back a record this member logged in an earlier life: a message it
+  // delivered (so it can serve peers that lack it), or an assignment it made
+  // and had not delivered (so it never assigns that global_seq again, and
+  // can serve it). Call before anything else, in any order.
+  void restore_logged(const Delivery& d);
 
   // False when the batching window is full or the retransmit buffer is at its
   // bound; the caller should then hold new work back (and tell clients).
@@ -138,8 +161,9 @@ class Multicast {
 
   std::vector<Outgoing> take_outgoing();
   std::vector<Delivery> take_deliveries();
-  // With config.record_assignments: (global_seq, name) this member assigned.
-  std::vector<std::pair<uint64_t, MessageName>> take_assignments_made();
+  // The assignments this member made since the last call, each with the
+  // payload it names: to be logged before the next send (see the top).
+  std::vector<Delivery> take_new_assignments();
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
   bool quiescent() const;
@@ -148,9 +172,10 @@ class Multicast {
   bool lossy_mode() const { return now_us_ < redundant_until_; }
   // The retransmit buffer is at its bound: some member is not keeping up.
   bool backlogged() const { return retransmit_buffer_.size() >= config_.max_buffered; }
-  // Delivered messages some member may still ask for (global_seq above
-  // stable_upto): what a restarted member must be able to serve again.
-  std::vector<Delivery> unstable_deliveries() const;
+  // What a restarted member must still hold (see restore_logged): delivered
+  // messages some member may still ask for (global_seq above stable_upto),
+  // and the assignments it made and has not delivered yet.
+  std::vector<Delivery> records_to_keep() const;
   // Queues a bare header to every member (no reply wanted): a member about to
   // exit tells the others how far it got.
   void announce();
@@ -178,9 +203,12 @@ class Multicast {
     uint64_t incarnation = 0;     // newest life heard of
     uint64_t own_highwater = 0;   // its highest origin_seq in that life
     uint64_t delivered_upto = 0;  // what it has told us it delivered
-    bool heard = false;           // heard from its current life
+    // Heard from its current life in a datagram that echoed our own
+    // incarnation: sent after it knew of this life of ours.
+    bool heard = false;
     bool closed = false;          // said it will multicast nothing more
     uint64_t assigned_contiguous = 0;  // it knows every assignment 1..this
+    uint64_t assigned_upto = 0;   // highest assignment it holds, said in its current life
   };
   struct Ask {  // one missing item: when first seen or last asked for, how often
     uint64_t last = 0;
@@ -190,6 +218,7 @@ class Multicast {
   bool plausible(const wire::PeerPacket& p) const;
   bool plausible_name(const MessageName& n) const;
   void learn_name(const MessageName& n);
+  void new_life(MemberId m, uint64_t incarnation);
   void on_data(const wire::DataRecord& d);
   void on_assign(uint64_t global_seq, const MessageName& name);
   void record_assignment(uint64_t global_seq, const MessageName& name);
@@ -203,6 +232,10 @@ class Multicast {
   void drop_superseded(MemberId origin);
 
   bool all_heard() const;
+  // The highest global_seq some member says it holds assigned (this one
+  // included). Claims of a peer's earlier life are forgotten when it
+  // restarts, so they can never hold sequencing back for ever.
+  uint64_t assigned_heard() const;
   bool all_peers_closed() const;
   // Heartbeats run while anything is unstable, and while we are leaving
   // and have not yet heard that everyone else is leaving too.
@@ -229,7 +262,6 @@ class Multicast {
   uint64_t last_origin_seq_ = 0;     // this member's own messages, this life
   uint64_t delivered_upto_ = 0;
   uint64_t assigned_contiguous_ = 0;  // every assignment 1..this is known
-  uint64_t assigned_heard_ = 0;       // highest global_seq some member holds assigned
   uint64_t stable_upto_ = 0;          // every member delivered 1..this
 
   std::vector<PeerState> peers_;              // by member id, self included
@@ -256,7 +288,7 @@ class Multicast {
 
   std::map<MemberId, wire::PeerPacket> outbox_;
   std::vector<Delivery> deliveries_;
-  std::vector<std::pair<uint64_t, MessageName>> made_;
+  std::vector<Delivery> new_assignments_;  // made, not yet taken by the caller
   MulticastStats stats_;
 };
 

@@ -219,7 +219,7 @@ class Server {
     for (size_t i = 0; i < opt_.peers.size(); ++i) view.push_back(static_cast<mcast::MemberId>(i));
     mc_ = std::make_unique<mcast::Multicast>(self_, view, incarnation, mcast::MulticastConfig{},
                                              state_.position());
-    for (const mcast::Delivery& d : logged) mc_->seed_retransmit_buffer(d);
+    for (const mcast::Delivery& d : logged) mc_->restore_logged(d);
     loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
     char line[256];
     std::snprintf(line, sizeof line,
@@ -257,7 +257,7 @@ class Server {
       send_outgoing();
     }
     std::string error;
-    if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) {
+    if (!store_->write_snapshot(state_, mc_->records_to_keep(), error)) {
       log("error: %s", error);
       return 1;
     }
@@ -396,7 +396,6 @@ class Server {
   std::vector<OutgoingReply> apply_deliveries() {
     std::vector<OutgoingReply> replies;
     std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
-    if (delivered.empty()) return replies;
     for (const mcast::Delivery& d : delivered) {
       const bool sequenced_here = mc_->sequencer_for(d.global_seq) == self_;
       for (const AddressedReply& r : state_.apply(d)) {
@@ -404,12 +403,24 @@ class Server {
         if (sequenced_here) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
       }
     }
-    std::string error;
-    if (!store_->append(delivered, error)) {
-      log("fatal: %s", error);
-      std::exit(1);  // never answer what is not logged
-    }
+    persist(delivered);
     return replies;
+  }
+
+  // Persist before send: what this step delivered and the assignments it
+  // made go to the log before any reply or datagram leaves (multicast.hpp
+  // says why). An assignment delivered in the same step is logged once,
+  // as a delivery.
+  void persist(const std::vector<mcast::Delivery>& delivered) {
+    std::vector<mcast::Delivery> assigned = mc_->take_new_assignments();
+    assigned.erase(std::remove_if(assigned.begin(), assigned.end(),
+                                  [this](const mcast::Delivery& a) { return a.global_seq <= mc_->delivered_upto(); }),
+                   assigned.end());
+    std::string error;
+    if (!store_->append(delivered, assigned, error)) {
+      log("fatal: %s", error);
+      std::exit(1);  // never answer or announce what is not logged
+    }
   }
 
   // Every reply says whether this replica is in lossy mode, so that its
@@ -438,12 +449,13 @@ class Server {
 
   void write_snapshot() {
     std::string error;
-    if (!store_->write_snapshot(state_, mc_->unstable_deliveries(), error)) log("error: %s", error);
+    if (!store_->write_snapshot(state_, mc_->records_to_keep(), error)) log("error: %s", error);
   }
 
   // What the protocol queued, the next sequencer's first: it may assign the
   // next global_seq only once it knows this one, and everyone waits for it.
   void send_outgoing() {
+    persist({});  // anything produced since apply_deliveries() logged it
     std::vector<mcast::Outgoing> out = mc_->take_outgoing();
     const mcast::MemberId next = mc_->next_sequencer();
     std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });

@@ -23,7 +23,7 @@ namespace wire {
 
 constexpr uint8_t kMagic0 = 'F';
 constexpr uint8_t kMagic1 = 'Q';
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: headers echo the receiver's incarnation
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -106,6 +106,11 @@ struct PeerHeader {
   uint64_t assigned_contiguous = 0;  // sender knows every assignment 1..this
   uint64_t assigned_upto = 0;    // highest global_seq whose assignment the sender holds
   bool closed = false;           // sender is stopping and will multicast nothing more
+  // The receiver's incarnation as the sender last heard it (0: never). A
+  // restarted member counts a peer as heard only once this names its new
+  // life, so no datagram sent before the restart can stand in for one sent
+  // after it.
+  uint64_t receiver_incarnation = 0;
 };
 
 struct DataRecord {

@@ -6,7 +6,10 @@
 //   unit_test retry       the client's retry policy: bounds, estimator,
 //                         which replies are timed, copies under loss
 //   unit_test sequencer   who may assign k; headers pass on no hearsay
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,6 +156,169 @@ void test_retry() {
   CHECK(many.next_attempt() == 255, "the try number stops at 255");
 }
 
+
+// Three members on a hand-driven network: the five steps of the slot-reuse
+// bug (a restarted sequencer reassigning a global_seq of its earlier life).
+class Trio {
+ public:
+  explicit Trio(mcast::InjectedBug bug) {
+    cfg_.bug = bug;
+    for (mcast::MemberId i = 0; i < 3; ++i) start(i, 1);
+  }
+  // (Re)starts member i from its log, as server.cpp does.
+  void start(mcast::MemberId i, uint64_t incarnation) {
+    mcast::SequencePosition pos;
+    pos.last_delivered.resize(3);
+    delivered_[i].clear();
+    for (const mcast::Delivery& d : log_[i]) {
+      if (d.global_seq != pos.delivered_upto + 1) continue;  // an assignment, not delivered
+      pos.delivered_upto = d.global_seq;
+      pos.last_delivered[d.name.origin] = mcast::OriginPosition{d.name.incarnation, d.name.origin_seq};
+      delivered_[i].push_back(d);
+    }
+    m_[i] = std::make_unique<mcast::Multicast>(i, std::vector<mcast::MemberId>{0, 1, 2}, incarnation, cfg_, pos);
+    for (const mcast::Delivery& d : log_[i]) m_[i]->restore_logged(d);
+  }
+  // A power cut without --fsync: member i's log loses its last record.
+  void lose_last_log_record(mcast::MemberId i) { log_[i].pop_back(); }
+  mcast::Multicast& operator[](mcast::MemberId i) { return *m_[i]; }
+  // What member i would send now, logged first (persist before send) and
+  // kept aside (a datagram delayed in the network).
+  std::vector<mcast::Outgoing> hold(mcast::MemberId i) {
+    persist(i);
+    return m_[i]->take_outgoing();
+  }
+  // Persist before send: deliveries in k order, then own assignments not
+  // yet delivered (the test's log keeps both in one list).
+  void persist(mcast::MemberId i) {
+    for (mcast::Delivery& d : m_[i]->take_deliveries()) {
+      delivered_[i].push_back(d);
+      log_[i].push_back(std::move(d));
+    }
+    for (mcast::Delivery& a : m_[i]->take_new_assignments())
+      if (a.global_seq > m_[i]->delivered_upto()) log_[i].push_back(std::move(a));
+  }
+  // Every new assignment member i made and has not taken yet.
+  std::vector<uint64_t> new_assignments(mcast::MemberId i) {
+    std::vector<uint64_t> ks;
+    for (const mcast::Delivery& a : m_[i]->take_new_assignments()) ks.push_back(a.global_seq);
+    return ks;
+  }
+  void deliver(mcast::MemberId from, const std::vector<mcast::Outgoing>& out, uint64_t now) {
+    for (const mcast::Outgoing& o : out) m_[o.to]->receive(from, o.bytes.data(), o.bytes.size(), now);
+  }
+  // Runs the network, ticking everyone, until nothing more moves (bounded).
+  void settle(uint64_t& now) {
+    for (int round = 0; round < 2000; ++round) {
+      now += 1000;
+      for (mcast::MemberId i = 0; i < 3; ++i) m_[i]->tick(now);
+      bool moved = false;
+      for (mcast::MemberId i = 0; i < 3; ++i) {
+        std::vector<mcast::Outgoing> out = hold(i);
+        moved = moved || !out.empty();
+        deliver(i, out, now);
+      }
+      if (!moved && quiet()) return;
+    }
+  }
+  bool quiet() const {
+    for (const auto& m : m_)
+      if (!m->quiescent()) return false;
+    return true;
+  }
+  const std::vector<mcast::Delivery>& delivered(mcast::MemberId i) const { return delivered_[i]; }
+
+ private:
+  mcast::MulticastConfig cfg_;
+  std::unique_ptr<mcast::Multicast> m_[3];
+  std::vector<mcast::Delivery> delivered_[3];
+  std::vector<mcast::Delivery> log_[3];  // each member's persisted records
+};
+
+// Every member delivered the same message at each k it reached, and no
+// message twice.
+void check_agreement(const Trio& t, const std::string& what) {
+  for (mcast::MemberId i = 0; i < 3; ++i) {
+    std::set<wire::MessageName> seen;
+    for (size_t j = 0; j < t.delivered(i).size(); ++j) {
+      const mcast::Delivery& d = t.delivered(i)[j];
+      CHECK(d.global_seq == j + 1, what + ": member " + std::to_string(i) + " delivered out of order");
+      CHECK(seen.insert(d.name).second, what + ": member " + std::to_string(i) + " delivered " + d.payload +
+                                            " twice (at k=" + std::to_string(d.global_seq) + ")");
+      for (mcast::MemberId o = 0; o < 3; ++o)
+        if (t.delivered(o).size() > j)
+          CHECK(t.delivered(o)[j].name == d.name,
+                what + ": members " + std::to_string(i) + " and " + std::to_string(o) + " disagree at k=" +
+                    std::to_string(j + 1) + " (" + d.payload + " vs " + t.delivered(o)[j].payload + ")");
+    }
+  }
+}
+
+// The review's five steps (issue 11): a restarted sequencer must never
+// assign a global_seq its earlier life assigned. `keep_log`: member 1
+// restarts with what it logged, and persist-before-send means the log holds
+// its assignment of k=4. Without it (its last record lost, as in a power cut
+// without --fsync) only the echo rule stands in the way: the delayed
+// datagrams were sent to its earlier life, so they do not count as hearing
+// from members 0 and 2, and their fresh headers then say k=4 is held. (In
+// that variant the ASSIGN reaches member 0 only, so k=4 is not yet stable
+// and member 0 can still give it back: had everyone announced delivering it,
+// they would have freed it, and the log's loss would stall the cluster,
+// which is why the log must hold what a datagram announces.)
+// Returns the number of failed checks. (Before the fix both runs failed:
+// member 1 assigned k4 = R-new, and delivered R-new twice.)
+int slot_reuse_scenario(bool keep_log, mcast::InjectedBug bug = mcast::InjectedBug::None) {
+  const int failures_before = harness::g_failures;
+  const std::string what = keep_log ? "restart with its log" : "restart without its last record";
+  Trio t(bug);
+  uint64_t now = 1000;
+  // 1. k = 1..3 delivered everywhere.
+  for (int i = 0; i < 3; ++i) t[0].submit("m" + std::to_string(i + 1), now);
+  t.settle(now);
+  CHECK(t.delivered(2).size() == 3, what + ": k=1..3 delivered first");
+  // 2. Members 0 and 2 each send member 1 a datagram that is delayed; their
+  //    headers say nothing is assigned beyond 3.
+  t[0].announce();
+  t[2].announce();
+  std::vector<mcast::Outgoing> late0 = t.hold(0), late2 = t.hold(2);
+  // 3. Member 1 submits R-old and assigns it k=4 (its slot); 0 and 2 deliver it.
+  t[1].submit("R-old", now);
+  std::vector<mcast::Outgoing> assign = t.hold(1);
+  if (!keep_log)
+    assign.erase(std::remove_if(assign.begin(), assign.end(), [](const mcast::Outgoing& o) { return o.to == 2; }),
+                 assign.end());
+  t.deliver(1, assign, now);
+  t.persist(0);
+  t.persist(2);
+  CHECK(t.delivered(0).size() == 4 && t.delivered(0)[3].payload == "R-old", what + ": member 0 delivered k4 = R-old");
+  CHECK(t.delivered(1).size() == 4, what + ": member 1 delivered k4 and logged it");
+  // 4. Member 1 is killed and restarts with a new incarnation.
+  if (!keep_log) t.lose_last_log_record(1);
+  t.start(1, 2);
+  // 5. The delayed datagrams reach the new life first; then it has work.
+  t.deliver(0, late0, now);
+  t.deliver(2, late2, now);
+  t[1].submit("R-new", now);
+  for (uint64_t k : t.new_assignments(1)) CHECK(k != 4, what + ": the restarted member assigned k=4 again");
+  t.settle(now);
+  check_agreement(t, what);
+  CHECK(t.delivered(1).size() == 5 && t.delivered(0).size() == 5 && t.delivered(2).size() == 5,
+        what + ": everyone delivers R-old and R-new");
+  return harness::g_failures - failures_before;
+}
+
+// A deliberately broken echo rule must be caught by the scenario above:
+// this is what shows the check can fail.
+void echo_rule_mutation_caught() {
+  const int before = harness::g_failures;
+  std::fprintf(stderr, "(expected: the injected HeardWithoutEcho bug makes the next checks fail)\n");
+  int caught = slot_reuse_scenario(false, mcast::InjectedBug::HeardWithoutEcho);
+  std::fprintf(stderr, "(end of expected failures)\n");
+  harness::g_failures = before;  // the failures were expected
+  CHECK(caught > 0, "counting any old datagram as heard went unnoticed");
+  std::printf("injected HeardWithoutEcho: caught by %d failed checks\n", caught);
+}
+
 void test_sequencer() {
   mcast::Multicast m(1, {0, 1, 2}, 5);
   for (uint64_t k = 1; k <= 9; ++k)
@@ -182,6 +348,10 @@ void test_sequencer() {
   std::vector<mcast::Delivery> d = solo.take_deliveries();
   CHECK(d.size() == 1 && d[0].global_seq == 1 && solo.sequencer_for(1) == 0,
         "a lone member sequences and delivers its own message at once");
+
+  slot_reuse_scenario(true);
+  slot_reuse_scenario(false);
+  echo_rule_mutation_caught();
 }
 
 }  // namespace
