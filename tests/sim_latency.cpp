@@ -70,6 +70,7 @@ class Simulation {
         arrive(i, now);
         submit(i, now);
         if (members_[i]->next_deadline() <= now) members_[i]->tick(now);
+        members_[i]->take_new_assignments();  // a server would log them here; no disk is modelled
         for (mcast::Outgoing& out : members_[i]->take_outgoing()) {
           ++datagrams_;
           if (!lost())
