@@ -2,8 +2,11 @@
 // simulated clock, every random choice drawn from one seed.
 //
 // Each run: n in 2..7; the network drops (up to 50%), duplicates, delays and
-// reorders datagrams of every type, and some runs silence one member's links
-// for a while. Members submit messages at random times, in bursts, or all at
+// reorders datagrams of every type, and some runs partition it for a while
+// (one member isolated, two sides, a one-way cut where a member is heard
+// but hears no one, a bridge where two members cannot talk but a third
+// talks to both, a ring where each member hears only its neighbours).
+// Phase one stalls while partitioned and must finish once healed. Members submit messages at random times, in bursts, or all at
 // once. After the fault phase the network only delays, and the run must
 // finish (everything delivered, every member quiescent) within a bound of
 // simulated time. Checked: agreement, integrity, validity, FIFO per origin,
@@ -69,6 +72,13 @@ struct Record {
   bool assignment;  // an own assignment not yet delivered, else a delivery
 };
 
+// Datagrams on the directed links in `cut` are dropped from `from` to `to`.
+struct Partition {
+  uint64_t from = 0, to = 0;
+  std::string shape;  // for the trace
+  std::set<std::pair<MemberId, MemberId>> cut;
+};
+
 struct Crash {
   uint64_t at;          // the member crashes in its first flush at or after this
   uint64_t restart_at;  // and comes back at this time
@@ -122,9 +132,9 @@ class Run {
   std::string describe() const {
     char buf[200];
     std::snprintf(buf, sizeof buf,
-                  "n=%zu messages=%llu drop=%.2f dup=%.2f max_delay=%lluus burst=%s leave=%s crashes=%zu datagrams=%llu",
+                  "n=%zu messages=%llu drop=%.2f dup=%.2f max_delay=%lluus partitions=%zu leave=%s crashes=%zu datagrams=%llu",
                   members_.size(), static_cast<unsigned long long>(next_payload_), drop_, dup_,
-                  static_cast<unsigned long long>(max_delay_), burst_member_ >= 0 ? "yes" : "no",
+                  static_cast<unsigned long long>(max_delay_), partitions_.size(),
                   leave_ ? "yes" : "no", crashes_done_, static_cast<unsigned long long>(order_));
     return buf;
   }
@@ -156,12 +166,7 @@ class Run {
     dup_ = uniform() * 0.1;
     max_delay_ = between(20, 3000);
     fault_end_ = between(50'000, 400'000);
-    if (uniform() < 0.3) {
-      burst_member_ = static_cast<int>(between(0, n - 1));
-      burst_from_ = between(0, fault_end_);
-      burst_to_ = burst_from_ + between(10'000, 200'000);
-      fault_end_ = std::max(fault_end_, burst_to_);
-    }
+    if (uniform() < 0.4) plan_partitions(n);
     size_t count = between(1, 80);
     bool all_at_once = uniform() < 0.15;
     uint64_t t = 1000;
@@ -303,9 +308,58 @@ class Run {
     if (trace_.size() > 40) trace_.pop_front();
   }
 
+  // One to three partitions, each a shape over random members, for 10 to
+  // 200 ms; they may overlap.
+  void plan_partitions(size_t n) {
+    size_t count = between(1, 3);
+    for (size_t p = 0; p < count; ++p) {
+      Partition part;
+      part.from = between(0, fault_end_);
+      part.to = part.from + between(10'000, 200'000);
+      fault_end_ = std::max(fault_end_, part.to);
+      auto cut_both = [&part](MemberId a, MemberId b) {
+        part.cut.insert({a, b});
+        part.cut.insert({b, a});
+      };
+      const MemberId x = static_cast<MemberId>(between(0, n - 1));
+      const double shape = uniform();
+      if (shape < 0.3 || n < 3) {
+        part.shape = "isolate " + std::to_string(x);
+        for (MemberId y = 0; y < n; ++y)
+          if (y != x) cut_both(x, y);
+      } else if (shape < 0.55) {
+        std::vector<bool> side(n);
+        for (MemberId y = 0; y < n; ++y) side[y] = uniform() < 0.5;
+        side[x] = !side[(x + 1) % n];  // both sides non-empty
+        part.shape = "halves {";
+        for (MemberId y = 0; y < n; ++y) part.shape += side[y] ? std::to_string(y) : "";
+        part.shape += "}";
+        for (MemberId a = 0; a < n; ++a)
+          for (MemberId b = 0; b < n; ++b)
+            if (side[a] != side[b]) part.cut.insert({a, b});
+      } else if (shape < 0.75) {
+        part.shape = "one-way: " + std::to_string(x) + " hears no one";
+        for (MemberId y = 0; y < n; ++y)
+          if (y != x) part.cut.insert({y, x});
+      } else if (shape < 0.9 || n < 4) {
+        const MemberId c = static_cast<MemberId>((x + between(1, n - 1)) % n);
+        part.shape = "bridge: " + std::to_string(x) + " and " + std::to_string(c) + " cut";
+        cut_both(x, c);
+      } else {
+        part.shape = "ring";
+        for (MemberId a = 0; a < n; ++a)
+          for (MemberId b = 0; b < n; ++b)
+            if ((a + 1) % n != b && (b + 1) % n != a && a != b) part.cut.insert({a, b});
+      }
+      note(part.from, "partition (" + part.shape + ") until t=" + std::to_string(part.to));
+      partitions_.push_back(part);
+    }
+  }
+
   bool link_down(uint64_t now, MemberId a, MemberId b) const {
-    return burst_member_ >= 0 && now >= burst_from_ && now < burst_to_ &&
-           (a == burst_member_ || b == burst_member_);
+    for (const Partition& p : partitions_)
+      if (now >= p.from && now < p.to && p.cut.count({a, b})) return true;
+    return false;
   }
 
   void submit_due(uint64_t now) {
@@ -550,11 +604,10 @@ class Run {
   uint64_t order_ = 0;
   double drop_ = 0, dup_ = 0;
   uint64_t max_delay_ = 0, fault_end_ = 0;
-  int burst_member_ = -1;
+  std::vector<Partition> partitions_;
   bool leave_ = false;
   std::vector<bool> exited_;
   std::vector<uint64_t> close_at_;
-  uint64_t burst_from_ = 0, burst_to_ = 0;
   std::vector<Planned> planned_;
   std::vector<std::deque<std::string>> waiting_;
   uint64_t next_payload_ = 0;
