@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <climits>
@@ -24,24 +25,44 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
 
   std::vector<wire::BatchedOp> batch;
   std::vector<AddressedReply> replies;
-  if (!wire::decode_batch(d.payload, batch)) {
+  uint64_t origin_time_ms = 0;
+  if (!wire::decode_batch(d.payload, batch, &origin_time_ms)) {
     // Every replica got the same bytes, so every replica skips them alike.
     ++malformed_batches_;
     return replies;
   }
+  cluster_time_ms_ = std::max(cluster_time_ms_, origin_time_ms);
+  expire_idle_clients();
   for (const wire::BatchedOp& b : batch) {
     const wire::Operation& op = b.op;
-    ClientRecord& client = clients_[op.client_id];
+    ClientRecord& client = touch_client(op.client_id);
     if (op.request_no < client.last_request) continue;
     if (op.request_no > client.last_request) {
       Reply r = execute(op);
-      client = ClientRecord{op.request_no, r.code, r.value};
+      client = ClientRecord{op.request_no, r.code, r.value, client.last_seen_ms};
     }
     Reply reply{op.client_id, op.request_no, client.code, client.value};
     reply.attempt = b.attempt;
     replies.push_back(AddressedReply{reply, b.reply_to});
   }
   return replies;
+}
+
+// The client's record, created if new, stamped with the cluster time.
+FTQueue::ClientRecord& FTQueue::touch_client(uint64_t client_id) {
+  ClientRecord& client = clients_[client_id];
+  clients_by_last_seen_.erase({client.last_seen_ms, client_id});
+  client.last_seen_ms = cluster_time_ms_;
+  clients_by_last_seen_.insert({client.last_seen_ms, client_id});
+  return client;
+}
+
+void FTQueue::expire_idle_clients() {
+  while (!clients_by_last_seen_.empty() &&
+         clients_by_last_seen_.begin()->first + kClientExpiryMs < cluster_time_ms_) {
+    clients_.erase(clients_by_last_seen_.begin()->second);
+    clients_by_last_seen_.erase(clients_by_last_seen_.begin());
+  }
 }
 
 Reply FTQueue::execute(const wire::Operation& op) {
@@ -147,6 +168,7 @@ std::string FTQueue::render_snapshot() const {
       out << "origin " << o << " " << last_applied_[o].incarnation << " "
           << last_applied_[o].origin_seq << "\n";
   out << "next_id " << next_id_ << "\n";
+  out << "cluster_time_ms " << cluster_time_ms_ << "\n";
   for (const auto& [id, q] : queues_) {
     out << "queue " << id << " label " << q.label << " items " << q.items.size() << ":";
     for (int32_t item : q.items) out << " " << item;
@@ -156,7 +178,7 @@ std::string FTQueue::render_snapshot() const {
   for (const auto& [client, rec] : clients_) {
     std::snprintf(hex, sizeof hex, "%016" PRIx64, client);
     out << "client " << hex << " request " << rec.last_request << " reply "
-        << code_word(rec.code) << " " << rec.value << "\n";
+        << code_word(rec.code) << " " << rec.value << " seen " << rec.last_seen_ms << "\n";
   }
   out << "end\n";
   return out.str();
@@ -188,6 +210,8 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
         if (fresh.last_applied_.size() <= o) fresh.last_applied_.resize(o + 1);
         fresh.last_applied_[o] = pos;
       }
+    } else if (word == "cluster_time_ms") {
+      ok = static_cast<bool>(fields >> fresh.cluster_time_ms_);
     } else if (word == "next_id") {
       ok = static_cast<bool>(fields >> fresh.next_id_) && fresh.next_id_ >= 1;
     } else if (word == "queue") {
@@ -213,10 +237,15 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       ok = static_cast<bool>(fields >> hex >> request_word >> rec.last_request >> reply_word >> code >>
                              rec.value) &&
            request_word == "request" && reply_word == "reply" && parse_code(code, rec.code);
+      std::string seen_word;  // absent in snapshots written before expiry existed
+      if (ok && fields >> seen_word) ok = seen_word == "seen" && static_cast<bool>(fields >> rec.last_seen_ms);
       char* end = nullptr;
       uint64_t client = ok ? std::strtoull(hex.c_str(), &end, 16) : 0;
-      ok = ok && hex.size() == 16 && end && *end == 0;
-      if (ok) fresh.clients_[client] = rec;
+      ok = ok && hex.size() == 16 && end && *end == 0 && !fresh.clients_.count(client);
+      if (ok) {
+        fresh.clients_[client] = rec;
+        fresh.clients_by_last_seen_.insert({rec.last_seen_ms, client});
+      }
     } else if (word == "end") {
       ended = true;
       break;

@@ -4,7 +4,10 @@
 // delivered messages (each a batch of client operations) in the same order,
 // and so holds the same queues. It also remembers, per client, the last
 // request number and its reply, so a retried request is applied once and
-// answered again with the original reply (exactly once).
+// answered again with the original reply (exactly once). A client idle for
+// kClientExpiryMs is forgotten, by the clock the batches carry (see
+// wire::encode_batch), so every replica forgets it at the same point of the
+// total order and the table does not grow for ever.
 //
 // Its snapshot is a canonical text rendering of all of that, plus how far it
 // has applied the total order: two replicas that applied the same messages
@@ -26,6 +29,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +45,10 @@ struct AddressedReply {
 
 class FTQueue {
  public:
+  // A client that sent nothing for this long (by cluster time) is forgotten:
+  // a retry of its last request after that would be applied again.
+  static constexpr uint64_t kClientExpiryMs = 10 * 60 * 1000;
+
   // Applies one delivered message (in global_seq order) and returns a reply
   // for each of its operations. A repeated request gets its stored reply; one
   // older than the client's last request gets none (the client moved on).
@@ -54,6 +62,7 @@ class FTQueue {
   uint64_t applied_upto() const { return applied_upto_; }
   mcast::SequencePosition position() const;
   size_t queue_count() const { return queues_.size(); }
+  size_t client_count() const { return clients_.size(); }
   uint64_t malformed_batches() const { return malformed_batches_; }
 
   std::string render_snapshot() const;
@@ -69,9 +78,12 @@ class FTQueue {
     uint64_t last_request = 0;
     wire::ReplyCode code = wire::ReplyCode::Ok;
     int32_t value = 0;
+    uint64_t last_seen_ms = 0;  // cluster time of its latest request
   };
 
   wire::Reply execute(const wire::Operation& op);
+  ClientRecord& touch_client(uint64_t client_id);
+  void expire_idle_clients();
 
   uint64_t applied_upto_ = 0;
   std::vector<mcast::OriginPosition> last_applied_;  // by origin member id
@@ -79,6 +91,10 @@ class FTQueue {
   std::map<int32_t, Queue> queues_;
   std::map<int32_t, int32_t> id_by_label_;
   std::map<uint64_t, ClientRecord> clients_;
+  // The ordered stream's clock: the largest origin time of any batch
+  // applied. It never goes back, whatever the origins' clocks do.
+  uint64_t cluster_time_ms_ = 0;
+  std::set<std::pair<uint64_t, uint64_t>> clients_by_last_seen_;  // (last_seen_ms, client id)
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
 };
 

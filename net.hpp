@@ -27,6 +27,7 @@ sockaddr_in local_address(int fd);
 bool send_to(int fd, const std::string& bytes, const sockaddr_in& to);
 
 uint64_t now_us();  // CLOCK_MONOTONIC
+uint64_t wall_clock_ms();  // CLOCK_REALTIME, in milliseconds since 1970
 
 bool parse_i32(const std::string& s, int32_t& out);
 bool parse_u64(const std::string& s, uint64_t& out);

@@ -383,7 +383,7 @@ class Server {
       size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
       std::vector<wire::BatchedOp> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
-      mc_->submit(wire::encode_batch(batch), now);
+      mc_->submit(wire::encode_batch(batch, net::wall_clock_ms()), now);
     }
   }
 

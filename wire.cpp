@@ -314,7 +314,7 @@ bool decode_reply(const void* data, size_t len, Reply& out) {
   return true;
 }
 
-std::string encode_batch(const std::vector<BatchedOp>& ops) {
+std::string encode_batch(const std::vector<BatchedOp>& ops, uint64_t origin_time_ms) {
   Writer w;
   w.u16(static_cast<uint16_t>(ops.size()));
   for (const BatchedOp& b : ops) {
@@ -323,10 +323,11 @@ std::string encode_batch(const std::vector<BatchedOp>& ops) {
     w.u16(b.reply_to.port);
     w.u8(b.attempt);
   }
+  w.u64(origin_time_ms);
   return w.take();
 }
 
-bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out) {
+bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out, uint64_t* origin_time_ms) {
   out.clear();
   Reader r(payload.data(), payload.size());
   uint16_t count;
@@ -338,6 +339,9 @@ bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out) {
       return false;
     out.push_back(b);
   }
+  uint64_t time = 0;
+  if (!r.at_end() && !r.u64(time)) return false;
+  if (origin_time_ms) *origin_time_ms = time;
   return r.at_end();
 }
 

@@ -219,10 +219,15 @@ struct BatchedOp {
 };
 constexpr size_t kBatchedOpBytes = kOperationBytes + 4 + 2 + 1;
 
-// A batch of operations is the payload of one multicast message.
-std::string encode_batch(const std::vector<BatchedOp>& ops);
-bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out);
-constexpr size_t kMaxBatchOps = (kMaxPayload - 2) / kBatchedOpBytes;
+// A batch of operations is the payload of one multicast message: a count,
+// the operations, and the origin's wall-clock time in milliseconds when it
+// formed the batch. That time, carried in the total order, is the replicas'
+// shared clock for expiring idle clients (FTQueue): every replica sees the
+// same times in the same order, whatever its own clock says. A batch from
+// before the time was added ends after the operations; it decodes with 0.
+std::string encode_batch(const std::vector<BatchedOp>& ops, uint64_t origin_time_ms = 0);
+bool decode_batch(const std::string& payload, std::vector<BatchedOp>& out, uint64_t* origin_time_ms = nullptr);
+constexpr size_t kMaxBatchOps = (kMaxPayload - 2 - 8) / kBatchedOpBytes;
 
 // `client status`: each replica answers with its own view, outside the total
 // order (it is a diagnostic, not a queue operation).

@@ -36,8 +36,9 @@ class Feeder {
   }
   std::vector<AddressedReply> apply(const std::vector<wire::BatchedOp>& batch) {
     ++k_;
-    return q_.apply(mcast::Delivery{k_, wire::MessageName{0, 1, k_}, wire::encode_batch(batch)});
+    return q_.apply(mcast::Delivery{k_, wire::MessageName{0, 1, k_}, wire::encode_batch(batch, time_ms)});
   }
+  uint64_t time_ms = 0;  // the origin time the next batches carry
 
  private:
   FTQueue& q_;
@@ -51,6 +52,60 @@ std::string show(const wire::Reply& r) {
 
 void expect(const wire::Reply& r, wire::ReplyCode code, int32_t value, const std::string& what) {
   CHECK(r.code == code && (code != wire::ReplyCode::Ok || r.value == value), what + " -> " + show(r));
+}
+
+// Idle clients are forgotten by the time the batches carry, identically on
+// every replica; a batch whose origin clock is behind never turns time back.
+void test_client_expiry() {
+  using wire::OpCode;
+  using wire::ReplyCode;
+  const uint64_t expiry = FTQueue::kClientExpiryMs;
+  FTQueue q;
+  Feeder f(q);
+  f.time_ms = 1'000'000;
+  uint64_t id = static_cast<uint64_t>(f.call(OpCode::Create, 5, 0, 1, 1).value);
+  f.call(OpCode::Push, static_cast<int32_t>(id), 42, 1, 2);  // client 1 pushes, request 2
+  f.time_ms = 1'000'000 + expiry / 2;
+  f.call(OpCode::Size, static_cast<int32_t>(id), 0, 2, 1);  // client 2 stays active
+  CHECK(q.client_count() == 2, "two clients remembered");
+  CHECK(q.cached_reply(1, 2).has_value(), "client 1's last reply is kept while it is not idle too long");
+  f.time_ms = 500;  // an origin whose clock is far behind: cluster time stays
+  f.call(OpCode::Size, static_cast<int32_t>(id), 0, 2, 2);
+  CHECK(q.client_count() == 2, "a batch from a slow clock expires nobody");
+  f.time_ms = 1'000'000 + expiry + 1;  // client 1 idle for longer than the expiry
+  f.call(OpCode::Size, static_cast<int32_t>(id), 0, 2, 3);
+  CHECK(q.client_count() == 1 && !q.cached_reply(1, 2).has_value(), "client 1 expired");
+  CHECK(q.cached_reply(2, 3).has_value(), "client 2 kept");
+  // The snapshot carries the clock and the last-seen times: a replica that
+  // loads it expires the same clients at the same batch.
+  FTQueue copy;
+  std::string error;
+  CHECK(copy.load_snapshot(q.render_snapshot(), error), "snapshot with times loads: " + error);
+  CHECK(copy.render_snapshot() == q.render_snapshot(), "times survive the snapshot round trip");
+  Feeder g(copy);
+  g.time_ms = 1'000'000 + 2 * (expiry + 1);  // client 2 idle too long now
+  g.call(OpCode::Size, static_cast<int32_t>(id), 0, 3, 1);
+  f.time_ms = g.time_ms;
+  f.call(OpCode::Size, static_cast<int32_t>(id), 0, 3, 1);
+  for (const FTQueue* s : {&q, &copy})
+    CHECK(s->client_count() == 1 && s->cached_reply(3, 1).has_value() && !s->cached_reply(2, 3).has_value(),
+          "the original and the copy loaded from its snapshot expired the same client");
+  // A snapshot line from before expiry existed (no "seen") still loads.
+  FTQueue old;
+  CHECK(old.load_snapshot("ftqueue-snapshot v1\napplied_upto 3\nnext_id 2\n"
+                          "client 0000000000000007 request 4 reply ok 0\nend\n", error),
+        "an old snapshot loads: " + error);
+  CHECK(old.cached_reply(7, 4).has_value(), "its client table is kept");
+  // A batch encoded without a time (older format) decodes with time 0.
+  wire::BatchedOp one;
+  one.op.request_no = 1;
+  std::string payload = wire::encode_batch({one}, 77);
+  std::vector<wire::BatchedOp> ops;
+  uint64_t t = 0;
+  CHECK(wire::decode_batch(payload, ops, &t) && t == 77, "a batch carries its origin time");
+  CHECK(wire::decode_batch(payload.substr(0, payload.size() - 8), ops, &t) && t == 0,
+        "a batch without the time still decodes");
+  CHECK(!wire::decode_batch(payload.substr(0, payload.size() - 3), ops, &t), "a torn time is rejected");
 }
 
 void test_ftqueue() {
@@ -114,6 +169,7 @@ void test_ftqueue() {
   Feeder g(other);
   g.call(OpCode::Create, 1);
   CHECK(other.render_snapshot() != q.render_snapshot(), "different states render differently");
+  test_client_expiry();
 }
 
 void test_retry() {
