@@ -2,10 +2,16 @@
 //
 //   client [--servers HOST:PORT,...] [--timeout SECONDS] [COMMAND ARGS...]
 //
-// With a command on its command line it runs it and exits (0 success, 1 an
-// error reply, 2 usage error or no server answered). Otherwise it reads one
-// command a line: with a prompt when stdin is a terminal, silently when it is
-// a pipe, so programs can drive it.
+// With a command on its command line it runs it and exits with its status:
+//   0  success
+//   1  an error reply (no such queue, empty, busy): the operation had no effect
+//   2  a usage error (bad flag, bad command): nothing was sent
+//   3  no answer in time: the outcome is unknown, the operation may still
+//      take effect (a lost reply looks exactly like a lost request)
+// Otherwise it reads one command a line: with a prompt when stdin is a
+// terminal, silently when it is a pipe, so programs can drive it. At the end
+// of its input it exits with the highest status of any line, and says on
+// stderr how many failed: a script learns of a failure without parsing.
 //
 // Each request carries this client's random 64-bit id and a request number.
 // A request with no reply is sent again with the same number (the replicas
@@ -36,8 +42,10 @@ const char* kUsage =
     "usage: client [--servers HOST:PORT,...] [--timeout SECONDS] [COMMAND ARGS...]\n"
     "\n"
     "Talks to an FTQueue cluster. With a COMMAND it runs that one command and\n"
-    "exits: 0 on success, 1 on an error reply, 2 on a usage error or when no\n"
-    "server answered. Without one it reads commands, one a line.\n"
+    "exits: 0 on success, 1 on an error reply (the operation had no effect),\n"
+    "2 on a usage error (nothing was sent), 3 when no answer came in time (the\n"
+    "operation may still take effect). Without a COMMAND it reads commands, one\n"
+    "a line, and exits with the highest status of any of them.\n"
     "\n"
     "  --servers LIST   servers to try, in order (default " "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003)\n"
     "  --timeout S      give up on a command after S seconds (default 3)\n"
@@ -75,7 +83,20 @@ const Command kTable[] = {
     {wire::OpCode::Size, "size", "qsize", "ID", 1},
 };
 
-enum Outcome { kSuccess = 0, kErrorReply = 1, kFailure = 2 };
+// Exit statuses, ordered so that a session can report the worst it saw.
+enum Outcome { kSuccess = 0, kErrorReply = 1, kUsageError = 2, kUnknown = 3 };
+
+// What the commands of a pipe or interactive session came to.
+struct Tally {
+  int commands = 0, failed = 0, unknown = 0;
+  Outcome worst = kSuccess;
+  void add(Outcome o) {
+    ++commands;
+    if (o != kSuccess) ++failed;
+    if (o == kUnknown) ++unknown;
+    worst = std::max(worst, o);
+  }
+};
 
 class Client {
  public:
@@ -95,6 +116,15 @@ class Client {
     std::istringstream in(line.substr(0, line.find('#')));  // '#' starts a comment
     for (std::string w; in >> w;) words.push_back(w);
     if (words.empty()) return kSuccess;
+    Outcome o = run_command(words, quit);
+    if (!quit) tally_.add(o);
+    return o;
+  }
+
+  const Tally& tally() const { return tally_; }
+
+ private:
+  Outcome run_command(const std::vector<std::string>& words, bool& quit) {
     std::string verb = words[0];
     std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::tolower(c); });
     if (verb == "quit" || verb == "exit") {
@@ -115,10 +145,9 @@ class Client {
     return usage("unknown command '" + words[0] + "' (type help)");
   }
 
- private:
   Outcome usage(const std::string& msg) {
     say("error: " + msg);
-    return kFailure;
+    return kUsageError;
   }
 
   void say(const std::string& line) {
@@ -139,9 +168,11 @@ class Client {
     op.arg = args[0];
     op.item = args[1];
     wire::Reply reply;
-    if (!call(op, reply)) {
-      say("error: no server answered within " + seconds_text());
-      return kFailure;
+    bool saw_busy = false;
+    if (!call(op, reply, saw_busy)) {
+      say("error: no answer within " + seconds_text() + (saw_busy ? " (the cluster is busy)" : "") +
+          "; the operation may still take effect");
+      return kUnknown;
     }
     return print_reply(op, reply);
   }
@@ -177,16 +208,23 @@ class Client {
   // Sends `op` until a reply comes or the timeout passes. A silent server is
   // tried a few times with growing waits, then the next one. A busy reply is
   // retried after a pause, and reported only if the cluster stays busy.
-  bool call(const wire::Operation& op, wire::Reply& reply) {
+  // Returns false when the outcome is unknown: a try that got no answer may
+  // have been admitted (and only its reply lost, or still to come), and a
+  // later busy reply cannot undo that, since it speaks only for the datagram
+  // it answers.
+  bool call(const wire::Operation& op, wire::Reply& reply, bool& saw_busy) {
+    const uint64_t kBusyPauseUs = 50'000;
     const uint64_t deadline = net::now_us() + timeout_us_;
     net::Tries tries;
     int silent_tries = 0;
-    bool got_busy = false;
+    bool unsure = false;  // some datagram of this call may have been admitted
     for (;;) {
       uint64_t now = net::now_us();
       if (now >= deadline) break;
-      const std::string request = wire::encode_request(op, tries.next_attempt());
-      for (int copy = 0; copy < retry_.copies(); ++copy) net::send_to(fd_, request, servers_[server_].addr);
+      const uint8_t attempt = tries.next_attempt();
+      const int copies = retry_.copies();
+      const std::string request = wire::encode_request(op, attempt);
+      for (int copy = 0; copy < copies; ++copy) net::send_to(fd_, request, servers_[server_].addr);
       tries.sent(now);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
@@ -194,17 +232,25 @@ class Client {
           retry_.on_reply(tries, reply.attempt, reply.lossy, net::now_us());
           return true;
         }
-        got_busy = true;
-        pause_until(std::min(deadline, net::now_us() + 50'000));
+        // This try was surely not admitted only if it was one datagram and
+        // the reply names it (copies share a try number, which stops at 255).
+        if (reply.attempt != attempt || copies > 1 || attempt == 255) unsure = true;
+        saw_busy = true;
+        // Again after a pause, but only with time left to hear the answer:
+        // a try cut off by the deadline would make the outcome unknown.
+        now = net::now_us();
+        if (now + kBusyPauseUs + retry_.timeout_us(0) >= deadline) break;
+        pause_until(now + kBusyPauseUs);
         continue;
       }
+      unsure = true;
       // A server silent for 8 tries in a row is probably down: next one.
       if (++silent_tries >= 8) {
         silent_tries = 0;
         server_ = (server_ + 1) % servers_.size();
       }
     }
-    if (got_busy) {
+    if (saw_busy && !unsure) {
       reply = wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
       return true;
     }
@@ -277,7 +323,7 @@ class Client {
              std::to_string(s.dropped_datagrams);
     }
     say(out);
-    return std::count(answered.begin(), answered.end(), true) > 0 ? kSuccess : kFailure;
+    return std::count(answered.begin(), answered.end(), true) > 0 ? kSuccess : kUnknown;
   }
 
   std::vector<net::Endpoint> servers_;
@@ -287,11 +333,12 @@ class Client {
   size_t server_ = 0;
   int fd_ = -1;
   net::RetryPolicy retry_;
+  Tally tally_;
 };
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "client: %s\n(run 'client --help' for usage)\n", msg.c_str());
-  return 2;
+  return kUsageError;
 }
 
 }  // namespace
@@ -328,7 +375,7 @@ int main(int argc, char** argv) {
   Client client(endpoints, static_cast<uint64_t>(timeout_s * 1e6));
   if (!client.open(error)) {
     std::fprintf(stderr, "client: %s\n", error.c_str());
-    return 2;
+    return kUsageError;  // as for a usage error, nothing was sent
   }
   bool quit = false;
   if (i < argc) {
@@ -347,5 +394,10 @@ int main(int argc, char** argv) {
     if (!std::getline(std::cin, line)) break;
     client.run_line(line, quit);
   }
-  return 0;
+  const Tally& t = client.tally();
+  if (t.failed > 0) {
+    std::string unknown = t.unknown > 0 ? " (" + std::to_string(t.unknown) + " outcome unknown)" : "";
+    std::fprintf(stderr, "client: %d of %d commands failed%s\n", t.failed, t.commands, unknown.c_str());
+  }
+  return t.worst;
 }

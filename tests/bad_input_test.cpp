@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -202,8 +203,17 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
 
 // ---- against a live cluster --------------------------------------------------------
 
-void send_raw(int fd, const std::string& bytes, const sockaddr_in& to) {
-  ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+// True if the kernel took the datagram. The sockets are non-blocking: a
+// full send buffer (EAGAIN) is waited out briefly, so that the whole spray
+// can go out.
+bool send_raw(int fd, const std::string& bytes, const sockaddr_in& to) {
+  for (int tries = 0; tries < 100; ++tries) {
+    ssize_t n = ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    if (n == static_cast<ssize_t>(bytes.size())) return true;
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+    ::usleep(1000);
+  }
+  return false;
 }
 
 std::string junk_datagram(Rng& r, uint16_t n) {
@@ -284,10 +294,11 @@ int cluster_test(uint64_t seed, const std::string& server, const std::string& cl
     int fd = net::open_udp(any, err);
     for (int round = 0; round < kSprayRounds; ++round) {
       for (size_t t = 0; t < targets.size(); ++t) {
-        send_raw(fd, junk_datagram(r, 3), targets[t].addr);
+        if (send_raw(fd, junk_datagram(r, 3), targets[t].addr)) ++sent;
         int forger = static_cast<int>((t + 1) % targets.size());  // a member's own address
-        send_raw(cluster.member_socket(forger), junk_from_member(r, static_cast<uint16_t>(forger), 3), targets[t].addr);
-        sent += 2;
+        if (send_raw(cluster.member_socket(forger), junk_from_member(r, static_cast<uint16_t>(forger), 3),
+                     targets[t].addr))
+          ++sent;
       }
       if (round % 10 == 0) ::usleep(1000);  // spread the spray over the client's work
     }

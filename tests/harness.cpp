@@ -287,35 +287,80 @@ std::string ClientProcess::call(const std::string& line) {
   }
 }
 
-int run_program(const std::string& program, const std::vector<std::string>& args,
-                    std::string& output, int timeout_ms) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return -1;
+namespace {
+
+// An unlinked file holding `text`, positioned at its start: a child's
+// standard input that no length of text can make the writer block on.
+int input_file(const std::string& text) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ftq-input-XXXXXX";
+  std::vector<char> path(tmpl.begin(), tmpl.end());
+  path.push_back(0);
+  int fd = ::mkstemp(path.data());
+  if (fd < 0) return -1;
+  ::unlink(path.data());
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  if (!written || ::lseek(fd, 0, SEEK_SET) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Standard error goes to `errors` if given, else to the test's own.
+int run_bounded(const std::string& program, const std::vector<std::string>& args, const std::string& input,
+                std::string& output, std::string* errors, int timeout_ms) {
+  int out[2], err[2] = {-1, -1};
+  int in = input_file(input);
+  if (in < 0 || ::pipe2(out, O_CLOEXEC) != 0 || (errors && ::pipe2(err, O_CLOEXEC) != 0)) return -1;
   std::vector<std::string> argv = {program};
   argv.insert(argv.end(), args.begin(), args.end());
-  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pid_t pid = spawn(argv, devnull, out[1], -1, -1);
-  ::close(devnull);
+  pid_t pid = spawn(argv, in, out[1], err[1], -1);
+  ::close(in);
   ::close(out[1]);
+  if (errors) ::close(err[1]);
   output.clear();
+  std::string* sinks[2] = {&output, errors};
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};  // poll skips a negative fd
+  if (errors) errors->clear();
   const uint64_t deadline = net::now_us() + static_cast<uint64_t>(timeout_ms) * 1000;
   char buf[4096];
-  for (;;) {
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
     uint64_t now = net::now_us();
     if (now >= deadline) break;
-    pollfd p{out[0], POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>((deadline - now) / 1000) + 1) <= 0) continue;
-    ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0) break;
-    output.append(buf, static_cast<size_t>(n));
+    if (::poll(fds, 2, static_cast<int>((deadline - now) / 1000) + 1) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+      }
+    }
   }
-  ::close(out[0]);
+  for (pollfd& p : fds)
+    if (p.fd >= 0) ::close(p.fd);
   int status = wait_bounded(pid, 2000);
   if (status == -1) {
     kill_and_reap(pid);
     return -1;
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+int run_program(const std::string& program, const std::vector<std::string>& args,
+                    std::string& output, int timeout_ms) {
+  return run_bounded(program, args, "", output, nullptr, timeout_ms);
+}
+
+int run_program(const std::string& program, const std::vector<std::string>& args, const std::string& input,
+                std::string& output, std::string& errors, int timeout_ms) {
+  return run_bounded(program, args, input, output, &errors, timeout_ms);
 }
 
 // ---- misc ----------------------------------------------------------------------

@@ -90,6 +90,10 @@ class ClientProcess {
 // status (or -1) and its standard output.
 int run_program(const std::string& program, const std::vector<std::string>& args,
                     std::string& output, int timeout_ms = 20000);
+// The same, with `input` as its standard input and its standard error
+// collected in `errors`.
+int run_program(const std::string& program, const std::vector<std::string>& args, const std::string& input,
+                std::string& output, std::string& errors, int timeout_ms = 20000);
 
 // A new empty directory for one test run.
 std::string make_temp_dir(const std::string& name);

@@ -12,9 +12,16 @@
 // popped twice; unexpected: a popped item never pushed); and byte-identical
 // snapshots after a graceful stop. A failure writes the history to a file
 // and names it. Seeded: FTQ_SEED=<seed> replays the same choices and drops.
+//
+// A call that got no answer (the client's "may still take effect", or no
+// output at all) stays in the history as what it is: it may have taken
+// effect at any time after it started, or never (Jepsen's :info). Leaving
+// it out would check a history other than the one that happened: its push
+// may explain a later pop, its pop a missing item.
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
@@ -31,19 +38,25 @@ namespace {
 
 enum class Kind { Push, Pop, Top, Size };
 
-// One completed call on one queue.
+// One call on one queue.
 struct Event {
   int client = 0;
   Kind kind = Kind::Push;
   int queue = 0;
-  int32_t value = 0;   // pushed item, or the popped/top item, or the size
-  bool empty = false;  // pop/top answered "is empty"
+  int32_t value = 0;     // pushed item, or the popped/top item, or the size
+  bool empty = false;    // pop/top answered "is empty"
+  bool unknown = false;  // no answer: took effect after start_us, or never
   uint64_t start_us = 0, end_us = 0;
   std::string command, result;
 };
 
 // Applies `e` to `q` if the model allows e's recorded result there.
 bool step(std::deque<int32_t>& q, const Event& e) {
+  if (e.unknown) {  // no result to check, only the effect
+    if (e.kind == Kind::Push) q.push_back(e.value);
+    if (e.kind == Kind::Pop && !q.empty()) q.pop_front();
+    return true;
+  }
   switch (e.kind) {
     case Kind::Push:
       q.push_back(e.value);
@@ -63,19 +76,24 @@ bool step(std::deque<int32_t>& q, const Event& e) {
 // Wing & Gong search over one queue's history, memoising (set of linearized
 // calls, model state) pairs already explored (Lowe, 2017). Returns true if
 // some order consistent with real time explains every result.
+//
+// A call without an answer returns after every other call. So the search
+// may linearize it anywhere after its start, and must linearize it
+// somewhere: at the very end, after every answered call, it is never
+// observed, which is the case of a call that never took effect.
 class LinearizabilityChecker {
  public:
   explicit LinearizabilityChecker(std::vector<Event> events) : ev_(std::move(events)) {
     std::map<int32_t, size_t> popped_by;
     for (size_t i = 0; i < ev_.size(); ++i)
-      if (ev_[i].kind == Kind::Pop && !ev_[i].empty) popped_by[ev_[i].value] = i;
+      if (ev_[i].kind == Kind::Pop && !ev_[i].empty && !ev_[i].unknown) popped_by[ev_[i].value] = i;
     pop_of_.assign(ev_.size(), kNil);
     for (size_t i = 0; i < ev_.size(); ++i)
       if (ev_[i].kind == Kind::Push && popped_by.count(ev_[i].value)) pop_of_[i] = popped_by[ev_[i].value];
     // Entries: a call and a return per event, ordered by time (calls first on ties).
     for (size_t i = 0; i < ev_.size(); ++i) {
       entries_.push_back({ev_[i].start_us, 0, i});
-      entries_.push_back({ev_[i].end_us, 1, i});
+      entries_.push_back({ev_[i].unknown ? kNever : ev_[i].end_us, 1, i});
     }
     std::sort(entries_.begin(), entries_.end());
   }
@@ -140,6 +158,7 @@ class LinearizabilityChecker {
 
  private:
   static constexpr size_t kNil = static_cast<size_t>(-1);
+  static constexpr uint64_t kNever = UINT64_MAX;  // when a call without an answer returns
   struct Entry {
     uint64_t time;
     int is_return;
@@ -215,28 +234,37 @@ Event timed_call(harness::ClientProcess& c, int client, const std::string& cmd) 
   return e;
 }
 
-// Fills kind/queue/value from the command and result; false if the call did
-// not complete with a meaningful answer.
-bool interpret(Event& e) {
+// What a call's printed result says about it.
+enum class Answer {
+  Result,   // a result the model must explain
+  Unknown,  // no answer: it may have taken effect, or not (Event::unknown)
+  Refused,  // an error reply (busy, no such queue): it had no effect
+};
+
+// Fills kind/queue/value from the command and result.
+Answer interpret(Event& e) {
   char verb[16] = {0};
   int queue = 0, item = 0;
-  int fields = std::sscanf(e.command.c_str(), "%15s %d %d", verb, &queue, &item);
+  std::sscanf(e.command.c_str(), "%15s %d %d", verb, &queue, &item);
   e.queue = queue;
   std::string v = verb;
-  if (v == "push") {
-    e.kind = Kind::Push;
+  e.kind = v == "push" ? Kind::Push : v == "pop" ? Kind::Pop : v == "top" ? Kind::Top : Kind::Size;
+  if (e.kind == Kind::Push) {
     e.value = item;
-    return fields == 3 && e.result == "ok";
-  }
-  e.kind = v == "pop" ? Kind::Pop : v == "top" ? Kind::Top : Kind::Size;
-  if (e.result.find("is empty") != std::string::npos) {
+    if (e.result == "ok") return Answer::Result;
+  } else if (e.kind != Kind::Size && e.result.find("is empty") != std::string::npos) {
     e.empty = true;
-    return e.kind != Kind::Size;
+    return Answer::Result;
+  } else if (int32_t value; net::parse_i32(e.result, value)) {
+    e.value = value;
+    return Answer::Result;
   }
-  int32_t value;
-  if (!net::parse_i32(e.result, value)) return false;
-  e.value = value;
-  return true;
+  // Any other error line is a definite refusal, unless the client says the
+  // outcome is unknown; anything else (no output) is unknown too.
+  if (e.result.rfind("error:", 0) == 0 && e.result.find("may still take effect") == std::string::npos)
+    return Answer::Refused;
+  e.unknown = true;
+  return Answer::Unknown;
 }
 
 void save_history(const std::string& path, const std::vector<Event>& h) {
@@ -249,14 +277,22 @@ void save_history(const std::string& path, const std::vector<Event>& h) {
   std::fclose(f);
 }
 
-// Checks each queue of a history; prints one verdict line per queue.
-bool check_queues(const std::vector<Event>& history, int& incomplete) {
-  std::map<int, std::vector<Event>> per_queue;
-  incomplete = 0;
+// The calls of each queue that the model must explain: all but refused ones.
+// Counts those without an answer and those refused.
+std::map<int, std::vector<Event>> split_by_queue(const std::vector<Event>& history, int& incomplete, int& refused) {
+  std::map<int, std::vector<Event>> queues;
+  incomplete = refused = 0;
   for (Event e : history) {
-    if (interpret(e)) per_queue[e.queue].push_back(e);
-    else ++incomplete;
+    Answer a = interpret(e);
+    if (a == Answer::Refused) ++refused;
+    else queues[e.queue].push_back(e);
+    if (a == Answer::Unknown) ++incomplete;
   }
+  return queues;
+}
+
+// Checks each queue on its own; prints one verdict line per queue.
+bool check_queues(const std::map<int, std::vector<Event>>& per_queue) {
   bool all = true;
   for (auto& [q, events] : per_queue) {
     LinearizabilityChecker checker(events);
@@ -270,6 +306,23 @@ bool check_queues(const std::vector<Event>& history, int& incomplete) {
   return all;
 }
 
+// One line of a saved history (as save_history writes it); false if it is
+// none.
+bool parse_line(const char* line, Event& e) {
+  unsigned long long s, t;
+  int used = 0;
+  if (line[0] == '#' || std::sscanf(line, "%d %llu %llu %n", &e.client, &s, &t, &used) < 3) return false;
+  std::string rest = line + used;
+  if (!rest.empty() && rest.back() == '\n') rest.pop_back();
+  size_t arrow = rest.find(" -> ");
+  if (arrow == std::string::npos) return false;
+  e.start_us = s;
+  e.end_us = t;
+  e.command = rest.substr(0, arrow);
+  e.result = rest.substr(arrow + 4);
+  return true;
+}
+
 // Re-checks a history saved by a failed run.
 int check_file(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "r");
@@ -280,25 +333,14 @@ int check_file(const std::string& path) {
   std::vector<Event> history;
   char line[512];
   while (std::fgets(line, sizeof line, f)) {
-    if (line[0] == '#') continue;
     Event e;
-    unsigned long long s, t;
-    int used = 0;
-    if (std::sscanf(line, "%d %llu %llu %n", &e.client, &s, &t, &used) < 3) continue;
-    std::string rest = line + used;
-    if (!rest.empty() && rest.back() == '\n') rest.pop_back();
-    size_t arrow = rest.find(" -> ");
-    if (arrow == std::string::npos) continue;
-    e.start_us = s;
-    e.end_us = t;
-    e.command = rest.substr(0, arrow);
-    e.result = rest.substr(arrow + 4);
-    history.push_back(e);
+    if (parse_line(line, e)) history.push_back(e);
   }
   std::fclose(f);
-  int incomplete;
-  bool ok = check_queues(history, incomplete);
-  std::printf("%zu calls, %d incomplete: %s\n", history.size(), incomplete, ok ? "linearizable" : "NOT linearizable");
+  int incomplete, refused;
+  bool ok = check_queues(split_by_queue(history, incomplete, refused));
+  std::printf("%zu calls, %d incomplete, %d refused: %s\n", history.size(), incomplete, refused,
+              ok ? "linearizable" : "NOT linearizable");
   return ok ? 0 : 1;
 }
 
@@ -311,6 +353,14 @@ int self_test() {
     x.empty = empty;
     x.start_us = s;
     x.end_us = e;
+    return x;
+  };
+  auto no_answer = [](Kind k, int32_t v, uint64_t s) {  // returns never
+    Event x;
+    x.kind = k;
+    x.value = v;
+    x.unknown = true;
+    x.start_us = x.end_us = s;
     return x;
   };
   struct Case {
@@ -336,14 +386,77 @@ int self_test() {
                           ev(Kind::Size, 1, false, 4, 5)}, false},
       {"top does not remove", {ev(Kind::Push, 3, false, 0, 1), ev(Kind::Top, 3, false, 2, 3),
                                ev(Kind::Pop, 3, false, 4, 5)}, true},
+      // Calls without an answer. The first case is the second with the
+      // unanswered push left in: dropping it would turn the verdict.
+      {"pop of an item whose push got no answer", {no_answer(Kind::Push, 1, 0), ev(Kind::Pop, 1, false, 4, 5)}, true},
+      {"pop of an item never pushed", {ev(Kind::Pop, 1, false, 4, 5)}, false},
+      {"unanswered push, pop of another item", {no_answer(Kind::Push, 1, 0), ev(Kind::Pop, 2, false, 4, 5)}, false},
+      {"unanswered push after the pop of its item", {ev(Kind::Pop, 1, false, 0, 1), no_answer(Kind::Push, 1, 2)}, false},
+      {"unanswered push that never took effect", {no_answer(Kind::Push, 1, 0), ev(Kind::Pop, 0, true, 4, 5)}, true},
+      {"unanswered push after its client's next",
+       {no_answer(Kind::Push, 1, 0), ev(Kind::Push, 2, false, 5, 6), ev(Kind::Pop, 2, false, 7, 8),
+        ev(Kind::Pop, 1, false, 9, 10)}, true},
+      {"unanswered pop explains a missing item",
+       {ev(Kind::Push, 1, false, 0, 1), no_answer(Kind::Pop, 0, 2), ev(Kind::Pop, 0, true, 5, 6)}, true},
+      {"unanswered pop cannot act before it starts",
+       {ev(Kind::Push, 1, false, 0, 1), ev(Kind::Pop, 0, true, 2, 3), no_answer(Kind::Pop, 0, 4)}, false},
+      {"unanswered pop removes one item, not two",
+       {ev(Kind::Push, 1, false, 0, 1), ev(Kind::Push, 2, false, 2, 3), no_answer(Kind::Pop, 0, 4),
+        ev(Kind::Pop, 0, true, 6, 7)}, false},
   };
   int failures = 0;
   for (const Case& c : cases) {
     bool got = LinearizabilityChecker(c.h).check(1'000'000);
-    std::printf("%-40s expected %-16s got %s\n", c.name, c.linearizable ? "linearizable" : "not", got ? "linearizable" : "not");
+    std::printf("%-44s expected %-16s got %s\n", c.name, c.linearizable ? "linearizable" : "not", got ? "linearizable" : "not");
     if (got != c.linearizable) ++failures;
   }
-  std::printf("%d passed, %d failed\n", static_cast<int>(cases.size()) - failures, failures);
+  // What the client prints, as the history check reads it.
+  struct Reading {
+    const char* command;
+    const char* result;
+    Answer answer;
+  };
+  const Reading readings[] = {
+      {"push 1 5", "ok", Answer::Result},
+      {"pop 1", "error: queue 1 is empty", Answer::Result},
+      {"top 1", "-7", Answer::Result},
+      {"push 1 5", "error: no answer within 20 s; the operation may still take effect", Answer::Unknown},
+      {"pop 1", "error: no answer within 20 s (the cluster is busy); the operation may still take effect",
+       Answer::Unknown},
+      {"size 1", "<no output>", Answer::Unknown},
+      {"push 1 5", "error: the cluster is busy (a replica is not keeping up); try again later", Answer::Refused},
+      {"pop 9", "error: no queue with id 9", Answer::Refused},
+  };
+  for (const Reading& r : readings) {
+    Event e;
+    e.command = r.command;
+    e.result = r.result;
+    if (interpret(e) != r.answer || e.unknown != (r.answer == Answer::Unknown)) {
+      std::printf("misread: %s -> %s\n", r.command, r.result);
+      ++failures;
+    }
+  }
+  // The same whole way as a saved history: a pop explained only by a push
+  // without an answer, and a push refused, which must not explain one.
+  const char* saved[] = {
+      "0 10 20 push 1 5 -> error: no answer within 20 s; the operation may still take effect\n",
+      "1 30 40 pop 1 -> 5\n",
+      "0 50 60 push 2 6 -> error: the cluster is busy (a replica is not keeping up); try again later\n",
+      "1 70 80 pop 2 -> 6\n",
+  };
+  std::vector<Event> history;
+  for (const char* line : saved) {
+    Event e;
+    if (parse_line(line, e)) history.push_back(e);
+  }
+  int incomplete, refused;
+  std::map<int, std::vector<Event>> queues = split_by_queue(history, incomplete, refused);
+  bool as_expected = history.size() == 4 && incomplete == 1 && refused == 1 && queues.size() == 2 &&
+                     check_queues({{1, queues[1]}}) && !check_queues({{2, queues[2]}});
+  std::printf("saved history read and checked: %s\n", as_expected ? "as expected" : "WRONG");
+  if (!as_expected) ++failures;
+  int total = static_cast<int>(cases.size() + std::size(readings)) + 1;
+  std::printf("%d passed, %d failed\n", total - failures, failures);
   return failures == 0 ? 0 : 1;
 }
 
@@ -416,26 +529,30 @@ int main(int argc, char** argv) {
       }
   }
 
-  // Interpret, then check each queue on its own.
-  int incomplete = 0;
-  CHECK(check_queues(history, incomplete), std::string("some queue's history is not linearizable as a FIFO queue"));
-  CHECK(incomplete == 0, std::to_string(incomplete) + " calls got no usable answer");
-  std::map<int, std::vector<Event>> per_queue;
-  for (Event e : history)
-    if (interpret(e)) per_queue[e.queue].push_back(e);
+  // Interpret, then check each queue on its own. The checker copes with
+  // calls that got no answer, but phase one must answer every call.
+  int incomplete = 0, refused = 0;
+  std::map<int, std::vector<Event>> per_queue = split_by_queue(history, incomplete, refused);
+  CHECK(check_queues(per_queue), std::string("some queue's history is not linearizable as a FIFO queue"));
+  CHECK(incomplete == 0 && refused == 0,
+        std::to_string(incomplete) + " calls got no answer and " + std::to_string(refused) + " an error reply");
 
+  // A push without an answer is not lost if its item never comes out, and
+  // its item is no surprise if it does.
   std::map<int32_t, int> pushed, popped;
+  std::set<int32_t> maybe_pushed;
   for (const auto& [q, events] : per_queue)
     for (const Event& e : events) {
-      if (e.kind == Kind::Push) ++pushed[e.value];
-      if (e.kind == Kind::Pop && !e.empty) ++popped[e.value];
+      if (e.kind == Kind::Push && !e.unknown) ++pushed[e.value];
+      if (e.kind == Kind::Push && e.unknown) maybe_pushed.insert(e.value);
+      if (e.kind == Kind::Pop && !e.empty && !e.unknown) ++popped[e.value];
     }
   int lost = 0, duplicated = 0, unexpected = 0;
   for (auto& [item, n] : pushed)
     if (!popped.count(item)) ++lost;
   for (auto& [item, n] : popped) {
     if (n > 1) ++duplicated;
-    if (!pushed.count(item)) ++unexpected;
+    if (!pushed.count(item) && !maybe_pushed.count(item)) ++unexpected;
   }
   std::printf("anomalies: lost %d, duplicated %d, unexpected %d (of %zu pushes, %zu calls)\n", lost, duplicated,
               unexpected, pushed.size(), history.size());

@@ -1,0 +1,215 @@
+// client_test: the client's exit statuses and messages, against real
+// processes (a one-replica cluster and the real ./client):
+//   0 success, 1 an error reply, 2 a usage error, 3 no answer in time (the
+//   outcome is unknown: the operation may still take effect).
+// In pipe mode the client exits with the highest status of any line and says
+// on stderr how many failed. A stand-in replica that answers "busy" checks
+// when busy is a definite "not applied": only if no try went unanswered.
+//
+//   client_test --server BIN --client BIN
+// Nothing here is random: the cluster runs without --loss.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../net.hpp"
+#include "../wire.hpp"
+#include "harness.hpp"
+
+namespace {
+
+// A UDP socket on 127.0.0.1 that the test holds and that no server reads:
+// requests sent to its port are kept, unanswered, in its receive buffer.
+int quiet_socket() {
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string error;
+  int fd = net::open_udp(any, error);
+  if (fd < 0) {
+    std::fprintf(stderr, "client_test: %s\n", error.c_str());
+    std::exit(2);
+  }
+  return fd;
+}
+
+std::string address_of(int fd) { return net::to_string(net::local_address(fd)); }
+
+// Waits (bounded) for one datagram on `fd`; "" if none came.
+std::string receive(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return "";
+  char buf[2048];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+// Stands in for a replica that admits nothing: it ignores the first `ignore`
+// requests (as if lost, or admitted with the reply lost), then answers every
+// request "busy", echoing its try number, until `stop` (or 20 s).
+void busy_replica(int fd, int ignore, const std::atomic<bool>& stop) {
+  char buf[2048];
+  const uint64_t give_up = net::now_us() + 20'000'000;
+  while (!stop && net::now_us() < give_up) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10) <= 0) continue;
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    wire::Operation op;
+    uint8_t attempt = 0;
+    if (n <= 0 || !wire::decode_request(buf, static_cast<size_t>(n), op, attempt)) continue;
+    if (ignore > 0) {
+      --ignore;
+      continue;
+    }
+    wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
+    busy.attempt = attempt;
+    net::send_to(fd, wire::encode_reply(busy), from);
+  }
+}
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+Run run(const std::string& client, const std::vector<std::string>& args, const std::string& input = "") {
+  Run r;
+  r.status = harness::run_program(client, args, input, r.out, r.err);
+  return r;
+}
+
+// One-shot mode: the exit status and the one line printed.
+void expect(const std::string& client, const std::vector<std::string>& args, int status, const std::string& line) {
+  std::string command;
+  for (const std::string& a : args) command += " " + a;
+  Run r = run(client, args);
+  CHECK(r.status == status, "exit status of client" + command + ": expected " + std::to_string(status) + ", got " +
+                                std::to_string(r.status) + " (" + r.out + ")");
+  CHECK_EQ(r.out, line + "\n", "output of client" + command);
+}
+
+// Pipe mode: the exit status, the output lines and the summary on stderr.
+void expect_pipe(const std::string& client, const std::string& servers, const std::string& input, int status,
+                 const std::string& out, const std::string& err) {
+  Run r = run(client, {"--servers", servers, "--timeout", "0.3"}, input);
+  CHECK(r.status == status, "pipe mode exit status: expected " + std::to_string(status) + ", got " +
+                                std::to_string(r.status) + " for input '" + input + "'");
+  CHECK_EQ(r.out, out, "pipe mode output");
+  CHECK_EQ(r.err, err, "pipe mode summary on stderr");
+}
+
+// A one-shot call against a stand-in replica that ignores `ignore` requests
+// and then answers busy.
+void expect_busy(const std::string& client, int ignore, int status, const std::string& line) {
+  int fd = quiet_socket();
+  std::atomic<bool> stop{false};
+  std::thread replica(busy_replica, fd, ignore, std::cref(stop));
+  expect(client, {"--servers", address_of(fd), "--timeout", "0.3", "push", "1", "5"}, status, line);
+  stop = true;
+  replica.join();
+  ::close(fd);
+}
+
+int client_test(const std::string& server, const std::string& client) {
+  std::string dir = harness::make_temp_dir("client");
+  harness::Cluster cluster(harness::ClusterConfig{1, 0, 1, server, dir, {}});
+  cluster.start_all();
+  const std::string servers = cluster.servers();
+  auto on_cluster = [&](std::vector<std::string> command) {
+    command.insert(command.begin(), {"--servers", servers});
+    return command;
+  };
+
+  // 0 and 1: answers.
+  expect(client, on_cluster({"create", "5"}), 0, "1");
+  expect(client, on_cluster({"push", "1", "7"}), 0, "ok");
+  expect(client, on_cluster({"size", "1"}), 0, "1");
+  expect(client, on_cluster({"pop", "1"}), 0, "7");
+  expect(client, on_cluster({"pop", "1"}), 1, "error: queue 1 is empty");
+  expect(client, on_cluster({"size", "2"}), 1, "error: no queue with id 2");
+
+  // 2: usage errors, on the command line and in the command.
+  Run bogus = run(client, {"--bogus"});
+  CHECK(bogus.status == 2 && bogus.out.empty() && bogus.err.find("unknown option '--bogus'") != std::string::npos,
+        "a bad flag exits 2 with a message on stderr: " + bogus.err);
+  CHECK(run(client, on_cluster({"--timeout", "0", "size", "1"})).status == 2, "--timeout 0 exits 2");
+  expect(client, on_cluster({"push", "1"}), 2, "error: push needs ID ITEM");
+  expect(client, on_cluster({"frobnicate"}), 2, "error: unknown command 'frobnicate' (type help)");
+
+  // 3: nobody answers. The request is not lost for that: it waits in the
+  // quiet socket. Handed to the replica after the client has given up, it
+  // takes effect, which is why the client may not call it failed.
+  int quiet = quiet_socket();
+  expect(client, {"--servers", address_of(quiet), "--timeout", "0.3", "push", "1", "9"}, 3,
+         "error: no answer within 0.3 s; the operation may still take effect");
+  std::string request = receive(quiet, 1000);
+  CHECK(!request.empty(), std::string("the client's request should wait in the quiet socket"));
+  // The client's later tries of it wait there too: drop them, so that the
+  // next datagram is the replica's reply.
+  int dropped = 0;
+  while (dropped < 100 && !receive(quiet, 0).empty()) ++dropped;
+  std::vector<net::Endpoint> replica;
+  std::string error;
+  net::parse_endpoints(servers, replica, error);
+  net::send_to(quiet, request, replica[0].addr);
+  wire::Reply reply;
+  std::string answer = receive(quiet, 5000);
+  CHECK(wire::decode_reply(answer.data(), answer.size(), reply) && reply.code == wire::ReplyCode::Ok,
+        std::string("the replica should apply the request the client gave up on"));
+  expect(client, on_cluster({"pop", "1"}), 0, "9");
+
+  // Busy is definite ("not applied", 1) only if every try was answered busy;
+  // after a try that got no answer, the outcome is unknown (3).
+  expect_busy(client, 0, 1, "error: the cluster is busy (a replica is not keeping up); try again later");
+  expect_busy(client, 1, 3, "error: no answer within 0.3 s (the cluster is busy); the operation may still take effect");
+
+  // Pipe mode: the highest status of any line; a summary when any failed.
+  // Blank and comment lines are not commands.
+  expect_pipe(client, servers, "size 1\n", 0, "0\n", "");
+  expect_pipe(client, servers, "push 1 8\n# a comment\n\nsize 2\ntop 1\n", 1, "ok\nerror: no queue with id 2\n8\n",
+              "client: 1 of 3 commands failed\n");
+  expect_pipe(client, servers, "frobnicate\nsize 2\n", 2,
+              "error: unknown command 'frobnicate' (type help)\nerror: no queue with id 2\n",
+              "client: 2 of 2 commands failed\n");
+  expect_pipe(client, address_of(quiet), "size 1\nfrobnicate\n", 3,
+              "error: no answer within 0.3 s; the operation may still take effect\n"
+              "error: unknown command 'frobnicate' (type help)\n",
+              "client: 2 of 2 commands failed (1 outcome unknown)\n");
+  ::close(quiet);
+
+  CHECK(cluster.stop_all(), std::string("graceful stop"));
+  if (harness::g_failures == 0) {
+    harness::remove_tree(dir);
+    std::printf("client exit status: passed\n");
+    return 0;
+  }
+  std::printf("client exit status: %d checks failed; logs and data kept in %s\n", harness::g_failures, dir.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string server, client;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k == "--server") server = argv[i + 1];
+    else if (k == "--client") client = argv[i + 1];
+  }
+  if (server.empty() || client.empty()) {
+    std::fprintf(stderr, "usage: client_test --server BIN --client BIN\n");
+    return 2;
+  }
+  return client_test(server, client);
+}
