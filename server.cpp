@@ -21,6 +21,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,12 @@ const char* kUsage =
     "                   but not a power cut)\n"
     "  --socket-fd FD   use the already-bound UDP socket FD instead of binding\n"
     "                   (for test harnesses that reserve ports)\n"
+    "  --cut-file FILE  test switch: cut links to other members, as listed in\n"
+    "                   FILE (read at start and again on SIGHUP): 'ID' drops\n"
+    "                   every datagram to and from member ID, 'in:ID' only\n"
+    "                   those from it, 'out:ID' only those to it. Tests and\n"
+    "                   run_cluster.sh use it to make partitions; a missing\n"
+    "                   or empty file cuts nothing\n"
     "  -v, --verbose    log protocol detail to stderr\n"
     "  -h, --help       show this help\n"
     "\n"
@@ -70,6 +77,7 @@ struct Options {
   bool fsync = false;
   bool verbose = false;
   int socket_fd = -1;
+  std::string cut_file;  // test switch, see --help
 };
 
 int usage_error(const std::string& msg) {
@@ -119,6 +127,8 @@ int parse_options(int argc, char** argv, Options& o) {
     } else if (arg == "--seed") {
       if (!need(v) || !net::parse_u64(v, o.seed)) return usage_error("--seed needs a non-negative integer");
       o.seed_given = true;
+    } else if (arg == "--cut-file") {
+      if (!need(o.cut_file) || o.cut_file.empty()) return usage_error("--cut-file needs a file name");
     } else if (arg == "--socket-fd") {
       int32_t fd;
       if (!need(v) || !net::parse_i32(v, fd) || fd < 0) return usage_error("--socket-fd needs a file descriptor");
@@ -163,15 +173,67 @@ struct OutgoingReply {
 
 int g_signal_pipe[2] = {-1, -1};
 
-void on_signal(int) {
-  char c = 1;
+// The handler only says which signal came; the loop acts on it.
+void on_signal(int sig) {
+  char c = static_cast<char>(sig);
   ssize_t ignored = ::write(g_signal_pipe[1], &c, 1);
   (void)ignored;
+}
+
+// The --cut-file test switch: which members' datagrams this replica drops,
+// coming in and going out. Only peer traffic is cut; clients still reach it.
+struct LinkCuts {
+  std::vector<bool> in, out;  // by member id
+  std::string describe() const {
+    std::string text;
+    for (size_t m = 0; m < in.size(); ++m) {
+      if (in[m] && out[m]) text += " " + std::to_string(m);
+      else if (in[m]) text += " in:" + std::to_string(m);
+      else if (out[m]) text += " out:" + std::to_string(m);
+    }
+    return text.empty() ? "none" : text.substr(1);
+  }
+};
+
+// Tokens separated by spaces, commas or newlines; '#' starts a comment.
+bool parse_cuts(const std::string& text, size_t members, size_t self, LinkCuts& cuts, std::string& error) {
+  cuts = LinkCuts{std::vector<bool>(members), std::vector<bool>(members)};
+  std::string cleaned;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    cleaned += line.substr(0, line.find('#')) + " ";
+    pos = end + 1;
+  }
+  for (char& c : cleaned)
+    if (c == ',' || c == '\t' || c == '\r') c = ' ';
+  std::istringstream words(cleaned);
+  for (std::string w; words >> w;) {
+    bool in = true, out = true;
+    std::string id_text = w;
+    if (w.rfind("in:", 0) == 0) {
+      out = false;
+      id_text = w.substr(3);
+    } else if (w.rfind("out:", 0) == 0) {
+      in = false;
+      id_text = w.substr(4);
+    }
+    int32_t id;
+    if (!net::parse_i32(id_text, id) || id < 0 || static_cast<size_t>(id) >= members || static_cast<size_t>(id) == self) {
+      error = "'" + w + "' is not ID, in:ID or out:ID for another member (0.." + std::to_string(members - 1) + ")";
+      return false;
+    }
+    if (in) cuts.in[static_cast<size_t>(id)] = true;
+    if (out) cuts.out[static_cast<size_t>(id)] = true;
+  }
+  return true;
 }
 
 struct Counters {
   uint64_t nonmember = 0;     // not a member, not a well-formed client datagram
   uint64_t loss_dropped = 0;  // --loss
+  uint64_t cut_dropped = 0;   // --cut-file
   uint64_t send_failed = 0;
   uint64_t busy_replies = 0;
   uint64_t requests = 0;
@@ -214,6 +276,9 @@ class Server {
     sa.sa_handler = on_signal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGHUP, &sa, nullptr);
+    cuts_ = LinkCuts{std::vector<bool>(opt_.peers.size()), std::vector<bool>(opt_.peers.size())};
+    if (!opt_.cut_file.empty()) load_cuts();
 
     std::vector<mcast::MemberId> view;
     for (size_t i = 0; i < opt_.peers.size(); ++i) view.push_back(static_cast<mcast::MemberId>(i));
@@ -278,7 +343,7 @@ class Server {
     if (deadline != mcast::kNever) timeout_ms = deadline <= now ? 0 : static_cast<int>((deadline - now + 999) / 1000);
     pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
     ::poll(fds, 2, timeout_ms);
-    if (fds[1].revents & POLLIN) on_stop_signal();
+    if (fds[1].revents & POLLIN) on_signals();
     if (fds[0].revents & POLLIN) read_datagrams();
     now = net::now_us();
     mc_->tick(now);
@@ -295,10 +360,36 @@ class Server {
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
   }
 
-  void on_stop_signal() {
+  void on_signals() {
     char buf[16];
-    while (::read(g_signal_pipe[0], buf, sizeof buf) > 0) {
+    bool stop = false;
+    for (ssize_t n; (n = ::read(g_signal_pipe[0], buf, sizeof buf)) > 0;)
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] == SIGHUP) load_cuts();
+        else stop = true;
+      }
+    if (stop) on_stop_signal();
+  }
+
+  // SIGHUP: read --cut-file again. A file that cannot be parsed changes
+  // nothing (the error is logged); a missing one cuts nothing.
+  void load_cuts() {
+    if (opt_.cut_file.empty()) {
+      log("SIGHUP ignored: no --cut-file");
+      return;
     }
+    std::string text, error;
+    read_file(opt_.cut_file, text);
+    LinkCuts fresh;
+    if (!parse_cuts(text, opt_.peers.size(), self_, fresh, error)) {
+      log("error: %s", opt_.cut_file + ": " + error + "; link cuts unchanged (" + cuts_.describe() + ")");
+      return;
+    }
+    cuts_ = fresh;
+    log("link cuts (test switch): %s", cuts_.describe());
+  }
+
+  void on_stop_signal() {
     if (stopping_) {
       drain_deadline_ = 0;  // second signal: stop now
       return;
@@ -322,7 +413,9 @@ class Server {
         continue;
       }
       int member = member_index(from);
-      if (member >= 0) {
+      if (member >= 0 && cuts_.in[static_cast<size_t>(member)]) {
+        ++counters_.cut_dropped;
+      } else if (member >= 0) {
         mc_->receive(static_cast<mcast::MemberId>(member), buf, static_cast<size_t>(n), net::now_us());
       } else {
         on_client_datagram(buf, static_cast<size_t>(n), from);
@@ -459,7 +552,10 @@ class Server {
     std::vector<mcast::Outgoing> out = mc_->take_outgoing();
     const mcast::MemberId next = mc_->next_sequencer();
     std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
-    for (const mcast::Outgoing& o : out) send(o.bytes, opt_.peers[o.to].addr);
+    for (const mcast::Outgoing& o : out) {
+      if (cuts_.out[o.to]) ++counters_.cut_dropped;
+      else send(o.bytes, opt_.peers[o.to].addr);
+    }
   }
 
   void send(const std::string& bytes, const sockaddr_in& to) {
@@ -472,7 +568,7 @@ class Server {
 
   uint64_t dropped() const {
     const mcast::MulticastStats& s = mc_->stats();
-    return counters_.nonmember + counters_.loss_dropped + s.malformed + s.stale;
+    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + s.malformed + s.stale;
   }
 
   wire::ReplicaStatus status(uint64_t nonce) const {
@@ -494,7 +590,7 @@ class Server {
     std::snprintf(line, sizeof line,
                   "delivered %llu stable %llu buffered %zu waiting %zu | requests %llu busy %llu | "
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
-                  "dropped: malformed %llu stale %llu non-member %llu loss %llu send-failed %llu",
+                  "dropped: malformed %llu stale %llu non-member %llu loss %llu cut %llu send-failed %llu",
                   (unsigned long long)mc_->delivered_upto(), (unsigned long long)mc_->stable_upto(),
                   mc_->buffered_messages(), waiting_ops_.size(), (unsigned long long)counters_.requests,
                   (unsigned long long)counters_.busy_replies, (unsigned long long)s.assignments_made,
@@ -503,6 +599,7 @@ class Server {
                   (unsigned long long)s.heartbeats,
                   (unsigned long long)s.malformed, (unsigned long long)s.stale,
                   (unsigned long long)counters_.nonmember, (unsigned long long)counters_.loss_dropped,
+                  (unsigned long long)counters_.cut_dropped,
                   (unsigned long long)counters_.send_failed);
     log("%s", line);
   }
@@ -519,6 +616,7 @@ class Server {
   std::set<std::pair<uint64_t, uint64_t>> admitted_;
   std::mt19937_64 loss_rng_;
   Counters counters_;
+  LinkCuts cuts_;
   bool stopping_ = false;
   uint64_t drain_deadline_ = 0;
   uint64_t last_report_ = 0;

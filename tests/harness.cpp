@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 
+#include "../ftqueue.hpp"
 #include "../net.hpp"
 
 namespace harness {
@@ -196,6 +197,7 @@ void Cluster::start(int i) {
     argv.insert(argv.end(), {"--loss", loss, "--seed", std::to_string(config_.seed + 7919u * restarts_)});
   }
   argv.insert(argv.end(), config_.extra.begin(), config_.extra.end());
+  if (config_.cut_files) argv.insert(argv.end(), {"--cut-file", config_.dir + "/cut-" + std::to_string(i)});
   // FTQ_SERVER_ARGS="-v" adds flags to every server, for digging into a failure.
   if (const char* more = std::getenv("FTQ_SERVER_ARGS")) {
     std::istringstream words(more);
@@ -227,6 +229,18 @@ bool Cluster::wait_stopped(int i, int timeout_ms) {
   if (status == -1) kill_and_reap(pids_[i]);
   pids_[i] = -1;
   return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+void Cluster::cut(int i, const std::string& links) {
+  std::string path = config_.dir + "/cut-" + std::to_string(i), error;
+  CHECK(config_.cut_files && write_file_atomically(path, links + "\n", error), "write " + path + ": " + error);
+  if (pids_[i] > 0) ::kill(pids_[i], SIGHUP);
+}
+
+std::string Cluster::log_text(int i) const {
+  std::string text;
+  read_file(config_.dir + "/replica-" + std::to_string(i) + ".log", text);
+  return text;
 }
 
 void Cluster::crash(int i) {

@@ -26,6 +26,7 @@ struct ClusterConfig {
   std::string server_bin;
   std::string dir;                  // data and logs go below it
   std::vector<std::string> extra;   // more server flags
+  bool cut_files = false;           // give each server --cut-file DIR/cut-I (see Cluster::cut)
 };
 
 class Cluster {
@@ -43,6 +44,10 @@ class Cluster {
   bool stop_all(int timeout_ms = 8000);
   // SIGKILL, as a crash: no drain, no snapshot; the files stay as they were.
   void crash(int i);
+  // With cut_files: writes replica i's cut file (server --help: "0 1",
+  // "in:2", "" to heal) and sends it SIGHUP to read it.
+  void cut(int i, const std::string& links);
+  std::string log_text(int i) const;  // replica i's log so far
   bool wait_stopped(int i, int timeout_ms);
   bool running(int i);
 
