@@ -53,7 +53,18 @@ const char* kUsage =
     "  -h, --help       show this help\n"
     "\n"
     "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
-    "(at most 3 s), writes DIR/snapshot.txt and exits.\n";
+    "(at most 3 s), writes DIR/snapshot.txt and exits; a second signal cuts\n"
+    "the drain short.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  stopped after a complete drain (every member confirmed)\n"
+    "  1  an error: cannot bind its address, cannot use DIR, ...\n"
+    "  2  a bad option\n"
+    "  3  stopped and DIR/snapshot.txt written, but the drain did not complete\n"
+    "     (some peer did not confirm within 3 s, or a second signal)\n";
+
+// Exit statuses (listed in kUsage and the README).
+constexpr int kExitDrainTimedOut = 3;
 
 constexpr uint64_t kDrainTimeoutUs = 3'000'000;
 constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
@@ -266,7 +277,7 @@ class Server {
                   static_cast<unsigned long long>(state_.applied_upto()),
                   mc_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
     log("%s", line);
-    return 0;
+    return mc_->done_leaving() ? 0 : kExitDrainTimedOut;
   }
 
   void step() {
