@@ -60,7 +60,25 @@ const char* kUsage =
     "  -h, --help       show this help\n"
     "\n"
     "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
-    "(at most 3 s), writes DIR/snapshot.txt and exits.\n";
+    "(at most 3 s), writes DIR/snapshot.txt and exits; a second signal cuts\n"
+    "the drain short.\n"
+    "\n"
+    "DIR belongs to the member list it was first used with (DIR/members): the\n"
+    "server refuses another --peers or --id there. Changing the members, n\n"
+    "included, makes a new cluster: give it new data directories.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  stopped after a complete drain (every member confirmed)\n"
+    "  1  an error: cannot bind its address, cannot use DIR, ...\n"
+    "  2  a bad option\n"
+    "  3  stopped and DIR/snapshot.txt written, but the drain did not complete\n"
+    "     (some peer did not confirm within 3 s, or a second signal)\n"
+    "  4  DIR belongs to another member list; nothing in it was changed\n";
+
+// Exit statuses (listed in kUsage and the README).
+constexpr int kExitError = 1;
+constexpr int kExitDrainTimedOut = 3;
+constexpr int kExitOtherMembers = 4;
 
 constexpr uint64_t kDrainTimeoutUs = 3'000'000;
 constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
@@ -244,7 +262,23 @@ class Server {
   explicit Server(Options o) : opt_(std::move(o)), self_(static_cast<mcast::MemberId>(opt_.id)) {}
 
   int run() {
-    if (!start()) return 1;
+    // Refused starts leave the data directory exactly as they found it:
+    // both checks come before anything in it is created or changed.
+    std::string error;
+    bool recorded = false;
+    if (int status = check_members(recorded, error)) {
+      log("error: %s", error);
+      return status;
+    }
+    if (!open_socket(error)) {
+      log("error: %s", error);
+      return kExitError;
+    }
+    if (!start()) return kExitError;
+    if (!recorded && !write_file_atomically(members_path(), members_text(), error)) {
+      log("error: %s", error);
+      return kExitError;
+    }
     while (!finished()) step();
     return stop();
   }
@@ -263,10 +297,6 @@ class Server {
     uint64_t incarnation;
     if (!store_->open(state_, logged, error) ||
         !store_->next_incarnation(static_cast<uint64_t>(std::time(nullptr)) * 1000000u, incarnation, error)) {
-      log("error: %s", error);
-      return false;
-    }
-    if (!open_socket(error)) {
       log("error: %s", error);
       return false;
     }
@@ -294,6 +324,48 @@ class Server {
                   opt_.fsync ? ", fsync" : "");
     log("%s", line);
     return true;
+  }
+
+  // DIR/members records the member list a data directory was written under.
+  // Its log and its sequence numbers only make sense in a rotation over
+  // exactly those members: the same files under another list (seen: `start
+  // 5` on the directories of a 3-member cluster) leave every call timing
+  // out. Until reconfiguration exists, another list is another cluster.
+  // Addresses are compared as numbers (localhost:7001 is 127.0.0.1:7001).
+  std::string members_path() const { return opt_.data_dir + "/members"; }
+
+  std::string members_text() const {
+    std::string peers;
+    for (const net::Endpoint& p : opt_.peers) peers += (peers.empty() ? "" : ",") + net::to_string(p.addr);
+    return "id " + std::to_string(opt_.id) + "\npeers " + peers + "\n";
+  }
+
+  // Returns 0 if the directory may be used; `recorded` says whether it
+  // already names its members. A directory without the file is adopted:
+  // it is new, or it was written before this check existed.
+  int check_members(bool& recorded, std::string& error) const {
+    std::string text;
+    recorded = read_file(members_path(), text);
+    if (!recorded) {
+      if (::access(members_path().c_str(), F_OK) != 0) return 0;
+      error = "cannot read " + members_path();
+      return kExitError;
+    }
+    if (text == members_text()) return 0;
+    auto describe = [](const std::string& members) {
+      std::string id = "?", peers;
+      std::istringstream in(members);
+      for (std::string key, value; in >> key >> value;) {
+        if (key == "id") id = value;
+        if (key == "peers") peers = value;
+      }
+      size_t n = peers.empty() ? 0 : 1 + std::count(peers.begin(), peers.end(), ',');
+      return "member " + id + " of a cluster of " + std::to_string(n) + " (" + peers + ")";
+    };
+    error = "data directory " + opt_.data_dir + " belongs to " + describe(text) + ", but this is " +
+            describe(members_text()) + "; nothing in it was changed. Start it with its own --id and " +
+            "--peers, or give a new cluster new data directories (changing n makes a new cluster)";
+    return kExitOtherMembers;
   }
 
   bool open_socket(std::string& error) {
@@ -331,7 +403,7 @@ class Server {
                   static_cast<unsigned long long>(state_.applied_upto()),
                   mc_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
     log("%s", line);
-    return 0;
+    return mc_->done_leaving() ? 0 : kExitDrainTimedOut;
   }
 
   void step() {

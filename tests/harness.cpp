@@ -216,19 +216,21 @@ void Cluster::start_all() {
 
 bool Cluster::running(int i) { return pids_[i] > 0 && ::waitpid(pids_[i], nullptr, WNOHANG) == 0; }
 
-bool Cluster::stop(int i, int timeout_ms) {
-  if (pids_[i] <= 0) return true;
+int Cluster::stop_status(int i, int timeout_ms) {
+  if (pids_[i] <= 0) return 0;
   ::kill(pids_[i], SIGTERM);
-  return wait_stopped(i, timeout_ms);
+  return wait_status(i, timeout_ms);
 }
 
+bool Cluster::wait_stopped(int i, int timeout_ms) { return wait_status(i, timeout_ms) == 0; }
+
 // One SIGTERM only: a second one tells the server to skip the drain.
-bool Cluster::wait_stopped(int i, int timeout_ms) {
-  if (pids_[i] <= 0) return true;
+int Cluster::wait_status(int i, int timeout_ms) {
+  if (pids_[i] <= 0) return 0;
   int status = wait_bounded(pids_[i], timeout_ms);
   if (status == -1) kill_and_reap(pids_[i]);
   pids_[i] = -1;
-  return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void Cluster::cut(int i, const std::string& links) {

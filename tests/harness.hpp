@@ -19,6 +19,10 @@
 
 namespace harness {
 
+// The server's exit status after a graceful stop whose drain did not
+// complete (server --help).
+constexpr int kServerDrainTimedOut = 3;
+
 struct ClusterConfig {
   int members = 3;
   double loss = 0;
@@ -39,8 +43,10 @@ class Cluster {
   void start(int i);
   void start_all();
   // SIGTERM, then wait (bounded); SIGKILL if it does not exit in time.
-  // True if it exited by itself with status 0.
-  bool stop(int i, int timeout_ms = 8000);
+  // Returns its exit status, or -1 if it had to be killed or died of a signal.
+  int stop_status(int i, int timeout_ms = 8000);
+  // True if it exited by itself with status 0: its drain completed.
+  bool stop(int i, int timeout_ms = 8000) { return stop_status(i, timeout_ms) == 0; }
   bool stop_all(int timeout_ms = 8000);
   // SIGKILL, as a crash: no drain, no snapshot; the files stay as they were.
   void crash(int i);
@@ -49,6 +55,7 @@ class Cluster {
   void cut(int i, const std::string& links);
   std::string log_text(int i) const;  // replica i's log so far
   bool wait_stopped(int i, int timeout_ms);
+  int wait_status(int i, int timeout_ms);  // as stop_status, without the signal
   bool running(int i);
 
   std::string servers() const;  // "127.0.0.1:p0,127.0.0.1:p1,..."
