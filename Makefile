@@ -50,4 +50,4 @@ clean:
 	rm -rf *.o *.d tests/*.o tests/*.d server client bench build build-sanitize
 
 .PHONY: all test test-sanitize clean
--include $(wildcard *.d)
+-include $(wildcard *.d tests/*.d)
