@@ -1,26 +1,63 @@
 #!/usr/bin/env bash
-# run_cluster.sh: start, stop and inspect a local FTQueue cluster.
+# run_cluster.sh: start, stop, inspect and break a local FTQueue cluster.
 #
 #   ./run_cluster.sh                  build if needed, start 3 replicas, open the
 #                                     client; stop them again when you quit
 #   ./run_cluster.sh start [N] [--loss P] [--fsync]
-#                                     start N replicas (default 3) in the background;
-#                                     returns once each one answers as itself
-#   ./run_cluster.sh stop             stop the replicas this script started
-#   ./run_cluster.sh status           their pids and what each replica reports
+#                                     start N replicas (default 3) in the background,
+#                                     with these flags (kept for restart) and no
+#                                     link cuts; returns once each one answers as
+#                                     itself. Exits 1 if a replica failed (its error
+#                                     is shown and the replicas started are
+#                                     stopped), 2 for a bad argument or a cluster/
+#                                     of other members
+#   ./run_cluster.sh stop             stop the replicas this script started (each
+#                                     drains and writes its snapshot)
+#   ./run_cluster.sh status           each replica: its pid or "not running", what
+#                                     it reports (delivered and stable global_seq,
+#                                     queues, buffered, dropped) and its link cuts;
+#                                     exits 1 if no cluster is running
+#   ./run_cluster.sh watch            status again every second until Ctrl-C (the
+#                                     screen is cleared only on a terminal)
 #   ./run_cluster.sh client           open the client on the running cluster
 #
+# Faults, to break the cluster and watch it heal (README: "Break it and watch
+# it heal"). Each exits 0 once done; 1 if the cluster is not in a state that
+# allows it (no cluster running, the replica already down or already up, a
+# replica that did not confirm); 2 for a bad argument, changing nothing.
+#
+#   ./run_cluster.sh kill I           crash replica I: SIGKILL, no drain, no
+#                                     snapshot; cluster/pids records it as down
+#   ./run_cluster.sh restart I        start replica I again on its data directory,
+#                                     with the flags start was given and its link
+#                                     cuts; returns once it answers as itself
+#   ./run_cluster.sh partition SIDE SIDE...
+#                                     cut the cluster into sides, e.g. 'partition
+#                                     0,1 2': every datagram between two sides is
+#                                     dropped, both ways (clients still reach every
+#                                     replica). A side is replica ids joined by
+#                                     commas; list every replica exactly once.
+#                                     Returns once each running replica's log
+#                                     confirms its cuts; a replica that is down
+#                                     reads them when restarted
+#   ./run_cluster.sh heal             no link cuts any more (confirmed likewise)
+#
+#   ./run_cluster.sh COMMAND --help   what that one command does
+#
+# In phase one the whole cluster pauses while a replica is down or cut off
+# (at the first sequence number that replica must assign: a request or two
+# may still be answered), and resumes when it is back. Phase two will keep
+# a majority serving.
+#
 # Replicas listen on 127.0.0.1, ports 7001, 7002, ... (FTQ_BASE_PORT to
-# change). Logs, data and pids live under ./cluster (FTQ_CLUSTER_DIR).
-# Only processes recorded in cluster/pids are ever signalled.
+# change). Logs, data, pids, start's flags (cluster/flags) and the link cuts
+# (cluster/cut-I, each replica's --cut-file) live under ./cluster
+# (FTQ_CLUSTER_DIR). Only processes recorded in cluster/pids are ever
+# signalled, and only while they still run a replica's server.
 #
 # cluster/ belongs to the N and ports it was first started with: start it
 # again with those, or remove cluster/ to begin a new cluster (changing N
 # makes a new cluster).
-#
-# start exits 0 once every replica answers; 1 if a replica failed (its error
-# is shown and the replicas started are stopped); 2 for a bad argument or
-# a cluster/ of other members.
 #
 # FTQ_SERVER_BIN, FTQ_CLIENT_BIN: absolute paths of the server and client
 # to run instead of ./server and ./client, which then are never built (the
@@ -34,9 +71,20 @@ PIDS="$DIR/pids"
 SERVER=${FTQ_SERVER_BIN:-./server}
 CLIENT=${FTQ_CLIENT_BIN:-./client}
 
-die() { echo "run_cluster.sh: $*" >&2; exit 2; }
+die() { echo "run_cluster.sh: $*" >&2; exit 2; }     # a bad argument
+refuse() { echo "run_cluster.sh: $*" >&2; exit 1; }  # not possible now
 
 usage() { sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; }
+
+# One command's lines of the text above (from its "./run_cluster.sh CMD"
+# line to the next command or blank line); for the fault commands also the
+# paragraph on their exit statuses.
+command_help() {
+  usage | awk -v cmd="$1" '/^  \.\/run_cluster\.sh / { on = ($2 == cmd) } /^$/ { on = 0 } on'
+  case "$1" in
+    kill | restart | partition | heal) echo; usage | sed -n '/^Faults,/,/^$/p' | sed '$d' ;;
+  esac
+}
 
 build() {
   if [ -n "${FTQ_SERVER_BIN:-}${FTQ_CLIENT_BIN:-}" ]; then
@@ -49,21 +97,54 @@ build() {
   fi
 }
 
-# A recorded pid counts only if it is alive and still a server this script
-# started (after a reboot the number may belong to anything).
+# A recorded pid counts only if it is alive and still the server of that
+# replica, run on its data directory (after a reboot the number may belong
+# to anything). cluster/pids records a replica that is down as "- I".
 alive() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null && grep -qF -- "/data/replica-" "/proc/$pid/cmdline" 2>/dev/null
+  local pid=$1 id=$2
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null && grep -qzx -- ".*/data/replica-$id" "/proc/$pid/cmdline" 2>/dev/null
 }
 
 running() {
   [ -f "$PIDS" ] || return 1
-  local pid
-  while read -r pid _; do alive "$pid" && return 0; done < "$PIDS"
+  local pid id
+  while read -r pid id; do alive "$pid" "$id" && return 0; done < "$PIDS"
   return 1
 }
 
 servers_list() { cat "$DIR/servers"; }
+
+cluster_size() {
+  local s
+  s=$(servers_list)
+  echo $(($(tr -cd , <<< "$s" | wc -c) + 1))
+}
+
+# The pid recorded for replica I ("-" if it is down, empty if none).
+pid_of() { awk -v id="$1" '$2 == id { print $1 }' "$PIDS"; }
+
+# Records PID (or -) for replica I in cluster/pids, one "PID I" line per
+# replica in id order, replacing the file whole.
+record_pid() {
+  { [ ! -f "$PIDS" ] || awk -v id="$1" '$2 != id' "$PIDS"; echo "$2 $1"; } | sort -k2,2n > "$PIDS.new"
+  mv -f "$PIDS.new" "$PIDS"
+}
+
+# The fault commands act on a cluster this script started and recorded.
+need_cluster() {
+  [ -f "$PIDS" ] && [ -f "$DIR/servers" ] || refuse "no cluster running in $DIR/ (./run_cluster.sh start first)"
+}
+
+# Sets ID to the replica id WORD names (leading zeros allowed), or exits 2
+# naming COMMAND. Needs the cluster's size, so call need_cluster first.
+parse_id() {
+  local command=$1 word=$2 n
+  n=$(cluster_size)
+  [[ "$word" =~ ^[0-9]+$ ]] || die "$command: '$word' is not a replica id (0..$((n - 1)))"
+  [ ${#word} -le 5 ] && [ $((10#$word)) -lt "$n" ] || die "$command: no replica $word: this cluster has replicas 0..$((n - 1))"
+  ID=$((10#$word))
+}
 
 # SIGTERM once (a second one would cut the drain short), wait for the
 # drains (a server gives up on its own after 3 s), then SIGKILL what is left.
@@ -103,25 +184,43 @@ Run '$cmd' to start it again, or remove $DIR/ to begin a new cluster of $n (chan
   done
 }
 
-# Waits (about 10 s at most) until every replica answers status as itself,
-# "127.0.0.1:PORT up: replica I", while the process started for it lives:
-# a reply from whatever else holds the port does not count. A replica that
-# exits (port taken, data directory of other members) is reported at once.
+# Starts replica I in the background on its data directory and cut file,
+# with the cluster's flags (FLAGS), and records its pid (STARTED[I] too).
+# Nothing of the caller's: a replica holding our stdout would keep
+# `out=$(./run_cluster.sh start)` or `... start | tail` waiting for ever.
+launch() {
+  local i=$1
+  LOG_START[i]=0  # where this start's lines begin in its log
+  [ ! -f "$DIR/replica-$i.log" ] || LOG_START[i]=$(wc -c < "$DIR/replica-$i.log")
+  "$SERVER" --id "$i" --peers "$(servers_list)" --data "$DIR/data/replica-$i" --cut-file "$DIR/cut-$i" \
+    ${FLAGS[@]+"${FLAGS[@]}"} < /dev/null >> "$DIR/replica-$i.log" 2>&1 &
+  STARTED[i]=$!
+  record_pid "$i" "$!"
+}
+
+# Waits (about 10 s at most) until every replica named (by id) answers
+# status as itself, "127.0.0.1:PORT up: replica I", while the process
+# launched for it lives: a reply from whatever else holds the port does not
+# count. A replica that exits (port taken, data directory of other members)
+# is reported at once.
 wait_until_up() {
-  local n=$1 peers=$2 pid id status out missing=""
+  local ids=("$@") addrs id pid status out ask="" missing=""
+  IFS=, read -ra addrs < "$DIR/servers"
+  for id in "${ids[@]}"; do ask+="${ask:+,}${addrs[id]}"; done
   for _ in $(seq 1 40); do
-    while read -r pid id; do
+    for id in "${ids[@]}"; do
+      pid=${STARTED[id]}
       kill -0 "$pid" 2>/dev/null && continue
       status=0
       wait "$pid" || status=$?
-      echo "run_cluster.sh: replica $id (127.0.0.1:$((BASE_PORT + id))) exited with status $status:" >&2
+      echo "run_cluster.sh: replica $id (${addrs[id]}) exited with status $status:" >&2
       tail -c +$((LOG_START[id] + 1)) "$DIR/replica-$id.log" | tail -n 5 | sed 's/^/  /' >&2
       return 1
-    done < "$PIDS"
-    out=$("$CLIENT" --servers "$peers" --timeout 0.2 status 2>/dev/null || true)
+    done
+    out=$("$CLIENT" --servers "$ask" --timeout 0.2 status 2>/dev/null || true)
     missing=""
-    for ((id = 0; id < n; id++)); do
-      [[ "$out" == *"127.0.0.1:$((BASE_PORT + id)) up: replica $id,"* ]] || missing+=" $id"
+    for id in "${ids[@]}"; do
+      [[ "$out" == *"${addrs[id]} up: replica $id,"* ]] || missing+=" $id"
     done
     [ -z "$missing" ] && return 0
     sleep 0.1
@@ -131,12 +230,13 @@ wait_until_up() {
 }
 
 start() {
-  local n=3 extra=()
+  local n=3
+  FLAGS=()
   while [ $# -gt 0 ]; do
     case "$1" in
-      --loss) [ $# -ge 2 ] || die "--loss needs a probability"; extra+=(--loss "$2"); shift 2 ;;
-      --fsync) extra+=(--fsync); shift ;;
-      -v) extra+=(-v); shift ;;
+      --loss) [ $# -ge 2 ] || die "--loss needs a probability"; FLAGS+=(--loss "$2"); shift 2 ;;
+      --fsync) FLAGS+=(--fsync); shift ;;
+      -v) FLAGS+=(-v); shift ;;
       [0-9]*) n=$1; shift ;;
       *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync])" ;;
     esac
@@ -146,30 +246,28 @@ start() {
     die "FTQ_BASE_PORT must leave room for $n ports below 65536"
   running && die "a cluster is already running (./run_cluster.sh stop first)"
   build
-  local peers="" i started=()
+  local peers="" i
   for ((i = 0; i < n; i++)); do peers+="${peers:+,}127.0.0.1:$((BASE_PORT + i))"; done
   check_members "$n" "$peers"
   mkdir -p "$DIR"
   echo "$peers" > "$DIR/servers"
+  # One argument a line, for restart (printf with no arguments would print
+  # an empty line: one empty argument).
+  { [ ${#FLAGS[@]} -eq 0 ] || printf '%s\n' "${FLAGS[@]}"; } > "$DIR/flags"
   : > "$PIDS"
-  LOG_START=()  # where this start's lines begin in each log
+  STARTED=()
+  LOG_START=()
   for ((i = 0; i < n; i++)); do
-    LOG_START[i]=0
-    [ ! -f "$DIR/replica-$i.log" ] || LOG_START[i]=$(wc -c < "$DIR/replica-$i.log")
-    # Nothing of the caller's: a replica holding our stdout would keep
-    # `out=$(./run_cluster.sh start)` or `... start | tail` waiting for ever.
-    "$SERVER" --id "$i" --peers "$peers" --data "$DIR/data/replica-$i" ${extra[@]+"${extra[@]}"} \
-      < /dev/null >> "$DIR/replica-$i.log" 2>&1 &
-    started+=($!)
-    echo "$! $i" >> "$PIDS"
+    : > "$DIR/cut-$i"  # a new start has no link cuts
+    launch "$i"
   done
-  if wait_until_up "$n" "$peers"; then
+  if wait_until_up $(seq 0 $((n - 1))); then
     echo "started $n replicas on $peers (logs and data in $DIR/)"
     return 0
   fi
   # Our own children, signalled by pid whether or not they have exec'd yet.
   echo "run_cluster.sh: stopping the replicas started" >&2
-  terminate "${started[@]}"
+  terminate "${STARTED[@]}"
   rm -f "$PIDS"
   exit 1
 }
@@ -177,22 +275,220 @@ start() {
 stop() {
   [ -f "$PIDS" ] || { echo "no cluster recorded in $PIDS"; return 0; }
   local pid id ours=()
-  while read -r pid id; do alive "$pid" && ours+=("$pid"); done < "$PIDS"
+  while read -r pid id; do alive "$pid" "$id" && ours+=("$pid"); done < "$PIDS"
   terminate ${ours[@]+"${ours[@]}"}
   rm -f "$PIDS"
   echo "stopped"
 }
 
-status() {
-  if ! running; then
+# What cut-I lists (comments and separators dropped), or "none".
+cuts_of() {
+  local file="$DIR/cut-$1" text
+  [ -f "$file" ] || { echo "none (no cut file)"; return; }
+  text=$(sed 's/#.*//' "$file" | tr ',\t\r\n' '    ' | tr -s ' ' | sed 's/^ //; s/ $//')
+  echo "${text:-none}"
+}
+
+# One line per replica: pid or "not running", what it reports (asked with
+# a 1 s bound, running replicas only) and its link cuts. Returns 1 if no
+# cluster is recorded.
+status_view() {
+  if [ ! -f "$PIDS" ] || [ ! -f "$DIR/servers" ]; then
     echo "no cluster running"
     return 1
   fi
-  local pid id
-  while read -r pid id; do
-    if alive "$pid"; then echo "replica $id: pid $pid"; else echo "replica $id: not running"; fi
-  done < "$PIDS"
-  "$CLIENT" --servers "$(servers_list)" status | tr ';' '\n' | sed 's/^ //'
+  local n i pid addrs=() ask="" ask_ids=() reports=() entries=() out entry cuts note="" line
+  n=$(cluster_size)
+  IFS=, read -ra addrs < "$DIR/servers"
+  for ((i = 0; i < n; i++)); do
+    pid=$(pid_of "$i")
+    if alive "$pid" "$i"; then
+      ask+="${ask:+,}${addrs[i]}"
+      ask_ids+=("$i")
+    fi
+  done
+  if [ -n "$ask" ]; then
+    out=$("$CLIENT" --servers "$ask" --timeout 1 status 2>/dev/null || true)
+    mapfile -t entries <<< "${out//; /$'\n'}"
+    for ((i = 0; i < ${#ask_ids[@]}; i++)); do
+      entry=${entries[i]:-}
+      entry=${entry#"${addrs[ask_ids[i]]} "}
+      case "$entry" in
+        "up: replica ${ask_ids[i]}, "*) reports[ask_ids[i]]=${entry#"up: replica ${ask_ids[i]}, "} ;;
+        up:*) reports[ask_ids[i]]="another server answers: ${entry#up: }" ;;
+        *) reports[ask_ids[i]]="no answer within 1 s" ;;
+      esac
+    done
+  fi
+  for ((i = 0; i < n; i++)); do
+    pid=$(pid_of "$i")
+    cuts=$(cuts_of "$i")
+    [[ "$cuts" == none* ]] || note="cut"
+    if [ -n "${reports[i]+set}" ]; then
+      line="pid $pid: ${reports[i]}"
+    else
+      line="not running"
+      note="down"
+    fi
+    echo "replica $i (${addrs[i]}) $line; link cuts: $cuts"
+  done
+  [ -z "$note" ] ||
+    echo "(phase one: the cluster stalls at the first sequence number a replica down or cut off must assign; it resumes when that replica is back)"
+}
+
+kill_replica() {
+  [ $# -eq 1 ] || die "kill: name one replica, e.g. 'kill 1' (see kill --help)"
+  need_cluster
+  parse_id kill "$1"
+  local pid _
+  pid=$(pid_of "$ID")
+  if ! alive "$pid" "$ID"; then
+    [[ ! "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null ||
+      echo "run_cluster.sh: kill: the pid recorded for replica $ID, $pid, is not its server: left alone" >&2
+    refuse "kill: replica $ID is not running (./run_cluster.sh restart $ID starts it)"
+  fi
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    alive "$pid" "$ID" || break
+    sleep 0.1
+  done
+  alive "$pid" "$ID" && refuse "kill: replica $ID (pid $pid) still runs 3 s after SIGKILL"
+  record_pid "$ID" -
+  echo "killed replica $ID (pid $pid) with SIGKILL: no drain, no snapshot"
+  echo "(phase one: the cluster stalls at the first sequence number replica $ID must assign, until ./run_cluster.sh restart $ID)"
+}
+
+restart() {
+  [ $# -eq 1 ] || die "restart: name one replica, e.g. 'restart 1' (see restart --help)"
+  need_cluster
+  parse_id restart "$1"
+  local pid
+  pid=$(pid_of "$ID")
+  alive "$pid" "$ID" && refuse "restart: replica $ID is running (pid $pid); ./run_cluster.sh kill $ID first"
+  build
+  FLAGS=()
+  if [ -f "$DIR/flags" ]; then
+    mapfile -t FLAGS < "$DIR/flags"
+  else
+    echo "run_cluster.sh: no $DIR/flags (a cluster started by an older run_cluster.sh): restarting without flags" >&2
+  fi
+  STARTED=()
+  LOG_START=()
+  launch "$ID"
+  if wait_until_up "$ID"; then
+    echo "restarted replica $ID (pid ${STARTED[ID]}) on $DIR/data/replica-$ID${FLAGS[*]+ with ${FLAGS[*]}}; link cuts: $(cuts_of "$ID")"
+    return 0
+  fi
+  echo "run_cluster.sh: stopping the replica started" >&2
+  terminate "${STARTED[ID]}"
+  record_pid "$ID" -
+  exit 1
+}
+
+# Writes each replica's cut file, cut-I, from CUT[I] (member ids joined by
+# spaces, ascending; empty for none), sends SIGHUP to each running replica,
+# and waits (about 5 s at most) until each one's log confirms it read its
+# cuts: the server logs "link cuts (test switch): IDS" (or "none").
+apply_cuts() {
+  local n i pid expect running_ids=() pending=() offsets=() _
+  n=$(cluster_size)
+  for ((i = 0; i < n; i++)); do
+    printf '%s\n' "${CUT[i]}" > "$DIR/cut-$i.new"
+    mv -f "$DIR/cut-$i.new" "$DIR/cut-$i"  # whole, never half-written
+  done
+  for ((i = 0; i < n; i++)); do
+    pid=$(pid_of "$i")
+    if alive "$pid" "$i"; then
+      offsets[i]=0
+      [ ! -f "$DIR/replica-$i.log" ] || offsets[i]=$(wc -c < "$DIR/replica-$i.log")
+      kill -HUP "$pid"
+      running_ids+=("$i")
+    fi
+  done
+  for _ in $(seq 1 50); do
+    pending=()
+    for i in ${running_ids[@]+"${running_ids[@]}"}; do
+      expect="[replica $i] link cuts (test switch): ${CUT[i]:-none}"
+      tail -c +$((offsets[i] + 1)) "$DIR/replica-$i.log" 2>/dev/null | grep -qxF -- "$expect" || pending+=("$i")
+    done
+    [ ${#pending[@]} -eq 0 ] && break
+    sleep 0.1
+  done
+  for ((i = 0; i < n; i++)); do
+    if [[ " ${pending[*]-} " == *" $i "* ]]; then
+      echo "  replica $i: link cuts ${CUT[i]:-none} NOT confirmed within 5 s; the end of $DIR/replica-$i.log:"
+      tail -n 3 "$DIR/replica-$i.log" | sed 's/^/    /'
+    elif [[ " ${running_ids[*]-} " == *" $i "* ]]; then
+      echo "  replica $i: link cuts ${CUT[i]:-none} (confirmed in its log)"
+    else
+      echo "  replica $i: link cuts ${CUT[i]:-none} (not running: it reads them when restarted)"
+    fi
+  done
+  [ ${#pending[@]} -eq 0 ] || refuse "not every running replica confirmed its link cuts"
+}
+
+partition() {
+  [ $# -ge 1 ] || die "partition: name the sides, e.g. 'partition 0,1 2' (see partition --help)"
+  local arg id i n s=0 ids=() side_of=() missing="" names
+  for arg in "$@"; do
+    [[ "$arg" =~ ^[0-9]+(,[0-9]+)*$ ]] ||
+      die "partition: '$arg' is not a side: replica ids joined by commas, e.g. 'partition 0,1 2'"
+  done
+  [ $# -ge 2 ] || die "partition: '$1' is only one side; name at least two, e.g. 'partition 0,1 2'"
+  need_cluster
+  n=$(cluster_size)
+  for arg in "$@"; do
+    IFS=, read -ra ids <<< "$arg"
+    for id in "${ids[@]}"; do
+      parse_id partition "$id"
+      [ -z "${side_of[ID]:-}" ] || die "partition: replica $ID is listed twice; list every replica exactly once"
+      side_of[ID]=$s
+    done
+    s=$((s + 1))
+  done
+  for ((i = 0; i < n; i++)); do [ -n "${side_of[i]:-}" ] || missing+="${missing:+,}$i"; done
+  [ -z "$missing" ] ||
+    die "partition: replica(s) $missing on no side; list every replica exactly once (on a side of their own: 'partition $* $missing')"
+  CUT=()
+  for ((i = 0; i < n; i++)); do
+    CUT[i]=""
+    for ((id = 0; id < n; id++)); do
+      [ "${side_of[id]}" = "${side_of[i]}" ] || CUT[i]+="${CUT[i]:+ }$id"
+    done
+  done
+  names=""
+  for ((s = 0; s < $#; s++)); do
+    ids=()
+    for ((i = 0; i < n; i++)); do [ "${side_of[i]}" != "$s" ] || ids+=("$i"); done
+    names+="${names:+ | }${ids[*]}"
+  done
+  echo "partition into $# sides: $names (every datagram between two sides dropped, both ways)"
+  apply_cuts
+  echo "(phase one: each side stalls at the first sequence number a replica on another side must assign, until ./run_cluster.sh heal)"
+}
+
+heal() {
+  [ $# -eq 0 ] || die "heal takes no arguments (see heal --help)"
+  need_cluster
+  local i n
+  n=$(cluster_size)
+  CUT=()
+  for ((i = 0; i < n; i++)); do CUT[i]=""; done
+  echo "heal: no link cuts"
+  apply_cuts
+}
+
+watch() {
+  [ $# -eq 0 ] || die "watch takes no arguments (see watch --help)"
+  local view
+  trap 'echo; exit 0' INT
+  while :; do
+    view=$(status_view 2>&1 || true)  # at most about 1 s
+    [ ! -t 1 ] || printf '\033[H\033[2J'
+    printf '%s  %s/, every second; Ctrl-C to stop\n%s\n' "$(date +%T)" "$DIR" "$view"
+    [ -t 1 ] || echo
+    sleep 1
+  done
 }
 
 client() {
@@ -200,7 +496,21 @@ client() {
   "$CLIENT" --servers "$(servers_list)"
 }
 
-case "${1:-}" in
+no_arguments() {  # COMMAND ARGS...
+  [ $# -eq 1 ] || die "$1 takes no arguments (see $1 --help)"
+}
+
+command=${1:-}
+[ $# -eq 0 ] || shift
+case "$command" in
+  start | stop | status | watch | client | kill | restart | partition | heal)
+    if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+      command_help "$command"
+      exit 0
+    fi
+    ;;
+esac
+case "$command" in
   "")
     if running; then
       client
@@ -210,10 +520,15 @@ case "${1:-}" in
       "$CLIENT" --servers "$(servers_list)"
     fi
     ;;
-  start) shift; start "$@" ;;
-  stop) stop ;;
-  status) status ;;
-  client) client ;;
-  -h|--help|help) usage ;;
-  *) usage >&2; exit 2 ;;
+  start) start "$@" ;;
+  stop) no_arguments stop "$@"; stop ;;
+  status) no_arguments status "$@"; status_view ;;
+  watch) watch "$@" ;;
+  client) no_arguments client "$@"; client ;;
+  kill) kill_replica "$@" ;;
+  restart) restart "$@" ;;
+  partition) partition "$@" ;;
+  heal) heal "$@" ;;
+  -h | --help | help) usage ;;
+  *) die "unknown command '$command' (commands: start stop status watch client kill restart partition heal; ./run_cluster.sh --help)" ;;
 esac

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_cluster_test.sh: run_cluster.sh's start-up traps, met as a new user
-# meets them.
+# meets them, and its fault commands.
 #
-#   run_cluster_test.sh start|other_members|port_taken RUN_CLUSTER SERVER CLIENT PORT_TOOL
+#   run_cluster_test.sh SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL
 #
 # start          `out=$(run_cluster.sh start)` returns (the replicas do not
 #                hold its stdout), the cluster answers, stop completes every
@@ -15,13 +15,28 @@
 # port_taken     with replica 1's port held by another process, start fails
 #                within seconds naming replica 1 and the reason, and leaves
 #                no server running; once the port is free, start works
+# faults         start --loss 0.02 --fsync; kill 1 (gone, status says not
+#                running, cluster/pids says down); restart 1 (same flags and
+#                cut file, answers, the cluster serves, also through
+#                `run_cluster.sh client`); partition 0,1 2 (each log confirms
+#                its cuts, status shows them, replica 2 delivers at most one
+#                more message while the majority is asked to work); heal (a
+#                push/pop succeeds, no cuts); stop leaves no server running
+# fault_arguments
+#                every bad argument to the fault commands (and the others)
+#                exits 2 with a message and changes nothing; every command
+#                has --help; kill/restart refused (exit 1) when the replica is
+#                already down/up or no cluster runs; a pid in cluster/pids
+#                that is not our server is never signalled (kill, partition,
+#                heal, restart, stop); watch refreshes every second without
+#                clearing a screen that is not a terminal
 #
 # Every run has its own cluster directory and port range (port_tool free,
 # from the printed seed), and stops everything it started, by pid, on every
 # path. Leftover servers are found by their --data argument in /proc (Linux).
 set -uo pipefail
 
-[ $# -eq 5 ] || { echo "usage: $0 start|other_members|port_taken RUN_CLUSTER SERVER CLIENT PORT_TOOL" >&2; exit 2; }
+[ $# -eq 5 ] || { echo "usage: $0 SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL" >&2; exit 2; }
 scenario=$1 script=$2 server=$3 client=$4 port_tool=$5
 
 seed=${FTQ_SEED:-$((RANDOM * 32768 + RANDOM))}
@@ -41,11 +56,19 @@ our_servers() {
   grep -lzx -- "$cdir/data/replica-[0-9][0-9]*" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3
 }
 
+# The pid of the server running replica I (0..9) on this run's cluster
+# directory. (The brackets keep grep from matching its own argument.)
+server_pid() {
+  [ -r /proc/self/cmdline ] || return 0
+  grep -lzx -- "$cdir/data/replica-[$1]" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3
+}
+
 inflight=()  # what run_bounded started and has not yet waited for
 holder=""    # port_tool hold
+stranger=""  # a process that is not ours, recorded in cluster/pids
 cleanup() {
   local pid
-  for pid in ${inflight[@]+"${inflight[@]}"} $holder $(our_servers); do kill -KILL "$pid" 2>/dev/null; done
+  for pid in ${inflight[@]+"${inflight[@]}"} $holder $stranger $(our_servers); do kill -KILL "$pid" 2>/dev/null; done
   if [ "$failures" -eq 0 ]; then
     rm -rf "$work"
   else
@@ -66,7 +89,7 @@ list5=$list3,127.0.0.1:$((base + 3)),127.0.0.1:$((base + 4))
 # as `out=$(...)` would: it counts as finished when it has exited and the
 # reader has seen the end of the pipe, i.e. nothing (no replica either)
 # holds it any more. Sets rc (124 if it did not finish), out, err and took
-# (seconds).
+# (seconds). Its standard input is the file $stdin if set, else /dev/null.
 run_bounded() {
   local limit=$1 i runner reader t0=$SECONDS
   shift
@@ -74,7 +97,7 @@ run_bounded() {
   mkfifo "$work/pipe"
   cat "$work/pipe" > "$work/out" &
   reader=$!
-  "$@" < /dev/null > "$work/pipe" 2> "$work/err" &
+  "$@" < "${stdin:-/dev/null}" > "$work/pipe" 2> "$work/err" &
   runner=$!
   inflight=("$reader" "$runner")
   # Until both are gone (an exited child may answer kill -0 until the
@@ -221,10 +244,216 @@ scenario_port_taken() {
   no_servers_left "after stop"
 }
 
+# What replica I reports as delivered (empty if it does not answer in 1 s).
+delivered_of() {
+  "$client" --servers "127.0.0.1:$((base + $1))" --timeout 1 status 2>/dev/null |
+    sed -n 's/.* up: replica [0-9]*, delivered \([0-9]*\),.*/\1/p'
+}
+
+# The last link cuts replica I's log says it read.
+last_cuts() { sed -n 's/^\[replica [0-9]*\] link cuts (test switch): //p' "$cdir/replica-$1.log" | tail -n 1; }
+
+scenario_faults() {
+  local i pid1 d2 d2_after id
+  run_bounded 20 "$script" start --loss 0.02 --fsync
+  expect_rc "start --loss 0.02 --fsync" 0
+  expect_eq "create" "$(call create 42)" "1"
+  expect_eq "push" "$(call push 1 7)" "ok"
+
+  # kill: a crash, by the recorded pid.
+  pid1=$(server_pid 1)
+  [ -n "$pid1" ] || { fail "no server runs replica 1 after start"; return; }
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1" 0
+  expect_in "kill 1" "$out" "killed replica 1 (pid $pid1) with SIGKILL"
+  expect_eq "replica 1's server after kill 1" "$(server_pid 1)" ""
+  expect_eq "replica 1 in cluster/pids after kill 1" "$(awk '$2 == 1 { print $1 }' "$cdir/pids")" "-"
+  [[ "$(cat "$cdir/replica-1.log")" != *"snapshot written"* ]] || fail "killed replica 1 wrote a snapshot"
+  run_bounded 10 "$script" status
+  expect_rc "status with replica 1 down" 0
+  expect_in "status with replica 1 down" "$out" "replica 1 (127.0.0.1:$((base + 1))) not running; link cuts: none"
+  for i in 0 2; do
+    expect_in "status with replica 1 down" "$out" "replica $i (127.0.0.1:$((base + i))) pid $(server_pid "$i"): delivered "
+  done
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1 again" 1
+  expect_in "kill 1 again" "$err" "replica 1 is not running"
+
+  # restart: the same flags and cut file, answers as itself, the cluster serves.
+  run_bounded 20 "$script" restart 1
+  expect_rc "restart 1" 0
+  expect_in "restart 1" "$out" "restarted replica 1"
+  pid1=$(server_pid 1)
+  [ -n "$pid1" ] || { fail "no server runs replica 1 after restart 1"; return; }
+  expect_eq "replica 1 in cluster/pids after restart 1" "$(awk '$2 == 1 { print $1 }' "$cdir/pids")" "$pid1"
+  local args
+  args=$(tr '\0' ' ' < "/proc/$pid1/cmdline")
+  expect_in "restarted replica 1's arguments" "$args" "--cut-file $cdir/cut-1"
+  expect_in "restarted replica 1's arguments" "$args" "--loss 0.02"
+  expect_in "restarted replica 1's arguments" "$args" "--fsync"
+  expect_in "status after restart 1" "$(call status)" "127.0.0.1:$((base + 1)) up: replica 1,"
+  expect_eq "pop after restart 1" "$(call pop 1)" "7"
+  printf 'push 1 8\npop 1\n' > "$work/in"
+  stdin=$work/in run_bounded 20 "$script" client
+  expect_rc "push and pop through run_cluster.sh client" 0
+  expect_eq "push and pop through run_cluster.sh client" "$out" "ok
+8"
+  run_bounded 10 "$script" restart 1
+  expect_rc "restart 1 while it runs" 1
+  expect_in "restart 1 while it runs" "$err" "replica 1 is running (pid $pid1)"
+  run_bounded 10 "$script" status
+  expect_in "status after restart 1" "$out" "replica 1 (127.0.0.1:$((base + 1))) pid $pid1: delivered "
+
+  # partition 0,1 | 2: confirmed by every log, shown by status.
+  d2=$(delivered_of 2)
+  run_bounded 20 "$script" partition 0,1 2
+  expect_rc "partition 0,1 2" 0
+  expect_in "partition 0,1 2" "$out" "partition into 2 sides: 0 1 | 2"
+  for i in 0 1; do expect_eq "replica $i's log after partition 0,1 2" "$(last_cuts "$i")" "2"; done
+  expect_eq "replica 2's log after partition 0,1 2" "$(last_cuts 2)" "0 1"
+  run_bounded 10 "$script" status
+  expect_rc "status while partitioned" 0
+  for i in 0 1; do expect_in "status while partitioned" "$out" "replica $i (127.0.0.1:$((base + i))) pid"; done
+  expect_in "status while partitioned" "$out" "; link cuts: 0 1"
+  [ "$(grep -c '; link cuts: 2$' <<< "$out")" = 2 ] || fail "status while partitioned: replicas 0 and 1 should cut 2: $out"
+  # The majority is asked to work. (In phase one both sides stall, so the
+  # outcome is not checked: phase two will keep the majority serving.)
+  "$client" --servers "127.0.0.1:$base,127.0.0.1:$((base + 1))" --timeout 1 push 1 9 > /dev/null 2>&1
+  "$client" --servers "127.0.0.1:$((base + 1)),127.0.0.1:$base" --timeout 1 create 43 > /dev/null 2>&1
+  d2_after=$(delivered_of 2)
+  if [ -z "$d2" ] || [ -z "$d2_after" ]; then
+    fail "replica 2 did not report what it delivered ('$d2', '$d2_after')"
+  elif [ $((d2_after - d2)) -gt 1 ]; then
+    fail "replica 2 delivered $((d2_after - d2)) messages while cut off (from $d2 to $d2_after): the cut did not hold"
+  fi
+
+  # heal: confirmed, and the cluster serves again.
+  run_bounded 20 "$script" heal
+  expect_rc "heal" 0
+  for i in 0 1 2; do expect_eq "replica $i's log after heal" "$(last_cuts "$i")" "none"; done
+  id=$(call create 44)
+  [[ "$id" =~ ^[0-9]+$ ]] || fail "create after heal: $id"
+  expect_eq "push after heal" "$(call push "$id" 5)" "ok"
+  expect_eq "pop after heal" "$(call pop "$id")" "5"
+  run_bounded 10 "$script" status
+  expect_rc "status after heal" 0
+  [ "$(grep -c '; link cuts: none$' <<< "$out")" = 3 ] || fail "status after heal should show no cuts: $out"
+
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  no_servers_left "after stop"
+}
+
+# ARGS... must exit 2 within seconds, say WANTED on stderr, and change
+# nothing: no file under the cluster directory, no server.
+expect_refused() {  # wanted, args...
+  local wanted=$1 before servers
+  shift
+  before=$(fingerprint)
+  servers=$(our_servers | sort)
+  run_bounded 10 "$script" "$@"
+  expect_rc "run_cluster.sh $*" 2
+  expect_in "run_cluster.sh $*" "$err" "$wanted"
+  [ "$(fingerprint)" = "$before" ] || fail "run_cluster.sh $* changed $cdir"
+  [ "$(our_servers | sort)" = "$servers" ] || fail "run_cluster.sh $* started or stopped a server"
+}
+
+scenario_fault_arguments() {
+  local cmd pid1 servers
+  run_bounded 20 "$script" start
+  expect_rc "start" 0
+  expect_eq "create" "$(call create 42)" "1"
+  expect_eq "push" "$(call push 1 7)" "ok"
+
+  expect_refused "kill: no replica 7: this cluster has replicas 0..2" kill 7
+  expect_refused "kill: 'x' is not a replica id" kill x
+  expect_refused "kill: name one replica" kill
+  expect_refused "kill: name one replica" kill 1 2
+  expect_refused "restart: name one replica" restart
+  expect_refused "restart: 'x' is not a replica id" restart x
+  expect_refused "restart: no replica 3" restart 3
+  expect_refused "partition: replica 0 is listed twice" partition 0 0
+  expect_refused "partition: replica 1 is listed twice" partition 0,1 1,2
+  expect_refused "partition: '0,1' is only one side" partition 0,1
+  expect_refused "partition: name the sides" partition
+  expect_refused "partition: replica(s) 2 on no side" partition 0 1
+  expect_refused "partition: no replica 5" partition 0,1 2,5
+  expect_refused "partition: '0,,1' is not a side" partition 0,,1 2
+  expect_refused "partition: 'x' is not a side" partition 0,1 x
+  expect_refused "heal takes no arguments" heal now
+  expect_refused "status takes no arguments" status x
+  expect_refused "watch takes no arguments" watch x
+  expect_refused "stop takes no arguments" stop now
+  expect_refused "unknown command 'bogus'" bogus
+  expect_refused "start: unknown argument 'x'" start x
+  expect_refused "a cluster is already running" start
+
+  local before servers
+  before=$(fingerprint)
+  servers=$(our_servers | sort)
+  for cmd in start stop status watch client kill restart partition heal; do
+    run_bounded 10 "$script" "$cmd" --help
+    expect_rc "$cmd --help" 0
+    expect_in "$cmd --help" "$out" "./run_cluster.sh $cmd"
+  done
+  [ "$(fingerprint)" = "$before" ] || fail "--help changed $cdir"
+  [ "$(our_servers | sort)" = "$servers" ] || fail "--help started or stopped a server"
+
+  run_bounded 10 "$script" restart 1
+  expect_rc "restart 1 while it runs" 1
+  expect_in "restart 1 while it runs" "$err" "replica 1 is running"
+
+  # watch: two refreshes or more in 4 s, no screen clearing into a pipe.
+  run_bounded 4 "$script" watch
+  expect_rc "watch (stopped after 4 s)" 124
+  [ "$(grep -c "^replica 0 (127.0.0.1:$base) pid" <<< "$out")" -ge 2 ] || fail "watch refreshed fewer than twice in 4 s: $out"
+  [[ "$out" != *$'\033'* ]] || fail "watch cleared a screen that is not a terminal"
+
+  # A pid in cluster/pids that is not our server is never signalled.
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1" 0
+  sleep 60 &
+  stranger=$!
+  awk -v pid="$stranger" '$2 == 1 { $1 = pid } { print }' "$cdir/pids" > "$work/pids" && mv "$work/pids" "$cdir/pids"
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1 recorded with a pid not ours" 1
+  expect_in "kill 1 recorded with a pid not ours" "$err" "is not its server: left alone"
+  run_bounded 10 "$script" status
+  expect_in "status with a pid not ours" "$out" "replica 1 (127.0.0.1:$((base + 1))) not running"
+  run_bounded 20 "$script" partition 0 1,2
+  expect_rc "partition 0 1,2 with replica 1 down" 0
+  expect_in "partition 0 1,2 with replica 1 down" "$out" "replica 1: link cuts 0 (not running: it reads them when restarted)"
+  run_bounded 20 "$script" heal
+  expect_rc "heal with replica 1 down" 0
+  kill -0 "$stranger" 2>/dev/null || fail "a process recorded in cluster/pids but not ours was signalled"
+  run_bounded 20 "$script" restart 1
+  expect_rc "restart 1" 0
+  expect_eq "replica 1 in cluster/pids after restart 1" "$(awk '$2 == 1 { print $1 }' "$cdir/pids")" "$(server_pid 1)"
+  expect_eq "pop after restart 1" "$(call pop 1)" "7"
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  no_servers_left "after stop"
+  kill -0 "$stranger" 2>/dev/null || fail "a process recorded in cluster/pids but not ours was signalled"
+  kill "$stranger"
+  wait "$stranger" 2>/dev/null
+  stranger=""
+
+  # Without a running cluster: refused, exit 1.
+  for cmd in "kill 1" "restart 1" "partition 0,1 2" "heal" "status"; do
+    # shellcheck disable=SC2086 # a command and its arguments
+    run_bounded 10 "$script" $cmd
+    expect_rc "$cmd with no cluster running" 1
+    expect_in "$cmd with no cluster running" "$out$err" "no cluster running"
+  done
+  no_servers_left "after the commands with no cluster running"
+}
+
 case "$scenario" in
   start) scenario_start ;;
   other_members) scenario_other_members ;;
   port_taken) scenario_port_taken ;;
+  faults) scenario_faults ;;
+  fault_arguments) scenario_fault_arguments ;;
   *) echo "unknown scenario '$scenario'" >&2; exit 2 ;;
 esac
 # The servers' exit statuses do not reach us; a sanitizer's report (make
