@@ -48,7 +48,8 @@ const char* kUsage =
     "a line, and exits with the highest status of any of them.\n"
     "\n"
     "  --servers LIST   servers to try, in order (default " "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003)\n"
-    "  --timeout S      give up on a command after S seconds (default 3)\n"
+    "  --timeout S      give up on a command after S seconds (default 3, at most\n"
+    "                   300: the replicas forget a client idle for 10 minutes)\n"
     "  -h, --help       show this help\n";
 
 const char* kCommands =
@@ -361,8 +362,11 @@ int main(int argc, char** argv) {
       std::string v = a == "--timeout" ? argv[++i] : a.substr(10);
       char* end = nullptr;
       timeout_s = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != 0 || !(timeout_s > 0 && timeout_s <= 3600))
-        return usage_error("--timeout needs a number of seconds between 0 and 3600, got '" + v + "'");
+      // At most 300 s: the replicas forget a client idle for 10 minutes
+      // (FTQueue::kClientExpiryMs), and a retry must come well before that
+      // to be recognised as one.
+      if (v.empty() || *end != 0 || !(timeout_s > 0 && timeout_s <= 300))
+        return usage_error("--timeout needs a number of seconds between 0 and 300, got '" + v + "'");
     } else if (a.size() > 1 && a[0] == '-' && a[1] == '-') {
       return usage_error("unknown option '" + a + "'");
     } else {
