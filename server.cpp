@@ -56,7 +56,17 @@ const char* kUsage =
     "                   those from it, 'out:ID' only those to it. Tests and\n"
     "                   run_cluster.sh use it to make partitions; a missing\n"
     "                   or empty file cuts nothing\n"
-    "  -v, --verbose    log protocol detail to stderr\n"
+    "  -v, --verbose    log protocol counters to stderr, one line a second\n"
+    "  --trace          log one line per protocol event to stderr: requests,\n"
+    "                   DATA, ASSIGN, NACK and STATUS records sent and\n"
+    "                   received (dropped ones marked), deliveries, replies.\n"
+    "                   A line is 'TIME rI EVENT in|out WHAT', TIME being the\n"
+    "                   monotonic clock in seconds (one clock for all replicas\n"
+    "                   on a machine: sort -s -n merges their logs). A message\n"
+    "                   is (origin,#inc,origin_seq), #inc the last 4 digits of\n"
+    "                   the second its origin started (README, 'Reading the\n"
+    "                   trace')\n"
+    "  -vv              both -v and --trace\n"
     "  -h, --help       show this help\n"
     "\n"
     "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
@@ -94,6 +104,7 @@ struct Options {
   bool seed_given = false;
   bool fsync = false;
   bool verbose = false;
+  bool trace = false;  // --trace, -vv: one line per protocol event
   int socket_fd = -1;
   std::string cut_file;  // test switch, see --help
 };
@@ -129,6 +140,10 @@ int parse_options(int argc, char** argv, Options& o) {
       return 0;
     } else if (arg == "-v" || arg == "--verbose") {
       o.verbose = true;
+    } else if (arg == "--trace") {
+      o.trace = true;
+    } else if (arg == "-vv") {
+      o.verbose = o.trace = true;
     } else if (arg == "--fsync") {
       o.fsync = true;
     } else if (arg == "--id") {
@@ -257,6 +272,250 @@ struct Counters {
   uint64_t requests = 0;
 };
 
+// ---- --trace -------------------------------------------------------------
+//
+// One line per protocol event, on stderr, for a student to follow a request
+// through the protocol (README, "Reading the trace"):
+//
+//   8412.503 r1 DATA    out   (1,#5123,17) batch of 1 op: push 3 7 (client 9f2c.., #4) -> r0, r2
+//
+// the monotonic clock in seconds (the same clock for every replica on one
+// machine, so `sort -s -n` merges their logs), this replica, the event,
+// its direction, then what it carried. Message names are (origin,#inc,
+// origin_seq), with the incarnation in short (short_incarnation). The
+// server calls a Tracer only when tracing is on: a replica that does not
+// trace decodes and formats nothing for it.
+
+// What became of a datagram this replica sent or received.
+enum class Fate { Passed, Lost, Cut, SendFailed };
+
+const char* fate_note(Fate f) {
+  switch (f) {
+    case Fate::Passed: return "";
+    case Fate::Lost: return " (dropped: loss)";
+    case Fate::Cut: return " (dropped: cut)";
+    case Fate::SendFailed: return " (send failed)";
+  }
+  return "";
+}
+
+// An incarnation is the time its life started, in microseconds (plus 1 for
+// each restart within the same second). Shown as the last four digits of
+// that second, and the extra count if any: #5123, #5123.1.
+std::string short_incarnation(uint64_t incarnation) {
+  char text[40];
+  uint64_t extra = incarnation % 1000000;
+  std::snprintf(text, sizeof text, extra ? "#%04llu.%llu" : "#%04llu",
+                static_cast<unsigned long long>(incarnation / 1000000 % 10000), static_cast<unsigned long long>(extra));
+  return text;
+}
+
+std::string name_text(const wire::MessageName& n) {
+  return "(" + std::to_string(n.origin) + "," + short_incarnation(n.incarnation) + "," +
+         std::to_string(n.origin_seq) + ")";
+}
+
+std::string member_text(size_t m) { return "r" + std::to_string(m); }
+
+// "(client 9f2c.., #4)": the first four hex digits of the client's id.
+std::string client_text(uint64_t client_id, uint64_t request_no) {
+  char text[64];
+  std::snprintf(text, sizeof text, "(client %04llx.., #%llu)", static_cast<unsigned long long>(client_id >> 48),
+                static_cast<unsigned long long>(request_no));
+  return text;
+}
+
+// "push 3 7 (client 9f2c.., #4)", as the client's command reads.
+std::string op_text(const wire::Operation& op) {
+  std::string text = wire::opcode_name(op.op);
+  text += " " + std::to_string(op.arg);
+  if (op.op == wire::OpCode::Push) text += " " + std::to_string(op.item);
+  return text + " " + client_text(op.client_id, op.request_no);
+}
+
+const char* reply_code_text(wire::ReplyCode c) {
+  switch (c) {
+    case wire::ReplyCode::Ok: return "ok";
+    case wire::ReplyCode::NoQueue: return "error: no such queue";
+    case wire::ReplyCode::Empty: return "error: empty";
+    case wire::ReplyCode::Busy: return "busy";
+    case wire::ReplyCode::IdsExhausted: return "error: ids exhausted";
+  }
+  return "?";
+}
+
+// A multicast message's payload: "batch of 2 ops: push 3 7 (client ..),
+// pop 3 (client ..)", the first few operations only.
+std::string batch_text(const std::string& payload, bool list_ops) {
+  std::vector<wire::BatchedOp> ops;
+  if (!wire::decode_batch(payload, ops)) return "payload of " + std::to_string(payload.size()) + " bytes, not a batch";
+  std::string text = "batch of " + std::to_string(ops.size()) + (ops.size() == 1 ? " op" : " ops");
+  if (!list_ops) return text;
+  const size_t kShown = 3;
+  for (size_t i = 0; i < ops.size() && i < kShown; ++i) text += (i ? ", " : ": ") + op_text(ops[i].op);
+  if (ops.size() > kShown) text += ", ... " + std::to_string(ops.size() - kShown) + " more";
+  return text;
+}
+
+// Joins the first few items of a list: "a, b, c, ... (12 in all)".
+template <typename List, typename Show>
+std::string list_text(const List& items, Show show) {
+  const size_t kShown = 4;
+  std::string text;
+  size_t i = 0;
+  for (auto it = items.begin(); it != items.end() && i < kShown; ++it, ++i) text += (i ? ", " : "") + show(*it);
+  if (items.size() > kShown) text += ", ... (" + std::to_string(items.size()) + " in all)";
+  return text;
+}
+
+// The header's high-water marks, in the README's words.
+std::string marks_text(const wire::PeerHeader& h) {
+  std::string text = "sent " + std::to_string(h.own_highwater) + ", assigned " +
+                     std::to_string(h.assigned_contiguous);
+  if (h.assigned_upto > h.assigned_contiguous) text += " (holds up to " + std::to_string(h.assigned_upto) + ")";
+  text += ", delivered " + std::to_string(h.delivered_upto);
+  if (h.closed) text += ", closed";
+  return text;
+}
+
+struct TraceLine {
+  const char* event;
+  std::string text;
+};
+
+// One line per record kind in a peer packet.
+std::vector<TraceLine> describe_packet(const wire::PeerPacket& p) {
+  std::vector<TraceLine> lines;
+  if (!p.data.empty()) {
+    const bool one = p.data.size() == 1;
+    lines.push_back({"DATA", list_text(p.data, [one](const wire::DataRecord& d) {
+                       return name_text(d.name) + " " + batch_text(d.payload, one);
+                     })});
+  }
+  if (!p.assigns.empty())
+    lines.push_back({"ASSIGN", list_text(p.assigns, [](const wire::AssignRecord& a) {
+                       return "k=" + std::to_string(a.global_seq) + " " + name_text(a.name);
+                     })});
+  std::string nack;
+  if (!p.nack_assign.empty())
+    nack = "assignments " + list_text(p.nack_assign, [](const wire::SeqRange& r) {
+             return "k=" + std::to_string(r.from) + (r.to != r.from ? ".." + std::to_string(r.to) : "");
+           });
+  if (!p.nack_data.empty())
+    nack += (nack.empty() ? "messages " : "; messages ") + list_text(p.nack_data, name_text);
+  if (!nack.empty()) lines.push_back({"NACK", nack});
+  if (p.has_status)
+    lines.push_back({"STATUS", (p.want_reply ? "heartbeat: " : "status: ") + marks_text(p.header)});
+  if (lines.empty()) lines.push_back({"HEADER", marks_text(p.header)});
+  return lines;
+}
+
+class Tracer {
+ public:
+  explicit Tracer(mcast::MemberId self) : self_(self) {}
+
+  // A client's request and what this replica did with it (`outcome`).
+  void request_in(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from, const std::string& outcome) const {
+    line("REQUEST", "in", request_text(op, attempt, from) + ": " + outcome);
+  }
+
+  void reply_out(const std::string& bytes, const sockaddr_in& to, Fate fate) const {
+    wire::Reply r;
+    if (!wire::decode_reply(bytes.data(), bytes.size(), r)) return;  // never: we encoded it
+    std::string text = "to " + net::to_string(to) + " " + reply_code_text(r.code);
+    if (r.code == wire::ReplyCode::Ok) text += " value=" + std::to_string(r.value);
+    line("REPLY", "out", text + " " + client_text(r.client_id, r.request_no) + try_text(r.attempt) + fate_note(fate));
+  }
+
+  // A datagram from a non-member address that this replica did not admit
+  // as a request (`note` says why), or a client's `status`.
+  void client_in(const char* data, size_t len, const sockaddr_in& from, const char* note) const {
+    wire::Operation op;
+    uint8_t attempt;
+    uint64_t nonce;
+    if (wire::decode_request(data, len, op, attempt))
+      line("REQUEST", "in", request_text(op, attempt, from) + note);
+    else if (wire::decode_status_request(data, len, nonce))
+      line("STATUS", "in", "from " + net::to_string(from) + ": a client's status request" + note);
+    else
+      line("JUNK", "in", "from " + net::to_string(from) + ": " + std::to_string(len) +
+                             " bytes, neither a request nor a status request" + note);
+  }
+
+  void status_out(const wire::ReplicaStatus& s, const sockaddr_in& to, Fate fate) const {
+    line("STATUS", "out", "to " + net::to_string(to) + ": delivered " + std::to_string(s.delivered_upto) +
+                              ", stable " + std::to_string(s.stable_upto) + fate_note(fate));
+  }
+
+  // A datagram from member `from`; `note` says if it was dropped or rejected.
+  void peer_in(size_t from, const char* data, size_t len, const std::string& note) const {
+    wire::PeerPacket p;
+    if (!wire::decode_peer(data, len, p)) {
+      line("JUNK", "in", "from " + member_text(from) + ": " + std::to_string(len) + " bytes, not a peer packet" + note);
+      return;
+    }
+    for (const TraceLine& l : describe_packet(p)) line(l.event, "in", "from " + member_text(from) + ": " + l.text + note);
+  }
+
+  // The datagrams of one round of sends and what became of each: records
+  // that went to several members in the same words are one line.
+  void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates) const {
+    std::vector<std::pair<TraceLine, std::vector<std::string>>> lines;  // in order of first appearance
+    for (size_t i = 0; i < out.size(); ++i) {
+      wire::PeerPacket p;
+      if (!wire::decode_peer(out[i].bytes.data(), out[i].bytes.size(), p)) continue;  // never: we encoded it
+      for (TraceLine& l : describe_packet(p)) {
+        auto same = std::find_if(lines.begin(), lines.end(), [&l](const auto& e) {
+          return e.first.event == l.event && e.first.text == l.text;
+        });
+        if (same == lines.end()) {
+          lines.emplace_back(std::move(l), std::vector<std::string>{});
+          same = lines.end() - 1;
+        }
+        same->second.push_back(member_text(out[i].to) + fate_note(fates[i]));
+      }
+    }
+    for (const auto& [l, to] : lines) line(l.event, "out", l.text + " -> " + destinations_text(to));
+  }
+
+  void deliver(const mcast::Delivery& d, bool sequenced_here) const {
+    line("DELIVER", "", "k=" + std::to_string(d.global_seq) + " " + name_text(d.name) + " " +
+                            batch_text(d.payload, false) + (sequenced_here ? "; sequenced here, so this replica replies" : ""));
+  }
+
+ private:
+  static std::string try_text(uint8_t attempt) {
+    return attempt ? " try " + std::to_string(attempt + 1) : "";
+  }
+
+  static std::string request_text(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
+    return "from " + net::to_string(from) + " " + op_text(op) + try_text(attempt);
+  }
+
+  // "r0, r2"; copies of one datagram (lossy mode) as "r0 x2".
+  static std::string destinations_text(const std::vector<std::string>& to) {
+    std::string text;
+    for (size_t i = 0; i < to.size();) {
+      size_t j = i;
+      while (j < to.size() && to[j] == to[i]) ++j;
+      text += (i ? ", " : "") + to[i] + (j - i > 1 ? " x" + std::to_string(j - i) : "");
+      i = j;
+    }
+    return text;
+  }
+
+  void line(const char* event, const char* direction, const std::string& text) const {
+    char head[64];
+    const uint64_t now = net::now_us();
+    std::snprintf(head, sizeof head, "%llu.%03llu r%u %-7s %-5s ", static_cast<unsigned long long>(now / 1000000),
+                  static_cast<unsigned long long>(now / 1000 % 1000), static_cast<unsigned>(self_), event, direction);
+    std::string out = head + text + "\n";
+    std::fputs(out.c_str(), stderr);
+  }
+
+  const mcast::MemberId self_;
+};
+
 class Server {
  public:
   explicit Server(Options o) : opt_(std::move(o)), self_(static_cast<mcast::MemberId>(opt_.id)) {}
@@ -315,6 +574,7 @@ class Server {
     mc_ = std::make_unique<mcast::Multicast>(self_, view, incarnation, mcast::MulticastConfig{},
                                              state_.position());
     for (const mcast::Delivery& d : logged) mc_->restore_logged(d);
+    if (opt_.trace) trace_ = std::make_unique<Tracer>(self_);
     loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
     char line[256];
     std::snprintf(line, sizeof line,
@@ -480,19 +740,42 @@ class Server {
       socklen_t len = sizeof from;
       ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
       if (n < 0) return;  // EAGAIN: drained
+      const size_t size = static_cast<size_t>(n);
       if (lose()) {
         ++counters_.loss_dropped;
+        if (trace_) trace_dropped(buf, size, from, member_index(from), Fate::Lost);
         continue;
       }
       int member = member_index(from);
       if (member >= 0 && cuts_.in[static_cast<size_t>(member)]) {
         ++counters_.cut_dropped;
+        if (trace_) trace_dropped(buf, size, from, member, Fate::Cut);
       } else if (member >= 0) {
-        mc_->receive(static_cast<mcast::MemberId>(member), buf, static_cast<size_t>(n), net::now_us());
+        receive_peer(static_cast<mcast::MemberId>(member), buf, size);
       } else {
-        on_client_datagram(buf, static_cast<size_t>(n), from);
+        on_client_datagram(buf, size, from);
       }
     }
+  }
+
+  void trace_dropped(const char* data, size_t len, const sockaddr_in& from, int member, Fate fate) const {
+    if (member >= 0) trace_->peer_in(static_cast<size_t>(member), data, len, fate_note(fate));
+    else trace_->client_in(data, len, from, fate_note(fate));
+  }
+
+  // With --trace, the datagram's records are traced once the protocol has
+  // taken them, with a note if it refused them (the counters say which).
+  void receive_peer(mcast::MemberId member, const char* data, size_t len) {
+    if (!trace_) {
+      mc_->receive(member, data, len, net::now_us());
+      return;
+    }
+    const uint64_t malformed = mc_->stats().malformed, stale = mc_->stats().stale;
+    mc_->receive(member, data, len, net::now_us());
+    const char* note = mc_->stats().malformed > malformed ? " (rejected: malformed or implausible)"
+                       : mc_->stats().stale > stale       ? " (dropped: stale, from an earlier life)"
+                                                          : "";
+    trace_->peer_in(member, data, len, note);
   }
 
   int member_index(const sockaddr_in& from) const {
@@ -508,9 +791,13 @@ class Server {
     if (wire::decode_request(data, len, op, attempt)) {
       on_request(op, attempt, from);
     } else if (wire::decode_status_request(data, len, nonce)) {
-      send(wire::encode_status_reply(status(nonce)), from);
+      if (trace_) trace_->client_in(data, len, from, "");
+      const wire::ReplicaStatus s = status(nonce);
+      Fate fate = send(wire::encode_status_reply(s), from);
+      if (trace_) trace_->status_out(s, from, fate);
     } else {
       ++counters_.nonmember;
+      if (trace_) trace_->client_in(data, len, from, " (dropped)");
     }
   }
 
@@ -520,22 +807,37 @@ class Server {
   void on_request(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
     ++counters_.requests;
     if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
+      if (trace_) trace_->request_in(op, attempt, from, "applied before, its stored reply goes back");
       cached->attempt = attempt;
-      send(encode_reply(*cached), from);
+      send_reply(*cached, from);
       return;
     }
-    if (state_.superseded(op.client_id, op.request_no)) return;
+    if (state_.superseded(op.client_id, op.request_no)) {
+      if (trace_) trace_->request_in(op, attempt, from, "older than this client's latest, ignored");
+      return;
+    }
     auto key = std::make_pair(op.client_id, op.request_no);
-    if (admitted_.count(key)) return;
+    if (admitted_.count(key)) {
+      if (trace_) trace_->request_in(op, attempt, from, "in flight already, ignored (its sequencer replies)");
+      return;
+    }
     if (stopping_ || mc_->backlogged() || waiting_ops_.size() >= kMaxWaitingOps) {
+      if (trace_) trace_->request_in(op, attempt, from, stopping_ ? "refused: stopping" : "refused: backlogged");
       ++counters_.busy_replies;
       wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
       busy.attempt = attempt;
-      send(encode_reply(busy), from);
+      send_reply(busy, from);
       return;
     }
+    if (trace_) trace_->request_in(op, attempt, from, "admitted, waits for the next DATA");
     waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
     admitted_.insert(key);
+  }
+
+  void send_reply(const wire::Reply& r, const sockaddr_in& to) {
+    const std::string bytes = encode_reply(r);
+    Fate fate = send(bytes, to);
+    if (trace_) trace_->reply_out(bytes, to, fate);
   }
 
   // Batching: requests that arrive while a message of ours awaits its
@@ -563,6 +865,7 @@ class Server {
     std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
     for (const mcast::Delivery& d : delivered) {
       const bool sequenced_here = mc_->sequencer_for(d.global_seq) == self_;
+      if (trace_) trace_->deliver(d, sequenced_here);
       for (const AddressedReply& r : state_.apply(d)) {
         forget_admitted(r.reply.client_id, r.reply.request_no);
         if (sequenced_here) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
@@ -609,7 +912,10 @@ class Server {
   void send_replies(const std::vector<OutgoingReply>& replies) {
     int copies = mc_->lossy_mode() ? 2 : 1;
     for (const OutgoingReply& r : replies)
-      for (int i = 0; i < copies; ++i) send(r.bytes, r.to);
+      for (int i = 0; i < copies; ++i) {
+        Fate fate = send(r.bytes, r.to);
+        if (trace_) trace_->reply_out(r.bytes, r.to, fate);
+      }
   }
 
   void write_snapshot() {
@@ -624,18 +930,26 @@ class Server {
     std::vector<mcast::Outgoing> out = mc_->take_outgoing();
     const mcast::MemberId next = mc_->next_sequencer();
     std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
+    std::vector<Fate> fates;  // with --trace: what became of each
     for (const mcast::Outgoing& o : out) {
+      Fate fate = Fate::Cut;
       if (cuts_.out[o.to]) ++counters_.cut_dropped;
-      else send(o.bytes, opt_.peers[o.to].addr);
+      else fate = send(o.bytes, opt_.peers[o.to].addr);
+      if (trace_) fates.push_back(fate);
     }
+    if (trace_ && !out.empty()) trace_->peers_out(out, fates);
   }
 
-  void send(const std::string& bytes, const sockaddr_in& to) {
+  Fate send(const std::string& bytes, const sockaddr_in& to) {
     if (lose()) {
       ++counters_.loss_dropped;
-      return;
+      return Fate::Lost;
     }
-    if (!net::send_to(fd_, bytes, to)) ++counters_.send_failed;
+    if (!net::send_to(fd_, bytes, to)) {
+      ++counters_.send_failed;
+      return Fate::SendFailed;
+    }
+    return Fate::Passed;
   }
 
   uint64_t dropped() const {
@@ -678,6 +992,7 @@ class Server {
 
   Options opt_;
   const mcast::MemberId self_;
+  std::unique_ptr<Tracer> trace_;  // null unless --trace
   int fd_ = -1;
   std::unique_ptr<ReplicaStore> store_;
   std::unique_ptr<mcast::Multicast> mc_;

@@ -1,7 +1,7 @@
 // smoke_test: a real cluster of server processes on 127.0.0.1, with --loss,
 // driven through the real ./client.
 //
-//   smoke_test operations|concurrent|restart|crash --server BIN --client BIN [--loss P]
+//   smoke_test operations|concurrent|restart|crash|partition|trace --server BIN --client BIN [--loss P]
 //
 // operations  every operation and every error case, in pipe and one-shot mode
 // concurrent  several clients at once; every acknowledged push popped exactly
@@ -10,7 +10,12 @@
 //             restarted while the cluster is idle rejoins
 // crash       as concurrent, with one replica killed (SIGKILL) mid-run and
 //             restarted on its files
+// partition   as concurrent, while the --cut-file switch cuts links
+// trace       servers with --trace: one pushed request's path is in the
+//             trace (request, DATA, ASSIGN, DELIVER everywhere, reply),
+//             drops are marked, junk datagrams are traced and harmless
 // Seeded (printed); FTQ_SEED=<seed> replays the same choices and drops.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,10 +25,13 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../net.hpp"
+#include "../wire.hpp"
 #include "harness.hpp"
 
 using harness::Cluster;
@@ -385,6 +393,185 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(s0.find("queue 1 label 7 items 29:") != std::string::npos, "snapshot content: " + s0);
 }
 
+
+// ---- trace -------------------------------------------------------------------
+
+// One --trace line: "8412.503 r1 REQUEST in    from ...", split up.
+struct Traced {
+  int replica = -1;
+  std::string event, direction, text;
+};
+
+std::vector<Traced> parse_trace(const std::string& log) {
+  std::vector<Traced> out;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string time, replica;
+    Traced t;
+    if (!(words >> time >> replica >> t.event) || replica.size() < 2 || replica[0] != 'r' ||
+        time.find('.') == std::string::npos)
+      continue;  // not a trace line ("[replica 1] listening on ...")
+    t.replica = std::atoi(replica.c_str() + 1);
+    words >> std::ws;
+    std::getline(words, t.text);
+    for (const char* d : {"in ", "out "})
+      if (t.text.rfind(d, 0) == 0) {
+        t.direction = std::string(d, std::strlen(d) - 1);
+        t.text = t.text.substr(t.direction.size());
+        t.text.erase(0, t.text.find_first_not_of(' '));
+      }
+    out.push_back(t);
+  }
+  return out;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// The first traced line of `event` and `direction` that contains every one
+// of `parts`; null if none.
+const Traced* find_traced(const std::vector<Traced>& trace, const std::string& event, const std::string& direction,
+                          const std::vector<std::string>& parts) {
+  for (const Traced& t : trace) {
+    if (t.event != event || t.direction != direction) continue;
+    if (std::all_of(parts.begin(), parts.end(), [&t](const std::string& p) { return has(t.text, p); })) return &t;
+  }
+  return nullptr;
+}
+
+// Follows the push of `item` to queue 1 through the logs of every replica:
+// the REQUEST that was admitted, the DATA that carried it, the ASSIGN that
+// sequenced it (from the member whose turn it was), its DELIVER at every
+// replica, and an ok REPLY to its client that left.
+void check_request_path(const std::vector<std::vector<Traced>>& logs, const std::string& item) {
+  const std::string op = "push 1 " + item + " (client ";
+  const Traced* request = nullptr;
+  int origin = -1;
+  for (size_t r = 0; r < logs.size() && !request; ++r)
+    if ((request = find_traced(logs[r], "REQUEST", "in", {op, "admitted"}))) origin = static_cast<int>(r);
+  CHECK(request, "a REQUEST in line admitting '" + op + "..'");
+  if (!request) return;
+  // "(client 9f2c.., #4)" names the request from here on.
+  const size_t at = request->text.find(op) + op.size() - std::strlen("(client ");
+  const std::string client = request->text.substr(at, request->text.find(')', at) + 1 - at);
+  const Traced* data = find_traced(logs[origin], "DATA", "out", {"push 1 " + item + " " + client});
+  CHECK(data, "replica " + std::to_string(origin) + " sends DATA out with " + client);
+  if (!data) return;
+  const std::string name = data->text.substr(0, data->text.find(' '));  // "(1,#5123,17)"
+  CHECK(name.size() > 2 && name.front() == '(' && name.back() == ')', "a message name: " + data->text);
+  // Any member may send an ASSIGN again (answering a NACK); the first one
+  // came from the member whose turn k was.
+  const Traced* assign = nullptr;
+  for (size_t r = 0; r < logs.size() && !assign; ++r) assign = find_traced(logs[r], "ASSIGN", "out", {" " + name});
+  CHECK(assign, "an ASSIGN out line for " + name);
+  if (!assign) return;
+  const size_t k_at = assign->text.rfind("k=", assign->text.find(" " + name));
+  const std::string k = assign->text.substr(k_at, assign->text.find(' ', k_at) - k_at);  // "k=52"
+  const int sequencer = std::atoi(k.c_str() + 2) % static_cast<int>(logs.size());
+  CHECK(find_traced(logs[sequencer], "ASSIGN", "out", {k + " " + name}),
+        "replica " + std::to_string(sequencer) + ", whose turn " + k + " is, sends ASSIGN out " + k + " " + name);
+  for (size_t r = 0; r < logs.size(); ++r)
+    CHECK(find_traced(logs[r], "DELIVER", "", {k + " " + name}),
+          "replica " + std::to_string(r) + " traces DELIVER " + k + " " + name);
+  bool replied = false;
+  for (const auto& log : logs)
+    for (const Traced& t : log)
+      replied = replied || (t.event == "REPLY" && t.direction == "out" && has(t.text, " ok ") && has(t.text, client) &&
+                            !has(t.text, "(dropped"));
+  CHECK(replied, "a REPLY out line, ok, to " + client);
+  std::printf("traced: push 1 %s %s at replica %d, DATA %s, ASSIGN %s by replica %d, delivered everywhere, replied\n",
+              item.c_str(), client.c_str(), origin, name.c_str(), k.c_str(), sequencer);
+}
+
+// Junk for replica 0: bytes from a stranger, a broken peer packet from
+// member 1's address, and a well-formed one that names the wrong sender.
+void send_junk(const Cluster& cluster) {
+  std::vector<net::Endpoint> to;
+  std::string error;
+  CHECK(net::parse_endpoints(cluster.endpoint(0), to, error), error);
+  if (to.empty()) return;
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int stranger = net::open_udp(any, error);
+  CHECK(stranger >= 0, error);
+  wire::PeerPacket forged;
+  forged.header.sender = 2;  // but sent from member 1's address
+  forged.header.group_size = 3;
+  forged.has_status = true;
+  const std::string broken = std::string("FQ\x02\x01", 4) + "not a peer packet";
+  for (int i = 0; i < 20; ++i) {
+    net::send_to(stranger, "hello, replica " + std::to_string(i), to[0].addr);
+    net::send_to(cluster.member_socket(1), broken, to[0].addr);
+    net::send_to(cluster.member_socket(1), wire::encode_peer(forged)[0], to[0].addr);
+    ::usleep(1000);
+  }
+  if (stranger >= 0) ::close(stranger);
+}
+
+// Lines of `event` (any event if empty) that contain `part`.
+size_t count_traced(const std::vector<Traced>& trace, const std::string& event, const std::string& part) {
+  return static_cast<size_t>(std::count_if(trace.begin(), trace.end(), [&](const Traced& t) {
+    return (event.empty() || t.event == event) && has(t.text, part);
+  }));
+}
+
+// Servers with --trace (README, "Reading the trace"), at the test's loss.
+void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
+  ClusterConfig config{3, a.loss, seed, a.server, dir, {"--trace"}};
+  config.cut_files = true;
+  Cluster cluster(config);
+  cluster.start_all();
+  std::vector<std::string> items;
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "create 1", "1");
+    for (int i = 0; i < 6; ++i) {
+      items.push_back(std::to_string(4240 + i));
+      expect(c, "push 1 " + items.back(), "ok");
+    }
+    expect(c, "pop 1", items.front());
+    // A call that replica 2 multicasts while its datagrams to replica 0 are
+    // cut: its DATA to replica 0 is dropped (and traced so). Replica 0 does
+    // not even learn that the message exists, so the call waits for the
+    // heal (phase one stalls under a cut).
+    CHECK(cut_links(cluster, 2, "out:0", "out:0"), "replica 2 read its cut file");
+    std::thread cut_call([&] {
+      ClientProcess at2(a.client, cluster.endpoint(2), 10);
+      expect(at2, "push 1 5000", "ok");
+    });
+    ::usleep(300'000);
+    CHECK(cut_links(cluster, 2, "", "none"), "replica 2 healed");
+    cut_call.join();
+    send_junk(cluster);
+    CHECK(cluster.running(0), std::string("replica 0 runs on after the junk"));
+    ClientProcess at0(a.client, cluster.endpoint(0), 10);
+    expect(at0, "size 1", "6");
+  }
+  CHECK(cluster.stop_all(), "graceful stop");
+  std::vector<std::vector<Traced>> logs;
+  for (int r = 0; r < 3; ++r) logs.push_back(parse_trace(cluster.log_text(r)));
+  for (const std::string& item : items) check_request_path(logs, item);
+  size_t nacks = 0, lost = 0;
+  for (const auto& log : logs) {
+    nacks += count_traced(log, "NACK", "");
+    for (const char* event : {"DATA", "ASSIGN", "NACK", "STATUS"}) lost += count_traced(log, event, "(dropped: loss)");
+  }
+  std::printf("trace: %zu NACK lines, %zu peer records marked dropped by loss\n", nacks, lost);
+  if (a.loss > 0) {
+    CHECK(lost > 0, std::string("some peer records are marked (dropped: loss)"));
+    CHECK(nacks > 0, std::string("the losses are repaired by NACKs, which are traced"));
+  }
+  CHECK(count_traced(logs[2], "DATA", "push 1 5000 ") && count_traced(logs[2], "", "r0 (dropped: cut)") > 0,
+        std::string("replica 2 marks what the cut kept from replica 0 (dropped: cut)"));
+  CHECK(count_traced(logs[0], "JUNK", "neither a request nor a status request (dropped)") > 0,
+        std::string("replica 0 traces a stranger's junk"));
+  CHECK(count_traced(logs[0], "JUNK", "from r1: 21 bytes, not a peer packet") > 0,
+        std::string("replica 0 traces a broken peer packet from r1's address"));
+  CHECK(count_traced(logs[0], "STATUS", "(rejected: malformed or implausible)") > 0,
+        std::string("replica 0 traces the packet that names the wrong sender as rejected"));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -396,7 +583,7 @@ int main(int argc, char** argv) {
     else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
-      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash --server BIN --client BIN [--loss P]\n");
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace --server BIN --client BIN [--loss P]\n");
       return 2;
     }
   }
@@ -411,6 +598,7 @@ int main(int argc, char** argv) {
   else if (a.scenario == "restart") scenario_restart(a, seed, dir);
   else if (a.scenario == "crash") scenario_crash(a, seed, dir);
   else if (a.scenario == "partition") scenario_partition(a, seed, dir);
+  else if (a.scenario == "trace") scenario_trace(a, seed, dir);
   else {
     std::fprintf(stderr, "smoke_test: unknown scenario '%s'\n", a.scenario.c_str());
     return 2;
