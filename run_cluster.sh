@@ -3,14 +3,15 @@
 #
 #   ./run_cluster.sh                  build if needed, start 3 replicas, open the
 #                                     client; stop them again when you quit
-#   ./run_cluster.sh start [N] [--loss P] [--fsync]
+#   ./run_cluster.sh start [N] [--loss P] [--fsync] [--trace]
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
 #                                     itself. Exits 1 if a replica failed (its error
 #                                     is shown and the replicas started are
 #                                     stopped), 2 for a bad argument or a cluster/
-#                                     of other members
+#                                     of other members. --trace: each replica logs
+#                                     one line per protocol event (README)
 #   ./run_cluster.sh stop             stop the replicas this script started (each
 #                                     drains and writes its snapshot)
 #   ./run_cluster.sh status           each replica: its pid or "not running", what
@@ -237,8 +238,9 @@ start() {
       --loss) [ $# -ge 2 ] || die "--loss needs a probability"; FLAGS+=(--loss "$2"); shift 2 ;;
       --fsync) FLAGS+=(--fsync); shift ;;
       -v) FLAGS+=(-v); shift ;;
+      --trace|-vv) FLAGS+=(--trace); shift ;;
       [0-9]*) n=$1; shift ;;
-      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync])" ;;
+      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [--trace])" ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 64 ] || die "N must be 1..64"
