@@ -287,11 +287,7 @@ int cluster_test(uint64_t seed, const std::string& server, const std::string& cl
   std::atomic<uint64_t> sent{0};
   std::thread sprayer([&] {
     Rng r(seed ^ 0x5eed);
-    sockaddr_in any{};
-    any.sin_family = AF_INET;
-    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string err;
-    int fd = net::open_udp(any, err);
+    int fd = harness::loopback_socket();
     for (int round = 0; round < kSprayRounds; ++round) {
       for (size_t t = 0; t < targets.size(); ++t) {
         if (send_raw(fd, junk_datagram(r, 3), targets[t].addr)) ++sent;

@@ -29,18 +29,7 @@ namespace {
 
 // A UDP socket on 127.0.0.1 that the test holds and that no server reads:
 // requests sent to its port are kept, unanswered, in its receive buffer.
-int quiet_socket() {
-  sockaddr_in any{};
-  any.sin_family = AF_INET;
-  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string error;
-  int fd = net::open_udp(any, error);
-  if (fd < 0) {
-    std::fprintf(stderr, "client_test: %s\n", error.c_str());
-    std::exit(2);
-  }
-  return fd;
-}
+int quiet_socket() { return harness::loopback_socket(); }
 
 std::string address_of(int fd) { return net::to_string(net::local_address(fd)); }
 

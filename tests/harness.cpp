@@ -134,19 +134,24 @@ void kill_and_reap(pid_t pid) {
 
 }  // namespace
 
+int loopback_socket() {
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string error;
+  int fd = net::open_udp(any, error);
+  if (fd < 0) {
+    std::fprintf(stderr, "harness: %s\n", error.c_str());
+    std::exit(2);
+  }
+  return fd;
+}
+
 // ---- Cluster ---------------------------------------------------------------
 
 Cluster::Cluster(ClusterConfig config) : config_(std::move(config)) {
   for (int i = 0; i < config_.members; ++i) {
-    sockaddr_in any{};
-    any.sin_family = AF_INET;
-    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string error;
-    int fd = net::open_udp(any, error);
-    if (fd < 0) {
-      std::fprintf(stderr, "harness: %s\n", error.c_str());
-      std::exit(2);
-    }
+    int fd = loopback_socket();
     sockets_.push_back(fd);
     ports_.push_back(ntohs(net::local_address(fd).sin_port));
   }

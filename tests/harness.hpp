@@ -107,6 +107,10 @@ int run_program(const std::string& program, const std::vector<std::string>& args
 int run_program(const std::string& program, const std::vector<std::string>& args, const std::string& input,
                 std::string& output, std::string& errors, int timeout_ms = 20000);
 
+// A UDP socket bound to 127.0.0.1 on a port the kernel picks, so parallel
+// runs never share one. Exits the test (status 2) if none can be had.
+int loopback_socket();
+
 // A new empty directory for one test run.
 std::string make_temp_dir(const std::string& name);
 void remove_tree(const std::string& dir);

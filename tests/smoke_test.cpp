@@ -490,11 +490,7 @@ void send_junk(const Cluster& cluster) {
   std::string error;
   CHECK(net::parse_endpoints(cluster.endpoint(0), to, error), error);
   if (to.empty()) return;
-  sockaddr_in any{};
-  any.sin_family = AF_INET;
-  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int stranger = net::open_udp(any, error);
-  CHECK(stranger >= 0, error);
+  int stranger = harness::loopback_socket();
   wire::PeerPacket forged;
   forged.header.sender = 2;  // but sent from member 1's address
   forged.header.group_size = 3;
