@@ -91,6 +91,7 @@ constexpr int kExitDrainTimedOut = 3;
 constexpr int kExitOtherMembers = 4;
 
 constexpr uint64_t kDrainTimeoutUs = 3'000'000;
+constexpr uint64_t kLingerQuietUs = 50'000;  // see Server::finished
 constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
 constexpr uint64_t kSnapshotEvery = 5000;      // delivered messages between snapshots
 constexpr int kMaxDatagramsPerWake = 512;
@@ -642,9 +643,17 @@ class Server {
     return true;
   }
 
+  // Done leaving, this member lingers while peers still talk to it: its
+  // last words (closed, how far it delivered) may all have been lost, and a
+  // peer that is still draining asks again with every heartbeat (every 5
+  // ms). Once no peer has sent anything for kLingerQuietUs, they have all
+  // heard enough and left too (or are gone). Without this, one peer's five
+  // lost farewells made another's drain time out (seen at --loss 0.2).
   bool finished() const {
     if (!stopping_) return false;
-    return mc_->done_leaving() || net::now_us() >= drain_deadline_;
+    const uint64_t now = net::now_us();
+    if (now >= drain_deadline_) return true;
+    return mc_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
   }
 
   int stop() {
@@ -670,6 +679,7 @@ class Server {
     uint64_t now = net::now_us();
     uint64_t deadline = mc_->next_deadline();
     if (stopping_) deadline = std::min(deadline, drain_deadline_);
+    if (stopping_ && mc_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
     int timeout_ms = -1;
     if (deadline != mcast::kNever) timeout_ms = deadline <= now ? 0 : static_cast<int>((deadline - now + 999) / 1000);
@@ -766,6 +776,7 @@ class Server {
   // With --trace, the datagram's records are traced once the protocol has
   // taken them, with a note if it refused them (the counters say which).
   void receive_peer(mcast::MemberId member, const char* data, size_t len) {
+    last_peer_datagram_us_ = net::now_us();
     if (!trace_) {
       mc_->receive(member, data, len, net::now_us());
       return;
@@ -1006,6 +1017,7 @@ class Server {
   LinkCuts cuts_;
   bool stopping_ = false;
   uint64_t drain_deadline_ = 0;
+  uint64_t last_peer_datagram_us_ = 0;
   uint64_t last_report_ = 0;
 };
 
