@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -238,13 +239,38 @@ void check_history(const std::vector<std::vector<Call>>& history, const char* na
   CHECK(pushes > 100, "the run should push a few hundred items");
 }
 
+// A whole cluster stopped gracefully (every drain complete) ends with
+// byte-identical snapshots.
+void stop_and_compare(Cluster& cluster) {
+  CHECK(cluster.stop_all(), "graceful stop");
+  cluster.check_snapshots_identical();
+}
+
 void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
   Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
   cluster.start_all();
   std::atomic<int> completed{0};
   check_history(run_workload(a, cluster, seed, 4, 80, completed), "concurrent");
-  CHECK(cluster.stop_all(), "graceful stop");
-  cluster.check_snapshots_identical();
+  stop_and_compare(cluster);
+}
+
+// Waits (bounded: 60 s) until the workload has completed `calls` calls.
+using WaitForCalls = std::function<void(int calls)>;
+
+// The concurrent workload (4 clients, 80 calls each) with `fault` run from
+// this thread meanwhile: the harness's children die with the thread that
+// started them (PR_SET_PDEATHSIG), so a restarted server must be started
+// from here, which outlives it. Then the history check.
+void run_with_fault(const Args& a, Cluster& cluster, uint64_t seed, const char* name,
+                    const std::function<void(const WaitForCalls&)>& fault) {
+  std::atomic<int> completed{0};
+  std::vector<std::vector<Call>> history;
+  std::thread workload([&] { history = run_workload(a, cluster, seed, 4, 80, completed); });
+  fault([&](int calls) {
+    for (int waited_ms = 0; completed < calls && waited_ms < 60'000; waited_ms += 2) ::usleep(2000);
+  });
+  workload.join();
+  check_history(history, name);
 }
 
 // A replica killed mid-run (no drain, no snapshot) and restarted on its
@@ -254,22 +280,14 @@ void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
 void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
   Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
   cluster.start_all();
-  std::atomic<int> completed{0};
-  const int kClients = 4, kOps = 80;
-  std::vector<std::vector<Call>> history;
-  std::thread workload([&] { history = run_workload(a, cluster, seed, kClients, kOps, completed); });
-  // The crash and the restart come from this thread, which outlives the
-  // restarted server: the harness's children die with the thread that
-  // started them (PR_SET_PDEATHSIG).
-  for (int waited_ms = 0; completed < kClients * kOps / 4 && waited_ms < 60'000; waited_ms += 2) ::usleep(2000);
-  cluster.crash(1);
-  std::printf("crashed replica 1 after %d calls; restarting it\n", completed.load());
-  cluster.start(1);
-  workload.join();
-  check_history(history, "crash");
+  run_with_fault(a, cluster, seed, "crash", [&](const WaitForCalls& wait_for_calls) {
+    wait_for_calls(80);
+    cluster.crash(1);
+    std::printf("crashed replica 1; restarting it\n");
+    cluster.start(1);
+  });
   CHECK(cluster.running(1), std::string("the restarted replica 1 must still be running"));
-  CHECK(cluster.stop_all(), "graceful stop");
-  cluster.check_snapshots_identical();
+  stop_and_compare(cluster);
 }
 
 size_t count_lines(const std::string& text, const std::string& line) {
@@ -312,48 +330,39 @@ void scenario_partition(const Args& a, uint64_t seed, const std::string& dir) {
   config.cut_files = true;
   Cluster cluster(config);
   cluster.start_all();
-  std::atomic<int> completed{0};
-  const int kClients = 4, kOps = 80;
-  std::vector<std::vector<Call>> history;
-  std::thread workload([&] { history = run_workload(a, cluster, seed, kClients, kOps, completed); });
-  auto wait_for_calls = [&](int calls) {
-    for (int waited_ms = 0; completed < calls && waited_ms < 60'000; waited_ms += 2) ::usleep(2000);
-  };
-  wait_for_calls(kClients * kOps / 4);
-  std::mt19937_64 rng(seed);
-  const int isolated = static_cast<int>(rng() % 3);
-  std::string others;
-  for (int i = 0; i < 3; ++i)
-    if (i != isolated) others += (others.empty() ? "" : " ") + std::to_string(i);
-  CHECK(cut_links(cluster, isolated, others, others), "replica " + std::to_string(isolated) + " read its cut file");
-  std::string at_cut = delivered_at(a, cluster, isolated);
-  ::usleep(800'000);
-  std::string later = delivered_at(a, cluster, isolated);
-  std::printf("isolated replica %d after %d calls: delivered %s, 0.8 s later %s\n", isolated, completed.load(),
-              at_cut.c_str(), later.c_str());
-  CHECK(!at_cut.empty() && !later.empty() && std::stoull(later) <= std::stoull(at_cut) + 1,
-        "an isolated replica delivers at most one more message (" + at_cut + " -> " + later + ")");
-  CHECK(cut_links(cluster, isolated, "", "none"), "replica " + std::to_string(isolated) + " healed");
+  run_with_fault(a, cluster, seed, "partition", [&](const WaitForCalls& wait_for_calls) {
+    wait_for_calls(80);
+    std::mt19937_64 rng(seed);
+    const int isolated = static_cast<int>(rng() % 3);
+    std::string others;
+    for (int i = 0; i < 3; ++i)
+      if (i != isolated) others += (others.empty() ? "" : " ") + std::to_string(i);
+    CHECK(cut_links(cluster, isolated, others, others), "replica " + std::to_string(isolated) + " read its cut file");
+    std::string at_cut = delivered_at(a, cluster, isolated);
+    ::usleep(800'000);
+    std::string later = delivered_at(a, cluster, isolated);
+    std::printf("isolated replica %d: delivered %s, 0.8 s later %s\n", isolated, at_cut.c_str(), later.c_str());
+    CHECK(!at_cut.empty() && !later.empty() && std::stoull(later) <= std::stoull(at_cut) + 1,
+          "an isolated replica delivers at most one more message (" + at_cut + " -> " + later + ")");
+    CHECK(cut_links(cluster, isolated, "", "none"), "replica " + std::to_string(isolated) + " healed");
 
-  wait_for_calls(kClients * kOps / 2);
-  CHECK(cut_links(cluster, 0, "in:1", "in:1"), "replica 0 read its one-way cut");
-  ::usleep(500'000);
-  CHECK(cut_links(cluster, 0, "", "none"), "replica 0 healed");
-  // A cut file it cannot parse changes nothing and is reported.
-  const std::string refused = "link cuts unchanged (none)";
-  const size_t before = count_lines(cluster.log_text(2), refused);
-  cluster.cut(2, "0 banana");
-  bool reported = false;
-  for (int waited_ms = 0; !reported && waited_ms < 5000; waited_ms += 10) {
-    reported = count_lines(cluster.log_text(2), refused) > before;
-    ::usleep(10'000);
-  }
-  CHECK(reported, "a malformed cut file is reported and leaves the links as they were");
-  CHECK(cluster.running(2), "a malformed cut file does not stop the replica");
-  workload.join();
-  check_history(history, "partition");
-  CHECK(cluster.stop_all(), "graceful stop");
-  cluster.check_snapshots_identical();
+    wait_for_calls(160);
+    CHECK(cut_links(cluster, 0, "in:1", "in:1"), "replica 0 read its one-way cut");
+    ::usleep(500'000);
+    CHECK(cut_links(cluster, 0, "", "none"), "replica 0 healed");
+    // A cut file it cannot parse changes nothing and is reported.
+    const std::string refused = "link cuts unchanged (none)";
+    const size_t before = count_lines(cluster.log_text(2), refused);
+    cluster.cut(2, "0 banana");
+    bool reported = false;
+    for (int waited_ms = 0; !reported && waited_ms < 5000; waited_ms += 10) {
+      reported = count_lines(cluster.log_text(2), refused) > before;
+      ::usleep(10'000);
+    }
+    CHECK(reported, "a malformed cut file is reported and leaves the links as they were");
+    CHECK(cluster.running(2), "a malformed cut file does not stop the replica");
+  });
+  stop_and_compare(cluster);
 }
 
 // A replica paused (SIGSTOP) for 1.5 s mid-run and resumed: it comes back
@@ -363,23 +372,18 @@ void scenario_partition(const Args& a, uint64_t seed, const std::string& dir) {
 void scenario_pause(const Args& a, uint64_t seed, const std::string& dir) {
   Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
   cluster.start_all();
-  std::atomic<int> completed{0};
-  const int kClients = 4, kOps = 80;
-  std::vector<std::vector<Call>> history;
-  std::thread workload([&] { history = run_workload(a, cluster, seed, kClients, kOps, completed); });
-  for (int waited_ms = 0; completed < kClients * kOps / 3 && waited_ms < 60'000; waited_ms += 2) ::usleep(2000);
   std::mt19937_64 rng(seed);
   const int paused = static_cast<int>(rng() % 3);
-  const pid_t pid = cluster.pids()[static_cast<size_t>(paused)];
-  CHECK(pid > 0 && ::kill(pid, SIGSTOP) == 0, "pause replica " + std::to_string(paused));
-  std::printf("paused replica %d after %d calls\n", paused, completed.load());
-  ::usleep(1'500'000);
-  CHECK(::kill(pid, SIGCONT) == 0, "resume replica " + std::to_string(paused));
-  workload.join();
-  check_history(history, "pause");
+  run_with_fault(a, cluster, seed, "pause", [&](const WaitForCalls& wait_for_calls) {
+    wait_for_calls(100);
+    const pid_t pid = cluster.pids()[static_cast<size_t>(paused)];
+    CHECK(pid > 0 && ::kill(pid, SIGSTOP) == 0, "pause replica " + std::to_string(paused));
+    std::printf("paused replica %d\n", paused);
+    ::usleep(1'500'000);
+    CHECK(::kill(pid, SIGCONT) == 0, "resume replica " + std::to_string(paused));
+  });
   CHECK(cluster.running(paused), "the paused replica runs on");
-  CHECK(cluster.stop_all(), "graceful stop");
-  cluster.check_snapshots_identical();
+  stop_and_compare(cluster);
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
