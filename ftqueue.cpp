@@ -344,6 +344,16 @@ bool write_file_atomically(const std::string& path, const std::string& text, std
     error = errno_text("cannot rename " + tmp);
     ok = false;
   }
+  // The rename itself must reach the disk too, or a power cut could bring
+  // back the old file beside a newer one (a snapshot older than its log).
+  if (ok) {
+    std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+    int dir_fd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+  }
   return ok;
 }
 
@@ -379,7 +389,16 @@ bool ReplicaStore::open(FTQueue& state, std::vector<mcast::Delivery>& logged, st
       assigned.push_back(std::move(d));
       continue;
     }
-    if (d.global_seq > state.applied_upto() + 1) break;
+    if (d.global_seq > state.applied_upto() + 1) {
+      // The log goes on past a gap: the snapshot is older than the log was
+      // written against (restored from elsewhere, or lost). Starting would
+      // throw away logged messages, own assignments among them, so refuse,
+      // and change nothing.
+      error = path("log.txt") + " has k=" + std::to_string(d.global_seq) + " but " + path("snapshot.txt") +
+              " ends at k=" + std::to_string(state.applied_upto()) +
+              ": the snapshot is older than the log (restored or lost?); refusing to start, nothing changed";
+      return false;
+    }
     if (d.global_seq == state.applied_upto() + 1) state.apply(d);
     logged.push_back(std::move(d));
   }

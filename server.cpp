@@ -888,12 +888,14 @@ class Server {
 
   // Persist before send: what this step delivered and the assignments it
   // made go to the log before any reply or datagram leaves (multicast.hpp
-  // says why). An assignment delivered in the same step is logged once,
-  // as a delivery.
+  // says why). An assignment whose delivery is logged already, or in this
+  // same write (k <= applied_upto: the caller applied `delivered` first), is
+  // logged once, as a delivery; any other is logged as an assignment, even
+  // when persist({}) runs with deliveries still waiting in the protocol.
   void persist(const std::vector<mcast::Delivery>& delivered) {
     std::vector<mcast::Delivery> assigned = mc_->take_new_assignments();
     assigned.erase(std::remove_if(assigned.begin(), assigned.end(),
-                                  [this](const mcast::Delivery& a) { return a.global_seq <= mc_->delivered_upto(); }),
+                                  [this](const mcast::Delivery& a) { return a.global_seq <= state_.applied_upto(); }),
                    assigned.end());
     std::string error;
     if (!store_->append(delivered, assigned, error)) {
@@ -972,8 +974,10 @@ class Server {
     wire::ReplicaStatus s;
     s.nonce = nonce;
     s.member = self_;
-    s.delivered_upto = mc_->delivered_upto();
-    s.stable_upto = mc_->stable_upto();
+    // What is logged, not what the protocol reached since the last persist:
+    // a status answered mid-pass must not report progress a kill -9 loses.
+    s.delivered_upto = state_.applied_upto();
+    s.stable_upto = std::min(mc_->stable_upto(), state_.applied_upto());
     s.queues = static_cast<uint32_t>(state_.queue_count());
     s.buffered_messages = static_cast<uint32_t>(mc_->buffered_messages());
     s.dropped_datagrams = dropped();

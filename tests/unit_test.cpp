@@ -5,7 +5,12 @@
 //                         and try from the batch, snapshot determinism
 //   unit_test retry       the client's retry policy: bounds, estimator,
 //                         which replies are timed, copies under loss
-//   unit_test sequencer   who may assign k; headers pass on no hearsay
+//   unit_test sequencer   who may assign k; headers pass on no hearsay; the
+//                         slot-reuse scenario of a restarted sequencer
+//   unit_test store       the replica's files across crashes at awkward
+//                         moments; a snapshot older than its log is refused
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -410,6 +415,91 @@ void test_sequencer() {
   echo_rule_mutation_caught();
 }
 
+// ReplicaStore across crashes at the awkward moments: between the snapshot
+// and the log rewrite, with own assignments kept through a snapshot, and a
+// snapshot older than its log (which must be refused, changing nothing).
+mcast::Delivery record(uint64_t k, uint16_t origin, uint64_t origin_seq) {
+  return mcast::Delivery{k, wire::MessageName{origin, 7, origin_seq}, wire::encode_batch({}, 1000)};
+}
+
+std::string seqs(const std::vector<mcast::Delivery>& records) {
+  std::string text;
+  for (const mcast::Delivery& d : records) text += std::to_string(d.global_seq) + " ";
+  return text;
+}
+
+void test_store() {
+  std::string error;
+  const std::vector<mcast::Delivery> first = {record(1, 0, 1), record(2, 2, 1), record(3, 0, 2)};
+  {  // Killed after the snapshot's rename, before the log was rewritten.
+    std::string dir = harness::make_temp_dir("unit-store-1");
+    FTQueue state;
+    std::vector<mcast::Delivery> logged;
+    {
+      ReplicaStore store(dir, false);
+      CHECK(store.open(state, logged, error), error);
+      for (const mcast::Delivery& d : first) state.apply(d);
+      CHECK(store.append(first, {record(4, 1, 1)}, error), error);  // member 1's own k=4
+      CHECK(write_file_atomically(dir + "/snapshot.txt", state.render_snapshot(), error), error);
+    }
+    FTQueue again;
+    ReplicaStore store(dir, false);
+    CHECK(store.open(again, logged, error), error);
+    CHECK(again.applied_upto() == 3 && seqs(logged) == "1 2 3 4 ", "restart between snapshot and log rewrite: " + seqs(logged));
+    harness::remove_tree(dir);
+  }
+  {  // An own assignment kept through a snapshot, then more of both.
+    std::string dir = harness::make_temp_dir("unit-store-2");
+    FTQueue state;
+    std::vector<mcast::Delivery> logged;
+    {
+      ReplicaStore store(dir, false);
+      CHECK(store.open(state, logged, error), error);
+      for (const mcast::Delivery& d : first) state.apply(d);
+      CHECK(store.append(first, {record(4, 1, 1)}, error), error);
+      CHECK(store.write_snapshot(state, {record(2, 2, 1), record(3, 0, 2), record(4, 1, 1)}, error), error);
+      const std::vector<mcast::Delivery> second = {record(4, 1, 1), record(5, 2, 2), record(6, 0, 3)};
+      for (const mcast::Delivery& d : second) state.apply(d);
+      CHECK(store.append(second, {record(7, 1, 2)}, error), error);
+    }
+    FTQueue again;
+    ReplicaStore store(dir, false);
+    CHECK(store.open(again, logged, error), error);
+    CHECK(again.applied_upto() == 6 && !logged.empty() && logged.back().global_seq == 7,
+          "snapshot keeps the own assignment: " + seqs(logged));
+    mcast::Multicast member(1, {0, 1, 2}, 99, {}, again.position());
+    for (const mcast::Delivery& d : logged) member.restore_logged(d);
+    std::vector<mcast::Delivery> keep = member.records_to_keep();
+    CHECK(member.delivered_upto() == 6 && !keep.empty() && keep.back().global_seq == 7,
+          "restored member 1 holds its k=7 (keeps " + seqs(keep) + ")");
+    harness::remove_tree(dir);
+  }
+  {  // The snapshot is gone (or older than the log): refuse, change nothing.
+    std::string dir = harness::make_temp_dir("unit-store-3");
+    FTQueue state;
+    std::vector<mcast::Delivery> logged;
+    {
+      ReplicaStore store(dir, false);
+      CHECK(store.open(state, logged, error), error);
+      for (const mcast::Delivery& d : first) state.apply(d);
+      CHECK(store.append(first, {}, error), error);
+      CHECK(store.write_snapshot(state, {record(3, 0, 2)}, error), error);
+      CHECK(store.append({}, {record(4, 1, 1)}, error), error);
+    }
+    std::string log_before, log_after;
+    read_file(dir + "/log.txt", log_before);
+    ::unlink((dir + "/snapshot.txt").c_str());
+    FTQueue again;
+    ReplicaStore store(dir, false);
+    error.clear();
+    CHECK(!store.open(again, logged, error), "a log that starts past the snapshot is refused");
+    CHECK(error.find("older than the log") != std::string::npos, "the refusal says why: " + error);
+    read_file(dir + "/log.txt", log_after);
+    CHECK(!log_before.empty() && log_after == log_before, "the refused log is left as it was");
+    harness::remove_tree(dir);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -417,8 +507,9 @@ int main(int argc, char** argv) {
   if (what == "ftqueue") test_ftqueue();
   else if (what == "retry") test_retry();
   else if (what == "sequencer") test_sequencer();
+  else if (what == "store") test_store();
   else {
-    std::fprintf(stderr, "usage: unit_test ftqueue|retry|sequencer\n");
+    std::fprintf(stderr, "usage: unit_test ftqueue|retry|sequencer|store\n");
     return 2;
   }
   std::printf("unit %s: %s\n", what.c_str(), harness::g_failures ? "FAILED" : "passed");
