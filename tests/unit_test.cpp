@@ -428,6 +428,15 @@ std::string seqs(const std::vector<mcast::Delivery>& records) {
   return text;
 }
 
+// Applies `delivered` and logs it with this member's undelivered
+// `assigned`, in one append, as the server's persist() does.
+void deliver(ReplicaStore& store, FTQueue& state, const std::vector<mcast::Delivery>& delivered,
+             const std::vector<mcast::Delivery>& assigned) {
+  std::string error;
+  for (const mcast::Delivery& d : delivered) state.apply(d);
+  CHECK(store.append(delivered, assigned, error), error);
+}
+
 void test_store() {
   std::string error;
   const std::vector<mcast::Delivery> first = {record(1, 0, 1), record(2, 2, 1), record(3, 0, 2)};
@@ -438,8 +447,7 @@ void test_store() {
     {
       ReplicaStore store(dir, false);
       CHECK(store.open(state, logged, error), error);
-      for (const mcast::Delivery& d : first) state.apply(d);
-      CHECK(store.append(first, {record(4, 1, 1)}, error), error);  // member 1's own k=4
+      deliver(store, state, first, {record(4, 1, 1)});  // member 1's own k=4
       CHECK(write_file_atomically(dir + "/snapshot.txt", state.render_snapshot(), error), error);
     }
     FTQueue again;
@@ -455,12 +463,9 @@ void test_store() {
     {
       ReplicaStore store(dir, false);
       CHECK(store.open(state, logged, error), error);
-      for (const mcast::Delivery& d : first) state.apply(d);
-      CHECK(store.append(first, {record(4, 1, 1)}, error), error);
+      deliver(store, state, first, {record(4, 1, 1)});
       CHECK(store.write_snapshot(state, {record(2, 2, 1), record(3, 0, 2), record(4, 1, 1)}, error), error);
-      const std::vector<mcast::Delivery> second = {record(4, 1, 1), record(5, 2, 2), record(6, 0, 3)};
-      for (const mcast::Delivery& d : second) state.apply(d);
-      CHECK(store.append(second, {record(7, 1, 2)}, error), error);
+      deliver(store, state, {record(4, 1, 1), record(5, 2, 2), record(6, 0, 3)}, {record(7, 1, 2)});
     }
     FTQueue again;
     ReplicaStore store(dir, false);
@@ -481,10 +486,9 @@ void test_store() {
     {
       ReplicaStore store(dir, false);
       CHECK(store.open(state, logged, error), error);
-      for (const mcast::Delivery& d : first) state.apply(d);
-      CHECK(store.append(first, {}, error), error);
+      deliver(store, state, first, {});
       CHECK(store.write_snapshot(state, {record(3, 0, 2)}, error), error);
-      CHECK(store.append({}, {record(4, 1, 1)}, error), error);
+      deliver(store, state, {}, {record(4, 1, 1)});
     }
     std::string log_before, log_after;
     read_file(dir + "/log.txt", log_before);
