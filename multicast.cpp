@@ -11,11 +11,13 @@ namespace {
 constexpr uint64_t kMaxAhead = uint64_t{1} << 20;
 // Cap on one NACK_ASSIGN answer, so one request cannot make us send a flood.
 constexpr uint64_t kMaxAnswerRange = 256;
+constexpr uint64_t kMaxPayloadAnswer = 32;
 }  // namespace
 
 Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
                      MulticastConfig config, SequencePosition restored)
-    : self_(self), view_(std::move(view)), incarnation_(incarnation), config_(config) {
+    : self_(self), view_(std::move(view)), incarnation_(incarnation), config_(config),
+      group_size_(view_.size()) {
   MemberId top = *std::max_element(view_.begin(), view_.end());
   peers_.resize(top + 1);
   sequenced_.resize(top + 1);
@@ -24,6 +26,35 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   delivered_upto_ = assigned_contiguous_ = restored.delivered_upto;
   // stable_upto_ stays 0 until every member has told us how far it got.
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
+}
+
+Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
+                     MulticastConfig config, const OrderingStart& start)
+    : self_(self),
+      view_(std::move(view)),
+      incarnation_(incarnation),
+      config_(config),
+      safe_(true),
+      group_size_(start.group_size),
+      cut_(start.cut),
+      source_(start.source) {
+  // Names from earlier configurations may have any member of the group as origin.
+  peers_.resize(group_size_);
+  sequenced_.resize(group_size_);
+  delivered_upto_ = start.delivered_upto;
+  uint64_t held = delivered_upto_;
+  for (const Delivery& d : start.held) {
+    if (d.global_seq == 0 || d.global_seq > cut_ || d.global_seq > held + 1) break;
+    assignments_[d.global_seq] = d.name;
+    seq_of_[d.name] = d.global_seq;
+    retransmit_buffer_[d.name] = d.payload;
+    sequenced_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
+    held = std::max(held, d.global_seq);
+  }
+  // Everything up to `held` is in this member's log already.
+  assigned_contiguous_ = held_upto_ = logged_held_upto_ = held;
+  peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
+  peers_[self_].held_upto = held;
 }
 
 void Multicast::restore_logged(const Delivery& d) {
@@ -78,18 +109,18 @@ void Multicast::send_to_others(const wire::DataRecord* d, const wire::AssignReco
 // ---- receiving -----------------------------------------------------------
 
 bool Multicast::plausible_name(const MessageName& n) const {
-  if (n.origin >= peers_.size() || std::find(view_.begin(), view_.end(), n.origin) == view_.end())
-    return false;
+  if (n.origin >= peers_.size()) return false;
+  if (!safe_ && std::find(view_.begin(), view_.end(), n.origin) == view_.end()) return false;
   if (n.origin == self_ && n.incarnation > incarnation_) return false;  // a life we never had
   return n.incarnation > 0 && n.origin_seq > 0 && n.origin_seq < kMaxAhead * 1024;
 }
 
 bool Multicast::plausible(const wire::PeerPacket& p) const {
   const wire::PeerHeader& h = p.header;
-  uint64_t horizon = delivered_upto_ + kMaxAhead;
-  if (h.group_size != view_.size() || h.incarnation == 0) return false;
+  uint64_t horizon = std::max(delivered_upto_, cut_) + kMaxAhead;
+  if (h.group_size != group_size_ || h.incarnation == 0) return false;
   if (h.assigned_upto > horizon || h.delivered_upto > h.assigned_contiguous ||
-      h.assigned_contiguous > h.assigned_upto)
+      h.assigned_contiguous > h.assigned_upto || h.held_upto > h.assigned_contiguous)
     return false;
   for (const auto& d : p.data)
     if (!plausible_name(d.name)) return false;
@@ -130,9 +161,12 @@ void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t no
   peer.delivered_upto = std::max(peer.delivered_upto, p.header.delivered_upto);
   peer.assigned_contiguous = std::max(peer.assigned_contiguous, p.header.assigned_contiguous);
   peer.assigned_upto = std::max(peer.assigned_upto, p.header.assigned_upto);
+  if (safe_) peer.held_upto = std::max(peer.held_upto, p.header.held_upto);
 
-  for (const auto& d : p.data) on_data(d);
+  // Assignments first: a payload that comes with its assignment (a NACK
+  // answer below the cut) is then known to be sequenced, and kept.
   for (const auto& a : p.assigns) on_assign(a.global_seq, a.name);
+  for (const auto& d : p.data) on_data(d);
   answer_nacks(from, p);
   if (p.has_status && p.want_reply) outbox(from).has_status = true;
 
@@ -221,10 +255,16 @@ void Multicast::answer_nacks(MemberId from, const wire::PeerPacket& p) {
   }
   for (const wire::SeqRange& r : p.nack_assign) {
     uint64_t to = std::min(r.to, r.from + kMaxAnswerRange - 1);
+    // Below the cut the asker is fetching an earlier configuration's order:
+    // payloads go with the assignments (and fewer at a time).
+    if (r.from <= cut_) to = std::min({to, cut_, r.from + kMaxPayloadAnswer - 1});
     for (auto it = assignments_.lower_bound(r.from); it != assignments_.end() && it->first <= to;
          ++it) {
       reply.assigns.push_back(wire::AssignRecord{it->first, it->second});
       ++stats_.retransmitted;
+      auto payload = retransmit_buffer_.find(it->second);
+      if (it->first <= cut_ && payload != retransmit_buffer_.end())
+        reply.data.push_back(wire::DataRecord{it->second, payload->second});
     }
   }
 }
@@ -282,7 +322,7 @@ bool Multicast::all_heard() const {
 }
 
 uint64_t Multicast::assigned_heard() const {
-  uint64_t top = highest_held_assignment();
+  uint64_t top = std::max(highest_held_assignment(), cut_);
   for (MemberId m : view_) top = std::max(top, peers_[m].assigned_upto);
   return top;
 }
@@ -318,14 +358,57 @@ void Multicast::try_sequence() {
       pos = OriginPosition{name.incarnation, name.origin_seq};
     }
     ++stats_.assignments_made;
-    new_assignments_.push_back(Delivery{k, name, retransmit_buffer_.at(name)});
+    if (!safe_) new_assignments_.push_back(Delivery{k, name, retransmit_buffer_.at(name)});
     wire::AssignRecord record{k, name};
     send_to_others(nullptr, &record);
     if (config_.bug == InjectedBug::SequenceWithoutPrefix) return;
   }
 }
 
+// Safe mode: extends 1..held_upto_ over every assignment whose payload we
+// have; the caller logs them (take_held) before we say we hold them.
+void Multicast::advance_held() {
+  for (;;) {
+    auto it = assignments_.find(held_upto_ + 1);
+    if (it == assignments_.end()) return;
+    auto payload = retransmit_buffer_.find(it->second);
+    if (payload == retransmit_buffer_.end()) return;
+    ++held_upto_;
+    new_held_.push_back(Delivery{held_upto_, it->second, payload->second});
+  }
+}
+
+// Safe delivery: k is delivered only once a majority of the whole group (n,
+// not this configuration) said in this configuration that it holds 1..k.
+// Any later primary configuration is a majority too, so it meets one of
+// them, and the view change keeps k (see membership.hpp).
+bool Multicast::held_by_majority(uint64_t global_seq) const {
+  size_t holders = 0;
+  for (MemberId m : view_) {
+    uint64_t held = m == self_ ? logged_held_upto_ : peers_[m].held_upto;
+    if (held >= global_seq) ++holders;
+  }
+  if (config_.bug == InjectedBug::DeliverWithoutMajority) return holders >= 1;
+  return holders >= group_size_ / 2 + 1;
+}
+
+MemberId Multicast::holder_of(uint64_t global_seq) const {
+  return global_seq <= cut_ ? source_ : sequencer_for(global_seq);
+}
+
 void Multicast::try_deliver() {
+  if (safe_) {
+    advance_held();
+    while (delivered_upto_ < logged_held_upto_ && held_by_majority(delivered_upto_ + 1)) {
+      uint64_t k = delivered_upto_ + 1;
+      const MessageName& name = assignments_.at(k);
+      deliveries_.push_back(Delivery{k, name, retransmit_buffer_.at(name)});
+      delivered_upto_ = k;
+    }
+    peers_[self_].delivered_upto = delivered_upto_;
+    update_stability();
+    return;
+  }
   while (delivered_upto_ < assigned_contiguous_) {
     uint64_t k = delivered_upto_ + 1;
     const MessageName& name = assignments_.at(k);
@@ -431,7 +514,7 @@ bool Multicast::ask_for_assignments(uint64_t now_us, std::map<uint64_t, Ask>& as
     Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
     if (due(a, now_us)) {
       asked = true;
-      for (MemberId to : nack_targets(sequencer_for(k), a.times))
+      for (MemberId to : nack_targets(holder_of(k), a.times))
         outbox(to).nack_assign.push_back(wire::SeqRange{k, end});
     }
     asks[k] = a;
@@ -542,13 +625,14 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   std::vector<Outgoing> out;
   wire::PeerHeader header;
   header.sender = self_;
-  header.group_size = static_cast<uint16_t>(view_.size());
+  header.group_size = static_cast<uint16_t>(group_size_);
   header.incarnation = incarnation_;
   header.own_highwater = last_origin_seq_;
   header.delivered_upto = delivered_upto_;
   header.assigned_upto = highest_held_assignment();
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
+  header.held_upto = safe_ ? logged_held_upto_ : 0;
   const bool lossy = lossy_mode();
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
@@ -604,6 +688,12 @@ uint64_t Multicast::highest_held_assignment() const {
 
 std::vector<Delivery> Multicast::records_to_keep() const {
   std::vector<Delivery> out;
+  if (safe_) {  // all we said we hold: we may be asked for it, or be a view change's source
+    for (auto it = assignments_.upper_bound(stable_upto_);
+         it != assignments_.end() && it->first <= logged_held_upto_; ++it)
+      out.push_back(Delivery{it->first, it->second, retransmit_buffer_.at(it->second)});
+    return out;
+  }
   for (auto it = assignments_.upper_bound(stable_upto_); it != assignments_.end(); ++it) {
     if (it->first > delivered_upto_ && sequencer_for(it->first) != self_) continue;
     auto payload = retransmit_buffer_.find(it->second);
@@ -634,5 +724,16 @@ void Multicast::announce() {
 std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries_); }
 
 std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }
+
+std::vector<Delivery> Multicast::take_held() {
+  std::vector<Delivery> out = std::move(new_held_);
+  new_held_.clear();
+  if (out.empty()) return out;
+  logged_held_upto_ = held_upto_;
+  peers_[self_].held_upto = logged_held_upto_;
+  announce();  // the others may be waiting for one more holder
+  try_deliver();
+  return out;
+}
 
 }  // namespace mcast

@@ -99,6 +99,23 @@ enum class InjectedBug {
   SequenceWithoutPrefix,
   DeliverPastGap,
   HeardWithoutEcho,  // any datagram from a peer counts as heard, even one sent before our restart
+  DeliverWithoutMajority,  // safe mode: deliver what this member holds, majority or not
+};
+
+// Safe-delivery mode, used by membership.hpp: this Multicast orders one
+// primary configuration of a larger group. Global sequence numbers up to
+// `cut` came from earlier configurations; this member holds `held` of them
+// (ascending, contiguous, ending at the highest it holds) and fetches the
+// rest up to the cut by NACK, first from `source`. It delivers k only once a
+// majority of the group's n members said, in this configuration, that they
+// hold 1..k (PeerHeader::held_upto), itself counted only for what the caller
+// has taken from take_held() (and so logged before any later datagram).
+struct OrderingStart {
+  size_t group_size = 0;   // n, all members of the group, not only this configuration's
+  uint64_t cut = 0;
+  MemberId source = 0;
+  uint64_t delivered_upto = 0;
+  std::vector<Delivery> held;
 };
 
 struct MulticastConfig {
@@ -138,6 +155,11 @@ class Multicast {
   // `restored` is where this member stood before a restart (empty if new).
   Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
             MulticastConfig config = {}, SequencePosition restored = {});
+  // Safe-delivery mode (see OrderingStart). `incarnation` names the
+  // configuration: every member of it uses the same number, larger than any
+  // earlier configuration's, so names never repeat across configurations.
+  Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation, MulticastConfig config,
+            const OrderingStart& start);
 
   // Puts back a record this member logged in an earlier life: a message it
   // delivered (so it can serve peers that lack it), or an assignment it made
@@ -164,6 +186,13 @@ class Multicast {
   // The assignments this member made since the last call, each with the
   // payload it names: to be logged before the next send (see the top).
   std::vector<Delivery> take_new_assignments();
+  // Safe-delivery mode: the records this member newly holds (1..held_upto
+  // contiguous, assignment and payload), in order, to be logged before the
+  // next send; only from then on does it say it holds them. Taking them may
+  // make more messages deliverable (take_deliveries afterwards).
+  std::vector<Delivery> take_held();
+  uint64_t held_upto() const { return logged_held_upto_; }
+  bool safe_delivery() const { return safe_; }
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
   bool quiescent() const;
@@ -209,6 +238,7 @@ class Multicast {
     bool closed = false;          // said it will multicast nothing more
     uint64_t assigned_contiguous = 0;  // it knows every assignment 1..this
     uint64_t assigned_upto = 0;   // highest assignment it holds, said in its current life
+    uint64_t held_upto = 0;       // safe mode: it logged 1..this (said in this configuration)
   };
   struct Ask {  // one missing item: when first seen or last asked for, how often
     uint64_t last = 0;
@@ -228,6 +258,9 @@ class Multicast {
   bool pick_eligible(uint64_t global_seq, MessageName& out) const;
   void try_sequence();
   void try_deliver();
+  void advance_held();
+  bool held_by_majority(uint64_t global_seq) const;
+  MemberId holder_of(uint64_t global_seq) const;
   void update_stability();
   void drop_superseded(MemberId origin);
 
@@ -258,6 +291,15 @@ class Multicast {
   const std::vector<MemberId> view_;
   const uint64_t incarnation_;
   const MulticastConfig config_;
+  // Safe-delivery mode (OrderingStart); in phase one's mode safe_ is false,
+  // group_size_ is |view_| and cut_ is 0.
+  const bool safe_ = false;
+  const size_t group_size_;
+  const uint64_t cut_ = 0;
+  const MemberId source_ = 0;
+  uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload
+  uint64_t logged_held_upto_ = 0;  // handed to the caller by take_held()
+  std::vector<Delivery> new_held_;
 
   uint64_t last_origin_seq_ = 0;     // this member's own messages, this life
   uint64_t delivered_upto_ = 0;

@@ -23,7 +23,7 @@ namespace wire {
 
 constexpr uint8_t kMagic0 = 'F';
 constexpr uint8_t kMagic1 = 'Q';
-constexpr uint8_t kVersion = 2;  // 2: headers echo the receiver's incarnation
+constexpr uint8_t kVersion = 3;  // 2: headers echo the receiver's incarnation; 3: held_upto, membership
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -111,6 +111,9 @@ struct PeerHeader {
   // life, so no datagram sent before the restart can stand in for one sent
   // after it.
   uint64_t receiver_incarnation = 0;
+  // Safe delivery (membership.hpp): the sender's log holds every assignment
+  // and payload 1..held_upto. 0 in phase one's mode, which does not use it.
+  uint64_t held_upto = 0;
 };
 
 struct DataRecord {
