@@ -1,0 +1,305 @@
+// membership.hpp: configurations, view change and safe delivery: one member's
+// whole group-communication protocol, as a pure state machine.
+//
+// A Membership object is one member's protocol state. Like Multicast, which
+// it drives, it does no I/O and reads no clock: the caller feeds it datagrams
+// (receive), the time (tick) and messages to multicast (submit), and takes a
+// Ready: records to persist, events to apply, datagrams to send, in that
+// order. server.cpp wires it to a socket and files; tests/group_sim_test.cpp
+// wires n of them to a simulated, faulty network with crashes.
+//
+// Configurations (extended virtual synchrony). The n members named by
+// --peers are fixed. At any time a member is installed in at most one
+// configuration: an id (epoch.rep, ordered by epoch, then rep) and the
+// members that formed it together. A configuration with a majority of the n
+// members (floor(n/2)+1) is primary: only a primary configuration orders and
+// delivers messages, through a Multicast over its members, so global_seq k is
+// assigned by members[k mod |members|] of the configuration that assigns it.
+// A non-primary configuration only records who can talk: its members answer
+// clients "not in a majority" and change nothing.
+//
+// How a configuration forms (a view change, as in Viewstamped Replication):
+//   1. Every member sends a keepalive to all n members every keepalive_us,
+//      naming its installed configuration and the members it hears. Member m
+//      is reachable from me while I heard m within suspect_after_us, and
+//      mutual when, besides, m's last keepalive says it hears me. A member
+//      wants a view change when its mutual set differs from its
+//      configuration's members, or a mutual member is installed elsewhere,
+//      or it is installed nowhere (just started).
+//   2. The coordinator (the lowest id of its mutual set; any member, after a
+//      staggered wait, when that one does nothing) picks an id with an epoch
+//      above every epoch it has seen and sends PREPARE(id, members).
+//   3. A member that gets PREPARE with an id above every id it has promised
+//      persists the promise, stops taking part in its old configuration
+//      (it sends, acknowledges and delivers nothing more in it), and answers
+//      STATE: its last primary configuration, how far it holds the order
+//      (held_upto), how far it delivered.
+//   4. With STATE from every proposed member, the coordinator sends INSTALL.
+//      For a primary configuration it names the source: the member with the
+//      newest last primary configuration, ties broken by the highest
+//      held_upto; the cut is the source's held_upto. Members whose last
+//      primary is the source's keep what they hold up to the cut; the others
+//      keep only what they delivered; all discard the rest and fetch up to
+//      the cut from the new configuration. Ordering resumes at cut + 1.
+//
+// Safe delivery: a member delivers k only when a majority of the n members
+// have said, in the current configuration, that they hold 1..k (held_upto).
+// A member says it holds k only after k is in its log (persist before send).
+//
+// Why no delivered k is ever lost or changed (the argument the rules above
+// keep; tests/group_sim_test.cpp hammers it):
+//   Say k was delivered in primary configuration c: a majority M said
+//   held_upto >= k in c. Let c' be the first primary configuration after c
+//   to install anywhere. Its STATE set S is a majority, so it meets M in
+//   some m. m spoke in c before it promised c' (after a promise it says
+//   nothing in c), and its log kept k, so its STATE has last primary c and
+//   held_upto >= k. No member of S has a last primary newer than c (c' is
+//   the first after c), so the source s has last primary c and held_upto >=
+//   m's: s and m both hold c's order up to k (within c, each k has one
+//   assigner, and both adopted the same prefix when c installed), so the cut
+//   keeps k, unchanged. Every member that installs c' then holds exactly s's
+//   prefix to the cut, with last primary c'; by induction every later
+//   primary configuration keeps k too. A member's delivered prefix is never
+//   beyond the cut for the same reason, so keeping it is safe.
+//   A non-primary configuration changes no log, so it cannot break this;
+//   a promised epoch is persisted, so a restarted member never answers an
+//   older PREPARE after a newer one.
+//
+// Delivery order at a change (EVS): the last messages of the old
+// configuration, then TRANSITIONAL (the members of the new configuration
+// that come from my old one), then the messages up to the cut that are
+// delivered in the new configuration, then REGULAR.
+//
+// Restarts: a restarted member comes back with a new incarnation and what
+// its log holds (Restored). It is in no configuration, so it counts in no
+// majority, until a new configuration installs with it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "multicast.hpp"
+#include "wire.hpp"
+
+namespace mcast {
+
+// A configuration's name: ordered by epoch, then by the representative (the
+// member that formed it). 0.0 is "none".
+struct ConfigId {
+  uint64_t epoch = 0;
+  MemberId rep = 0;
+  bool operator<(const ConfigId& o) const { return epoch != o.epoch ? epoch < o.epoch : rep < o.rep; }
+  bool operator==(const ConfigId& o) const { return epoch == o.epoch && rep == o.rep; }
+  bool operator!=(const ConfigId& o) const { return !(*this == o); }
+  bool operator<=(const ConfigId& o) const { return !(o < *this); }
+  bool none() const { return epoch == 0; }
+  std::string text() const;  // "4.2"
+};
+
+struct Configuration {
+  ConfigId id;
+  std::vector<MemberId> members;  // ascending
+  bool primary = false;           // holds a majority of the n members
+  uint64_t cut = 0;               // primary: the order up to here came from earlier ones
+};
+
+// One line of the member's log. The caller writes every record of a Ready,
+// in order, before it sends any datagram of that Ready.
+struct LogRecord {
+  enum class Kind {
+    Held,       // `held`: this member holds k (assignment and payload)
+    Delivered,  // `upto`: delivered 1..upto (the events say what)
+    Truncate,   // `upto`: Held records above upto are void (a view change cut them)
+    Promise,    // `config.id`: never answer a PREPARE at or below this id again
+    Install,    // `config`: installed this configuration
+  };
+  Kind kind = Kind::Held;
+  Delivery held;
+  uint64_t upto = 0;
+  Configuration config;
+};
+
+// What the member's caller applies, in order.
+struct Event {
+  enum class Kind {
+    Deliver,       // `delivery`
+    Transitional,  // `config.id` is the new id, `config.members` the members moving on with me
+    Regular,       // `config`: now installed; `reason` says why it formed
+  };
+  Kind kind = Kind::Deliver;
+  Delivery delivery;
+  Configuration config;
+  std::string reason;
+};
+
+// etcd raft's Ready: persist to_persist, then apply events, then send to_send.
+struct Ready {
+  std::vector<LogRecord> to_persist;
+  std::vector<Event> events;
+  std::vector<Outgoing> to_send;
+};
+
+// Where a restarted member stood: read back from its log.
+struct Restored {
+  uint64_t delivered_upto = 0;
+  // Held records after truncations, ascending, contiguous up to held_upto
+  // (those at or below the log's start may be missing: freed by a snapshot).
+  std::vector<Delivery> held;
+  ConfigId promised;            // highest id promised
+  ConfigId last_primary;        // last primary configuration installed
+  std::optional<Configuration> last_installed;  // for status only
+};
+
+enum class GroupBug {
+  None,
+  DeliverWithoutMajority,  // deliver once one member (itself) holds k
+  CutAtDelivered,          // cut at the source's delivered_upto, not held_upto
+  MinorityDelivers,        // a non-primary configuration orders and delivers
+};
+
+struct MembershipConfig {
+  uint64_t keepalive_us = 20'000;        // keepalive period to all n members
+  uint64_t suspect_after_us = 300'000;   // silent this long: no longer reachable
+  uint64_t view_change_timeout_us = 200'000;  // a PREPARE round left unanswered is retried
+  MulticastConfig multicast;
+  GroupBug bug = GroupBug::None;
+};
+
+struct MembershipStats {
+  uint64_t malformed = 0;
+  uint64_t other_config = 0;     // multicast packets of a configuration not ours
+  uint64_t view_changes = 0;     // PREPARE rounds this member started
+  uint64_t installs = 0;
+};
+
+class Membership {
+ public:
+  // `group_size` is n; members are 0..n-1. `incarnation` is this life's
+  // number, larger than any earlier life's.
+  Membership(MemberId self, size_t group_size, uint64_t incarnation, MembershipConfig config,
+             Restored restored = {});
+
+  // A datagram from member `from` (the caller knows it by its address): a
+  // membership message (wire::Kind::Membership) or a multicast packet
+  // (wire::Kind::Peer) of some configuration. Malformed datagrams, and
+  // packets of a configuration this member is not installed in, are counted
+  // and change nothing.
+  void receive(MemberId from, const void* data, size_t len, uint64_t now_us);
+  void tick(uint64_t now_us);
+  // When tick must next be called.
+  uint64_t next_deadline() const;
+
+  // Only in an installed primary configuration, with room in the window.
+  bool can_submit() const;
+  MessageName submit(std::string payload, uint64_t now_us);
+  // Everything produced since the last call. Persist to_persist, then apply
+  // events, then send to_send (persist before send).
+  Ready take_ready();
+
+  // Graceful stop of the whole group (every member closes; see
+  // Multicast::close). done_leaving(): this member may exit with a final state.
+  void close();
+  bool done_leaving() const;
+
+  MemberId self() const { return self_; }
+  size_t group_size() const { return n_; }
+  bool installed() const { return installed_; }
+  bool primary() const { return installed_ && config_.primary; }
+  // The installed configuration (the last one, if a view change is under way).
+  const Configuration& configuration() const { return config_; }
+  ConfigId promised() const { return promised_; }
+  ConfigId last_primary() const { return last_primary_; }
+  // Members heard from lately, this one included.
+  size_t reachable_count() const;
+  uint64_t delivered_upto() const { return delivered_upto_; }
+  uint64_t held_upto() const;
+  uint64_t stable_upto() const;
+  // The records a restarted member must find in its log: all it holds and
+  // has not freed (see Restored).
+  std::vector<Delivery> records_to_keep() const;
+  const MembershipStats& stats() const { return stats_; }
+  // The current configuration's ordering, or null (not primary, or frozen).
+  const Multicast* ordering() const { return ordering_.get(); }
+
+ private:
+  struct Peer {
+    uint64_t incarnation = 0;    // newest life heard of
+    bool heard = false;
+    uint64_t last_heard_us = 0;
+    uint64_t hears = 0;          // its last keepalive's bitmask
+    ConfigId installed;          // its configuration, as it last said
+    ConfigId promised;
+    uint64_t delivered_upto = 0;
+  };
+  struct StateReport {
+    uint64_t incarnation = 0;
+    ConfigId previous;
+    ConfigId last_primary;
+    uint64_t held_upto = 0;
+    uint64_t delivered_upto = 0;
+  };
+
+  void on_membership(MemberId from, const wire::MembershipMessage& m);
+  void on_prepare(MemberId from, const wire::MembershipMessage& m);
+  void on_state(MemberId from, const wire::MembershipMessage& m);
+  void on_install(const wire::MembershipMessage& m);
+  bool reachable(MemberId m) const;
+  std::vector<MemberId> mutual_members() const;
+  bool wants_change() const;
+  void maybe_start_view_change();
+  void start_round();
+  void promise(ConfigId id);
+  void freeze();
+  void decide();
+  void install(const wire::MembershipMessage& m);
+  void resend_round_messages();
+  void pull_from_ordering();
+  void maybe_emit_regular();
+  void update_retention_floor();
+  wire::MembershipMessage header(wire::MembershipType type) const;
+  void send(MemberId to, const wire::MembershipMessage& m);
+  void send_keepalives();
+
+  const MemberId self_;
+  const size_t n_;
+  const uint64_t incarnation_;
+  const MembershipConfig options_;
+
+  uint64_t now_us_ = 0;
+  std::vector<Peer> peers_;
+  ConfigId promised_;
+  uint64_t max_epoch_seen_ = 0;
+  ConfigId last_primary_;
+  Configuration config_;
+  bool installed_ = false;
+  bool regular_pending_ = false;  // primary: REGULAR once delivered reaches the cut
+  uint64_t delivered_upto_ = 0;
+  // Records held while no ordering runs (after a freeze, before an install).
+  std::vector<Delivery> held_;
+  uint64_t held_upto_ = 0;
+  std::unique_ptr<Multicast> ordering_;
+  bool closed_ = false;
+
+  // The view change this member coordinates, if any.
+  ConfigId proposal_;
+  std::vector<MemberId> proposed_;
+  std::map<MemberId, StateReport> reports_;
+  uint64_t round_started_us_ = 0;
+  uint64_t round_resent_us_ = 0;
+  wire::MembershipMessage install_sent_;  // its INSTALL, re-sent to members that missed it
+  bool has_install_sent_ = false;
+  // When this member last saw reason for a view change with none under way.
+  uint64_t change_wanted_since_us_ = 0;
+  bool change_wanted_ = false;
+  uint64_t last_progress_us_ = 0;  // last promise or install
+  uint64_t next_keepalive_us_ = 0;
+
+  Ready ready_;
+  MembershipStats stats_;
+};
+
+}  // namespace mcast
