@@ -6,7 +6,7 @@ CXXFLAGS += -std=c++17 -Wall -Wextra -MMD -MP
 JOBS     ?= 2
 
 COMMON = wire.o net.o
-PROTO  = multicast.o
+PROTO  = multicast.o membership.o
 STATE  = ftqueue.o
 
 all: server client bench

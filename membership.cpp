@@ -1,0 +1,504 @@
+// membership.cpp: configurations and the view change described in membership.hpp.
+#include "membership.hpp"
+
+#include <algorithm>
+
+namespace mcast {
+
+namespace {
+
+wire::WireConfigId to_wire(ConfigId c) { return wire::WireConfigId{c.epoch, c.rep}; }
+ConfigId from_wire(const wire::WireConfigId& c) { return ConfigId{c.epoch, c.rep}; }
+
+// A configuration's multicast packets carry this number as the sender's
+// incarnation, and message names carry it too: it grows with the id, so
+// names never repeat across configurations, and a packet of another
+// configuration is told apart by its header alone.
+uint64_t ordering_number(ConfigId c) { return (c.epoch << 16) | c.rep; }
+
+size_t majority(size_t n) { return n / 2 + 1; }
+
+}  // namespace
+
+std::string ConfigId::text() const { return std::to_string(epoch) + "." + std::to_string(rep); }
+
+Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, MembershipConfig config,
+                       Restored restored)
+    : self_(self), n_(group_size), incarnation_(incarnation), options_(config) {
+  peers_.resize(n_);
+  peers_[self_].incarnation = incarnation_;
+  promised_ = restored.promised;
+  last_primary_ = restored.last_primary;
+  max_epoch_seen_ = promised_.epoch;
+  if (restored.last_installed) {
+    // Shown by status until a configuration installs; this life is in none.
+    config_ = *restored.last_installed;
+    max_epoch_seen_ = std::max(max_epoch_seen_, config_.id.epoch);
+  }
+  delivered_upto_ = restored.delivered_upto;
+  held_upto_ = delivered_upto_;
+  for (Delivery& d : restored.held) {
+    if (d.global_seq > held_upto_ + 1) break;  // a hole: nothing above it counts as held
+    held_upto_ = std::max(held_upto_, d.global_seq);
+    held_.push_back(std::move(d));
+  }
+}
+
+// ---- inputs ----------------------------------------------------------------
+
+void Membership::receive(MemberId from, const void* data, size_t len, uint64_t now_us) {
+  if (from >= n_ || from == self_ || len < 4) {
+    ++stats_.malformed;
+    return;
+  }
+  wire::Reader r(data, len);
+  wire::Kind kind;
+  if (!wire::read_preamble(r, kind)) {
+    ++stats_.malformed;
+    return;
+  }
+  if (kind == wire::Kind::Membership) {
+    wire::MembershipMessage m;
+    if (!wire::decode_membership(data, len, m) || m.sender != from || m.group_size != n_ ||
+        m.incarnation == 0) {
+      ++stats_.malformed;
+      return;
+    }
+    if (m.incarnation < peers_[from].incarnation) return;  // an earlier life of the sender
+    now_us_ = now_us;
+    on_membership(from, m);
+    return;
+  }
+  if (kind != wire::Kind::Peer) {
+    ++stats_.malformed;
+    return;
+  }
+  wire::PeerPacket p;
+  if (!wire::decode_peer(data, len, p)) {
+    ++stats_.malformed;
+    return;
+  }
+  // Only the configuration this member is installed in and still part of;
+  // after a promise the old one is frozen (see freeze()).
+  if (!ordering_ || p.header.incarnation != ordering_number(config_.id)) {
+    ++stats_.other_config;
+    return;
+  }
+  now_us_ = now_us;
+  peers_[from].last_heard_us = now_us;
+  ordering_->receive(from, data, len, now_us);
+  pull_from_ordering();
+}
+
+void Membership::on_membership(MemberId from, const wire::MembershipMessage& m) {
+  Peer& peer = peers_[from];
+  if (m.incarnation > peer.incarnation) peer = Peer{};
+  peer.incarnation = m.incarnation;
+  peer.heard = true;
+  peer.last_heard_us = now_us_;
+  peer.hears = m.hears;
+  peer.installed = from_wire(m.installed);
+  peer.promised = from_wire(m.promised);
+  peer.delivered_upto = std::max(peer.delivered_upto, m.delivered_upto);
+  max_epoch_seen_ = std::max({max_epoch_seen_, peer.installed.epoch, peer.promised.epoch});
+  switch (m.type) {
+    case wire::MembershipType::Keepalive:
+      break;
+    case wire::MembershipType::Prepare:
+      on_prepare(from, m);
+      break;
+    case wire::MembershipType::State:
+      on_state(from, m);
+      break;
+    case wire::MembershipType::Install:
+      on_install(m);
+      break;
+  }
+  // A member that missed our INSTALL shows it in its header: send it again.
+  if (has_install_sent_ && peer.promised == from_wire(install_sent_.config) &&
+      peer.installed != peer.promised && installed_ && config_.id == peer.promised)
+    send(from, install_sent_);
+  update_retention_floor();
+}
+
+void Membership::tick(uint64_t now_us) {
+  now_us_ = now_us;
+  if (ordering_) {
+    ordering_->tick(now_us);
+    pull_from_ordering();
+  }
+  if (now_us >= next_keepalive_us_) send_keepalives();
+  maybe_start_view_change();
+  if (!proposal_.none() && now_us >= round_resent_us_ + options_.keepalive_us) resend_round_messages();
+}
+
+uint64_t Membership::next_deadline() const {
+  uint64_t deadline = next_keepalive_us_;
+  if (ordering_) deadline = std::min(deadline, ordering_->next_deadline());
+  return deadline;
+}
+
+// ---- who can talk ----------------------------------------------------------
+
+bool Membership::reachable(MemberId m) const {
+  if (m == self_) return true;
+  const Peer& p = peers_[m];
+  return p.heard && now_us_ < p.last_heard_us + options_.suspect_after_us;
+}
+
+size_t Membership::reachable_count() const {
+  size_t count = 0;
+  for (MemberId m = 0; m < n_; ++m) count += reachable(static_cast<MemberId>(m)) ? 1 : 0;
+  return count;
+}
+
+// Members I hear, whose last keepalive says they hear me: a one-way link
+// counts for neither side, so both sides agree to be apart.
+std::vector<MemberId> Membership::mutual_members() const {
+  std::vector<MemberId> out;
+  for (MemberId m = 0; m < n_; ++m) {
+    if (m == self_ || (reachable(m) && (peers_[m].hears >> self_ & 1))) out.push_back(m);
+  }
+  return out;
+}
+
+bool Membership::wants_change() const {
+  if (promised_ != config_.id || !installed_) return true;
+  std::vector<MemberId> mutual = mutual_members();
+  if (mutual != config_.members) return true;
+  for (MemberId m : mutual)
+    if (m != self_ && peers_[m].installed != config_.id) return true;
+  return false;
+}
+
+// The coordinator is the lowest member of the mutual set. Others step in
+// only after a wait that grows with their place in the set, so that two
+// members rarely start rounds at once (they would outbid each other).
+void Membership::maybe_start_view_change() {
+  if (!wants_change()) {
+    change_wanted_ = false;
+    return;
+  }
+  if (!change_wanted_) {
+    change_wanted_ = true;
+    change_wanted_since_us_ = now_us_;
+  }
+  bool round_running = !proposal_.none() && now_us_ < round_started_us_ + options_.view_change_timeout_us;
+  if (round_running) return;
+  // A promise made lately: its coordinator is still at work.
+  if (promised_ != config_.id && now_us_ < last_progress_us_ + options_.view_change_timeout_us) return;
+  std::vector<MemberId> mutual = mutual_members();
+  size_t rank = std::find(mutual.begin(), mutual.end(), self_) - mutual.begin();
+  uint64_t wait = rank == 0 ? 0 : options_.view_change_timeout_us * (1 + rank);
+  // Wait a few keepalives for the picture to settle (who is there, who has
+  // installed what) before starting a round.
+  wait = std::max(wait, options_.keepalive_us * 3);
+  if (now_us_ < change_wanted_since_us_ + wait) return;
+  start_round();
+}
+
+// ---- the view change ---------------------------------------------------------
+
+void Membership::start_round() {
+  ++stats_.view_changes;
+  proposal_ = ConfigId{max_epoch_seen_ + 1, self_};
+  proposed_ = mutual_members();
+  reports_.clear();
+  round_started_us_ = now_us_;
+  change_wanted_since_us_ = now_us_;
+  promise(proposal_);
+  reports_[self_] = StateReport{incarnation_, installed_ ? config_.id : ConfigId{}, last_primary_,
+                                held_upto(), delivered_upto_};
+  resend_round_messages();
+  decide();  // a group of one
+}
+
+void Membership::resend_round_messages() {
+  round_resent_us_ = now_us_;
+  if (proposal_.none() || promised_ != proposal_) return;
+  wire::MembershipMessage m = header(wire::MembershipType::Prepare);
+  m.config = to_wire(proposal_);
+  m.members.assign(proposed_.begin(), proposed_.end());
+  for (MemberId to : proposed_)
+    if (to != self_ && !reports_.count(to)) send(to, m);
+}
+
+// Promising `id` ends this member's part in its configuration: from here on
+// it says nothing in it, so it cannot help the old configuration gather a
+// majority for anything it did not already hold (see membership.hpp).
+void Membership::promise(ConfigId id) {
+  freeze();
+  promised_ = id;
+  max_epoch_seen_ = std::max(max_epoch_seen_, id.epoch);
+  last_progress_us_ = now_us_;
+  LogRecord r;
+  r.kind = LogRecord::Kind::Promise;
+  r.config.id = id;
+  ready_.to_persist.push_back(r);
+}
+
+// Takes what the ordering has for the caller, then stops it: its records
+// stay with this member (held_) for the next configuration.
+void Membership::freeze() {
+  if (!ordering_) return;
+  pull_from_ordering();
+  held_ = ordering_->held_records();
+  held_upto_ = ordering_->held_upto();
+  ordering_.reset();
+}
+
+void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
+  ConfigId id = from_wire(m.config);
+  if (id.rep != from || id.epoch == 0) return;
+  if (std::find(m.members.begin(), m.members.end(), self_) == m.members.end()) return;
+  if (id < promised_) return;
+  if (id != promised_) {
+    if (!proposal_.none() && proposal_ != id) proposal_ = ConfigId{};  // outbid
+    promise(id);
+  }
+  wire::MembershipMessage s = header(wire::MembershipType::State);
+  s.config = m.config;
+  s.last_primary = to_wire(last_primary_);
+  s.held_upto = held_upto();
+  send(from, s);
+}
+
+void Membership::on_state(MemberId from, const wire::MembershipMessage& m) {
+  if (proposal_.none() || from_wire(m.config) != proposal_ || promised_ != proposal_) return;
+  if (std::find(proposed_.begin(), proposed_.end(), from) == proposed_.end()) return;
+  reports_[from] = StateReport{m.incarnation, from_wire(m.installed), from_wire(m.last_primary), m.held_upto,
+                               m.delivered_upto};
+  decide();
+}
+
+// With every proposed member's STATE in: the configuration is primary if it
+// holds a majority of all n; its order continues from the source, the member
+// with the newest last primary configuration and, among those, the most held.
+void Membership::decide() {
+  if (reports_.size() != proposed_.size()) return;
+  wire::MembershipMessage m = header(wire::MembershipType::Install);
+  m.config = to_wire(proposal_);
+  m.primary = proposed_.size() >= majority(n_) || options_.bug == GroupBug::MinorityDelivers;
+  MemberId source = self_;
+  for (const auto& [member, report] : reports_) {
+    const StateReport& best = reports_.at(source);
+    if (best.last_primary < report.last_primary ||
+        (best.last_primary == report.last_primary && best.held_upto < report.held_upto))
+      source = member;
+  }
+  const StateReport& chosen = reports_.at(source);
+  m.source = source;
+  m.cut = options_.bug == GroupBug::CutAtDelivered ? chosen.delivered_upto : chosen.held_upto;
+  m.source_last_primary = to_wire(chosen.last_primary);
+  for (const auto& [member, report] : reports_)
+    m.entries.push_back(wire::InstallEntry{member, report.incarnation, to_wire(report.previous)});
+  install_sent_ = m;
+  has_install_sent_ = true;
+  proposal_ = ConfigId{};
+  for (MemberId to : proposed_)
+    if (to != self_) send(to, m);
+  install(m);
+}
+
+void Membership::on_install(const wire::MembershipMessage& m) {
+  if (from_wire(m.config) != promised_ || (installed_ && config_.id == promised_)) return;
+  install(m);
+}
+
+// Installs the configuration the coordinator decided. A primary one starts a
+// new ordering at the cut: this member keeps what it holds up to the cut if
+// its last primary configuration is the source's (then its records there
+// are the source's), or else only what it delivered (delivered records are
+// in every later configuration's order, membership.hpp); the rest is void
+// and comes again from the source.
+void Membership::install(const wire::MembershipMessage& m) {
+  ConfigId id = from_wire(m.config);
+  const wire::InstallEntry* mine = nullptr;
+  for (const wire::InstallEntry& e : m.entries)
+    if (e.member == self_) mine = &e;
+  if (!mine || mine->incarnation != incarnation_) return;
+  ConfigId previous = installed_ ? config_.id : ConfigId{};
+
+  Configuration c;
+  c.id = id;
+  c.primary = m.primary;
+  c.cut = m.primary ? m.cut : 0;
+  for (const wire::InstallEntry& e : m.entries) c.members.push_back(e.member);
+  std::sort(c.members.begin(), c.members.end());
+
+  Event transitional;
+  transitional.kind = Event::Kind::Transitional;
+  transitional.config.id = id;
+  for (const wire::InstallEntry& e : m.entries)
+    if (e.member == self_ || (!previous.none() && from_wire(e.previous) == previous))
+      transitional.config.members.push_back(e.member);
+  std::sort(transitional.config.members.begin(), transitional.config.members.end());
+  ready_.events.push_back(transitional);
+
+  if (c.primary) {
+    uint64_t keep = last_primary_ == from_wire(m.source_last_primary) ? std::min(held_upto_, c.cut)
+                                                                        : delivered_upto_;
+    keep = std::max(keep, delivered_upto_);
+    LogRecord truncate;
+    truncate.kind = LogRecord::Kind::Truncate;
+    truncate.upto = keep;
+    ready_.to_persist.push_back(truncate);
+    while (!held_.empty() && held_.back().global_seq > keep) held_.pop_back();
+    held_upto_ = keep;
+    last_primary_ = id;
+  }
+  config_ = c;
+  installed_ = true;
+  last_progress_us_ = now_us_;
+  change_wanted_ = false;  // a member still installing is given time before another round
+  ++stats_.installs;
+  LogRecord rec;
+  rec.kind = LogRecord::Kind::Install;
+  rec.config = c;
+  ready_.to_persist.push_back(rec);
+
+  if (c.primary) {
+    OrderingStart start;
+    start.group_size = n_;
+    start.cut = c.cut;
+    start.source = m.source;
+    start.delivered_upto = delivered_upto_;
+    start.held = std::move(held_);
+    held_.clear();
+    MulticastConfig mc = options_.multicast;
+    if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
+    ordering_ = std::make_unique<Multicast>(self_, c.members, ordering_number(id), mc, start);
+    if (closed_) ordering_->close();
+    regular_pending_ = true;
+    update_retention_floor();
+    pull_from_ordering();
+  } else {
+    Event regular;
+    regular.kind = Event::Kind::Regular;
+    regular.config = c;
+    ready_.events.push_back(regular);
+  }
+  send_keepalives();  // tell everyone at once: a member that missed INSTALL asks again
+}
+
+// REGULAR follows the messages up to the cut: they belong to the transition.
+void Membership::maybe_emit_regular() {
+  if (!regular_pending_ || delivered_upto_ < config_.cut) return;
+  regular_pending_ = false;
+  Event regular;
+  regular.kind = Event::Kind::Regular;
+  regular.config = config_;
+  ready_.events.push_back(regular);
+}
+
+// Records the ordering now holds go to the log; what it delivered goes to
+// the caller, with a mark in the log.
+void Membership::pull_from_ordering() {
+  if (!ordering_) return;
+  for (Delivery& d : ordering_->take_held()) {
+    LogRecord r;
+    r.kind = LogRecord::Kind::Held;
+    r.held = std::move(d);
+    ready_.to_persist.push_back(std::move(r));
+  }
+  std::vector<Delivery> delivered = ordering_->take_deliveries();
+  for (Delivery& d : delivered) {
+    // REGULAR goes right after the last message up to the cut.
+    if (regular_pending_ && d.global_seq > config_.cut) maybe_emit_regular();
+    delivered_upto_ = d.global_seq;
+    Event e;
+    e.kind = Event::Kind::Deliver;
+    e.delivery = std::move(d);
+    ready_.events.push_back(std::move(e));
+  }
+  if (!delivered.empty()) {
+    LogRecord r;
+    r.kind = LogRecord::Kind::Delivered;
+    r.upto = delivered_upto_;
+    ready_.to_persist.push_back(r);
+  }
+  maybe_emit_regular();
+  held_upto_ = ordering_->held_upto();
+}
+
+// A member outside the configuration may come back needing what this one
+// holds: nothing above the lowest delivered_upto heard from any member is
+// freed. (State transfer will lift this; until then a member that is down
+// keeps its peers' retransmit buffers from shrinking.)
+void Membership::update_retention_floor() {
+  if (!ordering_) return;
+  uint64_t floor = delivered_upto_;
+  for (MemberId m = 0; m < n_; ++m)
+    if (m != self_) floor = std::min(floor, peers_[m].delivered_upto);
+  ordering_->set_retention_floor(floor);
+}
+
+// ---- outputs -----------------------------------------------------------------
+
+wire::MembershipMessage Membership::header(wire::MembershipType type) const {
+  wire::MembershipMessage m;
+  m.sender = self_;
+  m.group_size = static_cast<uint16_t>(n_);
+  m.incarnation = incarnation_;
+  m.type = type;
+  if (installed_) {
+    m.installed = to_wire(config_.id);
+    m.installed_primary = config_.primary;
+  }
+  m.promised = to_wire(promised_);
+  m.delivered_upto = delivered_upto_;
+  for (MemberId p = 0; p < n_; ++p)
+    if (p != self_ && reachable(p)) m.hears |= uint64_t{1} << p;
+  return m;
+}
+
+void Membership::send(MemberId to, const wire::MembershipMessage& m) {
+  ready_.to_send.push_back(Outgoing{to, wire::encode_membership(m)});
+}
+
+void Membership::send_keepalives() {
+  next_keepalive_us_ = now_us_ + options_.keepalive_us;
+  wire::MembershipMessage m = header(wire::MembershipType::Keepalive);
+  for (MemberId to = 0; to < n_; ++to)
+    if (to != self_) send(to, m);
+}
+
+Ready Membership::take_ready() {
+  pull_from_ordering();
+  if (ordering_)
+    for (Outgoing& o : ordering_->take_outgoing()) ready_.to_send.push_back(std::move(o));
+  Ready out = std::move(ready_);
+  ready_ = Ready{};
+  return out;
+}
+
+// ---- clients and leaving -------------------------------------------------------
+
+bool Membership::can_submit() const { return primary() && ordering_ && ordering_->can_submit(); }
+
+MessageName Membership::submit(std::string payload, uint64_t now_us) {
+  now_us_ = now_us;
+  MessageName name = ordering_->submit(std::move(payload), now_us);
+  pull_from_ordering();
+  return name;
+}
+
+void Membership::close() {
+  closed_ = true;
+  if (ordering_) ordering_->close();
+}
+
+bool Membership::done_leaving() const {
+  if (!closed_) return false;
+  return !ordering_ || ordering_->done_leaving();
+}
+
+uint64_t Membership::held_upto() const { return ordering_ ? ordering_->held_upto() : held_upto_; }
+
+uint64_t Membership::stable_upto() const { return ordering_ ? ordering_->stable_upto() : 0; }
+
+std::vector<Delivery> Membership::records_to_keep() const {
+  return ordering_ ? ordering_->records_to_keep() : held_;
+}
+
+}  // namespace mcast
