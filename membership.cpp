@@ -501,4 +501,14 @@ std::vector<Delivery> Membership::records_to_keep() const {
   return ordering_ ? ordering_->records_to_keep() : held_;
 }
 
+Restored Membership::durable_state() const {
+  Restored r;
+  r.delivered_upto = delivered_upto_;
+  r.held = records_to_keep();
+  r.promised = promised_;
+  r.last_primary = last_primary_;
+  if (!config_.id.none()) r.last_installed = config_;
+  return r;
+}
+
 }  // namespace mcast

@@ -221,6 +221,9 @@ class Membership {
   // The records a restarted member must find in its log: all it holds and
   // has not freed (see Restored).
   std::vector<Delivery> records_to_keep() const;
+  // Everything a restart needs, as it stands now (records_to_keep as held):
+  // what the log is rewritten to when a snapshot is taken.
+  Restored durable_state() const;
   const MembershipStats& stats() const { return stats_; }
   // The current configuration's ordering, or null (not primary, or frozen).
   const Multicast* ordering() const { return ordering_.get(); }
