@@ -19,7 +19,7 @@ client: client.o $(COMMON)
 
 # The benchmark program reuses the test harness's process and port handling.
 # `make bench` also runs the standard table (a few minutes; see README.md).
-BENCH_OBJS = tests/bench.o tests/harness.o $(STATE) $(COMMON)
+BENCH_OBJS = tests/bench.o tests/harness.o $(STATE) $(PROTO) $(COMMON)
 ifeq ($(filter bench,$(MAKECMDGOALS)),bench)
 .PHONY: bench
 bench: server $(BENCH_OBJS)

@@ -196,8 +196,36 @@ class Client {
       case wire::ReplyCode::Busy:
         say("error: the cluster is busy (a replica is not keeping up); try again later");
         return kErrorReply;
+      case wire::ReplyCode::NotInMajority:
+        say("error: no replica is in a majority (" + minority_text(r) + "); the operation had no effect");
+        return kErrorReply;
     }
     return kErrorReply;
+  }
+
+  // "replica 2 sees 1 of 3 members", from a NotInMajority reply's value.
+  static std::string minority_text(const wire::Reply& r) {
+    uint32_t v = static_cast<uint32_t>(r.value);
+    return "the last one asked sees " + std::to_string(v >> 16) + " of " + std::to_string(v & 0xffff) + " members";
+  }
+
+  // "config 5.0 primary {0,1} (hears 2 of 3)": the replica's configuration.
+  static std::string config_text(const wire::ReplicaStatus& s) {
+    std::string text = "config ";
+    if (s.config_epoch == 0) {
+      text += "none yet";
+    } else {
+      text += std::to_string(s.config_epoch) + "." + std::to_string(s.config_rep) +
+              (s.primary ? " primary {" : " non-primary {");
+      bool first = true;
+      for (unsigned m = 0; m < 64; ++m)
+        if (s.config_members >> m & 1) {
+          text += (first ? "" : ",") + std::to_string(m);
+          first = false;
+        }
+      text += "}";
+    }
+    return text + " (hears " + std::to_string(s.reachable) + " of " + std::to_string(s.group_size) + ")";
   }
 
   std::string seconds_text() const {
@@ -208,7 +236,10 @@ class Client {
 
   // Sends `op` until a reply comes or the timeout passes. A silent server is
   // tried a few times with growing waits, then the next one. A busy reply is
-  // retried after a pause, and reported only if the cluster stays busy.
+  // retried after a pause, and reported only if the cluster stays busy. A
+  // replica that is not in a majority (cut off, or its side of a partition
+  // is too small) says so at once: the next one is asked, with a pause once
+  // every replica has said it, and that is reported only if it lasts.
   // Returns false when the outcome is unknown: a try that got no answer may
   // have been admitted (and only its reply lost, or still to come), and a
   // later busy reply cannot undo that, since it speaks only for the datagram
@@ -218,6 +249,10 @@ class Client {
     const uint64_t deadline = net::now_us() + timeout_us_;
     net::Tries tries;
     int silent_tries = 0;
+    size_t minority_in_a_row = 0;
+    bool saw_minority = false;
+    wire::Reply minority_reply;
+    std::vector<bool> told(servers_.size(), false);
     bool unsure = false;  // some datagram of this call may have been admitted
     for (;;) {
       uint64_t now = net::now_us();
@@ -229,6 +264,26 @@ class Client {
       tries.sent(now);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
+        if (reply.code == wire::ReplyCode::NotInMajority) {
+          if (reply.attempt != attempt || copies > 1 || attempt == 255) unsure = true;
+          if (!told[server_]) {  // once per replica and call: the stdout line stays the answer
+            told[server_] = true;
+            std::fprintf(stderr, "client: replica at %s is not in a majority (it sees %u of %u members); trying another\n",
+                         servers_[server_].text.c_str(), static_cast<uint32_t>(reply.value) >> 16,
+                         static_cast<uint32_t>(reply.value) & 0xffff);
+          }
+          saw_minority = true;
+          minority_reply = reply;
+          silent_tries = 0;
+          server_ = (server_ + 1) % servers_.size();
+          if (++minority_in_a_row % servers_.size() == 0) {
+            now = net::now_us();
+            if (now + kBusyPauseUs + retry_.timeout_us(0) >= deadline) break;
+            pause_until(now + kBusyPauseUs);
+          }
+          continue;
+        }
+        minority_in_a_row = 0;
         if (reply.code != wire::ReplyCode::Busy) {
           retry_.on_reply(tries, reply.attempt, reply.lossy, net::now_us());
           return true;
@@ -250,6 +305,10 @@ class Client {
         silent_tries = 0;
         server_ = (server_ + 1) % servers_.size();
       }
+    }
+    if (saw_minority && !saw_busy && !unsure) {
+      reply = minority_reply;
+      return true;
     }
     if (saw_busy && !unsure) {
       reply = wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
@@ -318,7 +377,8 @@ class Client {
         continue;
       }
       const wire::ReplicaStatus& s = seen[i];
-      out += "up: replica " + std::to_string(s.member) + ", delivered " + std::to_string(s.delivered_upto) +
+      out += "up: replica " + std::to_string(s.member) + ", " + config_text(s) + ", delivered " +
+             std::to_string(s.delivered_upto) +
              ", stable " + std::to_string(s.stable_upto) + ", queues " + std::to_string(s.queues) +
              ", buffered " + std::to_string(s.buffered_messages) + ", dropped " +
              std::to_string(s.dropped_datagrams);

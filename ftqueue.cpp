@@ -142,6 +142,7 @@ const char* code_word(ReplyCode c) {
     case ReplyCode::Empty: return "empty";
     case ReplyCode::Busy: return "busy";
     case ReplyCode::IdsExhausted: return "ids_exhausted";
+    case ReplyCode::NotInMajority: return "not_in_majority";
   }
   return "?";
 }
@@ -383,8 +384,11 @@ std::string log_line(const mcast::LogRecord& r) {
       std::string members;
       for (mcast::MemberId m : r.config.members) members += (members.empty() ? "" : ",") + std::to_string(m);
       return "install " + r.config.id.text() + (r.config.primary ? " primary " : " minority ") +
-             std::to_string(r.config.cut) + " " + (members.empty() ? "-" : members) + "\n";
+             std::to_string(r.config.cut) + " " + (members.empty() ? "-" : members) + " keep " +
+             std::to_string(r.upto) + "\n";
     }
+    case Kind::OrderComplete:
+      return "last-primary " + r.config.id.text() + "\n";
   }
   return "";
 }
@@ -397,7 +401,6 @@ std::string log_line(const mcast::LogRecord& r) {
 // rewrite at open leaves only the new format.
 struct LogLine {
   mcast::LogRecord record;
-  bool last_primary = false;    // a `last-primary` line: record.config.id
   bool then_delivered = false;  // a phase-one bare line: record (Held), then delivered K
 };
 
@@ -420,14 +423,14 @@ bool parse_log_line(const std::string& line, LogLine& out) {
     return w.size() == 2 && parse_number(w[1], r.upto);
   }
   if (word == "promise" || word == "last-primary") {
-    r.kind = Kind::Promise;
-    out.last_primary = word == "last-primary";
+    r.kind = word == "promise" ? Kind::Promise : Kind::OrderComplete;
     return w.size() == 2 && parse_config_id(w[1], r.config.id) && !r.config.id.none();
   }
   if (word == "install") {
     r.kind = Kind::Install;
-    if (w.size() != 5 || !parse_config_id(w[1], r.config.id) || r.config.id.none() ||
-        (w[2] != "primary" && w[2] != "minority") || !parse_number(w[3], r.config.cut))
+    if ((w.size() != 5 && w.size() != 7) || !parse_config_id(w[1], r.config.id) || r.config.id.none() ||
+        (w[2] != "primary" && w[2] != "minority") || !parse_number(w[3], r.config.cut) ||
+        (w.size() == 7 && (w[5] != "keep" || !parse_number(w[6], r.upto))))
       return false;
     r.config.primary = w[2] == "primary";
     if (w[4] == "-") return true;
@@ -517,10 +520,6 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
     if (r.kind == Kind::Truncate && applied_from_log && r.upto < applied) break;
     start = end + 1;
 
-    if (line.last_primary) {
-      found.last_primary = std::max(found.last_primary, r.config.id);
-      continue;
-    }
     uint64_t deliver_upto = 0;  // a delivered mark to apply, if any
     switch (r.kind) {
       case Kind::Held: {
@@ -539,8 +538,13 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
         found.promised = std::max(found.promised, r.config.id);
         break;
       case Kind::Install:
-        if (r.config.primary) found.last_primary = std::max(found.last_primary, r.config.id);
+        // An install alone does not make it the last primary: only once the
+        // member held its order up to the cut (OrderComplete, membership.hpp).
         found.last_installed = std::move(r.config);
+        found.install_keep = r.upto;
+        break;
+      case Kind::OrderComplete:
+        found.last_primary = std::max(found.last_primary, r.config.id);
         break;
     }
     for (uint64_t k = rebuilt.applied_upto() + 1; k <= deliver_upto; ++k) {
@@ -609,13 +613,15 @@ bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t deliver
     r.config.id = protocol.promised;
     text += log_line(r);
   }
-  const bool install_says_it = protocol.last_installed && protocol.last_installed->primary &&
-                               protocol.last_installed->id == protocol.last_primary;
-  if (!protocol.last_primary.none() && !install_says_it)
-    text += "last-primary " + protocol.last_primary.text() + "\n";
   if (protocol.last_installed) {
     r.kind = Kind::Install;
     r.config = *protocol.last_installed;
+    r.upto = protocol.install_keep;
+    text += log_line(r);
+  }
+  if (!protocol.last_primary.none()) {
+    r.kind = Kind::OrderComplete;
+    r.config.id = protocol.last_primary;
     text += log_line(r);
   }
   for (const mcast::Delivery& d : protocol.held) text += "held " + record_fields(d) + "\n";

@@ -24,9 +24,10 @@
 //     delivered K        delivered 1..K
 //     truncate K         the held records above K so far are void
 //     promise E.R        never answer a PREPARE at or below E.R again
-//     install E.R primary|minority CUT M1,M2,...   installed this configuration
-//     last-primary E.R   the last primary configuration (only a rewrite
-//                        writes it, when the last install was not primary)
+//     install E.R primary|minority CUT M1,M2,... keep K   installed this
+//                        configuration, keeping its own order up to K
+//     last-primary E.R   holds that primary configuration's order up to its
+//                        cut (LogRecord::OrderComplete)
 //   incarnation   this replica's last incarnation number
 // Restart = load the snapshot, replay the log: a held line remembers record
 // K (a later one for the same K replaces it), a truncate forgets those above
@@ -34,7 +35,7 @@
 // snapshot's end up to it, in order. Whatever the log says about
 // configurations, and every record it still holds, go to the protocol
 // (mcast::Restored). At open and at each snapshot the log is rewritten to
-// what a restart needs: promise, last-primary, install, the held records,
+// what a restart needs: promise, install, last-primary, the held records,
 // and a delivered mark the snapshot and those records can rebuild.
 // By default an append reaches the operating system before any datagram
 // (it survives a crash of the server process); with fsync it also reaches

@@ -29,6 +29,7 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
   peers_[self_].incarnation = incarnation_;
   promised_ = restored.promised;
   last_primary_ = restored.last_primary;
+  install_keep_ = restored.install_keep;
   max_epoch_seen_ = promised_.epoch;
   if (restored.last_installed) {
     // Shown by status until a configuration installs; this life is in none.
@@ -36,9 +37,15 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
     max_epoch_seen_ = std::max(max_epoch_seen_, config_.id.epoch);
   }
   delivered_upto_ = restored.delivered_upto;
+  // An install cut short by the crash: what was fetched for it is not ours
+  // to claim (claimed_held_upto), so it is dropped, and fetched again.
+  uint64_t claimable = kNever;
+  if (restored.last_installed && restored.last_installed->primary &&
+      restored.last_installed->id != last_primary_)
+    claimable = std::max(restored.install_keep, delivered_upto_);
   held_upto_ = delivered_upto_;
   for (Delivery& d : restored.held) {
-    if (d.global_seq > held_upto_ + 1) break;  // a hole: nothing above it counts as held
+    if (d.global_seq > held_upto_ + 1 || d.global_seq > claimable) break;  // a hole: nothing above it counts
     held_upto_ = std::max(held_upto_, d.global_seq);
     held_.push_back(std::move(d));
   }
@@ -64,7 +71,10 @@ void Membership::receive(MemberId from, const void* data, size_t len, uint64_t n
       ++stats_.malformed;
       return;
     }
-    if (m.incarnation < peers_[from].incarnation) return;  // an earlier life of the sender
+    if (m.incarnation < peers_[from].incarnation) {  // an earlier life of the sender
+      ++stats_.stale;
+      return;
+    }
     now_us_ = now_us;
     on_membership(from, m);
     return;
@@ -74,7 +84,7 @@ void Membership::receive(MemberId from, const void* data, size_t len, uint64_t n
     return;
   }
   wire::PeerPacket p;
-  if (!wire::decode_peer(data, len, p)) {
+  if (!wire::decode_peer(data, len, p) || p.header.sender != from) {
     ++stats_.malformed;
     return;
   }
@@ -208,7 +218,7 @@ void Membership::start_round() {
   change_wanted_since_us_ = now_us_;
   promise(proposal_);
   reports_[self_] = StateReport{incarnation_, installed_ ? config_.id : ConfigId{}, last_primary_,
-                                held_upto(), delivered_upto_};
+                                claimed_held_upto(), delivered_upto_};
   resend_round_messages();
   decide();  // a group of one
 }
@@ -244,6 +254,11 @@ void Membership::freeze() {
   pull_from_ordering();
   held_ = ordering_->held_records();
   held_upto_ = ordering_->held_upto();
+  if (order_incomplete_) {  // an install cut short: keep only what is ours to claim
+    held_upto_ = claimed_held_upto();
+    while (!held_.empty() && held_.back().global_seq > held_upto_) held_.pop_back();
+    order_incomplete_ = false;
+  }
   ordering_.reset();
 }
 
@@ -259,7 +274,7 @@ void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
   wire::MembershipMessage s = header(wire::MembershipType::State);
   s.config = m.config;
   s.last_primary = to_wire(last_primary_);
-  s.held_upto = held_upto();
+  s.held_upto = claimed_held_upto();
   send(from, s);
 }
 
@@ -345,8 +360,11 @@ void Membership::install(const wire::MembershipMessage& m) {
     ready_.to_persist.push_back(truncate);
     while (!held_.empty() && held_.back().global_seq > keep) held_.pop_back();
     held_upto_ = keep;
-    last_primary_ = id;
+    install_keep_ = keep;
+    order_incomplete_ = true;  // until it holds the order up to the cut: complete_order()
   }
+  const std::string reason = change_reason(c);
+  regular_reason_ = reason;
   config_ = c;
   installed_ = true;
   last_progress_us_ = now_us_;
@@ -355,6 +373,7 @@ void Membership::install(const wire::MembershipMessage& m) {
   LogRecord rec;
   rec.kind = LogRecord::Kind::Install;
   rec.config = c;
+  rec.upto = install_keep_;
   ready_.to_persist.push_back(rec);
 
   if (c.primary) {
@@ -376,6 +395,7 @@ void Membership::install(const wire::MembershipMessage& m) {
     Event regular;
     regular.kind = Event::Kind::Regular;
     regular.config = c;
+    regular.reason = reason;
     ready_.events.push_back(regular);
   }
   send_keepalives();  // tell everyone at once: a member that missed INSTALL asks again
@@ -388,7 +408,27 @@ void Membership::maybe_emit_regular() {
   Event regular;
   regular.kind = Event::Kind::Regular;
   regular.config = config_;
+  regular.reason = regular_reason_;
   ready_.events.push_back(regular);
+}
+
+// Why the configuration changed, for the server's log: who left (and how
+// long they had been silent), who joined.
+std::string Membership::change_reason(const Configuration& next) const {
+  std::string text;
+  auto add = [&text](const std::string& part) { text += (text.empty() ? "" : ", ") + part; };
+  if (!installed_) add("r" + std::to_string(self_) + " starting");
+  for (MemberId m : config_.members) {
+    if (!installed_ || std::find(next.members.begin(), next.members.end(), m) != next.members.end()) continue;
+    if (!reachable(m))
+      add("r" + std::to_string(m) + " silent for " + std::to_string((now_us_ - peers_[m].last_heard_us) / 1000) + " ms");
+    else
+      add("r" + std::to_string(m) + " left (it does not hear us)");
+  }
+  for (MemberId m : next.members)
+    if (installed_ && std::find(config_.members.begin(), config_.members.end(), m) == config_.members.end())
+      add("r" + std::to_string(m) + " joined");
+  return text;
 }
 
 // Records the ordering now holds go to the log; what it delivered goes to
@@ -419,6 +459,27 @@ void Membership::pull_from_ordering() {
   }
   maybe_emit_regular();
   held_upto_ = ordering_->held_upto();
+  if (order_incomplete_ && held_upto_ >= config_.cut) complete_order();
+}
+
+// This member now holds its new primary configuration's order up to the
+// cut: it is the source's order there, so from now on it may say that its
+// last primary configuration is this one (in a STATE, and in its log first).
+// Said any sooner, a member that holds less than the cut could be picked as
+// the source of a later view change, and its shorter order would cut away
+// something this configuration already delivered.
+void Membership::complete_order() {
+  order_incomplete_ = false;
+  last_primary_ = config_.id;
+  LogRecord r;
+  r.kind = LogRecord::Kind::OrderComplete;
+  r.config.id = config_.id;
+  ready_.to_persist.push_back(r);
+}
+
+uint64_t Membership::claimed_held_upto() const {
+  if (order_incomplete_) return std::max(install_keep_, delivered_upto_);
+  return held_upto();
 }
 
 // A member outside the configuration may come back needing what this one
@@ -493,6 +554,11 @@ bool Membership::done_leaving() const {
   return !ordering_ || ordering_->done_leaving();
 }
 
+void Membership::announce() {
+  if (ordering_) ordering_->announce();
+  send_keepalives();
+}
+
 uint64_t Membership::held_upto() const { return ordering_ ? ordering_->held_upto() : held_upto_; }
 
 uint64_t Membership::stable_upto() const { return ordering_ ? ordering_->stable_upto() : 0; }
@@ -508,6 +574,7 @@ Restored Membership::durable_state() const {
   r.promised = promised_;
   r.last_primary = last_primary_;
   if (!config_.id.none()) r.last_installed = config_;
+  r.install_keep = install_keep_;
   return r;
 }
 

@@ -115,7 +115,8 @@ struct LogRecord {
     Delivered,  // `upto`: delivered 1..upto (the events say what)
     Truncate,   // `upto`: Held records above upto are void (a view change cut them)
     Promise,    // `config.id`: never answer a PREPARE at or below this id again
-    Install,    // `config`: installed this configuration
+    Install,    // `config`: installed this configuration, keeping the order up to `upto`
+    OrderComplete,  // `config.id`: holds that primary configuration's order up to its cut
   };
   Kind kind = Kind::Held;
   Delivery held;
@@ -150,8 +151,14 @@ struct Restored {
   // (those at or below the log's start may be missing: freed by a snapshot).
   std::vector<Delivery> held;
   ConfigId promised;            // highest id promised
-  ConfigId last_primary;        // last primary configuration installed
-  std::optional<Configuration> last_installed;  // for status only
+  // The last primary configuration whose order this member held up to the
+  // cut (OrderComplete). A primary configuration installed after it, and not
+  // complete at the crash, keeps only what it kept at its install
+  // (install_keep) or delivered: the rest was fetched for it, and is not
+  // claimed for any older configuration (see Membership::claimed_held_upto).
+  ConfigId last_primary;
+  std::optional<Configuration> last_installed;
+  uint64_t install_keep = 0;    // the Install record's `upto`
 };
 
 enum class GroupBug {
@@ -171,6 +178,7 @@ struct MembershipConfig {
 
 struct MembershipStats {
   uint64_t malformed = 0;
+  uint64_t stale = 0;            // membership messages of an earlier life of their sender
   uint64_t other_config = 0;     // multicast packets of a configuration not ours
   uint64_t view_changes = 0;     // PREPARE rounds this member started
   uint64_t installs = 0;
@@ -204,6 +212,8 @@ class Membership {
   // Multicast::close). done_leaving(): this member may exit with a final state.
   void close();
   bool done_leaving() const;
+  // Tells every member at once where this one stands (a member about to exit).
+  void announce();
 
   MemberId self() const { return self_; }
   size_t group_size() const { return n_; }
@@ -217,6 +227,10 @@ class Membership {
   size_t reachable_count() const;
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t held_upto() const;
+  // What a STATE may say this member holds of the order of last_primary():
+  // held_upto once it holds its primary configuration's order up to the
+  // cut, but until then only what it kept at the install (or delivered).
+  uint64_t claimed_held_upto() const;
   uint64_t stable_upto() const;
   // The records a restarted member must find in its log: all it holds and
   // has not freed (see Restored).
@@ -261,8 +275,10 @@ class Membership {
   void install(const wire::MembershipMessage& m);
   void resend_round_messages();
   void pull_from_ordering();
+  void complete_order();
   void maybe_emit_regular();
   void update_retention_floor();
+  std::string change_reason(const Configuration& next) const;
   wire::MembershipMessage header(wire::MembershipType type) const;
   void send(MemberId to, const wire::MembershipMessage& m);
   void send_keepalives();
@@ -280,6 +296,11 @@ class Membership {
   Configuration config_;
   bool installed_ = false;
   bool regular_pending_ = false;  // primary: REGULAR once delivered reaches the cut
+  // Installed primary, the order up to the cut not all held yet (then
+  // last_primary_ is still the configuration before).
+  bool order_incomplete_ = false;
+  uint64_t install_keep_ = 0;
+  std::string regular_reason_;
   uint64_t delivered_upto_ = 0;
   // Records held while no ordering runs (after a freeze, before an install).
   std::vector<Delivery> held_;

@@ -432,7 +432,14 @@ void Multicast::update_stability() {
   for (MemberId m : view_) stable = std::min(stable, peers_[m].delivered_upto);
   if (stable <= stable_upto_) return;
   stable_upto_ = stable;
-  auto end = assignments_.upper_bound(stable_upto_);
+  free_stable();
+}
+
+void Multicast::free_stable() {
+  uint64_t upto = std::min(stable_upto_, retention_floor_);
+  if (upto <= freed_upto_) return;
+  freed_upto_ = upto;
+  auto end = assignments_.upper_bound(upto);
   for (auto it = assignments_.begin(); it != end; ++it) {
     retransmit_buffer_.erase(it->second);
     seq_of_.erase(it->second);
@@ -440,10 +447,27 @@ void Multicast::update_stability() {
   assignments_.erase(assignments_.begin(), end);
 }
 
+void Multicast::set_retention_floor(uint64_t global_seq) {
+  retention_floor_ = global_seq;
+  free_stable();
+}
+
+std::vector<Delivery> Multicast::held_records() const {
+  std::vector<Delivery> out;
+  for (auto it = assignments_.begin(); it != assignments_.end() && it->first <= logged_held_upto_; ++it)
+    out.push_back(Delivery{it->first, it->second, retransmit_buffer_.at(it->second)});
+  return out;
+}
+
 // ---- loss recovery -------------------------------------------------------
 
 bool Multicast::quiescent() const {
-  if (!all_heard() || !retransmit_buffer_.empty()) return false;
+  if (!all_heard()) return false;
+  // Payloads still held are only the stable ones kept for a member outside
+  // the configuration (set_retention_floor), if any.
+  auto retained_end = assignments_.upper_bound(stable_upto_);
+  if (retransmit_buffer_.size() != static_cast<size_t>(std::distance(assignments_.begin(), retained_end)))
+    return false;
   if (stable_upto_ != delivered_upto_ || delivered_upto_ != assigned_heard()) return false;
   for (MemberId m : view_) {
     if (m == self_) continue;
@@ -689,7 +713,7 @@ uint64_t Multicast::highest_held_assignment() const {
 std::vector<Delivery> Multicast::records_to_keep() const {
   std::vector<Delivery> out;
   if (safe_) {  // all we said we hold: we may be asked for it, or be a view change's source
-    for (auto it = assignments_.upper_bound(stable_upto_);
+    for (auto it = assignments_.upper_bound(freed_upto_);
          it != assignments_.end() && it->first <= logged_held_upto_; ++it)
       out.push_back(Delivery{it->first, it->second, retransmit_buffer_.at(it->second)});
     return out;
@@ -725,13 +749,28 @@ std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries
 
 std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }
 
+// Who needs to hear that we now hold these records: a member that cannot
+// yet count a majority of holders for them. With a majority of two (n <= 3)
+// every member that got the ASSIGN counts its sequencer and itself, so only
+// the sequencer waits for a second holder; with more, everyone may.
+void Multicast::tell_holders_needed(const std::vector<Delivery>& held) {
+  if (group_size_ / 2 + 1 > 2) {
+    announce();
+    return;
+  }
+  for (const Delivery& d : held) {
+    MemberId sequencer = holder_of(d.global_seq);
+    if (sequencer != self_) outbox(sequencer).has_status = true;
+  }
+}
+
 std::vector<Delivery> Multicast::take_held() {
   std::vector<Delivery> out = std::move(new_held_);
   new_held_.clear();
   if (out.empty()) return out;
   logged_held_upto_ = held_upto_;
   peers_[self_].held_upto = logged_held_upto_;
-  announce();  // the others may be waiting for one more holder
+  tell_holders_needed(out);
   try_deliver();
   return out;
 }

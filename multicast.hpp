@@ -192,6 +192,12 @@ class Multicast {
   // make more messages deliverable (take_deliveries afterwards).
   std::vector<Delivery> take_held();
   uint64_t held_upto() const { return logged_held_upto_; }
+  // Safe mode: every record this member holds and has not freed, 1..held_upto
+  // (the view change carries them into the next configuration).
+  std::vector<Delivery> held_records() const;
+  // Safe mode: free nothing above this global_seq, even once stable here:
+  // a member outside this configuration may still need it to catch up.
+  void set_retention_floor(uint64_t global_seq);
   bool safe_delivery() const { return safe_; }
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
@@ -259,6 +265,7 @@ class Multicast {
   void try_sequence();
   void try_deliver();
   void advance_held();
+  void tell_holders_needed(const std::vector<Delivery>& held);
   bool held_by_majority(uint64_t global_seq) const;
   MemberId holder_of(uint64_t global_seq) const;
   void update_stability();
@@ -300,6 +307,9 @@ class Multicast {
   uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload
   uint64_t logged_held_upto_ = 0;  // handed to the caller by take_held()
   std::vector<Delivery> new_held_;
+  uint64_t retention_floor_ = kNever;
+  uint64_t freed_upto_ = 0;  // records 1..this are gone from memory
+  void free_stable();
 
   uint64_t last_origin_seq_ = 0;     // this member's own messages, this life
   uint64_t delivered_upto_ = 0;

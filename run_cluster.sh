@@ -45,10 +45,11 @@
 #
 #   ./run_cluster.sh COMMAND --help   what that one command does
 #
-# In phase one the whole cluster pauses while a replica is down or cut off
-# (at the first sequence number that replica must assign: a request or two
-# may still be answered), and resumes when it is back. Phase two will keep
-# a majority serving.
+# While a majority of the replicas are up and can talk, they keep serving:
+# after a kill or a partition they form a new configuration without the
+# missing ones (about 0.4 s: --suspect-ms, default 300), and a replica that
+# comes back rejoins through another. A replica cut off from the majority
+# answers clients "not in a majority" and the client asks another.
 #
 # Replicas listen on 127.0.0.1, ports 7001, 7002, ... (FTQ_BASE_PORT to
 # change). Logs, data, pids, start's flags (cluster/flags) and the link cuts
@@ -335,7 +336,7 @@ status_view() {
     echo "replica $i (${addrs[i]}) $line; link cuts: $cuts"
   done
   [ -z "$note" ] ||
-    echo "(phase one: the cluster stalls at the first sequence number a replica down or cut off must assign; it resumes when that replica is back)"
+    echo "(a majority of the replicas keeps serving; a replica that comes back rejoins and catches up)"
 }
 
 kill_replica() {
@@ -357,7 +358,7 @@ kill_replica() {
   alive "$pid" "$ID" && refuse "kill: replica $ID (pid $pid) still runs 3 s after SIGKILL"
   record_pid "$ID" -
   echo "killed replica $ID (pid $pid) with SIGKILL: no drain, no snapshot"
-  echo "(phase one: the cluster stalls at the first sequence number replica $ID must assign, until ./run_cluster.sh restart $ID)"
+  echo "(the others form a configuration without it in about 0.4 s and keep serving if they are a majority; ./run_cluster.sh restart $ID brings it back)"
 }
 
 restart() {
@@ -466,7 +467,7 @@ partition() {
   done
   echo "partition into $# sides: $names (every datagram between two sides dropped, both ways)"
   apply_cuts
-  echo "(phase one: each side stalls at the first sequence number a replica on another side must assign, until ./run_cluster.sh heal)"
+  echo "(a side with a majority of the replicas forms a primary configuration and keeps serving; the others answer \"not in a majority\" until ./run_cluster.sh heal)"
 }
 
 heal() {

@@ -1,11 +1,13 @@
 // server.cpp: one FTQueue replica. Owns everything with a side effect: the
 // UDP socket and poll(), the clock, the data directory, signals and the loss
-// flag. The protocol (multicast.*) and the state (ftqueue.*) never see them.
+// flag. The protocol (membership.*, multicast.*) and the state (ftqueue.*)
+// never see them.
 //
 // One loop: wait for a datagram or the protocol's next deadline; feed peer
-// datagrams to the Multicast state machine and admit client requests; pack
-// waiting requests into one multicast message; apply what the total order
-// delivers, append it to the log, then reply; send what the protocol queued.
+// datagrams to the Membership state machine and admit client requests; pack
+// waiting requests into one multicast message; then take the protocol's
+// Ready: append its records to the log, apply what it delivered, send its
+// datagrams, and reply to the clients whose batches this replica sent.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "ftqueue.hpp"
+#include "membership.hpp"
 #include "multicast.hpp"
 #include "net.hpp"
 #include "wire.hpp"
@@ -67,6 +70,12 @@ const char* kUsage =
     "                   the second its origin started (README, 'Reading the\n"
     "                   trace')\n"
     "  -vv              both -v and --trace\n"
+    "  --suspect-ms MS  a member silent this long is suspected and a new\n"
+    "                   configuration forms without it (default 300; lower\n"
+    "                   fails over sooner, but a busy or lossy member is\n"
+    "                   suspected more often)\n"
+    "  --keepalive-ms MS  period of the keepalive every member sends to all\n"
+    "                   (default 20; keep it well below --suspect-ms)\n"
     "  -h, --help       show this help\n"
     "\n"
     "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
@@ -108,6 +117,8 @@ struct Options {
   bool trace = false;  // --trace, -vv: one line per protocol event
   int socket_fd = -1;
   std::string cut_file;  // test switch, see --help
+  uint64_t suspect_ms = 300;
+  uint64_t keepalive_ms = 20;
 };
 
 int usage_error(const std::string& msg) {
@@ -163,6 +174,11 @@ int parse_options(int argc, char** argv, Options& o) {
       o.seed_given = true;
     } else if (arg == "--cut-file") {
       if (!need(o.cut_file) || o.cut_file.empty()) return usage_error("--cut-file needs a file name");
+    } else if (arg == "--suspect-ms" || arg == "--keepalive-ms") {
+      uint64_t ms;
+      if (!need(v) || !net::parse_u64(v, ms) || ms < 1 || ms > 60'000)
+        return usage_error(arg + " needs milliseconds between 1 and 60000, got '" + v + "'");
+      (arg == "--suspect-ms" ? o.suspect_ms : o.keepalive_ms) = ms;
     } else if (arg == "--socket-fd") {
       int32_t fd;
       if (!need(v) || !net::parse_i32(v, fd) || fd < 0) return usage_error("--socket-fd needs a file descriptor");
@@ -183,6 +199,9 @@ int parse_options(int argc, char** argv, Options& o) {
     for (size_t j = i + 1; j < o.peers.size(); ++j)
       if (net::same_address(o.peers[i].addr, o.peers[j].addr))
         return usage_error("--peers lists " + o.peers[i].text + " twice");
+  if (o.keepalive_ms * 2 > o.suspect_ms)
+    return usage_error("--keepalive-ms must be at most half of --suspect-ms (a lost keepalive or two must not "
+                       "make a member suspected)");
   if (o.data_dir.empty()) o.data_dir = "data/replica-" + std::to_string(o.id);
   return -1;
 }
@@ -271,6 +290,7 @@ struct Counters {
   uint64_t send_failed = 0;
   uint64_t busy_replies = 0;
   uint64_t requests = 0;
+  uint64_t minority_replies = 0;  // refused: not in a primary configuration
 };
 
 // ---- --trace -------------------------------------------------------------
@@ -300,20 +320,20 @@ const char* fate_note(Fate f) {
   return "";
 }
 
-// An incarnation is the time its life started, in microseconds (plus 1 for
-// each restart within the same second). Shown as the last four digits of
-// that second, and the extra count if any: #5123, #5123.1.
-std::string short_incarnation(uint64_t incarnation) {
-  char text[40];
-  uint64_t extra = incarnation % 1000000;
-  std::snprintf(text, sizeof text, extra ? "#%04llu.%llu" : "#%04llu",
-                static_cast<unsigned long long>(incarnation / 1000000 % 10000), static_cast<unsigned long long>(extra));
-  return text;
+// A message's name: (origin, configuration, origin_seq). In phase two a
+// name's "incarnation" is the number of the configuration it was sent in
+// (epoch << 16 | rep, membership.cpp), shown as c5.0.
+std::string name_text(const wire::MessageName& n) {
+  return "(" + std::to_string(n.origin) + ",c" + std::to_string(n.incarnation >> 16) + "." +
+         std::to_string(n.incarnation & 0xffff) + "," + std::to_string(n.origin_seq) + ")";
 }
 
-std::string name_text(const wire::MessageName& n) {
-  return "(" + std::to_string(n.origin) + "," + short_incarnation(n.incarnation) + "," +
-         std::to_string(n.origin_seq) + ")";
+std::string config_text(const mcast::ConfigId& id) { return id.text(); }
+
+std::string member_list_text(const std::vector<mcast::MemberId>& members) {
+  std::string text = "{";
+  for (size_t i = 0; i < members.size(); ++i) text += (i ? "," : "") + std::to_string(members[i]);
+  return text + "}";
 }
 
 std::string member_text(size_t m) { return "r" + std::to_string(m); }
@@ -341,6 +361,7 @@ const char* reply_code_text(wire::ReplyCode c) {
     case wire::ReplyCode::Empty: return "error: empty";
     case wire::ReplyCode::Busy: return "busy";
     case wire::ReplyCode::IdsExhausted: return "error: ids exhausted";
+    case wire::ReplyCode::NotInMajority: return "not in a majority";
   }
   return "?";
 }
@@ -411,6 +432,43 @@ std::vector<TraceLine> describe_packet(const wire::PeerPacket& p) {
   return lines;
 }
 
+// Keepalives (every member to every member, every 20 ms) are not traced:
+// they would drown everything else. Their effect shows as SUSPECT and CONFIG.
+const char* membership_event(const wire::MembershipMessage& m) {
+  switch (m.type) {
+    case wire::MembershipType::Keepalive: return "ALIVE";
+    case wire::MembershipType::Prepare: return "PREPARE";
+    case wire::MembershipType::State: return "STATE";
+    case wire::MembershipType::Install: return "INSTALL";
+  }
+  return "?";
+}
+
+std::string wire_config_text(const wire::WireConfigId& c) { return mcast::ConfigId{c.epoch, c.rep}.text(); }
+
+std::string membership_text(const wire::MembershipMessage& m) {
+  std::string text = wire_config_text(m.config);
+  switch (m.type) {
+    case wire::MembershipType::Keepalive:
+      return "in " + wire_config_text(m.installed);
+    case wire::MembershipType::Prepare: {
+      std::vector<mcast::MemberId> members(m.members.begin(), m.members.end());
+      return text + " with " + member_list_text(members) + ": promise it and send your state";
+    }
+    case wire::MembershipType::State:
+      return text + ": last primary " + wire_config_text(m.last_primary) + ", holds up to k=" +
+             std::to_string(m.held_upto) + ", delivered " + std::to_string(m.delivered_upto);
+    case wire::MembershipType::Install: {
+      std::vector<mcast::MemberId> members;
+      for (const wire::InstallEntry& e : m.entries) members.push_back(e.member);
+      return text + " " + (m.primary ? "primary " : "non-primary ") + member_list_text(members) +
+             (m.primary ? "; order kept up to k=" + std::to_string(m.cut) + " (source r" + std::to_string(m.source) + ")"
+                        : std::string());
+    }
+  }
+  return text;
+}
+
 class Tracer {
  public:
   explicit Tracer(mcast::MemberId self) : self_(self) {}
@@ -450,6 +508,12 @@ class Tracer {
 
   // A datagram from member `from`; `note` says if it was dropped or rejected.
   void peer_in(size_t from, const char* data, size_t len, const std::string& note) const {
+    wire::MembershipMessage m;
+    if (wire::decode_membership(data, len, m)) {
+      if (m.type != wire::MembershipType::Keepalive)
+        line(membership_event(m), "in", "from " + member_text(from) + ": " + membership_text(m) + note);
+      return;
+    }
     wire::PeerPacket p;
     if (!wire::decode_peer(data, len, p)) {
       line("JUNK", "in", "from " + member_text(from) + ": " + std::to_string(len) + " bytes, not a peer packet" + note);
@@ -463,9 +527,15 @@ class Tracer {
   void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates) const {
     std::vector<std::pair<TraceLine, std::vector<std::string>>> lines;  // in order of first appearance
     for (size_t i = 0; i < out.size(); ++i) {
+      std::vector<TraceLine> described;
+      wire::MembershipMessage m;
       wire::PeerPacket p;
-      if (!wire::decode_peer(out[i].bytes.data(), out[i].bytes.size(), p)) continue;  // never: we encoded it
-      for (TraceLine& l : describe_packet(p)) {
+      if (wire::decode_membership(out[i].bytes.data(), out[i].bytes.size(), m)) {
+        if (m.type != wire::MembershipType::Keepalive) described.push_back({membership_event(m), membership_text(m)});
+      } else if (wire::decode_peer(out[i].bytes.data(), out[i].bytes.size(), p)) {
+        described = describe_packet(p);
+      }
+      for (TraceLine& l : described) {
         auto same = std::find_if(lines.begin(), lines.end(), [&l](const auto& e) {
           return e.first.event == l.event && e.first.text == l.text;
         });
@@ -479,10 +549,12 @@ class Tracer {
     for (const auto& [l, to] : lines) line(l.event, "out", l.text + " -> " + destinations_text(to));
   }
 
-  void deliver(const mcast::Delivery& d, bool sequenced_here) const {
+  void deliver(const mcast::Delivery& d, bool replies_here) const {
     line("DELIVER", "", "k=" + std::to_string(d.global_seq) + " " + name_text(d.name) + " " +
-                            batch_text(d.payload, false) + (sequenced_here ? "; sequenced here, so this replica replies" : ""));
+                            batch_text(d.payload, false) + (replies_here ? "; sent from here, so this replica replies" : ""));
   }
+
+  void config(const std::string& text) const { line("CONFIG", "", text); }
 
  private:
   static std::string try_text(uint8_t attempt) {
@@ -553,9 +625,9 @@ class Server {
   bool start() {
     std::string error;
     store_ = std::make_unique<ReplicaStore>(opt_.data_dir, opt_.fsync);
-    std::vector<mcast::Delivery> logged;
+    mcast::Restored restored;
     uint64_t incarnation;
-    if (!store_->open(state_, logged, error) ||
+    if (!store_->open(state_, restored, error) ||
         !store_->next_incarnation(static_cast<uint64_t>(std::time(nullptr)) * 1000000u, incarnation, error)) {
       log("error: %s", error);
       return false;
@@ -570,11 +642,11 @@ class Server {
     cuts_ = LinkCuts{std::vector<bool>(opt_.peers.size()), std::vector<bool>(opt_.peers.size())};
     if (!opt_.cut_file.empty()) load_cuts();
 
-    std::vector<mcast::MemberId> view;
-    for (size_t i = 0; i < opt_.peers.size(); ++i) view.push_back(static_cast<mcast::MemberId>(i));
-    mc_ = std::make_unique<mcast::Multicast>(self_, view, incarnation, mcast::MulticastConfig{},
-                                             state_.position());
-    for (const mcast::Delivery& d : logged) mc_->restore_logged(d);
+    mcast::MembershipConfig config;
+    config.suspect_after_us = opt_.suspect_ms * 1000;
+    config.keepalive_us = opt_.keepalive_ms * 1000;
+    config.view_change_timeout_us = std::max<uint64_t>(config.suspect_after_us * 2 / 3, 2 * config.keepalive_us);
+    group_ = std::make_unique<mcast::Membership>(self_, opt_.peers.size(), incarnation, config, restored);
     if (opt_.trace) trace_ = std::make_unique<Tracer>(self_);
     loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
     char line[256];
@@ -653,33 +725,33 @@ class Server {
     if (!stopping_) return false;
     const uint64_t now = net::now_us();
     if (now >= drain_deadline_) return true;
-    return mc_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
+    return group_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
   }
 
   int stop() {
     // Tell the others how far we got, a few times over a lossy network.
     for (int i = 0; i < 5; ++i) {
-      mc_->announce();
-      send_outgoing();
+      group_->announce();
+      flush_ready();
     }
     std::string error;
-    if (!store_->write_snapshot(state_, mc_->records_to_keep(), error)) {
+    if (!store_->write_snapshot(state_, group_->durable_state(), error)) {
       log("error: %s", error);
       return 1;
     }
     char line[200];
     std::snprintf(line, sizeof line, "stopped at global_seq %llu; snapshot written%s",
                   static_cast<unsigned long long>(state_.applied_upto()),
-                  mc_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
+                  group_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
     log("%s", line);
-    return mc_->done_leaving() ? 0 : kExitDrainTimedOut;
+    return group_->done_leaving() ? 0 : kExitDrainTimedOut;
   }
 
   void step() {
     uint64_t now = net::now_us();
-    uint64_t deadline = mc_->next_deadline();
+    uint64_t deadline = group_->next_deadline();
     if (stopping_) deadline = std::min(deadline, drain_deadline_);
-    if (stopping_ && mc_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
+    if (stopping_ && group_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
     int timeout_ms = -1;
     if (deadline != mcast::kNever) timeout_ms = deadline <= now ? 0 : static_cast<int>((deadline - now + 999) / 1000);
@@ -688,16 +760,10 @@ class Server {
     if (fds[1].revents & POLLIN) on_signals();
     if (fds[0].revents & POLLIN) read_datagrams();
     now = net::now_us();
-    mc_->tick(now);
+    group_->tick(now);
     submit_waiting(now);
-    if (stopping_ && waiting_ops_.empty()) mc_->close();
-    // Protocol traffic before replies: any send may hand the CPU to the
-    // process it wakes, and a client answered before its origin heard that
-    // the last batch was sequenced would only bring its next request to an
-    // origin that must hold it.
-    std::vector<OutgoingReply> replies = apply_deliveries();
-    send_outgoing();
-    send_replies(replies);
+    if (stopping_ && waiting_ops_.empty()) group_->close();
+    flush_ready();
     if (store_->appended_since_snapshot() >= kSnapshotEvery) write_snapshot();
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
   }
@@ -778,14 +844,15 @@ class Server {
   void receive_peer(mcast::MemberId member, const char* data, size_t len) {
     last_peer_datagram_us_ = net::now_us();
     if (!trace_) {
-      mc_->receive(member, data, len, net::now_us());
+      group_->receive(member, data, len, net::now_us());
       return;
     }
-    const uint64_t malformed = mc_->stats().malformed, stale = mc_->stats().stale;
-    mc_->receive(member, data, len, net::now_us());
-    const char* note = mc_->stats().malformed > malformed ? " (rejected: malformed or implausible)"
-                       : mc_->stats().stale > stale       ? " (dropped: stale, from an earlier life)"
-                                                          : "";
+    const uint64_t malformed = rejected(), stale = stale_count(), other = group_->stats().other_config;
+    group_->receive(member, data, len, net::now_us());
+    const char* note = rejected() > malformed                 ? " (rejected: malformed or implausible)"
+                       : stale_count() > stale                ? " (dropped: stale, from an earlier life)"
+                       : group_->stats().other_config > other ? " (dropped: another configuration's)"
+                                                              : "";
     trace_->peer_in(member, data, len, note);
   }
 
@@ -829,10 +896,17 @@ class Server {
     }
     auto key = std::make_pair(op.client_id, op.request_no);
     if (admitted_.count(key)) {
-      if (trace_) trace_->request_in(op, attempt, from, "in flight already, ignored (its sequencer replies)");
+      if (trace_) trace_->request_in(op, attempt, from, "in flight already, ignored (this replica replies once it is delivered)");
       return;
     }
-    if (stopping_ || mc_->backlogged() || waiting_ops_.size() >= kMaxWaitingOps) {
+    if (!may_serve()) {
+      if (trace_) trace_->request_in(op, attempt, from, "refused: not in a majority");
+      ++counters_.minority_replies;
+      send_reply(not_in_majority(op, attempt), from);
+      return;
+    }
+    const mcast::Multicast* ordering = group_->ordering();
+    if (stopping_ || (ordering && ordering->backlogged()) || waiting_ops_.size() >= kMaxWaitingOps) {
       if (trace_) trace_->request_in(op, attempt, from, stopping_ ? "refused: stopping" : "refused: backlogged");
       ++counters_.busy_replies;
       wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
@@ -843,6 +917,23 @@ class Server {
     if (trace_) trace_->request_in(op, attempt, from, "admitted, waits for the next DATA");
     waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
     admitted_.insert(key);
+  }
+
+  // A replica serves while it is in a primary configuration, and waits (holds
+  // requests) while a view change is under way among a majority it hears;
+  // otherwise it says at once that it is not in a majority, so the client
+  // asks another replica instead of waiting here for nothing.
+  bool may_serve() const {
+    if (group_->primary()) return true;
+    const bool changing = !group_->installed() || group_->promised() != group_->configuration().id;
+    return changing && group_->reachable_count() >= opt_.peers.size() / 2 + 1;
+  }
+
+  wire::Reply not_in_majority(const wire::Operation& op, uint8_t attempt) const {
+    wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::NotInMajority, 0};
+    r.value = static_cast<int32_t>((group_->reachable_count() << 16) | opt_.peers.size());
+    r.attempt = attempt;
+    return r;
   }
 
   void send_reply(const wire::Reply& r, const sockaddr_in& to) {
@@ -856,49 +947,95 @@ class Server {
   // before the first is sequenced only if it is full (like Nagle's rule):
   // under load, batches grow and the rotation carries more per slot.
   void submit_waiting(uint64_t now) {
-    while (!waiting_ops_.empty() && mc_->can_submit() &&
-           (mc_->unsequenced_own() == 0 || waiting_ops_.size() >= wire::kMaxBatchOps)) {
+    while (!waiting_ops_.empty() && group_->can_submit() &&
+           (group_->ordering()->unsequenced_own() == 0 || waiting_ops_.size() >= wire::kMaxBatchOps)) {
       size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
       std::vector<wire::BatchedOp> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
-      mc_->submit(wire::encode_batch(batch, net::wall_clock_ms()), now);
+      mcast::MessageName name = group_->submit(wire::encode_batch(batch, net::wall_clock_ms()), now);
+      in_flight_[name] = std::move(batch);
     }
   }
 
-  // Who answers: the member that sequenced the batch answers every client in
-  // it. It is the first to deliver it, so the reply goes out one hop sooner
-  // than if the ASSIGN had to travel back to the origin first. (Should that
-  // reply be lost, the client's retry finds the stored reply at the origin.)
-  // The log append happens before any reply leaves: an answered operation is
-  // on this replica's disk (or, with --fsync, durably so).
-  std::vector<OutgoingReply> apply_deliveries() {
+  // The protocol's Ready, in the one safe order: its records to the log
+  // (persist before send: a datagram may say this replica holds them), then
+  // the deliveries and configuration changes applied, then protocol
+  // datagrams, then replies. Protocol traffic goes before replies: any send
+  // may hand the CPU to the process it wakes, and a client answered before
+  // the others heard from us would only bring its next request to a replica
+  // that must wait for them.
+  void flush_ready() {
+    mcast::Ready ready = group_->take_ready();
+    persist(ready.to_persist);
+    logged_held_upto_ = group_->held_upto();  // status reports only what is logged
     std::vector<OutgoingReply> replies;
-    std::vector<mcast::Delivery> delivered = mc_->take_deliveries();
-    for (const mcast::Delivery& d : delivered) {
-      const bool sequenced_here = mc_->sequencer_for(d.global_seq) == self_;
-      if (trace_) trace_->deliver(d, sequenced_here);
-      for (const AddressedReply& r : state_.apply(d)) {
-        forget_admitted(r.reply.client_id, r.reply.request_no);
-        if (sequenced_here) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
-      }
-    }
-    persist(delivered);
-    return replies;
+    for (const mcast::Event& e : ready.events) apply_event(e, replies);
+    send_datagrams(ready.to_send);
+    send_replies(replies);
   }
 
-  // Persist before send: what this step delivered and the assignments it
-  // made go to the log before any reply or datagram leaves (multicast.hpp
-  // says why). An assignment whose delivery is logged already, or in this
-  // same write (k <= applied_upto: the caller applied `delivered` first), is
-  // logged once, as a delivery; any other is logged as an assignment, even
-  // when persist({}) runs with deliveries still waiting in the protocol.
-  void persist(const std::vector<mcast::Delivery>& delivered) {
-    std::vector<mcast::Delivery> assigned = mc_->take_new_assignments();
-    assigned.erase(std::remove_if(assigned.begin(), assigned.end(),
-                                  [this](const mcast::Delivery& a) { return a.global_seq <= state_.applied_upto(); }),
-                   assigned.end());
+  // Who answers: the replica the client asked (the batch's origin), once the
+  // batch is delivered, which safe delivery allows only when a majority of
+  // the members hold it. (Should that reply be lost, the client's retry
+  // finds the stored reply.)
+  void apply_event(const mcast::Event& e, std::vector<OutgoingReply>& replies) {
+    switch (e.kind) {
+      case mcast::Event::Kind::Deliver: {
+        const mcast::Delivery& d = e.delivery;
+        const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
+        if (trace_) trace_->deliver(d, mine);
+        for (const AddressedReply& r : state_.apply(d)) {
+          forget_admitted(r.reply.client_id, r.reply.request_no);
+          if (mine) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
+        }
+        break;
+      }
+      case mcast::Event::Kind::Transitional:
+        // Our batches not yet delivered were sent in the old configuration:
+        // each is delivered up to the cut, or never (see on_regular).
+        for (auto& [name, batch] : in_flight_) orphans_[name] = std::move(batch);
+        in_flight_.clear();
+        log("%s", "transitional configuration " + config_text(e.config.id) + ": " + member_list_text(e.config.members) +
+                      " move on together");
+        break;
+      case mcast::Event::Kind::Regular:
+        on_regular(e, replies);
+        break;
+    }
+  }
+
+  // The new configuration is regular: everything up to the cut is
+  // delivered, so a batch of ours from an older configuration that is not
+  // delivered by now never will be (membership.hpp). In a primary
+  // configuration its operations are sent again (the exactly-once table
+  // makes that safe even were one applied after all); in a minority its
+  // clients are told to ask another replica.
+  void on_regular(const mcast::Event& e, std::vector<OutgoingReply>& replies) {
+    const mcast::Configuration& c = e.config;
+    std::string line = "configuration " + config_text(c.id) + " " + (c.primary ? "primary " : "non-primary ") +
+                       member_list_text(c.members) + " of " + std::to_string(opt_.peers.size());
+    if (c.primary) line += "; ordering resumes at k=" + std::to_string(c.cut + 1);
+    if (!e.reason.empty()) line += "; " + e.reason;
+    log("%s", line);
+    if (trace_) trace_->config(line);
+    std::vector<wire::BatchedOp> again;
+    for (auto& [name, batch] : orphans_) again.insert(again.end(), batch.begin(), batch.end());
+    orphans_.clear();
+    if (c.primary) {
+      waiting_ops_.insert(waiting_ops_.begin(), again.begin(), again.end());
+      return;
+    }
+    again.insert(again.end(), waiting_ops_.begin(), waiting_ops_.end());
+    waiting_ops_.clear();
+    for (const wire::BatchedOp& b : again) {
+      admitted_.erase(std::make_pair(b.op.client_id, b.op.request_no));
+      replies.push_back(OutgoingReply{encode_reply(not_in_majority(b.op, b.attempt)), to_sockaddr(b.reply_to)});
+    }
+  }
+
+  void persist(const std::vector<mcast::LogRecord>& records) {
     std::string error;
-    if (!store_->append(delivered, assigned, error)) {
+    if (!store_->append(records, error)) {
       log("fatal: %s", error);
       std::exit(1);  // never answer or announce what is not logged
     }
@@ -907,7 +1044,7 @@ class Server {
   // Every reply says whether this replica is in lossy mode, so that its
   // client sends its requests twice for a while too.
   std::string encode_reply(wire::Reply r) const {
-    r.lossy = mc_->lossy_mode();
+    r.lossy = lossy_mode();
     return wire::encode_reply(r);
   }
 
@@ -923,7 +1060,7 @@ class Server {
   // While the protocol sees heavy loss, replies go out twice too: a lost
   // reply costs the client a whole retry timeout.
   void send_replies(const std::vector<OutgoingReply>& replies) {
-    int copies = mc_->lossy_mode() ? 2 : 1;
+    int copies = lossy_mode() ? 2 : 1;
     for (const OutgoingReply& r : replies)
       for (int i = 0; i < copies; ++i) {
         Fate fate = send(r.bytes, r.to);
@@ -933,16 +1070,18 @@ class Server {
 
   void write_snapshot() {
     std::string error;
-    if (!store_->write_snapshot(state_, mc_->records_to_keep(), error)) log("error: %s", error);
+    if (!store_->write_snapshot(state_, group_->durable_state(), error)) log("error: %s", error);
   }
 
-  // What the protocol queued, the next sequencer's first: it may assign the
+  bool lossy_mode() const { return group_->ordering() && group_->ordering()->lossy_mode(); }
+
+  // The protocol's datagrams, the next sequencer's first: it may assign the
   // next global_seq only once it knows this one, and everyone waits for it.
-  void send_outgoing() {
-    persist({});  // anything produced since apply_deliveries() logged it
-    std::vector<mcast::Outgoing> out = mc_->take_outgoing();
-    const mcast::MemberId next = mc_->next_sequencer();
-    std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
+  void send_datagrams(std::vector<mcast::Outgoing>& out) {
+    if (const mcast::Multicast* ordering = group_->ordering()) {
+      const mcast::MemberId next = ordering->next_sequencer();
+      std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
+    }
     std::vector<Fate> fates;  // with --trace: what became of each
     for (const mcast::Outgoing& o : out) {
       Fate fate = Fate::Cut;
@@ -965,9 +1104,20 @@ class Server {
     return Fate::Passed;
   }
 
+  // Peer datagrams the protocol refused as malformed or implausible, and
+  // those from an earlier life of their sender.
+  uint64_t rejected() const {
+    const mcast::Multicast* ordering = group_->ordering();
+    return group_->stats().malformed + (ordering ? ordering->stats().malformed : 0);
+  }
+  uint64_t stale_count() const {
+    const mcast::Multicast* ordering = group_->ordering();
+    return group_->stats().stale + (ordering ? ordering->stats().stale : 0);
+  }
+
   uint64_t dropped() const {
-    const mcast::MulticastStats& s = mc_->stats();
-    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + s.malformed + s.stale;
+    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + rejected() + stale_count() +
+           group_->stats().other_config;
   }
 
   wire::ReplicaStatus status(uint64_t nonce) const {
@@ -977,31 +1127,55 @@ class Server {
     // What is logged, not what the protocol reached since the last persist:
     // a status answered mid-pass must not report progress a kill -9 loses.
     s.delivered_upto = state_.applied_upto();
-    s.stable_upto = std::min(mc_->stable_upto(), state_.applied_upto());
+    s.stable_upto = std::min(group_->stable_upto(), state_.applied_upto());
     s.queues = static_cast<uint32_t>(state_.queue_count());
-    s.buffered_messages = static_cast<uint32_t>(mc_->buffered_messages());
+    const mcast::Multicast* ordering = group_->ordering();
+    s.buffered_messages = static_cast<uint32_t>(ordering ? ordering->buffered_messages() : 0);
     s.dropped_datagrams = dropped();
+    if (group_->installed()) {
+      const mcast::Configuration& c = group_->configuration();
+      s.config_epoch = c.id.epoch;
+      s.config_rep = c.id.rep;
+      for (mcast::MemberId m : c.members) s.config_members |= uint64_t{1} << m;
+      s.primary = group_->primary();
+    }
+    s.group_size = static_cast<uint16_t>(opt_.peers.size());
+    s.reachable = static_cast<uint16_t>(group_->reachable_count());
+    s.held_upto = logged_held_upto_;
     return s;
   }
 
   void report(uint64_t now) {
     last_report_ = now;
-    const mcast::MulticastStats& s = mc_->stats();
-    char line[400];
+    mcast::MulticastStats s;
+    size_t buffered = 0;
+    if (const mcast::Multicast* ordering = group_->ordering()) {
+      s = ordering->stats();
+      buffered = ordering->buffered_messages();
+    }
+    const mcast::Configuration& c = group_->configuration();
+    const mcast::MembershipStats& g = group_->stats();
+    char line[600];
     std::snprintf(line, sizeof line,
-                  "delivered %llu stable %llu buffered %zu waiting %zu | requests %llu busy %llu | "
+                  "config %s%s %s hears %zu | delivered %llu held %llu stable %llu buffered %zu waiting %zu | "
+                  "requests %llu busy %llu minority %llu | view-changes %llu installs %llu | "
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
-                  "dropped: malformed %llu stale %llu non-member %llu loss %llu cut %llu send-failed %llu",
-                  (unsigned long long)mc_->delivered_upto(), (unsigned long long)mc_->stable_upto(),
-                  mc_->buffered_messages(), waiting_ops_.size(), (unsigned long long)counters_.requests,
-                  (unsigned long long)counters_.busy_replies, (unsigned long long)s.assignments_made,
+                  "dropped: malformed %llu stale %llu other-config %llu non-member %llu loss %llu cut %llu "
+                  "send-failed %llu",
+                  group_->installed() ? c.id.text().c_str() : "none",
+                  group_->primary() ? " primary" : (group_->installed() ? " non-primary" : ""),
+                  member_list_text(c.members).c_str(), group_->reachable_count(),
+                  (unsigned long long)group_->delivered_upto(), (unsigned long long)group_->held_upto(),
+                  (unsigned long long)group_->stable_upto(), buffered, waiting_ops_.size(),
+                  (unsigned long long)counters_.requests, (unsigned long long)counters_.busy_replies,
+                  (unsigned long long)counters_.minority_replies, (unsigned long long)g.view_changes,
+                  (unsigned long long)g.installs, (unsigned long long)s.assignments_made,
                   (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
                   (unsigned long long)s.retransmitted, (unsigned long long)s.redundant_copies,
-                  (unsigned long long)s.heartbeats,
-                  (unsigned long long)s.malformed, (unsigned long long)s.stale,
+                  (unsigned long long)s.heartbeats, (unsigned long long)(s.malformed + g.malformed),
+                  (unsigned long long)s.stale, (unsigned long long)g.other_config,
                   (unsigned long long)counters_.nonmember, (unsigned long long)counters_.loss_dropped,
-                  (unsigned long long)counters_.cut_dropped,
-                  (unsigned long long)counters_.send_failed);
+                  (unsigned long long)counters_.cut_dropped, (unsigned long long)counters_.send_failed);
     log("%s", line);
   }
 
@@ -1010,9 +1184,13 @@ class Server {
   std::unique_ptr<Tracer> trace_;  // null unless --trace
   int fd_ = -1;
   std::unique_ptr<ReplicaStore> store_;
-  std::unique_ptr<mcast::Multicast> mc_;
+  std::unique_ptr<mcast::Membership> group_;
   FTQueue state_;
   std::deque<wire::BatchedOp> waiting_ops_;
+  // Batches this replica multicast and has not seen delivered, by name; and
+  // those sent in a configuration that has since been replaced (on_regular).
+  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> in_flight_;
+  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> orphans_;
   // Requests this replica admitted and has not yet seen delivered, as
   // (client id, request number).
   std::set<std::pair<uint64_t, uint64_t>> admitted_;
@@ -1023,6 +1201,7 @@ class Server {
   uint64_t drain_deadline_ = 0;
   uint64_t last_peer_datagram_us_ = 0;
   uint64_t last_report_ = 0;
+  uint64_t logged_held_upto_ = 0;
 };
 
 }  // namespace

@@ -64,7 +64,7 @@ bool read_preamble(Reader& r, Kind& kind) {
   uint8_t m0, m1, ver, k;
   if (!r.u8(m0) || !r.u8(m1) || !r.u8(ver) || !r.u8(k)) return false;
   if (m0 != kMagic0 || m1 != kMagic1 || ver != kVersion) return false;
-  if (k < static_cast<uint8_t>(Kind::Peer) || k > static_cast<uint8_t>(Kind::StatusReply)) return false;
+  if (k < static_cast<uint8_t>(Kind::Peer) || k > static_cast<uint8_t>(Kind::Membership)) return false;
   kind = static_cast<Kind>(k);
   return true;
 }
@@ -183,6 +183,102 @@ std::vector<std::string> encode_peer(const PeerPacket& p) {
   return out.finish();
 }
 
+namespace {
+void write_config_id(Writer& w, const WireConfigId& c) {
+  w.u64(c.epoch);
+  w.u16(c.rep);
+}
+bool read_config_id(Reader& r, WireConfigId& c) { return r.u64(c.epoch) && r.u16(c.rep); }
+// Far more than any real group (server.cpp allows 64 members).
+constexpr uint16_t kMaxMembers = 256;
+}  // namespace
+
+std::string encode_membership(const MembershipMessage& m) {
+  Writer w;
+  write_preamble(w, Kind::Membership);
+  w.u16(m.sender);
+  w.u16(m.group_size);
+  w.u64(m.incarnation);
+  w.u8(static_cast<uint8_t>(m.type));
+  write_config_id(w, m.installed);
+  w.u8(m.installed_primary ? 1 : 0);
+  write_config_id(w, m.promised);
+  w.u64(m.delivered_upto);
+  w.u64(m.hears);
+  switch (m.type) {
+    case MembershipType::Keepalive:
+      break;
+    case MembershipType::Prepare:
+      write_config_id(w, m.config);
+      w.u16(static_cast<uint16_t>(m.members.size()));
+      for (uint16_t id : m.members) w.u16(id);
+      break;
+    case MembershipType::State:
+      write_config_id(w, m.config);
+      write_config_id(w, m.last_primary);
+      w.u64(m.held_upto);
+      break;
+    case MembershipType::Install:
+      write_config_id(w, m.config);
+      w.u8(m.primary ? 1 : 0);
+      w.u64(m.cut);
+      w.u16(m.source);
+      write_config_id(w, m.source_last_primary);
+      w.u16(static_cast<uint16_t>(m.entries.size()));
+      for (const InstallEntry& e : m.entries) {
+        w.u16(e.member);
+        w.u64(e.incarnation);
+        write_config_id(w, e.previous);
+      }
+      break;
+  }
+  return w.take();
+}
+
+bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
+  out = MembershipMessage{};
+  if (len > kMaxDatagram) return false;
+  Reader r(data, len);
+  Kind kind;
+  uint8_t type, installed_primary;
+  if (!read_preamble(r, kind) || kind != Kind::Membership) return false;
+  if (!(r.u16(out.sender) && r.u16(out.group_size) && r.u64(out.incarnation) && r.u8(type) &&
+        read_config_id(r, out.installed) && r.u8(installed_primary) && read_config_id(r, out.promised) &&
+        r.u64(out.delivered_upto) && r.u64(out.hears)))
+    return false;
+  if (type < 1 || type > 4 || installed_primary > 1) return false;
+  out.type = static_cast<MembershipType>(type);
+  out.installed_primary = installed_primary == 1;
+  uint16_t count = 0;
+  switch (out.type) {
+    case MembershipType::Keepalive:
+      break;
+    case MembershipType::Prepare:
+      if (!read_config_id(r, out.config) || !r.u16(count) || count > kMaxMembers) return false;
+      out.members.resize(count);
+      for (uint16_t& id : out.members)
+        if (!r.u16(id)) return false;
+      break;
+    case MembershipType::State:
+      if (!(read_config_id(r, out.config) && read_config_id(r, out.last_primary) && r.u64(out.held_upto)))
+        return false;
+      break;
+    case MembershipType::Install: {
+      uint8_t primary;
+      if (!(read_config_id(r, out.config) && r.u8(primary) && r.u64(out.cut) && r.u16(out.source) &&
+            read_config_id(r, out.source_last_primary) && r.u16(count)) ||
+          primary > 1 || count > kMaxMembers)
+        return false;
+      out.primary = primary == 1;
+      out.entries.resize(count);
+      for (InstallEntry& e : out.entries)
+        if (!(r.u16(e.member) && r.u64(e.incarnation) && read_config_id(r, e.previous))) return false;
+      break;
+    }
+  }
+  return r.at_end();
+}
+
 bool decode_peer(const void* data, size_t len, PeerPacket& out) {
   out = PeerPacket{};
   if (len > kMaxDatagram) return false;
@@ -253,7 +349,7 @@ const char* opcode_name(OpCode op) {
   return "?";
 }
 
-bool valid_reply_code(uint8_t v) { return v <= static_cast<uint8_t>(ReplyCode::IdsExhausted); }
+bool valid_reply_code(uint8_t v) { return v <= static_cast<uint8_t>(ReplyCode::NotInMajority); }
 
 namespace {
 void write_operation(Writer& w, const Operation& op) {
@@ -369,16 +465,28 @@ std::string encode_status_reply(const ReplicaStatus& s) {
   w.u32(s.queues);
   w.u32(s.buffered_messages);
   w.u64(s.dropped_datagrams);
+  w.u64(s.config_epoch);
+  w.u16(s.config_rep);
+  w.u64(s.config_members);
+  w.u8(s.primary ? 1 : 0);
+  w.u16(s.group_size);
+  w.u16(s.reachable);
+  w.u64(s.held_upto);
   return w.take();
 }
 
 bool decode_status_reply(const void* data, size_t len, ReplicaStatus& s) {
   Reader r(data, len);
   Kind kind;
-  return read_preamble(r, kind) && kind == Kind::StatusReply && r.u64(s.nonce) &&
-         r.u16(s.member) && r.u64(s.delivered_upto) && r.u64(s.stable_upto) &&
-         r.u32(s.queues) && r.u32(s.buffered_messages) && r.u64(s.dropped_datagrams) &&
-         r.at_end();
+  uint8_t primary = 0;
+  if (!(read_preamble(r, kind) && kind == Kind::StatusReply && r.u64(s.nonce) && r.u16(s.member) &&
+        r.u64(s.delivered_upto) && r.u64(s.stable_upto) && r.u32(s.queues) && r.u32(s.buffered_messages) &&
+        r.u64(s.dropped_datagrams) && r.u64(s.config_epoch) && r.u16(s.config_rep) && r.u64(s.config_members) &&
+        r.u8(primary) && r.u16(s.group_size) && r.u16(s.reachable) && r.u64(s.held_upto) && r.at_end()) ||
+      primary > 1)
+    return false;
+  s.primary = primary == 1;
+  return true;
 }
 
 std::string to_hex(const std::string& bytes) {

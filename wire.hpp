@@ -35,6 +35,7 @@ enum class Kind : uint8_t {
   ClientReply = 3,
   StatusRequest = 4,
   StatusReply = 5,
+  Membership = 6,
 };
 
 // ---- primitives ----------------------------------------------------------
@@ -149,6 +150,58 @@ constexpr size_t kMaxPayload = kMaxDatagram - 96;
 std::vector<std::string> encode_peer(const PeerPacket& p);
 bool decode_peer(const void* data, size_t len, PeerPacket& out);
 
+// ---- membership datagrams (membership.hpp) ---------------------------------
+
+// A configuration id on the wire: epoch, then the member that formed it.
+struct WireConfigId {
+  uint64_t epoch = 0;
+  uint16_t rep = 0;
+};
+
+enum class MembershipType : uint8_t {
+  Keepalive = 1,  // the header alone
+  Prepare = 2,    // coordinator -> proposed members: promise `config` and send STATE
+  State = 3,      // member -> coordinator
+  Install = 4,    // coordinator -> members
+};
+
+struct InstallEntry {  // one member of an installed configuration
+  uint16_t member = 0;
+  uint64_t incarnation = 0;  // the life that promised; only it may install
+  WireConfigId previous;     // its configuration before (for the transitional set)
+};
+
+// Every membership datagram carries the header; the fields after it depend
+// on the type (unused ones are not sent).
+struct MembershipMessage {
+  // header
+  uint16_t sender = 0;
+  uint16_t group_size = 0;
+  uint64_t incarnation = 0;      // sender's life
+  MembershipType type = MembershipType::Keepalive;
+  WireConfigId installed;        // sender's configuration (epoch 0: none)
+  bool installed_primary = false;
+  WireConfigId promised;         // highest id the sender promised
+  uint64_t delivered_upto = 0;
+  uint64_t hears = 0;            // bit m: the sender hears member m lately
+  // Prepare, State, Install: the configuration being formed
+  WireConfigId config;
+  // Prepare: the proposed members; Install: see entries
+  std::vector<uint16_t> members;
+  // State
+  WireConfigId last_primary;
+  uint64_t held_upto = 0;
+  // Install
+  bool primary = false;
+  uint64_t cut = 0;
+  uint16_t source = 0;
+  WireConfigId source_last_primary;
+  std::vector<InstallEntry> entries;
+};
+
+std::string encode_membership(const MembershipMessage& m);
+bool decode_membership(const void* data, size_t len, MembershipMessage& out);
+
 // ---- client datagrams ----------------------------------------------------
 
 enum class OpCode : uint8_t {
@@ -169,6 +222,10 @@ enum class ReplyCode : uint8_t {
   Empty = 2,         // pop/top on an empty queue
   Busy = 3,          // buffers full or server shutting down: retry later
   IdsExhausted = 4,  // every positive 32-bit id has been used
+  // The replica is not in a primary configuration (it cannot reach a
+  // majority of the members): it did not admit the request; ask another.
+  // `value` is (members it hears, itself included) << 16 | n.
+  NotInMajority = 5,
 };
 bool valid_reply_code(uint8_t v);
 
@@ -242,6 +299,16 @@ struct ReplicaStatus {
   uint32_t queues = 0;
   uint32_t buffered_messages = 0;
   uint64_t dropped_datagrams = 0;  // malformed, non-member, stale, loss flag
+  // Membership (membership.hpp): the configuration it is installed in
+  // (epoch 0: none yet), its members (bit m set for member m), whether it is
+  // primary, and how many of the n members it hears, itself included.
+  uint64_t config_epoch = 0;
+  uint16_t config_rep = 0;
+  uint64_t config_members = 0;
+  bool primary = false;
+  uint16_t group_size = 0;
+  uint16_t reachable = 0;
+  uint64_t held_upto = 0;
 };
 std::string encode_status_request(uint64_t nonce);
 bool decode_status_request(const void* data, size_t len, uint64_t& nonce);

@@ -213,6 +213,12 @@ class Driver {
       if (it == by_id_.end() || it->second >= clients_.size()) continue;
       LogicalClient& c = clients_[it->second];
       if (c.id != rep.client_id || rep.request_no != c.request_no || c.resend_at == 0) continue;  // late duplicate
+      if (rep.code == wire::ReplyCode::NotInMajority) {  // as ./client: ask the next replica, a little later
+        c.server = (c.server + 1) % servers_.size();
+        c.silent_tries = 0;
+        c.resend_at = net::now_us() + 5'000;
+        continue;
+      }
       complete(c, rep, net::now_us(), continue_loop);
     }
     now = net::now_us();

@@ -458,6 +458,15 @@ mcast::LogRecord install(uint64_t epoch, mcast::MemberId rep, bool primary, uint
   return r;
 }
 
+// The member held that primary configuration's order up to its cut: only
+// this makes it the last primary (an install alone does not).
+mcast::LogRecord order_complete(uint64_t epoch, mcast::MemberId rep) {
+  mcast::LogRecord r;
+  r.kind = mcast::LogRecord::Kind::OrderComplete;
+  r.config.id = mcast::ConfigId{epoch, rep};
+  return r;
+}
+
 // The state a member reaches by applying exactly these records, in order.
 std::string state_of(const std::vector<mcast::Delivery>& applied) {
   FTQueue q;
@@ -533,7 +542,7 @@ void store_snapshot_then_kill() {
   const std::vector<mcast::Delivery> r = {record(1, 0, 1), record(2, 1, 1), record(3, 2, 1), record(4, 0, 2),
                                           record(5, 1, 2)};
   const std::vector<mcast::LogRecord> log = {
-      held(r[0]), held(r[1]), held(r[2]), delivered(3), promise(2, 0), install(2, 0, true, 3, {0, 1, 2}),
+      held(r[0]), held(r[1]), held(r[2]), delivered(3), promise(2, 0), install(2, 0, true, 3, {0, 1, 2}), order_complete(2, 0),
       held(r[3]), delivered(4), held(r[4])};
   const std::string want = expected(4, r, {2, 0}, {2, 0}, mcast::Configuration{{2, 0}, {0, 1, 2}, true, 3});
   {  // No snapshot: the log alone rebuilds 1..4.
@@ -658,7 +667,7 @@ void store_truncate() {
 void store_configurations() {
   const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1);
   std::string dir = harness::make_temp_dir("unit-store-configs");
-  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}), held(r1), delivered(1), promise(4, 2),
+  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}), order_complete(3, 1), held(r1), delivered(1), promise(4, 2),
                   truncate(1), install(4, 2, false, 0, {2}), held(r2), promise(5, 0)});
   const mcast::Configuration minority{{4, 2}, {2}, false, 0};
   const std::string want = expected(1, {r1, r2}, {5, 0}, {3, 1}, minority);
@@ -674,16 +683,22 @@ void store_configurations() {
     Restart again(dir);
     CHECK_EQ(describe(again.restored), want, "configurations survive a write_snapshot rewrite");
     CHECK(again.state.render_snapshot() == state_of({r1}), "state after the rewrite");
-    // A primary install after it: last_primary moves on, and the rewrite
-    // needs no last-primary line (the install says it).
+    // A primary install after it, not complete at the crash: last_primary
+    // stays (membership.hpp: only OrderComplete moves it).
     CHECK(again.store.append({promise(6, 1), install(6, 1, true, 2, {0, 1})}, error), error);
   }
   {
     Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {3, 1}, mcast::Configuration{{6, 1}, {0, 1}, true, 2}),
+             "a newer primary install, its order not complete");
+    CHECK(again.store.append({order_complete(6, 1)}, error), error);
+  }
+  {
+    Restart again(dir);
     CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {6, 1}, mcast::Configuration{{6, 1}, {0, 1}, true, 2}),
-             "a newer primary install");
-    CHECK(file(dir + "/log.txt").find("last-primary") == std::string::npos,
-          "no last-primary line when the install says it: " + file(dir + "/log.txt"));
+             "a newer primary install, its order complete");
+    CHECK(file(dir + "/log.txt").find("last-primary 6.1\n") != std::string::npos,
+          "the rewrite at open keeps the last primary: " + file(dir + "/log.txt"));
   }
   harness::remove_tree(dir);
 }
@@ -808,7 +823,7 @@ void store_phase_one() {
 void store_append() {
   const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), r3 = record(3, 2, 1);
   const mcast::Delivery empty{4, wire::MessageName{1, 5, 6}, ""};
-  const std::vector<mcast::LogRecord> batch = {promise(1, 0), install(1, 0, true, 0, {0, 1, 2}), held(r1), held(r2),
+  const std::vector<mcast::LogRecord> batch = {promise(1, 0), install(1, 0, true, 0, {0, 1, 2}), order_complete(1, 0), held(r1), held(r2),
                                                delivered(1), held(r3), held(empty), truncate(3)};
   std::string dir = harness::make_temp_dir("unit-store-append");
   std::string error;
@@ -825,7 +840,7 @@ void store_append() {
   }
   auto hex = [](const mcast::Delivery& d) { return wire::to_hex(d.payload); };
   CHECK_EQ(file(dir + "/log.txt"),
-           log_before + "promise 1.0\ninstall 1.0 primary 0 0,1,2\nheld 1 0 7 1 " + hex(r1) + "\nheld 2 1 7 1 " +
+           log_before + "promise 1.0\ninstall 1.0 primary 0 0,1,2 keep 0\nlast-primary 1.0\nheld 1 0 7 1 " + hex(r1) + "\nheld 2 1 7 1 " +
                hex(r2) + "\ndelivered 1\nheld 3 2 7 1 " + hex(r3) + "\nheld 4 1 5 6 -\ntruncate 3\n",
            "the records, in order, one line each");
   {
