@@ -10,6 +10,7 @@
 #include <cinttypes>
 #include <climits>
 #include <cstring>
+#include <map>
 #include <sstream>
 
 using wire::OpCode;
@@ -307,28 +308,141 @@ bool make_dirs(const std::string& dir) {
   return ::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A delivered message is "K ORIGIN INCARNATION ORIGIN_SEQ HEX"; an
-// assignment this replica made and has not delivered yet is the same
-// preceded by "assign".
-constexpr const char* kAssignWord = "assign";
+// ---- log lines (the format is described in ftqueue.hpp) -------------------
 
-std::string log_line(const mcast::Delivery& d, bool assignment) {
-  return (assignment ? std::string(kAssignWord) + " " : std::string()) + std::to_string(d.global_seq) + " " +
-         std::to_string(d.name.origin) + " " + std::to_string(d.name.incarnation) + " " +
-         std::to_string(d.name.origin_seq) + " " + wire::to_hex(d.payload) + "\n";
+// A whole number: digits only, no sign, no overflow.
+bool parse_number(const std::string& word, uint64_t& out) {
+  if (word.empty() || word.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : word) {
+    if (c < '0' || c > '9') return false;
+    uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  out = v;
+  return true;
 }
 
-bool parse_log_line(const std::string& line, mcast::Delivery& d, bool& assignment) {
-  assignment = line.rfind(kAssignWord, 0) == 0;
-  std::istringstream in(assignment ? line.substr(std::strlen(kAssignWord)) : line);
-  std::string hex, extra;
-  if (!(in >> d.global_seq >> d.name.origin >> d.name.incarnation >> d.name.origin_seq >> hex) ||
-      (in >> extra))
+bool parse_member(const std::string& word, mcast::MemberId& out) {
+  uint64_t v;
+  if (!parse_number(word, v) || v > UINT16_MAX) return false;
+  out = static_cast<mcast::MemberId>(v);
+  return true;
+}
+
+// "E.R"
+bool parse_config_id(const std::string& word, mcast::ConfigId& out) {
+  size_t dot = word.find('.');
+  return dot != std::string::npos && parse_number(word.substr(0, dot), out.epoch) &&
+         parse_member(word.substr(dot + 1), out.rep);
+}
+
+std::vector<std::string> split(const std::string& line, char sep) {
+  std::vector<std::string> words;
+  size_t start = 0;
+  for (;;) {
+    size_t end = line.find(sep, start);
+    words.push_back(line.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return words;
+    start = end + 1;
+  }
+}
+
+// "K ORIGIN INCARNATION ORIGIN_SEQ HEX" (an empty payload is "-").
+std::string record_fields(const mcast::Delivery& d) {
+  return std::to_string(d.global_seq) + " " + std::to_string(d.name.origin) + " " +
+         std::to_string(d.name.incarnation) + " " + std::to_string(d.name.origin_seq) + " " +
+         (d.payload.empty() ? std::string("-") : wire::to_hex(d.payload));
+}
+
+bool parse_record_fields(const std::vector<std::string>& w, size_t at, mcast::Delivery& d) {
+  if (w.size() != at + 5) return false;
+  if (!parse_number(w[at], d.global_seq) || d.global_seq == 0 || !parse_member(w[at + 1], d.name.origin) ||
+      !parse_number(w[at + 2], d.name.incarnation) || !parse_number(w[at + 3], d.name.origin_seq))
     return false;
-  return wire::from_hex(hex, d.payload);
+  if (w[at + 4] == "-") {
+    d.payload.clear();
+    return true;
+  }
+  return !w[at + 4].empty() && wire::from_hex(w[at + 4], d.payload);
+}
+
+std::string log_line(const mcast::LogRecord& r) {
+  using Kind = mcast::LogRecord::Kind;
+  switch (r.kind) {
+    case Kind::Held:
+      return "held " + record_fields(r.held) + "\n";
+    case Kind::Delivered:
+      return "delivered " + std::to_string(r.upto) + "\n";
+    case Kind::Truncate:
+      return "truncate " + std::to_string(r.upto) + "\n";
+    case Kind::Promise:
+      return "promise " + r.config.id.text() + "\n";
+    case Kind::Install: {
+      std::string members;
+      for (mcast::MemberId m : r.config.members) members += (members.empty() ? "" : ",") + std::to_string(m);
+      return "install " + r.config.id.text() + (r.config.primary ? " primary " : " minority ") +
+             std::to_string(r.config.cut) + " " + (members.empty() ? "-" : members) + "\n";
+    }
+  }
+  return "";
+}
+
+// One parsed line of log.txt. Besides the LogRecord kinds it may be a
+// `last-primary` line (written by a rewrite), or, in a phase-one data
+// directory, a bare "K ORIGIN INC SEQ HEX" line (a delivered message: read as
+// `held K ...` then `delivered K`) or an "assign K ORIGIN INC SEQ HEX" line
+// (an own assignment not yet delivered: read as `held K ...` only). The
+// rewrite at open leaves only the new format.
+struct LogLine {
+  mcast::LogRecord record;
+  bool last_primary = false;    // a `last-primary` line: record.config.id
+  bool then_delivered = false;  // a phase-one bare line: record (Held), then delivered K
+};
+
+bool parse_log_line(const std::string& line, LogLine& out) {
+  using Kind = mcast::LogRecord::Kind;
+  std::vector<std::string> w = split(line, ' ');
+  mcast::LogRecord& r = out.record;
+  const std::string& word = w[0];
+  if (word == "held" || word == "assign") {
+    r.kind = Kind::Held;
+    return parse_record_fields(w, 1, r.held);
+  }
+  if (!word.empty() && word[0] >= '0' && word[0] <= '9') {
+    r.kind = Kind::Held;
+    out.then_delivered = true;
+    return parse_record_fields(w, 0, r.held);
+  }
+  if (word == "delivered" || word == "truncate") {
+    r.kind = word == "delivered" ? Kind::Delivered : Kind::Truncate;
+    return w.size() == 2 && parse_number(w[1], r.upto);
+  }
+  if (word == "promise" || word == "last-primary") {
+    r.kind = Kind::Promise;
+    out.last_primary = word == "last-primary";
+    return w.size() == 2 && parse_config_id(w[1], r.config.id) && !r.config.id.none();
+  }
+  if (word == "install") {
+    r.kind = Kind::Install;
+    if (w.size() != 5 || !parse_config_id(w[1], r.config.id) || r.config.id.none() ||
+        (w[2] != "primary" && w[2] != "minority") || !parse_number(w[3], r.config.cut))
+      return false;
+    r.config.primary = w[2] == "primary";
+    if (w[4] == "-") return true;
+    for (const std::string& m : split(w[4], ',')) {
+      mcast::MemberId id;
+      if (!parse_member(m, id)) return false;
+      r.config.members.push_back(id);
+    }
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
+
 
 bool write_file_atomically(const std::string& path, const std::string& text, std::string& error) {
   std::string tmp = path + ".tmp";
@@ -361,52 +475,96 @@ ReplicaStore::~ReplicaStore() {
   if (log_fd_ >= 0) ::close(log_fd_);
 }
 
-bool ReplicaStore::open(FTQueue& state, std::vector<mcast::Delivery>& logged, std::string& error) {
+bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& error) {
   if (!make_dirs(dir_)) {
     error = errno_text("cannot create data directory " + dir_);
     return false;
   }
+  // Work on copies: on error the caller's state and restored stay as they were.
+  FTQueue rebuilt;
   std::string text;
-  if (read_file(path("snapshot.txt"), text) && !state.load_snapshot(text, error)) {
+  if (read_file(path("snapshot.txt"), text) && !rebuilt.load_snapshot(text, error)) {
     error = path("snapshot.txt") + ": " + error;
     return false;
   }
+  const uint64_t snapshot_upto = rebuilt.applied_upto();
+  mcast::Restored found;
+  std::map<uint64_t, mcast::Delivery> held;  // remembered records, by k
   // Replay the log. A torn last line (the server died mid-write) is dropped;
-  // so is anything after a gap, which only a damaged file could contain.
-  logged.clear();
-  std::vector<mcast::Delivery> assigned;
+  // an unparsable line, which only a damaged file could contain, ends the
+  // replay there. So does a line that would void or replace a record this
+  // replay already applied beyond the snapshot (the protocol never truncates
+  // below, nor holds again, what it delivered): the rewrite below must be
+  // able to rebuild what was applied.
   std::string log;
   read_file(path("log.txt"), log);
+  using Kind = mcast::LogRecord::Kind;
   size_t start = 0;
   while (start < log.size()) {
     size_t end = log.find('\n', start);
     if (end == std::string::npos) break;
-    mcast::Delivery d;
-    bool assignment;
-    if (!parse_log_line(log.substr(start, end - start), d, assignment)) break;
+    LogLine line;
+    if (!parse_log_line(log.substr(start, end - start), line)) break;
+    mcast::LogRecord& r = line.record;
+    const uint64_t applied = rebuilt.applied_upto();
+    const bool applied_from_log = applied > snapshot_upto;
+    if (r.kind == Kind::Held && applied_from_log && r.held.global_seq > snapshot_upto &&
+        r.held.global_seq <= applied) {
+      auto had = held.find(r.held.global_seq);  // applied, so remembered
+      if (had == held.end() || !(had->second.name == r.held.name) || had->second.payload != r.held.payload)
+        break;
+    }
+    if (r.kind == Kind::Truncate && applied_from_log && r.upto < applied) break;
     start = end + 1;
-    if (assignment) {
-      assigned.push_back(std::move(d));
+
+    if (line.last_primary) {
+      found.last_primary = std::max(found.last_primary, r.config.id);
       continue;
     }
-    if (d.global_seq > state.applied_upto() + 1) {
-      // The log goes on past a gap: the snapshot is older than the log was
-      // written against (restored from elsewhere, or lost). Starting would
-      // throw away logged messages, own assignments among them, so refuse,
-      // and change nothing.
-      error = path("log.txt") + " has k=" + std::to_string(d.global_seq) + " but " + path("snapshot.txt") +
-              " ends at k=" + std::to_string(state.applied_upto()) +
-              ": the snapshot is older than the log (restored or lost?); refusing to start, nothing changed";
-      return false;
+    uint64_t deliver_upto = 0;  // a delivered mark to apply, if any
+    switch (r.kind) {
+      case Kind::Held: {
+        uint64_t k = r.held.global_seq;
+        held[k] = std::move(r.held);
+        if (line.then_delivered) deliver_upto = k;
+        break;
+      }
+      case Kind::Delivered:
+        deliver_upto = r.upto;
+        break;
+      case Kind::Truncate:
+        held.erase(held.upper_bound(r.upto), held.end());
+        break;
+      case Kind::Promise:
+        found.promised = std::max(found.promised, r.config.id);
+        break;
+      case Kind::Install:
+        if (r.config.primary) found.last_primary = std::max(found.last_primary, r.config.id);
+        found.last_installed = std::move(r.config);
+        break;
     }
-    if (d.global_seq == state.applied_upto() + 1) state.apply(d);
-    logged.push_back(std::move(d));
+    for (uint64_t k = rebuilt.applied_upto() + 1; k <= deliver_upto; ++k) {
+      auto it = held.find(k);
+      if (it == held.end()) {
+        // The log delivers past a record it does not hold: the snapshot is
+        // older than the log was written against (restored from elsewhere,
+        // or lost). Starting would throw away logged messages, own
+        // assignments among them, so refuse, and change nothing.
+        error = path("log.txt") + " delivers up to k=" + std::to_string(deliver_upto) + " but does not hold k=" +
+                std::to_string(k) + ", and " + path("snapshot.txt") + " ends at k=" +
+                std::to_string(rebuilt.applied_upto()) +
+                ": the snapshot is older than the log (restored or lost?); refusing to start, nothing changed";
+        return false;
+      }
+      rebuilt.apply(it->second);
+    }
   }
-  // Assignments since delivered are in the log as deliveries already.
-  for (mcast::Delivery& a : assigned)
-    if (a.global_seq > state.applied_upto()) logged.push_back(std::move(a));
-  if (!rewrite_log(logged, state.applied_upto(), error)) return false;
-  appended_since_snapshot_ = logged.size();
+  found.delivered_upto = rebuilt.applied_upto();
+  for (auto& [k, d] : held) found.held.push_back(std::move(d));
+  if (!rewrite_log(found, rebuilt.applied_upto(), error)) return false;
+  appended_since_snapshot_ = found.held.size();
+  state = std::move(rebuilt);
+  restored = std::move(found);
   return true;
 }
 
@@ -419,32 +577,49 @@ bool ReplicaStore::next_incarnation(uint64_t now_us, uint64_t& incarnation, std:
   return write_file_atomically(path("incarnation"), std::to_string(incarnation) + "\n", error);
 }
 
-bool ReplicaStore::append(const std::vector<mcast::Delivery>& delivered,
-                          const std::vector<mcast::Delivery>& assigned, std::string& error) {
-  if (delivered.empty() && assigned.empty()) return true;
+bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::string& error) {
+  if (records.empty()) return true;
   std::string text;
-  for (const mcast::Delivery& a : assigned) text += log_line(a, true);
-  for (const mcast::Delivery& d : delivered) text += log_line(d, false);
+  for (const mcast::LogRecord& r : records) text += log_line(r);
   if (!write_all(log_fd_, text) || (fsync_ && ::fdatasync(log_fd_) != 0)) {
     error = errno_text("cannot append to " + path("log.txt"));
     return false;
   }
-  appended_since_snapshot_ += delivered.size() + assigned.size();
+  appended_since_snapshot_ += records.size();
   return true;
 }
 
-bool ReplicaStore::write_snapshot(const FTQueue& state, const std::vector<mcast::Delivery>& keep,
-                                  std::string& error) {
+bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error) {
   if (!write_file_atomically(path("snapshot.txt"), state.render_snapshot(), error)) return false;
-  if (!rewrite_log(keep, state.applied_upto(), error)) return false;
+  if (!rewrite_log(protocol, state.applied_upto(), error)) return false;
   appended_since_snapshot_ = 0;
   return true;
 }
 
-bool ReplicaStore::rewrite_log(const std::vector<mcast::Delivery>& records, uint64_t applied_upto,
-                               std::string& error) {
+// The log a restart needs: the promise, the last primary (when the install
+// line does not say it already), the last installed configuration, the held
+// records, and a delivered mark at `delivered_mark` (the state's
+// applied_upto: never above what the snapshot and these records rebuild).
+bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error) {
+  using Kind = mcast::LogRecord::Kind;
   std::string text;
-  for (const mcast::Delivery& d : records) text += log_line(d, d.global_seq > applied_upto);
+  mcast::LogRecord r;
+  if (!protocol.promised.none()) {
+    r.kind = Kind::Promise;
+    r.config.id = protocol.promised;
+    text += log_line(r);
+  }
+  const bool install_says_it = protocol.last_installed && protocol.last_installed->primary &&
+                               protocol.last_installed->id == protocol.last_primary;
+  if (!protocol.last_primary.none() && !install_says_it)
+    text += "last-primary " + protocol.last_primary.text() + "\n";
+  if (protocol.last_installed) {
+    r.kind = Kind::Install;
+    r.config = *protocol.last_installed;
+    text += log_line(r);
+  }
+  for (const mcast::Delivery& d : protocol.held) text += "held " + record_fields(d) + "\n";
+  text += "delivered " + std::to_string(delivered_mark) + "\n";
   if (!write_file_atomically(path("log.txt"), text, error)) return false;
   if (log_fd_ >= 0) ::close(log_fd_);
   log_fd_ = ::open(path("log.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);

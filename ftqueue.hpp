@@ -15,14 +15,30 @@
 //
 // ReplicaStore keeps one replica's files in its data directory:
 //   snapshot.txt  the state at some global_seq, written atomically (rename)
-//   log.txt       one line per delivered message after (and a little
-//                 before) the snapshot, and one per assignment this replica
-//                 made and has not delivered yet; appended before any reply
-//                 or datagram that depends on it leaves (persist before send)
+//   log.txt       the protocol's records (mcast::LogRecord, see
+//                 membership.hpp), one per line, appended in the order the
+//                 protocol gives them, each Ready's in one write, before any
+//                 datagram of that Ready leaves (persist before send):
+//     held K ORIGIN INCARNATION ORIGIN_SEQ HEX   this member holds record K:
+//                        its MessageName and payload (hex; "-" if empty)
+//     delivered K        delivered 1..K
+//     truncate K         the held records above K so far are void
+//     promise E.R        never answer a PREPARE at or below E.R again
+//     install E.R primary|minority CUT M1,M2,...   installed this configuration
+//     last-primary E.R   the last primary configuration (only a rewrite
+//                        writes it, when the last install was not primary)
 //   incarnation   this replica's last incarnation number
-// Restart = load the snapshot, replay the log. By default an append reaches
-// the operating system before the reply (it survives a crash of the server
-// process); with fsync it also reaches the disk (it survives a power cut).
+// Restart = load the snapshot, replay the log: a held line remembers record
+// K (a later one for the same K replaces it), a truncate forgets those above
+// it, and a delivered mark applies the remembered records from the
+// snapshot's end up to it, in order. Whatever the log says about
+// configurations, and every record it still holds, go to the protocol
+// (mcast::Restored). At open and at each snapshot the log is rewritten to
+// what a restart needs: promise, last-primary, install, the held records,
+// and a delivered mark the snapshot and those records can rebuild.
+// By default an append reaches the operating system before any datagram
+// (it survives a crash of the server process); with fsync it also reaches
+// the disk (it survives a power cut).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "membership.hpp"
 #include "multicast.hpp"
 #include "wire.hpp"
 
@@ -105,31 +122,36 @@ class ReplicaStore {
   ReplicaStore(const ReplicaStore&) = delete;
   ReplicaStore& operator=(const ReplicaStore&) = delete;
 
-  // Creates the directory if needed, loads snapshot and log into `state`,
-  // and returns in `logged` every record the log holds for the protocol
-  // (Multicast::restore_logged): delivered messages, then the assignments
-  // this replica made beyond state.applied_upto(). Leaves the log open for
-  // appending.
-  bool open(FTQueue& state, std::vector<mcast::Delivery>& logged, std::string& error);
+  // Creates the directory if needed, loads snapshot.txt into `state`,
+  // replays log.txt (the held records up to each delivered mark are applied
+  // to `state`, in global_seq order) and fills `restored` for the protocol:
+  // delivered_upto = state.applied_upto(), every record the log still holds
+  // (ascending, those at or below delivered_upto included: a restarted member
+  // serves them to peers that lack them), the promise, the last primary and
+  // the last installed configuration. Then rewrites the log compactly (as
+  // write_snapshot would, without a new snapshot) and leaves it open for
+  // appending. On error `state`, `restored` and the files are unchanged.
+  bool open(FTQueue& state, mcast::Restored& restored, std::string& error);
 
   // A number larger than any this replica used before.
   bool next_incarnation(uint64_t now_us, uint64_t& incarnation, std::string& error);
 
-  // One write (and with fsync one fdatasync) for the whole batch: messages
-  // delivered, and assignments this replica made and has not delivered.
-  bool append(const std::vector<mcast::Delivery>& delivered, const std::vector<mcast::Delivery>& assigned,
-              std::string& error);
+  // One write (and with fsync one fdatasync) for all of `records`, in order
+  // (a Ready's to_persist).
+  bool append(const std::vector<mcast::LogRecord>& records, std::string& error);
 
-  // Writes snapshot.txt, then shortens the log to `keep`
-  // (Multicast::records_to_keep: delivered messages some member may still
-  // ask for, and undelivered own assignments, those beyond state.applied_upto()).
-  bool write_snapshot(const FTQueue& state, const std::vector<mcast::Delivery>& keep,
-                      std::string& error);
+  // Writes snapshot.txt atomically, then rewrites the log (atomically) to
+  // `protocol` (Membership::durable_state()): its promise, last primary, last
+  // installed configuration, its held records, and a delivered mark at
+  // state.applied_upto().
+  bool write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error);
+  // Records appended since the last snapshot (after open: the held records
+  // the rewritten log carries).
   uint64_t appended_since_snapshot() const { return appended_since_snapshot_; }
   const std::string& dir() const { return dir_; }
 
  private:
-  bool rewrite_log(const std::vector<mcast::Delivery>& records, uint64_t applied_upto, std::string& error);
+  bool rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error);
   std::string path(const char* name) const { return dir_ + "/" + name; }
 
   std::string dir_;

@@ -7,18 +7,22 @@
 //                         which replies are timed, copies under loss
 //   unit_test sequencer   who may assign k; headers pass on no hearsay; the
 //                         slot-reuse scenario of a restarted sequencer
-//   unit_test store       the replica's files across crashes at awkward
-//                         moments; a snapshot older than its log is refused
+//   unit_test store       the replica's files: the protocol's log records
+//                         across crashes at awkward moments, truncation,
+//                         configurations through a rewrite, torn lines, a
+//                         phase-one log; a snapshot older than its log is refused
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "../ftqueue.hpp"
+#include "../membership.hpp"
 #include "../multicast.hpp"
 #include "../net.hpp"
 #include "../wire.hpp"
@@ -415,93 +419,440 @@ void test_sequencer() {
   echo_rule_mutation_caught();
 }
 
-// ReplicaStore across crashes at the awkward moments: between the snapshot
-// and the log rewrite, with own assignments kept through a snapshot, and a
-// snapshot older than its log (which must be refused, changing nothing).
-mcast::Delivery record(uint64_t k, uint16_t origin, uint64_t origin_seq) {
-  return mcast::Delivery{k, wire::MessageName{origin, 7, origin_seq}, wire::encode_batch({}, 1000)};
+// ReplicaStore: the log of protocol records (membership.hpp's LogRecord)
+// across crashes at awkward moments, and what a restart rebuilds from it.
+
+// Record k: a batch that creates the queue labelled `label`, so each record
+// leaves its own mark in the state (and two records at one k differ).
+mcast::Delivery record(uint64_t k, uint16_t origin, uint64_t origin_seq, int32_t label = 0) {
+  wire::Operation op{7, k, wire::OpCode::Create, label ? label : static_cast<int32_t>(k), 0};
+  return mcast::Delivery{k, wire::MessageName{origin, 7, origin_seq},
+                         wire::encode_batch({wire::BatchedOp{op, {}, 0}}, 1000 + k)};
 }
 
-std::string seqs(const std::vector<mcast::Delivery>& records) {
-  std::string text;
-  for (const mcast::Delivery& d : records) text += std::to_string(d.global_seq) + " ";
+mcast::LogRecord held(const mcast::Delivery& d) {
+  mcast::LogRecord r;
+  r.kind = mcast::LogRecord::Kind::Held;
+  r.held = d;
+  return r;
+}
+mcast::LogRecord mark(mcast::LogRecord::Kind kind, uint64_t upto) {
+  mcast::LogRecord r;
+  r.kind = kind;
+  r.upto = upto;
+  return r;
+}
+mcast::LogRecord delivered(uint64_t upto) { return mark(mcast::LogRecord::Kind::Delivered, upto); }
+mcast::LogRecord truncate(uint64_t upto) { return mark(mcast::LogRecord::Kind::Truncate, upto); }
+mcast::LogRecord promise(uint64_t epoch, mcast::MemberId rep) {
+  mcast::LogRecord r;
+  r.kind = mcast::LogRecord::Kind::Promise;
+  r.config.id = mcast::ConfigId{epoch, rep};
+  return r;
+}
+mcast::LogRecord install(uint64_t epoch, mcast::MemberId rep, bool primary, uint64_t cut,
+                         std::vector<mcast::MemberId> members) {
+  mcast::LogRecord r;
+  r.kind = mcast::LogRecord::Kind::Install;
+  r.config = mcast::Configuration{mcast::ConfigId{epoch, rep}, std::move(members), primary, cut};
+  return r;
+}
+
+// The state a member reaches by applying exactly these records, in order.
+std::string state_of(const std::vector<mcast::Delivery>& applied) {
+  FTQueue q;
+  for (const mcast::Delivery& d : applied) q.apply(d);
+  return q.render_snapshot();
+}
+
+// Everything in a Restored, as text, so two can be compared and a failure
+// shows both.
+std::string describe(const mcast::Restored& r) {
+  std::string text = "delivered " + std::to_string(r.delivered_upto) + " held";
+  for (const mcast::Delivery& d : r.held)
+    text += " " + std::to_string(d.global_seq) + ":" + std::to_string(d.name.origin) + "." +
+            std::to_string(d.name.incarnation) + "." + std::to_string(d.name.origin_seq) + "=" +
+            wire::to_hex(d.payload);
+  text += " promised " + r.promised.text() + " last_primary " + r.last_primary.text();
+  if (r.last_installed) {
+    text += " installed " + r.last_installed->id.text() + (r.last_installed->primary ? " primary" : " minority") +
+            " cut " + std::to_string(r.last_installed->cut) + " members";
+    for (mcast::MemberId m : r.last_installed->members) text += " " + std::to_string(m);
+  }
   return text;
 }
 
-// Applies `delivered` and logs it with this member's undelivered
-// `assigned`, in one append, as the server's persist() does.
-void deliver(ReplicaStore& store, FTQueue& state, const std::vector<mcast::Delivery>& delivered,
-             const std::vector<mcast::Delivery>& assigned) {
+// What describe() says of a Restored with these parts.
+std::string expected(uint64_t delivered_upto, const std::vector<mcast::Delivery>& held, mcast::ConfigId promised,
+                     mcast::ConfigId last_primary, std::optional<mcast::Configuration> installed) {
+  mcast::Restored r;
+  r.delivered_upto = delivered_upto;
+  r.held = held;
+  r.promised = promised;
+  r.last_primary = last_primary;
+  r.last_installed = std::move(installed);
+  return describe(r);
+}
+
+std::string file(const std::string& path) {
+  std::string text;
+  read_file(path, text);
+  return text;
+}
+
+void write_raw(const std::string& path, const std::string& text) {
   std::string error;
-  for (const mcast::Delivery& d : delivered) state.apply(d);
-  CHECK(store.append(delivered, assigned, error), error);
+  CHECK(write_file_atomically(path, text, error), error);
+}
+
+// Restarts from `dir`: a new store, open. Fails the check if open does.
+struct Restart {
+  explicit Restart(const std::string& dir) : store(dir, false) {
+    std::string error;
+    ok = store.open(state, restored, error);
+    CHECK(ok, "restart: " + error);
+  }
+  ReplicaStore store;
+  FTQueue state;
+  mcast::Restored restored;
+  bool ok = false;
+};
+
+// A store opened on a fresh directory, with `records` appended.
+void fresh_log(const std::string& dir, const std::vector<mcast::LogRecord>& records) {
+  Restart start(dir);
+  CHECK(start.restored.held.empty() && start.state.applied_upto() == 0, "a new directory starts empty");
+  std::string error;
+  CHECK(start.store.append(records, error), error);
+}
+
+// (1) Killed after the snapshot's rename, before the log was rewritten: the
+// new snapshot stands beside the whole old log. The restart rebuilds the
+// same state and protocol state as one from the old snapshot would.
+void store_snapshot_then_kill() {
+  const std::vector<mcast::Delivery> r = {record(1, 0, 1), record(2, 1, 1), record(3, 2, 1), record(4, 0, 2),
+                                          record(5, 1, 2)};
+  const std::vector<mcast::LogRecord> log = {
+      held(r[0]), held(r[1]), held(r[2]), delivered(3), promise(2, 0), install(2, 0, true, 3, {0, 1, 2}),
+      held(r[3]), delivered(4), held(r[4])};
+  const std::string want = expected(4, r, {2, 0}, {2, 0}, mcast::Configuration{{2, 0}, {0, 1, 2}, true, 3});
+  {  // No snapshot: the log alone rebuilds 1..4.
+    std::string alone = harness::make_temp_dir("unit-store-log-alone");
+    fresh_log(alone, log);
+    Restart again(alone);
+    CHECK_EQ(describe(again.restored), want, "restart from the log alone");
+    CHECK(again.state.render_snapshot() == state_of({r[0], r[1], r[2], r[3]}), "the log alone rebuilds 1..4");
+    harness::remove_tree(alone);
+  }
+  // The server delivered up to 4 and snapshots there; it dies after the
+  // rename, before the log rewrite: the log is still the appended one.
+  std::string dir = harness::make_temp_dir("unit-store-snapshot-kill");
+  fresh_log(dir, log);
+  std::string error;
+  write_raw(dir + "/snapshot.txt", state_of({r[0], r[1], r[2], r[3]}));
+  {
+    Restart after(dir);
+    CHECK_EQ(describe(after.restored), want, "restart between snapshot and log rewrite: same Restored");
+    CHECK(after.state.render_snapshot() == state_of({r[0], r[1], r[2], r[3]}),
+          "restart between snapshot and log rewrite: same state, nothing applied twice");
+    // Now the whole write_snapshot, freeing 1..3: the next restart needs
+    // only the snapshot and the records kept.
+    mcast::Restored keep = after.restored;
+    keep.held = {r[3], r[4]};
+    CHECK(after.store.write_snapshot(after.state, keep, error), error);
+    CHECK(after.store.appended_since_snapshot() == 0, "a snapshot resets the count");
+  }
+  Restart last(dir);
+  CHECK_EQ(describe(last.restored),
+           expected(4, {r[3], r[4]}, {2, 0}, {2, 0}, mcast::Configuration{{2, 0}, {0, 1, 2}, true, 3}),
+           "restart after a whole snapshot");
+  CHECK(last.state.render_snapshot() == state_of({r[0], r[1], r[2], r[3]}), "state after a whole snapshot");
+  harness::remove_tree(dir);
+
+  // A power cut without fsync: the snapshot (always synced) reached the
+  // disk, the log's last appends did not. The snapshot is ahead of the log:
+  // nothing in the log is applied again (the exactly-once table would hide a
+  // second application, applied_upto going back does not).
+  std::string cut = harness::make_temp_dir("unit-store-snapshot-ahead");
+  fresh_log(cut, {held(r[0]), held(r[1]), held(r[2]), delivered(2), delivered(3)});
+  write_raw(cut + "/snapshot.txt", state_of({r[0], r[1], r[2], r[3]}));
+  for (int life = 1; life <= 2; ++life) {
+    Restart again(cut);
+    std::string which = "snapshot ahead of the log, life " + std::to_string(life) + ": ";
+    CHECK(again.state.render_snapshot() == state_of({r[0], r[1], r[2], r[3]}), which + "the snapshot's state");
+    CHECK_EQ(describe(again.restored), expected(4, {r[0], r[1], r[2]}, {}, {}, std::nullopt),
+             which + "delivered 4, held what the log kept");
+  }
+  harness::remove_tree(cut);
+}
+
+// (2) Records held but not delivered survive a restart, and are not applied.
+void store_held_not_delivered() {
+  const std::vector<mcast::Delivery> r = {record(1, 0, 1), record(2, 1, 1), record(3, 2, 1), record(4, 0, 2)};
+  std::string dir = harness::make_temp_dir("unit-store-held");
+  fresh_log(dir, {held(r[0]), held(r[1]), held(r[2]), delivered(2), held(r[3])});
+  for (int life = 1; life <= 2; ++life) {  // the second life reads the log as the first rewrote it
+    Restart again(dir);
+    std::string which = "life " + std::to_string(life) + ": ";
+    CHECK(again.state.applied_upto() == 2 && again.state.render_snapshot() == state_of({r[0], r[1]}),
+          which + "only 1..2 applied");
+    CHECK_EQ(describe(again.restored), expected(2, r, {}, {}, std::nullopt), which + "3 and 4 are held, not delivered");
+  }
+  harness::remove_tree(dir);
+}
+
+// (3) A truncate voids the records held above it; a later held line for the
+// same k wins.
+void store_truncate() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), r3 = record(3, 2, 1), r4 = record(4, 0, 2),
+                        r5 = record(5, 1, 2);
+  const mcast::Delivery r4b = record(4, 2, 9, 444);  // what the new configuration put at k=4
+  std::string dir = harness::make_temp_dir("unit-store-truncate");
+  fresh_log(dir, {held(r1), held(r2), held(r3), held(r4), held(r5), delivered(2), truncate(3), held(r4b),
+                  delivered(4)});
+  {
+    Restart again(dir);
+    CHECK(again.state.render_snapshot() == state_of({r1, r2, r3, r4b}), "k=4 is the record held after the truncate");
+    CHECK_EQ(describe(again.restored), expected(4, {r1, r2, r3, r4b}, {}, {}, std::nullopt),
+             "k=5 is void, k=4 replaced");
+  }
+  // Truncated and never held again: gone for good, and a delivered mark
+  // that needs it is a gap.
+  std::string dir2 = harness::make_temp_dir("unit-store-truncate-gap");
+  fresh_log(dir2, {held(r1), held(r2), held(r3), delivered(1), truncate(1), held(r2), delivered(2)});
+  {
+    Restart again(dir2);
+    CHECK_EQ(describe(again.restored), expected(2, {r1, r2}, {}, {}, std::nullopt), "k=3 is void after truncate 1");
+  }
+  std::string error;
+  {
+    ReplicaStore store(dir2, false);
+    FTQueue state;
+    mcast::Restored restored;
+    CHECK(store.open(state, restored, error), error);
+    CHECK(store.append({held(r4), delivered(4)}, error), error);  // 4 without 3: only a damaged log does this
+  }
+  ReplicaStore store(dir2, false);
+  FTQueue state;
+  mcast::Restored restored;
+  CHECK(!store.open(state, restored, error), "a delivered mark past a truncated record is refused");
+  // The protocol never truncates below what it delivered: a log that does
+  // is damaged, and its replay ends before that line (the records applied
+  // must stay in the log, or the rewrite could not rebuild them).
+  std::string dir3 = harness::make_temp_dir("unit-store-truncate-damaged");
+  fresh_log(dir3, {held(r1), held(r2), held(r3), delivered(3), truncate(1), held(record(2, 2, 5, 222)), delivered(2)});
+  for (int life = 1; life <= 2; ++life) {
+    Restart again(dir3);
+    CHECK_EQ(describe(again.restored), expected(3, {r1, r2, r3}, {}, {}, std::nullopt),
+             "life " + std::to_string(life) + ": a truncate below the delivered mark ends the replay");
+    CHECK(again.state.render_snapshot() == state_of({r1, r2, r3}), "the records applied are the ones kept");
+  }
+  harness::remove_tree(dir);
+  harness::remove_tree(dir2);
+  harness::remove_tree(dir3);
+}
+
+// (4) The promise, the last primary and the last installed configuration
+// survive a write_snapshot rewrite: after a primary configuration and then a
+// minority one, last_primary is still the primary's id.
+void store_configurations() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1);
+  std::string dir = harness::make_temp_dir("unit-store-configs");
+  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}), held(r1), delivered(1), promise(4, 2),
+                  truncate(1), install(4, 2, false, 0, {2}), held(r2), promise(5, 0)});
+  const mcast::Configuration minority{{4, 2}, {2}, false, 0};
+  const std::string want = expected(1, {r1, r2}, {5, 0}, {3, 1}, minority);
+  std::string error;
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), want, "configurations read back from the appended log");
+    CHECK(again.store.write_snapshot(again.state, again.restored, error), error);
+  }
+  CHECK(file(dir + "/log.txt").find("last-primary 3.1\n") != std::string::npos,
+        "the rewrite keeps the last primary in its own line: " + file(dir + "/log.txt"));
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), want, "configurations survive a write_snapshot rewrite");
+    CHECK(again.state.render_snapshot() == state_of({r1}), "state after the rewrite");
+    // A primary install after it: last_primary moves on, and the rewrite
+    // needs no last-primary line (the install says it).
+    CHECK(again.store.append({promise(6, 1), install(6, 1, true, 2, {0, 1})}, error), error);
+  }
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {6, 1}, mcast::Configuration{{6, 1}, {0, 1}, true, 2}),
+             "a newer primary install");
+    CHECK(file(dir + "/log.txt").find("last-primary") == std::string::npos,
+          "no last-primary line when the install says it: " + file(dir + "/log.txt"));
+  }
+  harness::remove_tree(dir);
+}
+
+// (5) A torn last line (the process died mid-write) is dropped, and the
+// next append does not land on its remains; an unparsable line ends the
+// replay there.
+void store_torn_line() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), r3 = record(3, 2, 1);
+  std::string dir = harness::make_temp_dir("unit-store-torn");
+  fresh_log(dir, {held(r1), delivered(1)});
+  std::string error;
+  const std::string full = file(dir + "/log.txt");
+  write_raw(dir + "/log.txt", full + "held 2 1 7 1 0a0b");  // no newline: torn
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(1, {r1}, {}, {}, std::nullopt), "the torn line is dropped");
+    CHECK(again.store.append({held(r2), delivered(2)}, error), error);
+  }
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(2, {r1, r2}, {}, {}, std::nullopt),
+             "an append after a torn line is read whole");
+    CHECK(again.state.render_snapshot() == state_of({r1, r2}), "state after the torn line");
+  }
+  write_raw(dir + "/log.txt", file(dir + "/log.txt") + "held 3 2 7 1 zz\n" + "held 3 2 7 1 " +
+                                  wire::to_hex(r3.payload) + "\ndelivered 3\n");
+  Restart again(dir);
+  CHECK_EQ(describe(again.restored), expected(2, {r1, r2}, {}, {}, std::nullopt),
+           "an unparsable line ends the replay");
+  harness::remove_tree(dir);
+}
+
+// (6) A snapshot older than the log is refused, and nothing changes: not
+// the files, not the caller's state.
+void store_old_snapshot() {
+  const std::vector<mcast::Delivery> r = {record(1, 0, 1), record(2, 1, 1), record(3, 2, 1), record(4, 0, 2)};
+  std::string dir = harness::make_temp_dir("unit-store-old-snapshot");
+  std::string error, old_snapshot;
+  {
+    Restart start(dir);
+    CHECK(start.store.append({held(r[0]), delivered(1)}, error), error);
+    start.state.apply(r[0]);
+    old_snapshot = start.state.render_snapshot();  // at k=1
+    CHECK(start.store.append({held(r[1]), held(r[2]), delivered(3)}, error), error);
+    start.state.apply(r[1]);
+    start.state.apply(r[2]);
+    mcast::Restored keep;
+    keep.delivered_upto = 3;
+    keep.held = {r[2]};
+    CHECK(start.store.write_snapshot(start.state, keep, error), error);  // frees 1..2
+    CHECK(start.store.append({held(r[3]), delivered(4)}, error), error);
+  }
+  write_raw(dir + "/snapshot.txt", old_snapshot);  // restored from an old backup
+  const std::string log_before = file(dir + "/log.txt");
+  ReplicaStore store(dir, false);
+  FTQueue state;
+  state.apply(record(9, 0, 9));  // the caller's state, to see it untouched
+  const std::string state_before = state.render_snapshot();
+  mcast::Restored restored;
+  restored.delivered_upto = 77;
+  error.clear();
+  CHECK(!store.open(state, restored, error), "a log that needs k=2 past a snapshot at k=1 is refused");
+  CHECK(error.find("older than the log") != std::string::npos && error.find("k=2") != std::string::npos,
+        "the refusal says why: " + error);
+  CHECK(!log_before.empty() && file(dir + "/log.txt") == log_before, "the refused log is left byte-identical");
+  CHECK(file(dir + "/snapshot.txt") == old_snapshot, "the snapshot is left as it was");
+  CHECK(state.render_snapshot() == state_before && restored.delivered_upto == 77,
+        "a refused open leaves the caller's state and Restored alone");
+  // With no snapshot at all, the same.
+  ::unlink((dir + "/snapshot.txt").c_str());
+  ReplicaStore bare(dir, false);
+  CHECK(!bare.open(state, restored, error), "a log past a missing snapshot is refused");
+  CHECK(file(dir + "/log.txt") == log_before, "and left byte-identical");
+  harness::remove_tree(dir);
+}
+
+// (7) A phase-one log: a bare line is a delivered message (held, then
+// delivered), an assign line an own assignment not yet delivered (held).
+// After the rewrite at open only the new format remains.
+void store_phase_one() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), r3 = record(3, 2, 1), r4 = record(4, 1, 2);
+  auto line = [](const mcast::Delivery& d) {
+    return std::to_string(d.global_seq) + " " + std::to_string(d.name.origin) + " " +
+           std::to_string(d.name.incarnation) + " " + std::to_string(d.name.origin_seq) + " " +
+           wire::to_hex(d.payload) + "\n";
+  };
+  std::string dir = harness::make_temp_dir("unit-store-phase-one");
+  // As phase one's server wrote it: snapshot at 1, the log a little before.
+  FTQueue at1;
+  at1.apply(r1);
+  write_raw(dir + "/snapshot.txt", at1.render_snapshot());
+  write_raw(dir + "/log.txt", line(r1) + line(r2) + "assign " + line(r4) + line(r3));
+  const std::string want = expected(3, {r1, r2, r3, r4}, {}, {}, std::nullopt);
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), want, "a phase-one log: 1..3 delivered, own k=4 held");
+    CHECK(again.state.render_snapshot() == state_of({r1, r2, r3}), "a phase-one log: state 1..3");
+  }
+  const std::string rewritten = file(dir + "/log.txt");
+  for (const std::string& l : {std::string("\n1 "), std::string("\n2 "), std::string("assign")})
+    CHECK(("\n" + rewritten).find(l) == std::string::npos, "only the new format after the rewrite: " + rewritten);
+  CHECK(rewritten.find("held 4 1 7 2 ") != std::string::npos, "the assignment is a held line now: " + rewritten);
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), want, "the rewritten phase-one log reads the same");
+  }
+  // A phase-one log past its snapshot is refused as it always was.
+  write_raw(dir + "/log.txt", line(r1) + line(r3));
+  ::unlink((dir + "/snapshot.txt").c_str());
+  ReplicaStore store(dir, false);
+  FTQueue state;
+  mcast::Restored restored;
+  std::string error;
+  CHECK(!store.open(state, restored, error) && error.find("older than the log") != std::string::npos,
+        "a phase-one log with a gap is refused: " + error);
+  harness::remove_tree(dir);
+}
+
+// (8) append writes the records in order, one line each, and a restart
+// sees exactly them (with fsync, and an empty payload among them).
+void store_append() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), r3 = record(3, 2, 1);
+  const mcast::Delivery empty{4, wire::MessageName{1, 5, 6}, ""};
+  const std::vector<mcast::LogRecord> batch = {promise(1, 0), install(1, 0, true, 0, {0, 1, 2}), held(r1), held(r2),
+                                               delivered(1), held(r3), held(empty), truncate(3)};
+  std::string dir = harness::make_temp_dir("unit-store-append");
+  std::string error;
+  std::string log_before;
+  {
+    ReplicaStore store(dir, true);
+    FTQueue state;
+    mcast::Restored restored;
+    CHECK(store.open(state, restored, error), error);
+    log_before = file(dir + "/log.txt");
+    CHECK(store.append(batch, error), error);
+    CHECK(store.append({}, error), "an empty append is fine: " + error);
+    CHECK(store.appended_since_snapshot() == batch.size(), "every record counts");
+  }
+  auto hex = [](const mcast::Delivery& d) { return wire::to_hex(d.payload); };
+  CHECK_EQ(file(dir + "/log.txt"),
+           log_before + "promise 1.0\ninstall 1.0 primary 0 0,1,2\nheld 1 0 7 1 " + hex(r1) + "\nheld 2 1 7 1 " +
+               hex(r2) + "\ndelivered 1\nheld 3 2 7 1 " + hex(r3) + "\nheld 4 1 5 6 -\ntruncate 3\n",
+           "the records, in order, one line each");
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored),
+             expected(1, {r1, r2, r3}, {1, 0}, {1, 0}, mcast::Configuration{{1, 0}, {0, 1, 2}, true, 0}),
+             "a restart sees exactly the appended records");
+    CHECK(again.state.render_snapshot() == state_of({r1}), "and applies only the delivered one");
+    CHECK(again.store.append({held(empty), delivered(3)}, error), error);
+  }
+  Restart again(dir);
+  CHECK(again.restored.held.size() == 4 && again.restored.held[3].payload.empty() &&
+            again.restored.held[3].name == empty.name,
+        "an empty payload survives: " + describe(again.restored));
+  CHECK(again.state.applied_upto() == 3, "delivered 3 applied 2 and 3");
+  harness::remove_tree(dir);
 }
 
 void test_store() {
-  std::string error;
-  const std::vector<mcast::Delivery> first = {record(1, 0, 1), record(2, 2, 1), record(3, 0, 2)};
-  {  // Killed after the snapshot's rename, before the log was rewritten.
-    std::string dir = harness::make_temp_dir("unit-store-1");
-    FTQueue state;
-    std::vector<mcast::Delivery> logged;
-    {
-      ReplicaStore store(dir, false);
-      CHECK(store.open(state, logged, error), error);
-      deliver(store, state, first, {record(4, 1, 1)});  // member 1's own k=4
-      CHECK(write_file_atomically(dir + "/snapshot.txt", state.render_snapshot(), error), error);
-    }
-    FTQueue again;
-    ReplicaStore store(dir, false);
-    CHECK(store.open(again, logged, error), error);
-    CHECK(again.applied_upto() == 3 && seqs(logged) == "1 2 3 4 ", "restart between snapshot and log rewrite: " + seqs(logged));
-    harness::remove_tree(dir);
-  }
-  {  // An own assignment kept through a snapshot, then more of both.
-    std::string dir = harness::make_temp_dir("unit-store-2");
-    FTQueue state;
-    std::vector<mcast::Delivery> logged;
-    {
-      ReplicaStore store(dir, false);
-      CHECK(store.open(state, logged, error), error);
-      deliver(store, state, first, {record(4, 1, 1)});
-      CHECK(store.write_snapshot(state, {record(2, 2, 1), record(3, 0, 2), record(4, 1, 1)}, error), error);
-      deliver(store, state, {record(4, 1, 1), record(5, 2, 2), record(6, 0, 3)}, {record(7, 1, 2)});
-    }
-    FTQueue again;
-    ReplicaStore store(dir, false);
-    CHECK(store.open(again, logged, error), error);
-    CHECK(again.applied_upto() == 6 && !logged.empty() && logged.back().global_seq == 7,
-          "snapshot keeps the own assignment: " + seqs(logged));
-    mcast::Multicast member(1, {0, 1, 2}, 99, {}, again.position());
-    for (const mcast::Delivery& d : logged) member.restore_logged(d);
-    std::vector<mcast::Delivery> keep = member.records_to_keep();
-    CHECK(member.delivered_upto() == 6 && !keep.empty() && keep.back().global_seq == 7,
-          "restored member 1 holds its k=7 (keeps " + seqs(keep) + ")");
-    harness::remove_tree(dir);
-  }
-  {  // The snapshot is gone (or older than the log): refuse, change nothing.
-    std::string dir = harness::make_temp_dir("unit-store-3");
-    FTQueue state;
-    std::vector<mcast::Delivery> logged;
-    {
-      ReplicaStore store(dir, false);
-      CHECK(store.open(state, logged, error), error);
-      deliver(store, state, first, {});
-      CHECK(store.write_snapshot(state, {record(3, 0, 2)}, error), error);
-      deliver(store, state, {}, {record(4, 1, 1)});
-    }
-    std::string log_before, log_after;
-    read_file(dir + "/log.txt", log_before);
-    ::unlink((dir + "/snapshot.txt").c_str());
-    FTQueue again;
-    ReplicaStore store(dir, false);
-    error.clear();
-    CHECK(!store.open(again, logged, error), "a log that starts past the snapshot is refused");
-    CHECK(error.find("older than the log") != std::string::npos, "the refusal says why: " + error);
-    read_file(dir + "/log.txt", log_after);
-    CHECK(!log_before.empty() && log_after == log_before, "the refused log is left as it was");
-    harness::remove_tree(dir);
-  }
+  store_snapshot_then_kill();
+  store_held_not_delivered();
+  store_truncate();
+  store_configurations();
+  store_torn_line();
+  store_old_snapshot();
+  store_phase_one();
+  store_append();
 }
 
 }  // namespace
