@@ -1,0 +1,1453 @@
+// group_sim_test: n Membership state machines (membership.hpp) over a
+// simulated faulty network and a simulated clock, with crashes and restarts,
+// every random choice drawn from one seed (same seed, same run).
+//
+// Each run: n in 2..7 members that start in no configuration and must form
+// one. The network drops (0 to 30%), duplicates, delays and reorders
+// datagrams, some straggle far behind, and partitions come and go: one
+// member isolated, two sides (sometimes exactly a majority and a minority,
+// sometimes an even split with no majority), a one-way cut where a member is
+// heard but hears no one, a bridge where two members cannot talk but the
+// others talk to both, and a ring of overlapping majorities where every
+// member hears a majority but no two hear the same one. Members crash: one,
+// a minority, a majority, all at once (then all restart), one after another
+// (rolling), or in the middle of a view change (at a flush that persists a
+// promise or an install). Clients submit at random times and in bursts
+// whenever a member says it can take work.
+//
+// Each member is driven as server.cpp drives it: after every receive, tick
+// and submit, take_ready(); persist its records (the member's log, which
+// survives crashes), apply its events (here: check them), send its
+// datagrams. A crash strikes at a random point of a flush: a prefix of the
+// records written and nothing sent, or all written and a prefix sent. A
+// restarted member gets a larger incarnation and what replay() reads from
+// its log (the rules server.cpp uses too). Datagrams still in flight reach
+// the next life if they arrive after the restart.
+//
+// Checked, at the moment it happens (so a trace ends where it broke):
+//   1. Agreement: every delivery of k, at every member and life, carries the
+//      same name and payload; a life delivers k = restored+1, +2, ... with no
+//      gap or repeat; no name or payload is delivered at two different k;
+//      what a log says was delivered is never lost (a later life starts at
+//      or above it, and at the end every member has delivered every k any
+//      life ever delivered).
+//   2. FIFO per origin: within one stream (origin, configuration number),
+//      origin_seq increases along k, and at the end each stream delivered
+//      is 1, 2, ... with no hole.
+//   3. Configurations: every REGULAR for one id names the same members,
+//      primary flag and cut everywhere; primary iff a majority of n; a
+//      member's installed ids strictly increase across its lives; it
+//      installs only the id its log promised last, and its log holds the
+//      Install before the REGULAR is applied. EVS shape: TRANSITIONAL X,
+//      then deliveries at k <= X's cut, then REGULAR X (the cut delivered by
+//      then), before any other TRANSITIONAL. Once k is delivered in c,
+//      every newer primary configuration's cut keeps it. Deliveries only after a
+//      TRANSITIONAL or in a primary REGULAR, never in a non-primary one,
+//      never before the life's first TRANSITIONAL, never in the old
+//      configuration once a newer id is promised.
+//   4. Persist before send, at every crash: whatever the dead life's
+//      datagrams said of its log is in its log (held_upto, delivered_upto,
+//      promised, the configurations it said it had installed).
+//   5. Liveness: once the faults stop (partitions healed, every crashed
+//      member back, no more loss), within 20 s of simulated time every member
+//      is installed in one primary configuration of all n members, with the
+//      same delivered_upto, and a few requests submitted at each member after
+//      the heal are delivered everywhere (a request whose configuration was
+//      replaced before it was delivered is retried, as a client would).
+//   6. can_submit() is false unless the member is installed and primary.
+//
+//   group_sim_test --seeds 3000             # seeds 1..3000
+//   group_sim_test --seed 1234 --trace      # one seed, print every event
+//   group_sim_test --first-seed 1000000 --seeds 1000000   # an overnight run
+//   group_sim_test --seeds 30000 --keep-going   # list every failing seed, one line each
+//   group_sim_test --bug minority-delivers --expect-violation
+//   group_sim_test --bug send-before-persist --expect-violation   # a driver bug
+// With --expect-violation a seed counts as catching the bug only if it
+// passes without it (so a failure of the protocol itself is not taken for
+// a catch).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../membership.hpp"
+#include "../wire.hpp"
+
+using mcast::ConfigId;
+using mcast::Configuration;
+using mcast::Delivery;
+using mcast::Event;
+using mcast::LogRecord;
+using mcast::MemberId;
+using mcast::Membership;
+using mcast::Ready;
+using mcast::Restored;
+
+namespace {
+
+struct Options {
+  uint64_t first_seed = 1;
+  uint64_t seeds = 1000;
+  bool trace = false;
+  bool expect_violation = false;
+  bool keep_going = false;  // report every failing seed, one line each
+  mcast::GroupBug bug = mcast::GroupBug::None;
+  // The driver's own deliberate bug: datagrams leave before the records of
+  // the same Ready are persisted (breaks the rule server.cpp keeps).
+  bool send_before_persist = false;
+};
+
+size_t majority(size_t n) { return n / 2 + 1; }
+
+ConfigId from_wire(const wire::WireConfigId& c) { return ConfigId{c.epoch, c.rep}; }
+
+std::string members_text(const std::vector<MemberId>& members) {
+  std::string s = "{";
+  for (MemberId m : members) s += (s.size() > 1 ? "," : "") + std::to_string(m);
+  return s + "}";
+}
+
+std::string config_text(const Configuration& c) {
+  return c.id.text() + " " + members_text(c.members) + (c.primary ? " primary cut=" + std::to_string(c.cut) : " non-primary");
+}
+
+std::string short_payload(const std::string& p) { return p.substr(0, p.find(':')); }
+
+// ---- the log, and how a restarted member reads it back ---------------------
+
+using Log = std::vector<LogRecord>;
+
+// The replay rules (server.cpp reads its log the same way):
+//   Held: the member holds that record (the last write of a global_seq wins);
+//   Truncate: every Held record above `upto` so far is void;
+//   Delivered: delivered 1..upto (the last mark counts);
+//   Promise: promised = the highest id;
+//   Install: last_installed; if primary, last_primary too.
+Restored replay(const Log& log) {
+  Restored r;
+  std::map<uint64_t, Delivery> held;
+  for (const LogRecord& rec : log) {
+    switch (rec.kind) {
+      case LogRecord::Kind::Held:
+        held[rec.held.global_seq] = rec.held;
+        break;
+      case LogRecord::Kind::Truncate:
+        held.erase(held.upper_bound(rec.upto), held.end());
+        break;
+      case LogRecord::Kind::Delivered:
+        r.delivered_upto = rec.upto;
+        break;
+      case LogRecord::Kind::Promise:
+        r.promised = std::max(r.promised, rec.config.id);
+        break;
+      case LogRecord::Kind::Install:
+        r.last_installed = rec.config;
+        if (rec.config.primary) r.last_primary = rec.config.id;
+        break;
+    }
+  }
+  for (auto& entry : held) r.held.push_back(std::move(entry.second));
+  return r;
+}
+
+// The highest k such that the log holds 1..k, applying only its first
+// `truncates` Truncate records: a claim made before a later truncation is
+// not voided by it (the view change that truncated made the claim moot).
+uint64_t held_contiguous(const Log& log, size_t truncates) {
+  std::set<uint64_t> held;
+  size_t applied = 0;
+  for (const LogRecord& rec : log) {
+    if (rec.kind == LogRecord::Kind::Held) held.insert(rec.held.global_seq);
+    if (rec.kind == LogRecord::Kind::Truncate && applied++ < truncates)
+      held.erase(held.upper_bound(rec.upto), held.end());
+  }
+  uint64_t k = 0;
+  for (auto it = held.begin(); it != held.end() && *it == k + 1; ++it) k = *it;
+  return k;
+}
+
+const char* record_kind(LogRecord::Kind k) {
+  switch (k) {
+    case LogRecord::Kind::Held: return "Held";
+    case LogRecord::Kind::Delivered: return "Delivered";
+    case LogRecord::Kind::Truncate: return "Truncate";
+    case LogRecord::Kind::Promise: return "Promise";
+    case LogRecord::Kind::Install: return "Install";
+  }
+  return "?";
+}
+
+std::string record_text(const LogRecord& r) {
+  std::string s = record_kind(r.kind);
+  switch (r.kind) {
+    case LogRecord::Kind::Held:
+      return s + " k=" + std::to_string(r.held.global_seq) + " " + short_payload(r.held.payload);
+    case LogRecord::Kind::Delivered:
+    case LogRecord::Kind::Truncate:
+      return s + " upto=" + std::to_string(r.upto);
+    case LogRecord::Kind::Promise:
+      return s + " " + r.config.id.text();
+    case LogRecord::Kind::Install:
+      return s + " " + config_text(r.config);
+  }
+  return s;
+}
+
+// ---- datagrams, for the trace ------------------------------------------------
+
+const char* membership_type(wire::MembershipType t) {
+  switch (t) {
+    case wire::MembershipType::Keepalive: return "KEEPALIVE";
+    case wire::MembershipType::Prepare: return "PREPARE";
+    case wire::MembershipType::State: return "STATE";
+    case wire::MembershipType::Install: return "INSTALL";
+  }
+  return "?";
+}
+
+bool is_membership(const std::string& bytes) {
+  return bytes.size() > 3 && static_cast<uint8_t>(bytes[3]) == static_cast<uint8_t>(wire::Kind::Membership);
+}
+
+std::string datagram_text(const std::string& bytes) {
+  if (is_membership(bytes)) {
+    wire::MembershipMessage m;
+    if (!wire::decode_membership(bytes.data(), bytes.size(), m)) return "undecodable membership datagram";
+    std::string s = std::string(membership_type(m.type)) + " inst=" + from_wire(m.installed).text() +
+                    " prom=" + from_wire(m.promised).text() + " d=" + std::to_string(m.delivered_upto);
+    if (m.type == wire::MembershipType::Prepare)
+      s += " " + from_wire(m.config).text() + " " + members_text(m.members);
+    if (m.type == wire::MembershipType::State)
+      s += " " + from_wire(m.config).text() + " last_primary=" + from_wire(m.last_primary).text() +
+           " held=" + std::to_string(m.held_upto);
+    if (m.type == wire::MembershipType::Install) {
+      s += " " + from_wire(m.config).text() + (m.primary ? " primary" : " non-primary") +
+           " cut=" + std::to_string(m.cut) + " source=" + std::to_string(m.source) + " {";
+      for (const wire::InstallEntry& e : m.entries) s += " " + std::to_string(e.member);
+      s += " }";
+    }
+    return s;
+  }
+  wire::PeerPacket p;
+  if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return "undecodable peer datagram";
+  std::string s = "PEER inc=" + std::to_string(p.header.incarnation) + " held=" + std::to_string(p.header.held_upto) +
+                  " d=" + std::to_string(p.header.delivered_upto);
+  for (const wire::DataRecord& d : p.data) s += " data=" + short_payload(d.payload);
+  if (!p.assigns.empty())
+    s += " assign=" + std::to_string(p.assigns.front().global_seq) + ".." + std::to_string(p.assigns.back().global_seq);
+  for (const wire::SeqRange& r : p.nack_assign) s += " nack_assign=" + std::to_string(r.from) + ".." + std::to_string(r.to);
+  for (const wire::MessageName& name : p.nack_data)
+    s += " nack_data=(" + std::to_string(name.origin) + "," + std::to_string(name.incarnation) + "," +
+         std::to_string(name.origin_seq) + ")";
+  if (p.has_status) s += " status";
+  return s;
+}
+
+// ---- the run -------------------------------------------------------------------
+
+// Datagrams on the directed links in `cut` are dropped while the partition lasts.
+struct Partition {
+  uint64_t from = 0, to = 0;
+  std::string shape;
+  std::set<std::pair<MemberId, MemberId>> cut;
+};
+
+struct Crash {
+  enum class Trigger {
+    AnyFlush,         // a flush with records or datagrams
+    FlushWithRecords, // a flush with records (the persist-before-send window)
+    ViewChange,       // a flush that persists a Promise or an Install
+  };
+  uint64_t at = 0;          // strikes at the member's first fitting flush from here
+  uint64_t give_up_at = 0;  // no fitting flush by then: strikes at once
+  uint64_t down = 0;        // then stays down this long,
+  uint64_t restart_not_before = 0;  // and at least until here (kill all, restart all)
+  uint64_t restart_at = 0;  // set when it strikes
+  MemberId member = 0;
+  Trigger trigger = Trigger::AnyFlush;
+  bool done = false;
+  bool restarted = false;
+};
+
+struct InFlight {
+  uint64_t at;
+  uint64_t order;  // tie-break, keeps the run deterministic
+  MemberId from, to;
+  std::string bytes;
+  bool operator>(const InFlight& o) const { return at != o.at ? at > o.at : order > o.order; }
+};
+
+struct PlannedBurst {
+  uint64_t at;
+  MemberId member;
+  size_t count;
+};
+
+// What one life's datagrams said about its log, checked when it crashes.
+struct Claims {
+  // Truncate records in the log when said -> the highest held_upto said.
+  std::map<size_t, uint64_t> held_upto;
+  uint64_t delivered_upto = 0;
+  ConfigId promised;
+  std::set<ConfigId> installed;     // "I am installed in ..."
+  std::set<ConfigId> last_primary;  // STATE: "my last primary configuration is ..."
+};
+
+// Where a life stands in its configuration events (EVS), for check 3.
+enum class Phase {
+  Unconfigured,  // no TRANSITIONAL yet in this life
+  Transitional,  // TRANSITIONAL seen, its REGULAR not yet
+  Primary,       // last event a primary REGULAR
+  NonPrimary,    // last event a non-primary REGULAR
+};
+
+struct Life {
+  uint64_t number = 0;
+  uint64_t incarnation = 0;
+  uint64_t delivered_upto = 0;  // deliveries applied (or read back from the log)
+  Phase phase = Phase::Unconfigured;
+  Configuration transitional;         // the pending TRANSITIONAL
+  uint64_t highest_since_transitional = 0;
+  Configuration regular;              // the last REGULAR
+  bool promised_past_regular = false; // a Promise above `regular` since it
+  Claims claims;
+  uint64_t submitted = 0;
+};
+
+// One member: its process (null while crashed), its log (survives), and the
+// checker's view of it.
+struct Member {
+  std::unique_ptr<Membership> process;
+  Log log;
+  Life life;
+  uint64_t lives = 0;
+  // Summaries of the log, kept as it grows.
+  uint64_t logged_delivered = 0;  // the last Delivered mark
+  ConfigId logged_promise;        // the highest Promise
+  Configuration logged_install;   // the last Install
+  std::set<ConfigId> installs, primary_installs;
+  size_t truncates = 0;
+  // Across lives: the newest configuration installed (event or log).
+  ConfigId installed_id;
+  std::set<std::string> delivered_payloads;
+  std::deque<std::string> waiting;  // client requests not yet submitted
+};
+
+// A request submitted after the heal: its attempts (a retry is a new
+// payload, as a client's retry is a new message), and where one was delivered.
+struct LateRequest {
+  MemberId member = 0;
+  std::vector<std::string> attempts;
+  ConfigId submitted_in;  // the configuration the last attempt went into (0: waiting)
+  std::set<MemberId> delivered_at;
+};
+
+// What the runs did, summed over seeds, so that a passing count says how
+// much was exercised.
+struct Totals {
+  uint64_t runs = 0;
+  uint64_t crashes = 0;
+  uint64_t crashes_in_view_change = 0;  // struck a flush persisting a Promise or an Install
+  uint64_t configurations = 0;
+  uint64_t primary_configurations = 0;
+  uint64_t delivered = 0;   // highest k, summed
+  uint64_t submitted = 0;
+  uint64_t dropped = 0;     // submitted, never delivered (their configuration was replaced)
+  uint64_t slowest_convergence_us = 0;
+  uint64_t slowest_seed = 0;
+};
+
+class Run {
+ public:
+  Run(uint64_t seed, const Options& opt) : seed_(seed), opt_(opt), rng_(seed) {}
+
+  // Returns an empty string on success, else what went wrong and where.
+  std::string execute() {
+    setup();
+    uint64_t now = 1000;
+    for (auto& m : members_) start_life(m, now);
+    for (;;) {
+      restart_due(now);
+      crash_overdue(now);
+      deliver_network(now);
+      tick_due(now);
+      submit_due(now);
+      check_can_submit(now);
+      if (!failure_.empty()) return failure_;
+      if (!healed_at_ && faults_over(now)) heal(now);
+      if (healed_at_) {
+        if (converged()) {
+          converged_at_ = now;
+          return final_checks();
+        }
+        if (now > healed_at_ + kLivenessBound) return liveness_failure(now);
+      }
+      now = next_time(now);
+    }
+  }
+
+  void add_to(Totals& t) const {
+    ++t.runs;
+    t.crashes += crashes_done_;
+    t.crashes_in_view_change += crashes_in_view_change_;
+    t.configurations += configs_.size();
+    for (const auto& entry : configs_) t.primary_configurations += entry.second.primary ? 1 : 0;
+    t.delivered += agreed_.empty() ? 0 : agreed_.rbegin()->first;
+    t.submitted += sent_names_.size();
+    t.dropped += sent_names_.size() - payload_at_.size();
+    if (converged_at_ - healed_at_ > t.slowest_convergence_us) {
+      t.slowest_convergence_us = converged_at_ - healed_at_;
+      t.slowest_seed = seed_;
+    }
+  }
+
+  void print_trace() const {
+    for (const std::string& line : recent_) std::printf("    %s\n", line.c_str());
+  }
+
+  std::string describe() const {
+    char buf[300];
+    std::snprintf(buf, sizeof buf,
+                  "n=%zu drop=%.2f dup=%.2f max_delay=%lluus partitions=%zu crashes=%zu submitted=%zu "
+                  "configurations=%zu delivered=%llu datagrams=%llu",
+                  members_.size(), drop_, dup_, static_cast<unsigned long long>(max_delay_), partitions_.size(),
+                  crashes_done_, sent_names_.size(), configs_.size(),
+                  static_cast<unsigned long long>(agreed_.empty() ? 0 : agreed_.rbegin()->first),
+                  static_cast<unsigned long long>(order_));
+    return buf;
+  }
+
+ private:
+  static constexpr uint64_t kLivenessBound = 20'000'000;  // 20 s of simulated calm
+
+  // ---- randomness ----
+  double uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
+  uint64_t between(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_); }
+  MemberId any_member() { return static_cast<MemberId>(between(0, n_ - 1)); }
+
+  // ---- the schedule ----
+
+  void setup() {
+    n_ = between(2, 7);
+    members_.resize(n_);
+    // MembershipConfig's defaults at half scale (keepalive 10 ms, suspect
+    // 150 ms, view change retry 100 ms): the same ratios, shorter runs.
+    cfg_.keepalive_us = 10'000;
+    cfg_.suspect_after_us = 150'000;
+    cfg_.view_change_timeout_us = 100'000;
+    cfg_.multicast.max_unsequenced_own = between(1, 4);
+    cfg_.bug = opt_.bug;
+    drop_ = uniform() < 0.25 ? 0 : uniform() * 0.3;
+    dup_ = uniform() < 0.5 ? 0 : uniform() * 0.1;
+    max_delay_ = between(20, 3000);
+    straggle_ = uniform() < 0.3 ? uniform() * 0.03 : 0;
+    fault_end_ = between(3, 10) * cfg_.suspect_after_us;
+    if (uniform() < 0.6) plan_partitions();
+    if (uniform() < 0.6) plan_crashes();
+    plan_requests();
+  }
+
+  uint64_t suspect() const { return cfg_.suspect_after_us; }
+
+  // One to three partitions, each a shape over random members, lasting from
+  // a third of the suspicion timeout (members may not notice) to four times
+  // it (view changes happen); they may overlap.
+  void plan_partitions() {
+    size_t count = between(1, 3);
+    for (size_t p = 0; p < count; ++p) {
+      Partition part;
+      part.from = between(1000, fault_end_);
+      part.to = part.from + between(suspect() / 3, 4 * suspect());
+      fault_end_ = std::max(fault_end_, part.to);
+      shape_partition(part);
+      note(part.from, "partition (" + part.shape + ") until t=" + std::to_string(part.to));
+      partitions_.push_back(part);
+    }
+  }
+
+  void shape_partition(Partition& part) {
+    auto cut_both = [&part](MemberId a, MemberId b) {
+      part.cut.insert({a, b});
+      part.cut.insert({b, a});
+    };
+    const MemberId x = any_member();
+    const double shape = uniform();
+    if (shape < 0.25 || n_ < 3) {
+      part.shape = "isolate " + std::to_string(x);
+      for (MemberId y = 0; y < n_; ++y)
+        if (y != x) cut_both(x, y);
+    } else if (shape < 0.5) {
+      std::vector<bool> side = split_sides();
+      part.shape = "halves {";
+      for (MemberId y = 0; y < n_; ++y) part.shape += side[y] ? std::to_string(y) : "";
+      part.shape += "}";
+      for (MemberId a = 0; a < n_; ++a)
+        for (MemberId b = 0; b < n_; ++b)
+          if (side[a] != side[b]) part.cut.insert({a, b});
+    } else if (shape < 0.65) {
+      part.shape = "one-way: " + std::to_string(x) + " hears no one";
+      for (MemberId y = 0; y < n_; ++y)
+        if (y != x) part.cut.insert({y, x});
+    } else if (shape < 0.85 || n_ < 4) {
+      const MemberId c = static_cast<MemberId>((x + between(1, n_ - 1)) % n_);
+      part.shape = "bridge: " + std::to_string(x) + " and " + std::to_string(c) + " cut";
+      cut_both(x, c);
+    } else {
+      // Each member hears those within `radius` around the ring, itself
+      // included a majority, and no two hear the same set.
+      const size_t radius = (majority(n_) - 1 + 1) / 2;
+      part.shape = "majorities-ring (radius " + std::to_string(radius) + ")";
+      for (MemberId a = 0; a < n_; ++a)
+        for (MemberId b = 0; b < n_; ++b) {
+          size_t d = (a + n_ - b) % n_;
+          if (std::min(d, n_ - d) > radius) part.cut.insert({a, b});
+        }
+    }
+  }
+
+  // Two non-empty sides: random, or exactly a majority and a minority, or
+  // (n even) two equal halves where neither side is a majority.
+  std::vector<bool> split_sides() {
+    std::vector<MemberId> order(n_);
+    for (MemberId y = 0; y < n_; ++y) order[y] = y;
+    std::shuffle(order.begin(), order.end(), rng_);
+    double how = uniform();
+    size_t first_side = how < 0.4                  ? majority(n_)
+                        : how < 0.6 && n_ % 2 == 0 ? n_ / 2
+                                                   : between(1, n_ - 1);
+    std::vector<bool> side(n_, false);
+    for (size_t j = 0; j < first_side; ++j) side[order[j]] = true;
+    return side;
+  }
+
+  // One to three crash events during the fault phase.
+  void plan_crashes() {
+    size_t events = between(1, 3);
+    for (size_t e = 0; e < events; ++e) {
+      uint64_t at = between(1000, fault_end_);
+      double kind = uniform();
+      if (kind < 0.25) crash_group(at, 1, Crash::Trigger::AnyFlush);
+      else if (kind < 0.4) crash_group(at, between(1, std::max<size_t>(1, n_ - majority(n_))), Crash::Trigger::AnyFlush);
+      else if (kind < 0.5) crash_group(at, between(std::min(majority(n_), n_ - 1), n_ - 1), Crash::Trigger::AnyFlush);
+      else if (kind < 0.6) crash_all(at);
+      else if (kind < 0.75) crash_rolling(at);
+      else crash_group(at, between(1, n_), Crash::Trigger::ViewChange);
+    }
+  }
+
+  // Down for less than the network's delay (its earlier life's datagrams
+  // reach the new one), or long enough to be suspected and left out.
+  uint64_t downtime() { return uniform() < 0.3 ? between(0, max_delay_) : between(suspect() / 4, 3 * suspect()); }
+
+  Crash::Trigger flush_trigger() {
+    return uniform() < 0.5 ? Crash::Trigger::FlushWithRecords : Crash::Trigger::AnyFlush;
+  }
+
+  void add_crash(MemberId member, uint64_t at, uint64_t down, Crash::Trigger trigger, uint64_t restart_not_before = 0) {
+    Crash c;
+    c.member = member;
+    c.at = at;
+    c.trigger = trigger;
+    c.give_up_at = at + (trigger == Crash::Trigger::ViewChange ? 4 : 1) * suspect();
+    c.down = down;
+    c.restart_not_before = restart_not_before;
+    crashes_.push_back(c);
+  }
+
+  std::vector<MemberId> some_members(size_t count) {
+    std::vector<MemberId> all(n_);
+    for (MemberId y = 0; y < n_; ++y) all[y] = y;
+    std::shuffle(all.begin(), all.end(), rng_);
+    all.resize(count);
+    return all;
+  }
+
+  void crash_group(uint64_t at, size_t count, Crash::Trigger trigger) {
+    uint64_t down = downtime();
+    Crash::Trigger t = trigger == Crash::Trigger::ViewChange ? trigger : flush_trigger();
+    for (MemberId m : some_members(count)) add_crash(m, at, down, t);
+  }
+
+  // Kill all, then restart all at one moment.
+  void crash_all(uint64_t at) {
+    uint64_t restart = at + suspect() / 2 + downtime();
+    for (MemberId m = 0; m < n_; ++m) add_crash(m, at, 0, flush_trigger(), restart);
+  }
+
+  // Members go down one after another, each back before (or just after) the next goes.
+  void crash_rolling(uint64_t at) {
+    for (MemberId m : some_members(between(2, n_))) {
+      uint64_t down = downtime();
+      add_crash(m, at, down, flush_trigger());
+      at += down + (uniform() < 0.5 ? between(0, suspect() / 2) : between(suspect(), 3 * suspect()));
+    }
+  }
+
+  // Bursts of client requests during the fault phase.
+  void plan_requests() {
+    size_t bursts = between(1, 25);
+    for (size_t b = 0; b < bursts; ++b)
+      planned_.push_back(PlannedBurst{between(1000, fault_end_), any_member(), uniform() < 0.3 ? between(2, 8) : 1});
+    std::sort(planned_.begin(), planned_.end(),
+              [](const PlannedBurst& a, const PlannedBurst& b) { return a.at > b.at; });  // pop from the back
+  }
+
+  // ---- time ----
+
+  bool up(size_t i) const { return members_[i].process != nullptr; }
+
+  bool faults_over(uint64_t now) const {
+    if (now < fault_end_) return false;
+    for (const Crash& c : crashes_)
+      if (!c.done || !c.restarted) return false;
+    return true;
+  }
+
+  bool faulty() const { return healed_at_ == 0; }
+
+  bool link_down(uint64_t now, MemberId a, MemberId b) const {
+    for (const Partition& p : partitions_)
+      if (now >= p.from && now < p.to && p.cut.count({a, b})) return true;
+    return false;
+  }
+
+  uint64_t next_time(uint64_t now) const {
+    uint64_t next = mcast::kNever;
+    if (!network_.empty()) next = std::min(next, network_.top().at);
+    if (!planned_.empty()) next = std::min(next, planned_.back().at);
+    for (const Member& m : members_)
+      if (m.process) next = std::min(next, m.process->next_deadline());
+    for (const Crash& c : crashes_) {
+      if (!c.done) next = std::min(next, c.at > now ? c.at : c.give_up_at);
+      if (c.done && !c.restarted) next = std::min(next, c.restart_at);
+    }
+    if (!healed_at_ && fault_end_ > now) next = std::min(next, fault_end_);
+    return std::max(next, now + 1);
+  }
+
+  // ---- tracing ----
+
+  void note(uint64_t now, const std::string& what) {
+    std::string line = std::to_string(now) + " " + what;
+    if (opt_.trace) std::printf("%10llu %s\n", static_cast<unsigned long long>(now), what.c_str());
+    recent_.push_back(line);
+    if (recent_.size() > 60) recent_.pop_front();
+  }
+
+  std::string who(size_t i) const {
+    return "member " + std::to_string(i) + " (life " + std::to_string(members_[i].life.number) + ")";
+  }
+
+  void fail(uint64_t now, const std::string& what) {
+    if (!failure_.empty()) return;
+    failure_ = what + " [t=" + std::to_string(now) + "us]";
+    note(now, "VIOLATION: " + what);
+  }
+
+  // ---- lives ----
+
+  void start_life(Member& m, uint64_t now, Restored restored = {}) {
+    size_t i = &m - members_.data();
+    m.life = Life{};
+    m.life.number = ++m.lives;
+    m.life.incarnation = m.lives;
+    m.life.delivered_upto = restored.delivered_upto;
+    m.process = std::make_unique<Membership>(static_cast<MemberId>(i), n_, m.life.incarnation, cfg_, std::move(restored));
+    flush(i, now);  // a constructor may have work ready (not expected, but drive it as the server would)
+  }
+
+  // Is member i's crash due in this flush?
+  Crash* crash_due(size_t i, uint64_t now, const Ready& r) {
+    for (Crash& c : crashes_) {
+      if (c.member != i || c.done || c.at > now) continue;
+      if (now >= c.give_up_at || fits(c.trigger, r)) return &c;
+    }
+    return nullptr;
+  }
+
+  static bool fits(Crash::Trigger t, const Ready& r) {
+    switch (t) {
+      case Crash::Trigger::AnyFlush:
+        return !r.to_persist.empty() || !r.to_send.empty();
+      case Crash::Trigger::FlushWithRecords:
+        return !r.to_persist.empty();
+      case Crash::Trigger::ViewChange:
+        for (const LogRecord& rec : r.to_persist)
+          if (rec.kind == LogRecord::Kind::Promise || rec.kind == LogRecord::Kind::Install) return true;
+        return false;
+    }
+    return false;
+  }
+
+  // Crashes that found no fitting flush in time strike now; those due while
+  // their member is already down are spent.
+  void crash_overdue(uint64_t now) {
+    for (Crash& c : crashes_) {
+      if (c.done || c.at > now) continue;
+      if (!up(c.member)) {
+        c.done = c.restarted = true;  // spent: its member is down already
+      } else if (now >= c.give_up_at) {
+        crash(c.member, now);  // marks it done and sets its restart time
+      }
+    }
+  }
+
+  // The crash: first the persist-before-send check (check 4), then the
+  // process and its clients' waiting requests are gone; the log stays.
+  void crash(size_t i, uint64_t now) {
+    for (Crash& c : crashes_) {
+      if (c.member != i || c.done || c.at > now) continue;
+      c.done = true;
+      c.restart_at = std::max(now + c.down, c.restart_not_before);
+    }
+    ++crashes_done_;
+    check_claims(i, now);
+    Member& m = members_[i];
+    m.process.reset();
+    m.waiting.clear();
+    note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
+                  std::to_string(m.logged_delivered) + ")");
+  }
+
+  void restart_due(uint64_t now) {
+    for (Crash& c : crashes_) {
+      if (!c.done || c.restarted || c.restart_at > now) continue;
+      c.restarted = true;
+      if (up(c.member)) continue;  // restarted already by an earlier crash event's timer
+      restart(c.member, now);
+      if (!failure_.empty()) return;
+    }
+  }
+
+  // A new life from the log. What the log says was delivered and the last
+  // life had not applied (it crashed between persisting and applying)
+  // counts as delivered now, as the server would rebuild it.
+  void restart(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    Restored r = replay(m.log);
+    if (r.delivered_upto < m.life.delivered_upto)
+      return fail(now, who(i) + " applied deliveries up to k=" + std::to_string(m.life.delivered_upto) +
+                           " but its log says delivered up to k=" + std::to_string(r.delivered_upto));
+    adopt_logged_deliveries(i, r, now);
+    if (r.last_installed) m.installed_id = std::max(m.installed_id, r.last_installed->id);
+    std::string held = r.held.empty() ? "none" : std::to_string(r.held.front().global_seq) + ".." +
+                                                     std::to_string(r.held.back().global_seq);
+    note(now, "member " + std::to_string(i) + " RESTARTS as life " + std::to_string(m.lives + 1) + ": delivered " +
+                  std::to_string(r.delivered_upto) + ", held " + held + ", promised " + r.promised.text() +
+                  ", last primary " + r.last_primary.text());
+    start_life(m, now, std::move(r));
+  }
+
+  void adopt_logged_deliveries(size_t i, const Restored& r, uint64_t now) {
+    Member& m = members_[i];
+    std::map<uint64_t, const Delivery*> held;
+    for (const Delivery& d : r.held) held[d.global_seq] = &d;
+    for (uint64_t k = m.life.delivered_upto + 1; k <= r.delivered_upto; ++k) {
+      auto it = held.find(k);
+      if (it == held.end())
+        return fail(now, "member " + std::to_string(i) + "'s log says delivered up to k=" +
+                             std::to_string(r.delivered_upto) + " but holds no record k=" + std::to_string(k));
+      agree(i, *it->second, now);
+      m.delivered_payloads.insert(it->second->payload);
+    }
+  }
+
+  // ---- driving a member ----
+
+  void deliver_network(uint64_t now) {
+    while (!network_.empty() && network_.top().at <= now && failure_.empty()) {
+      InFlight f = network_.top();
+      network_.pop();
+      if (!up(f.to)) {
+        if (opt_.trace) note(now, std::to_string(f.from) + " -> " + std::to_string(f.to) + " lost: receiver is down");
+        continue;
+      }
+      members_[f.to].process->receive(f.from, f.bytes.data(), f.bytes.size(), now);
+      flush(f.to, now);
+    }
+  }
+
+  void tick_due(uint64_t now) {
+    for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      if (!up(i) || members_[i].process->next_deadline() > now) continue;
+      members_[i].process->tick(now);
+      flush(i, now);
+    }
+  }
+
+  // One take_ready() and what the server does with it: persist, apply,
+  // send. A due crash strikes amid it. The broken driver sends first.
+  void flush(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    Ready r = m.process->take_ready();
+    if (r.to_persist.empty() && r.events.empty() && r.to_send.empty()) return;
+    Crash* crash_now = crash_due(i, now, r);
+    size_t wrote = r.to_persist.size(), sent = r.to_send.size();
+    bool apply = true;
+    if (crash_now) {
+      if (fits(Crash::Trigger::ViewChange, r)) ++crashes_in_view_change_;
+      bool mid_write = uniform() < 0.5;
+      wrote = mid_write ? between(0, r.to_persist.size()) : r.to_persist.size();
+      sent = mid_write ? 0 : between(0, r.to_send.size());
+      apply = !mid_write;
+      if (opt_.send_before_persist) sent = r.to_send.size();
+      note(now, who(i) + " crash strikes mid-flush: " + std::to_string(wrote) + "/" +
+                    std::to_string(r.to_persist.size()) + " records written, " + std::to_string(sent) + "/" +
+                    std::to_string(r.to_send.size()) + " datagrams sent");
+    }
+    if (opt_.send_before_persist) send(i, r.to_send, sent, now);
+    persist(i, r.to_persist, wrote, now);
+    if (apply) apply_events(i, r.events, now);
+    note_frozen(i, r.to_persist, wrote);
+    if (!opt_.send_before_persist) send(i, r.to_send, sent, now);
+    if (crash_now) crash(i, now);
+  }
+
+  void persist(size_t i, const std::vector<LogRecord>& records, size_t count, uint64_t now) {
+    Member& m = members_[i];
+    for (size_t r = 0; r < count; ++r) {
+      const LogRecord& rec = records[r];
+      if (opt_.trace) note(now, who(i) + " persists " + record_text(rec));
+      check_record(i, rec, now);
+      m.log.push_back(rec);
+      switch (rec.kind) {
+        case LogRecord::Kind::Held:
+          break;
+        case LogRecord::Kind::Delivered:
+          m.logged_delivered = rec.upto;
+          break;
+        case LogRecord::Kind::Truncate:
+          ++m.truncates;
+          break;
+        case LogRecord::Kind::Promise:
+          m.logged_promise = std::max(m.logged_promise, rec.config.id);
+          break;
+        case LogRecord::Kind::Install:
+          m.logged_install = rec.config;
+          m.installs.insert(rec.config.id);
+          if (rec.config.primary) m.primary_installs.insert(rec.config.id);
+          break;
+      }
+    }
+  }
+
+  // A Promise above the last REGULAR freezes the old configuration: no
+  // delivery in it from the next flush on (this flush's events may have
+  // come before the promise: a Ready does not say how they interleave).
+  void note_frozen(size_t i, const std::vector<LogRecord>& records, size_t written) {
+    Life& life = members_[i].life;
+    for (size_t r = 0; r < written; ++r)
+      if (records[r].kind == LogRecord::Kind::Promise && life.regular.id < records[r].config.id)
+        life.promised_past_regular = true;
+  }
+
+  // Each record against the log before it: Delivered marks never go back,
+  // promises and installs strictly increase, and a member installs only the
+  // id it promised last (the promise is durable: a restarted life that
+  // finds it in its log may answer that PREPARE and install).
+  void check_record(size_t i, const LogRecord& rec, uint64_t now) {
+    const Member& m = members_[i];
+    switch (rec.kind) {
+      case LogRecord::Kind::Delivered:
+        if (rec.upto < m.logged_delivered)
+          fail(now, who(i) + " logged Delivered upto=" + std::to_string(rec.upto) + " after upto=" +
+                        std::to_string(m.logged_delivered));
+        break;
+      case LogRecord::Kind::Promise:
+        if (rec.config.id <= m.logged_promise)
+          fail(now, who(i) + " logged a Promise of " + rec.config.id.text() + " after one of " + m.logged_promise.text());
+        break;
+      case LogRecord::Kind::Install:
+        if (!m.installs.empty() && rec.config.id <= *m.installs.rbegin())
+          fail(now, who(i) + " logged an Install of " + rec.config.id.text() + " after one of " +
+                        m.installs.rbegin()->text());
+        if (rec.config.id != m.logged_promise)
+          fail(now, who(i) + " installed " + rec.config.id.text() + " but its log's highest Promise is " +
+                        m.logged_promise.text());
+        check_install_keeps(i, rec.config, now);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Sends the first `count` datagrams through the faulty network, noting
+  // what each says about the sender's log (for the check at its crash).
+  void send(size_t i, const std::vector<mcast::Outgoing>& out, size_t count, uint64_t now) {
+    for (size_t o = 0; o < count && o < out.size(); ++o) {
+      note_claims(i, out[o].bytes, now);
+      const MemberId from = static_cast<MemberId>(i), to = out[o].to;
+      int copies = faulty() && uniform() < dup_ ? 2 : 1;
+      for (int c = 0; c < copies; ++c) {
+        bool lost = faulty() && (uniform() < drop_ || link_down(now, from, to));
+        uint64_t delay = between(1, max_delay_);
+        if (faulty() && uniform() < straggle_) delay += between(max_delay_, suspect());  // a straggler
+        if (opt_.trace)
+          note(now, std::to_string(from) + " -> " + std::to_string(to) + " " + datagram_text(out[o].bytes) +
+                        (lost ? "  (lost)" : "  (arrives " + std::to_string(now + delay) + ")"));
+        if (!lost) network_.push(InFlight{now + delay, order_++, from, to, out[o].bytes});
+      }
+    }
+  }
+
+  void note_claims(size_t i, const std::string& bytes, uint64_t now) {
+    Member& m = members_[i];
+    Claims& c = m.life.claims;
+    if (is_membership(bytes)) {
+      wire::MembershipMessage msg;
+      if (!wire::decode_membership(bytes.data(), bytes.size(), msg))
+        return fail(now, who(i) + " sent an undecodable membership datagram");
+      c.delivered_upto = std::max(c.delivered_upto, msg.delivered_upto);
+      c.promised = std::max(c.promised, from_wire(msg.promised));
+      if (msg.installed.epoch != 0) c.installed.insert(from_wire(msg.installed));
+      if (msg.type == wire::MembershipType::State) {
+        uint64_t& held = c.held_upto[m.truncates];
+        held = std::max(held, msg.held_upto);
+        if (msg.last_primary.epoch != 0) c.last_primary.insert(from_wire(msg.last_primary));
+      }
+      return;
+    }
+    wire::PeerPacket p;
+    if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return fail(now, who(i) + " sent an undecodable datagram");
+    c.delivered_upto = std::max(c.delivered_upto, p.header.delivered_upto);
+    uint64_t& held = c.held_upto[m.truncates];
+    held = std::max(held, p.header.held_upto);
+  }
+
+  // Check 4: the log of a crashing life holds everything its datagrams said.
+  void check_claims(size_t i, uint64_t now) {
+    const Member& m = members_[i];
+    const Claims& c = m.life.claims;
+    const std::string head = "persist before send: " + who(i) + " crashed after saying ";
+    for (const auto& [truncates, said] : c.held_upto) {
+      uint64_t logged = held_contiguous(m.log, truncates);
+      if (said > logged)
+        return fail(now, head + "held_upto=" + std::to_string(said) + " but its log holds only 1.." + std::to_string(logged));
+    }
+    if (c.delivered_upto > m.logged_delivered)
+      return fail(now, head + "delivered_upto=" + std::to_string(c.delivered_upto) + " but its log's mark is " +
+                           std::to_string(m.logged_delivered));
+    if (m.logged_promise < c.promised)
+      return fail(now, head + "promised=" + c.promised.text() + " but its log's highest Promise is " +
+                           m.logged_promise.text());
+    for (const ConfigId& id : c.installed)
+      if (!m.installs.count(id)) return fail(now, head + "it is installed in " + id.text() + " but its log has no such Install");
+    for (const ConfigId& id : c.last_primary)
+      if (!m.primary_installs.count(id))
+        return fail(now, head + "its last primary is " + id.text() + " but its log has no such primary Install");
+  }
+
+  // ---- the events (checks 1 to 3) ----
+
+  void apply_events(size_t i, const std::vector<Event>& events, uint64_t now) {
+    for (const Event& e : events) {
+      if (!failure_.empty()) return;
+      switch (e.kind) {
+        case Event::Kind::Deliver:
+          on_deliver(i, e.delivery, now);
+          break;
+        case Event::Kind::Transitional:
+          on_transitional(i, e.config, now);
+          break;
+        case Event::Kind::Regular:
+          on_regular(i, e.config, e.reason, now);
+          break;
+      }
+    }
+  }
+
+  void on_deliver(size_t i, const Delivery& d, uint64_t now) {
+    Member& m = members_[i];
+    Life& life = m.life;
+    const std::string k = "k=" + std::to_string(d.global_seq);
+    note(now, who(i) + " delivers " + k + " " + short_payload(d.payload));
+    switch (life.phase) {
+      case Phase::Unconfigured:
+        return fail(now, who(i) + " delivered " + k + " before any TRANSITIONAL in this life");
+      case Phase::NonPrimary:
+        return fail(now, who(i) + " delivered " + k + " in non-primary configuration " + config_text(life.regular));
+      case Phase::Primary:
+        if (life.promised_past_regular)
+          return fail(now, who(i) + " delivered " + k + " in " + life.regular.id.text() + " after promising a newer id");
+        break;
+      case Phase::Transitional:
+        if (d.global_seq > life.transitional.cut)
+          return fail(now, who(i) + " delivered " + k + " between TRANSITIONAL " + life.transitional.id.text() +
+                               " and its REGULAR, above the cut " + std::to_string(life.transitional.cut));
+        life.highest_since_transitional = std::max(life.highest_since_transitional, d.global_seq);
+        break;
+    }
+    if (d.global_seq != life.delivered_upto + 1)
+      return fail(now, who(i) + " delivered " + k + " after k=" + std::to_string(life.delivered_upto));
+    if (m.logged_delivered < d.global_seq)
+      return fail(now, who(i) + " applied " + k + " before its log's Delivered mark covered it (mark " +
+                           std::to_string(m.logged_delivered) + ")");
+    life.delivered_upto = d.global_seq;
+    m.delivered_payloads.insert(d.payload);
+    agree(i, d, now);
+    check_kept_by_newer(i, d.global_seq, life.phase == Phase::Transitional ? life.transitional.id : life.regular.id, now);
+    note_late_delivery(i, d.payload);
+  }
+
+  // membership.hpp: once k is delivered in c, every later primary
+  // configuration keeps it, so its cut is at least k. Checked both ways:
+  // a delivery in c against the newer primaries installed so far, and (in
+  // check_install_keeps) a new primary against what older ones delivered.
+  void check_kept_by_newer(size_t i, uint64_t k, const ConfigId& in, uint64_t now) {
+    uint64_t& highest = delivered_in_[in];
+    highest = std::max(highest, k);
+    for (auto it = primary_installs_.upper_bound(in); it != primary_installs_.end(); ++it)
+      if (it->second.cut < k)
+        return fail(now, who(i) + " delivered k=" + std::to_string(k) + " in " + in.text() + ", but the newer primary " +
+                             config_text(it->second) + " is installed with a cut below it");
+  }
+
+  // Every Install of one id says the same; a primary one keeps everything
+  // delivered in older configurations.
+  void check_install_keeps(size_t i, const Configuration& c, uint64_t now) {
+    auto [known, fresh] = installs_.emplace(c.id, c);
+    if (!fresh && (known->second.members != c.members || known->second.primary != c.primary || known->second.cut != c.cut))
+      return fail(now, who(i) + " logged Install " + config_text(c) + ", another member " + config_text(known->second));
+    if (!c.primary || !fresh) return;
+    primary_installs_.emplace(c.id, c);
+    for (auto it = delivered_in_.begin(); it != delivered_in_.end() && it->first < c.id; ++it)
+      if (it->second > c.cut)
+        return fail(now, who(i) + " installs primary " + config_text(c) + ", but k=" + std::to_string(it->second) +
+                             " was delivered in the older " + it->first.text() + ": the cut loses it");
+  }
+
+  // Checks 1 and 2 on one delivery, wherever it was applied.
+  void agree(size_t i, const Delivery& d, uint64_t now) {
+    const uint64_t k = d.global_seq;
+    auto submitted = sent_names_.find(d.payload);
+    if (submitted == sent_names_.end())
+      return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " a payload nobody submitted");
+    if (submitted->second != d.name)
+      return fail(now, who(i) + " delivered " + short_payload(d.payload) + " under another name than submit() gave");
+    auto [first, fresh] = agreed_.emplace(k, d);
+    if (!fresh) {
+      if (first->second.name != d.name || first->second.payload != d.payload)
+        fail(now, "agreement: " + who(i) + " delivered k=" + std::to_string(k) + " as " + short_payload(d.payload) +
+                      ", another delivery of k=" + std::to_string(k) + " was " + short_payload(first->second.payload));
+      return;
+    }
+    auto [at, new_payload] = payload_at_.emplace(d.payload, k);
+    if (!new_payload)
+      return fail(now, "agreement: " + short_payload(d.payload) + " delivered at k=" + std::to_string(at->second) +
+                           " and at k=" + std::to_string(k));
+    check_fifo(d, now);
+  }
+
+  void check_fifo(const Delivery& d, uint64_t now) {
+    auto& stream = streams_[{d.name.origin, d.name.incarnation}];
+    auto [it, fresh] = stream.emplace(d.name.origin_seq, d.global_seq);
+    const std::string where = "fifo: origin " + std::to_string(d.name.origin) + " stream " +
+                              std::to_string(d.name.incarnation) + " seq " + std::to_string(d.name.origin_seq);
+    if (!fresh) return fail(now, where + " delivered at k=" + std::to_string(it->second) + " and k=" + std::to_string(d.global_seq));
+    if (it != stream.begin() && std::prev(it)->second > d.global_seq)
+      fail(now, where + " at k=" + std::to_string(d.global_seq) + ", before seq " + std::to_string(std::prev(it)->first) +
+                    " at k=" + std::to_string(std::prev(it)->second));
+    if (std::next(it) != stream.end() && std::next(it)->second < d.global_seq)
+      fail(now, where + " at k=" + std::to_string(d.global_seq) + ", after seq " + std::to_string(std::next(it)->first) +
+                    " at k=" + std::to_string(std::next(it)->second));
+  }
+
+  // The configuration's cut comes from the Install record, which the log
+  // must hold already (persisted before the event is applied).
+  void on_transitional(size_t i, const Configuration& c, uint64_t now) {
+    Member& m = members_[i];
+    Life& life = m.life;
+    note(now, who(i) + " TRANSITIONAL " + c.id.text() + " " + members_text(c.members));
+    if (life.phase == Phase::Transitional)
+      return fail(now, who(i) + " TRANSITIONAL " + c.id.text() + " while TRANSITIONAL " + life.transitional.id.text() +
+                           " still awaits its REGULAR");
+    if (m.logged_install.id != c.id)
+      return fail(now, who(i) + " TRANSITIONAL " + c.id.text() + " but its log's last Install is " +
+                           m.logged_install.id.text());
+    life.phase = Phase::Transitional;
+    life.transitional = c;
+    life.transitional.cut = m.logged_install.cut;
+    life.highest_since_transitional = 0;
+  }
+
+  void on_regular(size_t i, const Configuration& c, const std::string& reason, uint64_t now) {
+    Member& m = members_[i];
+    Life& life = m.life;
+    note(now, who(i) + " REGULAR " + config_text(c) + " (" + reason + ")");
+    check_regular_shape(i, c, now);
+    check_regular_agrees(i, c, now);
+    if (!failure_.empty()) return;
+    life.phase = c.primary ? Phase::Primary : Phase::NonPrimary;
+    life.regular = c;
+    life.promised_past_regular = false;
+    m.installed_id = c.id;
+    retry_dropped_requests(i, c, now);
+  }
+
+  // The member's own view: TRANSITIONAL before, deliveries up to the cut,
+  // a newer id than any it installed, the Install in its log.
+  void check_regular_shape(size_t i, const Configuration& c, uint64_t now) {
+    const Member& m = members_[i];
+    const Life& life = m.life;
+    const std::string head = who(i) + " REGULAR " + c.id.text() + ": ";
+    if (life.phase != Phase::Transitional) return fail(now, head + "no TRANSITIONAL before it");
+    if (life.transitional.id != c.id) return fail(now, head + "after TRANSITIONAL " + life.transitional.id.text());
+    for (MemberId t : life.transitional.members)
+      if (!std::count(c.members.begin(), c.members.end(), t))
+        return fail(now, head + "TRANSITIONAL named " + std::to_string(t) + ", not a member");
+    if (life.highest_since_transitional > c.cut)
+      return fail(now, head + "delivered k=" + std::to_string(life.highest_since_transitional) +
+                           " between TRANSITIONAL and REGULAR, above the cut " + std::to_string(c.cut));
+    if (c.primary && life.delivered_upto < c.cut)
+      return fail(now, head + "primary with cut " + std::to_string(c.cut) + " but delivered only up to " +
+                           std::to_string(life.delivered_upto));
+    if (c.id <= m.installed_id)
+      return fail(now, head + "not newer than " + m.installed_id.text() + ", installed before");
+    const Configuration& logged = m.logged_install;
+    if (logged.id != c.id) return fail(now, head + "its log's last Install is " + logged.id.text());
+    if (logged.members != c.members || logged.primary != c.primary || logged.cut != c.cut)
+      return fail(now, head + "differs from its logged Install " + config_text(logged));
+    if (!std::count(c.members.begin(), c.members.end(), static_cast<MemberId>(i)))
+      return fail(now, head + "does not contain the member itself");
+    if (!std::is_sorted(c.members.begin(), c.members.end())) return fail(now, head + "members not ascending");
+    if (c.primary != (c.members.size() >= majority(n_)))
+      return fail(now, head + (c.primary ? "primary" : "non-primary") + " with " + std::to_string(c.members.size()) +
+                           " of " + std::to_string(n_) + " members");
+  }
+
+  // Every member's REGULAR for one id says the same.
+  void check_regular_agrees(size_t i, const Configuration& c, uint64_t now) {
+    auto [known, fresh] = configs_.emplace(c.id, c);
+    if (fresh) return;
+    const Configuration& k = known->second;
+    if (k.members != c.members || k.primary != c.primary || k.cut != c.cut)
+      fail(now, "configuration " + c.id.text() + " differs: " + who(i) + " has " + config_text(c) + ", another member " +
+                    config_text(k));
+  }
+
+  // Check 6, for every live member at every step.
+  void check_can_submit(uint64_t now) {
+    for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      if (!up(i)) continue;
+      const Membership& p = *members_[i].process;
+      if (!p.can_submit()) continue;
+      Phase phase = members_[i].life.phase;
+      if (!p.installed() || !p.primary() || phase == Phase::Unconfigured || phase == Phase::NonPrimary)
+        fail(now, who(i) + " can_submit() while " + (p.installed() ? "" : "not installed, ") +
+                      (p.primary() ? "" : "not primary, ") + "its last event " +
+                      (phase == Phase::Unconfigured ? "none" : phase == Phase::NonPrimary ? "a non-primary REGULAR" : "fine"));
+    }
+  }
+
+  // ---- clients ----
+
+  void submit_due(uint64_t now) {
+    while (!planned_.empty() && planned_.back().at <= now) {
+      PlannedBurst b = planned_.back();
+      planned_.pop_back();
+      Member& m = members_[b.member];
+      if (!m.process) continue;  // nobody to ask
+      for (size_t c = 0; c < b.count; ++c) {
+        std::string payload = "m" + std::to_string(b.member) + "-" + std::to_string(m.life.number) + "-" +
+                              std::to_string(++m.life.submitted) + ":" + std::string(between(0, 40), 'x');
+        if (uniform() < 0.03) payload.resize(wire::kMaxPayload, 'y');  // a full-size message
+        m.waiting.push_back(payload);
+      }
+    }
+    for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      Member& m = members_[i];
+      while (m.process && !m.waiting.empty() && m.process->can_submit() && failure_.empty()) {
+        std::string payload = std::move(m.waiting.front());
+        m.waiting.pop_front();
+        ConfigId in = m.process->configuration().id;
+        wire::MessageName name = m.process->submit(payload, now);
+        note(now, who(i) + " submits " + short_payload(payload) + " in " + in.text() + " as (" +
+                      std::to_string(name.origin) + "," + std::to_string(name.incarnation) + "," +
+                      std::to_string(name.origin_seq) + ")");
+        note_late_submit(payload, in);
+        sent_names_[payload] = name;
+        flush(i, now);
+      }
+    }
+  }
+
+  // ---- the heal and liveness (check 5) ----
+
+  // The faults are over: the network only delays and reorders from now on,
+  // and a few requests go to every member.
+  void heal(uint64_t now) {
+    healed_at_ = now;
+    note(now, "HEALED: no more loss, partitions or crashes; requests follow at every member");
+    for (MemberId i = 0; i < n_; ++i) {
+      size_t count = between(1, 3);
+      for (size_t c = 0; c < count; ++c) {
+        LateRequest r;
+        r.member = i;
+        late_.push_back(r);
+        new_attempt(late_.size() - 1);
+      }
+    }
+  }
+
+  void new_attempt(size_t r) {
+    LateRequest& req = late_[r];
+    std::string payload = "h" + std::to_string(req.member) + "-" + std::to_string(r) + "-" +
+                          std::to_string(req.attempts.size() + 1) + ":late";
+    req.attempts.push_back(payload);
+    req.submitted_in = ConfigId{};
+    late_of_[payload] = r;
+    members_[req.member].waiting.push_back(payload);
+  }
+
+  void note_late_submit(const std::string& payload, const ConfigId& in) {
+    auto it = late_of_.find(payload);
+    if (it != late_of_.end()) late_[it->second].submitted_in = in;
+  }
+
+  void note_late_delivery(size_t i, const std::string& payload) {
+    auto it = late_of_.find(payload);
+    if (it != late_of_.end()) late_[it->second].delivered_at.insert(static_cast<MemberId>(i));
+  }
+
+  // At a REGULAR, everything of the old configuration that survives has
+  // been delivered: a request of this member submitted there and not
+  // delivered here was dropped, and its client retries.
+  void retry_dropped_requests(size_t i, const Configuration& now_in, uint64_t now) {
+    for (size_t r = 0; r < late_.size(); ++r) {
+      LateRequest& req = late_[r];
+      if (req.member != i || req.submitted_in.none() || req.submitted_in == now_in.id) continue;
+      if (req.delivered_at.count(static_cast<MemberId>(i))) continue;
+      note(now, who(i) + " drops request " + short_payload(req.attempts.back()) + ": its client retries");
+      new_attempt(r);
+    }
+  }
+
+  // Everyone installed in one primary configuration of all n, no view
+  // change under way, the same delivered_upto, every late request delivered
+  // everywhere.
+  bool converged() const {
+    const Membership* first = members_[0].process.get();
+    if (!first) return false;
+    const ConfigId id = first->configuration().id;
+    for (size_t i = 0; i < n_; ++i) {
+      const Member& m = members_[i];
+      if (!m.process || !m.waiting.empty()) return false;
+      const Membership& p = *m.process;
+      if (!p.installed() || !p.primary() || p.configuration().members.size() != n_) return false;
+      if (p.configuration().id != id || p.promised() != id) return false;
+      if (m.life.phase != Phase::Primary || m.life.regular.id != id) return false;
+      if (p.delivered_upto() != first->delivered_upto() || m.life.delivered_upto != p.delivered_upto()) return false;
+    }
+    for (const LateRequest& r : late_)
+      if (r.delivered_at.size() != n_) return false;
+    return true;
+  }
+
+  std::string liveness_failure(uint64_t now) {
+    std::string s = "liveness: not converged 20 s after the heal (t=" + std::to_string(now) + "us):";
+    for (size_t i = 0; i < n_; ++i) {
+ const Member& m = members_[i];
+      if (!m.process) {
+        s += "\n    member " + std::to_string(i) + ": down";
+        continue;
+      }
+      const Membership& p = *m.process;
+      s += "\n    member " + std::to_string(i) + ": " + (p.installed() ? "installed " : "not installed, last ") +
+           config_text(p.configuration()) + ", promised " + p.promised().text() + ", delivered " +
+           std::to_string(p.delivered_upto()) + ", held " + std::to_string(p.held_upto()) + ", reachable " +
+           std::to_string(p.reachable_count()) + ", waiting requests " + std::to_string(m.waiting.size()) +
+           ", view changes started " + std::to_string(p.stats().view_changes);
+    }
+    for (const LateRequest& r : late_)
+      if (r.delivered_at.size() != n_)
+        s += "\n    request " + short_payload(r.attempts.back()) + " delivered at " + std::to_string(r.delivered_at.size()) +
+             " of " + std::to_string(n_) + " members";
+    return s;
+  }
+
+  // Nothing delivered was lost (every member reached the highest k any life
+  // delivered), and every stream delivered is 1, 2, ... without a hole.
+  std::string final_checks() const {
+    uint64_t highest = agreed_.empty() ? 0 : agreed_.rbegin()->first;
+    uint64_t reached = members_[0].process->delivered_upto();
+    if (reached < highest)
+      return "a delivered message was lost: k=" + std::to_string(highest) + " was delivered, the group ends at " +
+             std::to_string(reached);
+    for (const auto& [stream, seqs] : streams_) {
+      uint64_t expect = 1;
+      for (const auto& entry : seqs)
+        if (entry.first != expect++)
+          return "fifo: origin " + std::to_string(stream.first) + " stream " + std::to_string(stream.second) +
+                 " delivered seq " + std::to_string(entry.first) + " without seq " + std::to_string(expect - 1);
+    }
+    return "";
+  }
+
+  uint64_t seed_;
+  Options opt_;
+  std::mt19937_64 rng_;
+  size_t n_ = 0;
+  mcast::MembershipConfig cfg_;
+  std::vector<Member> members_;
+
+  // network and schedule
+  std::priority_queue<InFlight, std::vector<InFlight>, std::greater<InFlight>> network_;
+  uint64_t order_ = 0;
+  double drop_ = 0, dup_ = 0, straggle_ = 0;
+  uint64_t max_delay_ = 0, fault_end_ = 0, healed_at_ = 0;
+  std::vector<Partition> partitions_;
+  std::vector<Crash> crashes_;
+  size_t crashes_done_ = 0;
+  size_t crashes_in_view_change_ = 0;
+  uint64_t converged_at_ = 0;
+  std::vector<PlannedBurst> planned_;
+  std::vector<LateRequest> late_;
+  std::map<std::string, size_t> late_of_;  // payload -> its late request
+
+  // the checker's memory
+  std::map<std::string, wire::MessageName> sent_names_;  // payload -> the name submit() gave
+  std::map<uint64_t, Delivery> agreed_;                   // k -> the first delivery of k seen
+  std::map<std::string, uint64_t> payload_at_;
+  std::map<std::pair<MemberId, uint64_t>, std::map<uint64_t, uint64_t>> streams_;  // -> origin_seq -> k
+  std::map<ConfigId, Configuration> configs_;           // from REGULAR events
+  std::map<ConfigId, Configuration> installs_;          // from Install records
+  std::map<ConfigId, Configuration> primary_installs_;  // the primary ones
+  std::map<ConfigId, uint64_t> delivered_in_;           // configuration -> highest k delivered in it
+  std::string failure_;
+  std::deque<std::string> recent_;
+};
+
+void usage() {
+  std::puts(
+      "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
+      "                      [--bug NAME --expect-violation]\n"
+      "bugs: deliver-without-majority, cut-at-delivered, minority-delivers (protocol);\n"
+      "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
+      "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
+      "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
+      "failures; --keep-going lists every failing seed, one line each, for a survey.");
+}
+
+bool parse(int argc, char** argv, Options& opt) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](uint64_t& out) {
+      if (i + 1 >= argc) return false;
+      char* end;
+      out = std::strtoull(argv[++i], &end, 10);
+      return *end == 0;
+    };
+    if (a == "--seeds") {
+      if (!value(opt.seeds)) return false;
+    } else if (a == "--first-seed") {
+      if (!value(opt.first_seed)) return false;
+    } else if (a == "--seed") {
+      if (!value(opt.first_seed)) return false;
+      opt.seeds = 1;
+    } else if (a == "--trace") {
+      opt.trace = true;
+    } else if (a == "--keep-going") {
+      opt.keep_going = true;
+    } else if (a == "--expect-violation") {
+      opt.expect_violation = true;
+    } else if (a == "--bug" && i + 1 < argc) {
+      std::string b = argv[++i];
+      if (b == "deliver-without-majority") opt.bug = mcast::GroupBug::DeliverWithoutMajority;
+      else if (b == "cut-at-delivered") opt.bug = mcast::GroupBug::CutAtDelivered;
+      else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
+      else if (b == "send-before-persist") opt.send_before_persist = true;
+      else return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string replay_command(uint64_t seed, const Options& opt) {
+  std::string cmd = "group_sim_test --seed " + std::to_string(seed) + " --trace";
+  if (opt.bug == mcast::GroupBug::DeliverWithoutMajority) cmd += " --bug deliver-without-majority";
+  if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
+  if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
+  if (opt.send_before_persist) cmd += " --bug send-before-persist";
+  return cmd;
+}
+
+// A catch counts only if the same seed passes without the injected bug:
+// else the failure may be the protocol's own, not the bug's.
+std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
+  Options clean = opt;
+  clean.bug = mcast::GroupBug::None;
+  clean.send_before_persist = false;
+  clean.trace = false;
+  Run run(seed, clean);
+  return run.execute();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  if (!parse(argc, argv, opt)) {
+    usage();
+    return 2;
+  }
+  uint64_t failures = 0;
+  Totals totals;
+  for (uint64_t seed = opt.first_seed; seed < opt.first_seed + opt.seeds; ++seed) {
+    Run run(seed, opt);
+    std::string err = run.execute();
+    if (err.empty()) {
+      run.add_to(totals);
+      continue;
+    }
+    if (opt.expect_violation) {
+      std::string without = fails_without_the_bug(seed, opt);
+      if (!without.empty()) {
+        std::printf("seed %llu fails without the injected bug too, not counted: %s\n",
+                    static_cast<unsigned long long>(seed), without.c_str());
+        continue;
+      }
+      ++failures;
+      std::printf("seed %llu (%s): caught the injected bug (the seed passes without it): %s\n  replay: %s\n",
+                  static_cast<unsigned long long>(seed), run.describe().c_str(), err.c_str(),
+                  replay_command(seed, opt).c_str());
+      break;
+    }
+    ++failures;
+    std::printf("FAIL seed %llu (%s): %s\n  replay: %s\n", static_cast<unsigned long long>(seed),
+                run.describe().c_str(), err.c_str(), replay_command(seed, opt).c_str());
+    if (opt.keep_going) continue;
+    if (!opt.trace) {
+      std::printf("  last events:\n");
+      run.print_trace();
+    }
+    std::fflush(stdout);
+    if (failures >= 5) break;
+  }
+  if (opt.expect_violation) {
+    if (failures == 0) {
+      std::printf("injected bug was NOT caught in %llu seeds\n", static_cast<unsigned long long>(opt.seeds));
+      return 1;
+    }
+    return 0;
+  }
+  std::printf("%llu seeds from %llu: %llu failed\n", static_cast<unsigned long long>(opt.seeds),
+              static_cast<unsigned long long>(opt.first_seed), static_cast<unsigned long long>(failures));
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf("passing runs: %llu; crashes %llu (%llu amid a view change); configurations %llu (%llu primary);\n"
+              "  messages submitted %llu, delivered %llu, dropped with their configuration %llu;\n"
+              "  slowest convergence after the heal %.3f s (seed %llu)\n",
+              u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.configurations),
+              u(totals.primary_configurations), u(totals.submitted), u(totals.delivered), u(totals.dropped),
+              totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
+  return failures == 0 ? 0 : 1;
+}
