@@ -375,6 +375,7 @@ void Membership::install(const wire::MembershipMessage& m) {
   rec.config = c;
   rec.upto = install_keep_;
   ready_.to_persist.push_back(rec);
+  if (c.primary && options_.bug == GroupBug::PrimaryAtInstall) complete_order();  // deliberately early
 
   if (c.primary) {
     OrderingStart start;

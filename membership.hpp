@@ -166,6 +166,7 @@ enum class GroupBug {
   DeliverWithoutMajority,  // deliver once one member (itself) holds k
   CutAtDelivered,          // cut at the source's delivered_upto, not held_upto
   MinorityDelivers,        // a non-primary configuration orders and delivers
+  PrimaryAtInstall,        // claim a primary configuration as last primary at install, before holding its cut
 };
 
 struct MembershipConfig {

@@ -130,7 +130,9 @@ using Log = std::vector<LogRecord>;
 //   Truncate: every Held record above `upto` so far is void;
 //   Delivered: delivered 1..upto (the last mark counts);
 //   Promise: promised = the highest id;
-//   Install: last_installed; if primary, last_primary too.
+//   Install: last_installed, and install_keep = upto;
+//   OrderComplete: last_primary = that id (an install alone does not make
+//   a configuration the last primary: membership.hpp, complete_order).
 Restored replay(const Log& log) {
   Restored r;
   std::map<uint64_t, Delivery> held;
@@ -150,7 +152,10 @@ Restored replay(const Log& log) {
         break;
       case LogRecord::Kind::Install:
         r.last_installed = rec.config;
-        if (rec.config.primary) r.last_primary = rec.config.id;
+        r.install_keep = rec.upto;
+        break;
+      case LogRecord::Kind::OrderComplete:
+        r.last_primary = std::max(r.last_primary, rec.config.id);
         break;
     }
   }
@@ -181,6 +186,7 @@ const char* record_kind(LogRecord::Kind k) {
     case LogRecord::Kind::Truncate: return "Truncate";
     case LogRecord::Kind::Promise: return "Promise";
     case LogRecord::Kind::Install: return "Install";
+    case LogRecord::Kind::OrderComplete: return "OrderComplete";
   }
   return "?";
 }
@@ -194,9 +200,10 @@ std::string record_text(const LogRecord& r) {
     case LogRecord::Kind::Truncate:
       return s + " upto=" + std::to_string(r.upto);
     case LogRecord::Kind::Promise:
+    case LogRecord::Kind::OrderComplete:
       return s + " " + r.config.id.text();
     case LogRecord::Kind::Install:
-      return s + " " + config_text(r.config);
+      return s + " " + config_text(r.config) + " keep=" + std::to_string(r.upto);
   }
   return s;
 }
@@ -833,7 +840,9 @@ class Run {
         case LogRecord::Kind::Install:
           m.logged_install = rec.config;
           m.installs.insert(rec.config.id);
-          if (rec.config.primary) m.primary_installs.insert(rec.config.id);
+          break;
+        case LogRecord::Kind::OrderComplete:
+          m.primary_installs.insert(rec.config.id);
           break;
       }
     }
@@ -942,7 +951,7 @@ class Run {
       if (!m.installs.count(id)) return fail(now, head + "it is installed in " + id.text() + " but its log has no such Install");
     for (const ConfigId& id : c.last_primary)
       if (!m.primary_installs.count(id))
-        return fail(now, head + "its last primary is " + id.text() + " but its log has no such primary Install");
+        return fail(now, head + "its last primary is " + id.text() + " but its log has no OrderComplete for it");
   }
 
   // ---- the events (checks 1 to 3) ----
@@ -1066,9 +1075,11 @@ class Run {
     Member& m = members_[i];
     Life& life = m.life;
     note(now, who(i) + " TRANSITIONAL " + c.id.text() + " " + members_text(c.members));
-    if (life.phase == Phase::Transitional)
-      return fail(now, who(i) + " TRANSITIONAL " + c.id.text() + " while TRANSITIONAL " + life.transitional.id.text() +
-                           " still awaits its REGULAR");
+    // A transition cut short by another view change (the member promised a
+    // newer configuration before it delivered up to the cut) is abandoned:
+    // its REGULAR never comes, and the next TRANSITIONAL starts afresh.
+    if (life.phase == Phase::Transitional && !(life.transitional.id < c.id))
+      return fail(now, who(i) + " TRANSITIONAL " + c.id.text() + " after TRANSITIONAL " + life.transitional.id.text());
     if (m.logged_install.id != c.id)
       return fail(now, who(i) + " TRANSITIONAL " + c.id.text() + " but its log's last Install is " +
                            m.logged_install.id.text());
@@ -1329,7 +1340,7 @@ void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
       "                      [--bug NAME --expect-violation]\n"
-      "bugs: deliver-without-majority, cut-at-delivered, minority-delivers (protocol);\n"
+      "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install (protocol);\n"
       "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
@@ -1363,6 +1374,7 @@ bool parse(int argc, char** argv, Options& opt) {
       if (b == "deliver-without-majority") opt.bug = mcast::GroupBug::DeliverWithoutMajority;
       else if (b == "cut-at-delivered") opt.bug = mcast::GroupBug::CutAtDelivered;
       else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
+      else if (b == "primary-at-install") opt.bug = mcast::GroupBug::PrimaryAtInstall;
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else return false;
     } else {
@@ -1377,6 +1389,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.bug == mcast::GroupBug::DeliverWithoutMajority) cmd += " --bug deliver-without-majority";
   if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
   if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
+  if (opt.bug == mcast::GroupBug::PrimaryAtInstall) cmd += " --bug primary-at-install";
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   return cmd;
 }
