@@ -26,6 +26,7 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
                        Restored restored)
     : self_(self), n_(group_size), incarnation_(incarnation), options_(config) {
   peers_.resize(n_);
+  last_delivered_.resize(n_);
   peers_[self_].incarnation = incarnation_;
   promised_ = restored.promised;
   last_primary_ = restored.last_primary;
@@ -123,21 +124,28 @@ void Membership::on_membership(MemberId from, const wire::MembershipMessage& m) 
     case wire::MembershipType::Install:
       on_install(m);
       break;
+    case wire::MembershipType::SnapshotRequest:
+      on_snapshot_request(from, m);
+      break;
+    case wire::MembershipType::SnapshotChunk:
+      on_snapshot_chunk(from, m);
+      break;
   }
   // A member that missed our INSTALL shows it in its header: send it again.
   if (has_install_sent_ && peer.promised == from_wire(install_sent_.config) &&
       peer.installed != peer.promised && installed_ && config_.id == peer.promised)
     send(from, install_sent_);
-  update_retention_floor();
 }
 
 void Membership::tick(uint64_t now_us) {
   now_us_ = now_us;
+  if (first_tick_us_ == kNever) first_tick_us_ = now_us;
   if (ordering_) {
     ordering_->tick(now_us);
     pull_from_ordering();
   }
   if (now_us >= next_keepalive_us_) send_keepalives();
+  if (transfer_.active && now_us >= transfer_.last_progress_us + options_.keepalive_us) ask_for_snapshot();
   maybe_start_view_change();
   if (!proposal_.none() && now_us >= round_resent_us_ + options_.keepalive_us) resend_round_messages();
 }
@@ -201,8 +209,12 @@ void Membership::maybe_start_view_change() {
   size_t rank = std::find(mutual.begin(), mutual.end(), self_) - mutual.begin();
   uint64_t wait = rank == 0 ? 0 : options_.view_change_timeout_us * (1 + rank);
   // Wait a few keepalives for the picture to settle (who is there, who has
-  // installed what) before starting a round.
+  // installed what) before starting a round. A life that has installed
+  // nothing yet, and does not hear everyone, gives the others a suspicion
+  // timeout to show up: members started one after another (a cluster's
+  // start) then form one configuration together, not one each.
   wait = std::max(wait, options_.keepalive_us * 3);
+  if (!ever_installed_ && mutual.size() < n_ && now_us_ < first_tick_us_ + options_.suspect_after_us) return;
   if (now_us_ < change_wanted_since_us_ + wait) return;
   start_round();
 }
@@ -218,7 +230,7 @@ void Membership::start_round() {
   change_wanted_since_us_ = now_us_;
   promise(proposal_);
   reports_[self_] = StateReport{incarnation_, installed_ ? config_.id : ConfigId{}, last_primary_,
-                                claimed_held_upto(), delivered_upto_};
+                                claimed_held_upto(), delivered_upto_, freed_upto()};
   resend_round_messages();
   decide();  // a group of one
 }
@@ -250,16 +262,21 @@ void Membership::promise(ConfigId id) {
 // Takes what the ordering has for the caller, then stops it: its records
 // stay with this member (held_) for the next configuration.
 void Membership::freeze() {
-  if (!ordering_) return;
-  pull_from_ordering();
-  held_ = ordering_->held_records();
-  held_upto_ = ordering_->held_upto();
+  transfer_ = Transfer{};
+  snapshot_config_ = ConfigId{};
+  snapshot_blob_.clear();
+  snapshot_waiting_.clear();
+  if (ordering_) {
+    pull_from_ordering();
+    held_ = ordering_->held_records();
+    held_upto_ = ordering_->held_upto();
+    ordering_.reset();
+  }
   if (order_incomplete_) {  // an install cut short: keep only what is ours to claim
     held_upto_ = claimed_held_upto();
     while (!held_.empty() && held_.back().global_seq > held_upto_) held_.pop_back();
     order_incomplete_ = false;
   }
-  ordering_.reset();
 }
 
 void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
@@ -275,6 +292,7 @@ void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
   s.config = m.config;
   s.last_primary = to_wire(last_primary_);
   s.held_upto = claimed_held_upto();
+  s.freed_upto = freed_upto();
   send(from, s);
 }
 
@@ -282,7 +300,7 @@ void Membership::on_state(MemberId from, const wire::MembershipMessage& m) {
   if (proposal_.none() || from_wire(m.config) != proposal_ || promised_ != proposal_) return;
   if (std::find(proposed_.begin(), proposed_.end(), from) == proposed_.end()) return;
   reports_[from] = StateReport{m.incarnation, from_wire(m.installed), from_wire(m.last_primary), m.held_upto,
-                               m.delivered_upto};
+                               m.delivered_upto, m.freed_upto};
   decide();
 }
 
@@ -305,6 +323,7 @@ void Membership::decide() {
   m.source = source;
   m.cut = options_.bug == GroupBug::CutAtDelivered ? chosen.delivered_upto : chosen.held_upto;
   m.source_last_primary = to_wire(chosen.last_primary);
+  m.freed_upto = chosen.freed_upto;
   for (const auto& [member, report] : reports_)
     m.entries.push_back(wire::InstallEntry{member, report.incarnation, to_wire(report.previous)});
   install_sent_ = m;
@@ -367,6 +386,7 @@ void Membership::install(const wire::MembershipMessage& m) {
   regular_reason_ = reason;
   config_ = c;
   installed_ = true;
+  ever_installed_ = true;
   last_progress_us_ = now_us_;
   change_wanted_ = false;  // a member still installing is given time before another round
   ++stats_.installs;
@@ -378,20 +398,17 @@ void Membership::install(const wire::MembershipMessage& m) {
   if (c.primary && options_.bug == GroupBug::PrimaryAtInstall) complete_order();  // deliberately early
 
   if (c.primary) {
-    OrderingStart start;
-    start.group_size = n_;
-    start.cut = c.cut;
-    start.source = m.source;
-    start.delivered_upto = delivered_upto_;
-    start.held = std::move(held_);
-    held_.clear();
-    MulticastConfig mc = options_.multicast;
-    if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
-    ordering_ = std::make_unique<Multicast>(self_, c.members, ordering_number(id), mc, start);
-    if (closed_) ordering_->close();
     regular_pending_ = true;
-    update_retention_floor();
-    pull_from_ordering();
+    if (install_keep_ < m.freed_upto) {
+      // The source no longer holds what this member lacks: its snapshot
+      // first (state transfer), then the rest of the order by NACK.
+      transfer_ = Transfer{};
+      transfer_.active = true;
+      transfer_.source = m.source;
+      ask_for_snapshot();
+    } else {
+      start_ordering(m.source, {});
+    }
   } else {
     Event regular;
     regular.kind = Event::Kind::Regular;
@@ -400,6 +417,152 @@ void Membership::install(const wire::MembershipMessage& m) {
     ready_.events.push_back(regular);
   }
   send_keepalives();  // tell everyone at once: a member that missed INSTALL asks again
+}
+
+// The ordering of the installed primary configuration, from what this
+// member holds (or, after a state transfer, from the snapshot's end).
+void Membership::start_ordering(MemberId source, std::vector<OriginPosition> positions) {
+  OrderingStart start;
+  start.group_size = n_;
+  start.cut = config_.cut;
+  start.source = source;
+  start.delivered_upto = delivered_upto_;
+  start.held = std::move(held_);
+  start.positions = std::move(positions);
+  held_.clear();
+  MulticastConfig mc = options_.multicast;
+  if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
+  ordering_ = std::make_unique<Multicast>(self_, config_.members, ordering_number(config_.id), mc, start);
+  if (closed_) ordering_->close();
+  pull_from_ordering();
+}
+
+// ---- state transfer --------------------------------------------------------
+//
+// A member that installs a primary configuration holding less than the
+// source has freed (it was away while the others delivered and freed) gets
+// the source's snapshot: the state text at the source's delivered_upto,
+// which is at least what the source freed, and each origin's last delivered
+// message. The source takes it once per configuration, on the first
+// request, and its ordering keeps every record above it: the joiner, never
+// heard in the new ordering, holds the stability point there at 0. Chunks go
+// over the membership datagrams, a window of 8 at a time, asked for again
+// from the first missing byte at every keepalive without progress.
+
+namespace {
+constexpr uint64_t kSnapshotWindow = 8 * wire::kSnapshotChunkBytes;
+
+std::string encode_snapshot(const std::vector<OriginPosition>& positions, const std::string& text) {
+  wire::Writer w;
+  w.u16(static_cast<uint16_t>(positions.size()));
+  for (const OriginPosition& p : positions) {
+    w.u64(p.incarnation);
+    w.u64(p.origin_seq);
+  }
+  w.bytes(text);
+  return w.take();
+}
+
+bool decode_snapshot(const std::string& blob, std::vector<OriginPosition>& positions, std::string& text) {
+  wire::Reader r(blob.data(), blob.size());
+  uint16_t count;
+  if (!r.u16(count)) return false;
+  positions.resize(count);
+  for (OriginPosition& p : positions)
+    if (!r.u64(p.incarnation) || !r.u64(p.origin_seq)) return false;
+  return r.bytes(text, blob.size()) && r.at_end();
+}
+}  // namespace
+
+void Membership::provide_snapshot(std::string state_text, uint64_t upto) {
+  if (upto != delivered_upto_ || !installed_ || !config_.primary || snapshot_config_ == config_.id) return;
+  snapshot_config_ = config_.id;
+  snapshot_upto_ = upto;
+  snapshot_blob_ = encode_snapshot(last_delivered_, state_text);
+  for (const auto& [to, offset] : snapshot_waiting_) send_snapshot_chunks(to, offset);
+  snapshot_waiting_.clear();
+}
+
+void Membership::on_snapshot_request(MemberId from, const wire::MembershipMessage& m) {
+  if (!primary() || from_wire(m.config) != config_.id || promised_ != config_.id ||
+      std::find(config_.members.begin(), config_.members.end(), from) == config_.members.end())
+    return;
+  if (snapshot_config_ == config_.id) {
+    send_snapshot_chunks(from, m.offset);
+  } else {
+    snapshot_waiting_[from] = m.offset;
+    ready_.snapshot_wanted = true;
+  }
+}
+
+void Membership::send_snapshot_chunks(MemberId to, uint64_t offset) {
+  wire::MembershipMessage c = header(wire::MembershipType::SnapshotChunk);
+  c.config = to_wire(config_.id);
+  c.snapshot_upto = snapshot_upto_;
+  c.total = snapshot_blob_.size();
+  for (uint64_t at = offset; at < std::min<uint64_t>(offset + kSnapshotWindow, c.total) || (at == 0 && c.total == 0);
+       at += wire::kSnapshotChunkBytes) {
+    c.offset = at;
+    c.bytes = snapshot_blob_.substr(at, wire::kSnapshotChunkBytes);
+    send(to, c);
+    if (c.total == 0) break;
+  }
+}
+
+void Membership::ask_for_snapshot() {
+  transfer_.last_progress_us = now_us_;
+  transfer_.asked_upto = transfer_.received.size() + kSnapshotWindow;
+  wire::MembershipMessage r = header(wire::MembershipType::SnapshotRequest);
+  r.config = to_wire(config_.id);
+  r.offset = transfer_.received.size();
+  send(transfer_.source, r);
+}
+
+void Membership::on_snapshot_chunk(MemberId from, const wire::MembershipMessage& m) {
+  if (!transfer_.active || from != transfer_.source || from_wire(m.config) != config_.id ||
+      promised_ != config_.id)
+    return;
+  if (transfer_.received.empty()) {
+    transfer_.upto = m.snapshot_upto;
+    transfer_.total = m.total;
+  }
+  if (m.snapshot_upto != transfer_.upto || m.total != transfer_.total || m.offset != transfer_.received.size())
+    return;  // a duplicate, or out of order after a loss: asked for again
+  transfer_.received += m.bytes;
+  transfer_.last_progress_us = now_us_;
+  if (transfer_.received.size() == transfer_.total) {
+    finish_transfer();
+  } else if (transfer_.received.size() >= transfer_.asked_upto) {
+    ask_for_snapshot();
+  }
+}
+
+// The whole snapshot is in: the caller installs it (InstallSnapshot), and
+// the ordering starts at its end; the rest up to the cut comes by NACK.
+void Membership::finish_transfer() {
+  std::vector<OriginPosition> positions;
+  std::string text;
+  const std::string blob = std::move(transfer_.received);
+  const uint64_t upto = transfer_.upto;
+  const MemberId source = transfer_.source;
+  transfer_ = Transfer{};
+  if (!decode_snapshot(blob, positions, text) || upto < install_keep_) {
+    ++stats_.malformed;  // never from an honest source: start over
+    transfer_.active = true;
+    transfer_.source = source;
+    ask_for_snapshot();
+    return;
+  }
+  Event e;
+  e.kind = Event::Kind::InstallSnapshot;
+  e.snapshot = std::move(text);
+  e.snapshot_upto = upto;
+  ready_.events.push_back(std::move(e));
+  positions.resize(n_);
+  last_delivered_ = positions;
+  delivered_upto_ = held_upto_ = upto;
+  held_.clear();
+  start_ordering(source, std::move(positions));
 }
 
 // REGULAR follows the messages up to the cut: they belong to the transition.
@@ -447,6 +610,7 @@ void Membership::pull_from_ordering() {
     // REGULAR goes right after the last message up to the cut.
     if (regular_pending_ && d.global_seq > config_.cut) maybe_emit_regular();
     delivered_upto_ = d.global_seq;
+    last_delivered_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
     Event e;
     e.kind = Event::Kind::Deliver;
     e.delivery = std::move(d);
@@ -481,18 +645,6 @@ void Membership::complete_order() {
 uint64_t Membership::claimed_held_upto() const {
   if (order_incomplete_) return std::max(install_keep_, delivered_upto_);
   return held_upto();
-}
-
-// A member outside the configuration may come back needing what this one
-// holds: nothing above the lowest delivered_upto heard from any member is
-// freed. (State transfer will lift this; until then a member that is down
-// keeps its peers' retransmit buffers from shrinking.)
-void Membership::update_retention_floor() {
-  if (!ordering_) return;
-  uint64_t floor = delivered_upto_;
-  for (MemberId m = 0; m < n_; ++m)
-    if (m != self_) floor = std::min(floor, peers_[m].delivered_upto);
-  ordering_->set_retention_floor(floor);
 }
 
 // ---- outputs -----------------------------------------------------------------
@@ -558,6 +710,11 @@ bool Membership::done_leaving() const {
 void Membership::announce() {
   if (ordering_) ordering_->announce();
   send_keepalives();
+}
+
+uint64_t Membership::freed_upto() const {
+  if (ordering_) return ordering_->freed_upto();
+  return held_.empty() ? held_upto_ : held_.front().global_seq - 1;
 }
 
 uint64_t Membership::held_upto() const { return ordering_ ? ordering_->held_upto() : held_upto_; }

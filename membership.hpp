@@ -130,11 +130,18 @@ struct Event {
     Deliver,       // `delivery`
     Transitional,  // `config.id` is the new id, `config.members` the members moving on with me
     Regular,       // `config`: now installed; `reason` says why it formed
+    // `snapshot`: the state at global_seq `snapshot_upto`, from another
+    // member (state transfer). The caller replaces its state with it and
+    // makes it durable (a snapshot file, and the log rewritten to
+    // durable_state()) before it sends anything of a later Ready.
+    InstallSnapshot,
   };
   Kind kind = Kind::Deliver;
   Delivery delivery;
   Configuration config;
   std::string reason;
+  std::string snapshot;
+  uint64_t snapshot_upto = 0;
 };
 
 // etcd raft's Ready: persist to_persist, then apply events, then send to_send.
@@ -142,6 +149,9 @@ struct Ready {
   std::vector<LogRecord> to_persist;
   std::vector<Event> events;
   std::vector<Outgoing> to_send;
+  // A member joining with less than this one has freed asks for its state:
+  // once the events are applied, call provide_snapshot().
+  bool snapshot_wanted = false;
 };
 
 // Where a restarted member stood: read back from its log.
@@ -208,6 +218,10 @@ class Membership {
   // Everything produced since the last call. Persist to_persist, then apply
   // events, then send to_send (persist before send).
   Ready take_ready();
+  // State transfer, the sending side: the caller's state rendered as text
+  // (FTQueue::render_snapshot) at global_seq `upto`, which must be
+  // delivered_upto() (every delivery applied, none after). Ignored otherwise.
+  void provide_snapshot(std::string state_text, uint64_t upto);
 
   // Graceful stop of the whole group (every member closes; see
   // Multicast::close). done_leaving(): this member may exit with a final state.
@@ -259,6 +273,17 @@ class Membership {
     ConfigId last_primary;
     uint64_t held_upto = 0;
     uint64_t delivered_upto = 0;
+    uint64_t freed_upto = 0;
+  };
+  // A state transfer this member receives: the source's snapshot, in order.
+  struct Transfer {
+    bool active = false;
+    MemberId source = 0;
+    uint64_t upto = 0;
+    uint64_t total = 0;
+    std::string received;
+    uint64_t asked_upto = 0;        // the end of the window asked for last
+    uint64_t last_progress_us = 0;
   };
 
   void on_membership(MemberId from, const wire::MembershipMessage& m);
@@ -278,7 +303,13 @@ class Membership {
   void pull_from_ordering();
   void complete_order();
   void maybe_emit_regular();
-  void update_retention_floor();
+  void start_ordering(MemberId source, std::vector<OriginPosition> positions);
+  void on_snapshot_request(MemberId from, const wire::MembershipMessage& m);
+  void on_snapshot_chunk(MemberId from, const wire::MembershipMessage& m);
+  void send_snapshot_chunks(MemberId to, uint64_t offset);
+  void ask_for_snapshot();
+  void finish_transfer();
+  uint64_t freed_upto() const;
   std::string change_reason(const Configuration& next) const;
   wire::MembershipMessage header(wire::MembershipType type) const;
   void send(MemberId to, const wire::MembershipMessage& m);
@@ -322,6 +353,18 @@ class Membership {
   bool change_wanted_ = false;
   uint64_t last_progress_us_ = 0;  // last promise or install
   uint64_t next_keepalive_us_ = 0;
+  uint64_t first_tick_us_ = kNever;  // when this life started, as far as it knows
+  bool ever_installed_ = false;      // in this life
+
+  // State transfer: the one this member receives, and the snapshot it
+  // serves to others (taken once per configuration, on the first request).
+  Transfer transfer_;
+  ConfigId snapshot_config_;
+  uint64_t snapshot_upto_ = 0;
+  std::string snapshot_blob_;
+  std::map<MemberId, uint64_t> snapshot_waiting_;  // requests that came before the snapshot
+  // Each origin's last delivered message, for a snapshot's receiver.
+  std::vector<OriginPosition> last_delivered_;
 
   Ready ready_;
   MembershipStats stats_;

@@ -41,8 +41,10 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   // Names from earlier configurations may have any member of the group as origin.
   peers_.resize(group_size_);
   sequenced_.resize(group_size_);
-  delivered_upto_ = start.delivered_upto;
+  delivered_upto_ = freed_upto_ = start.delivered_upto;
+  for (size_t i = 0; i < start.positions.size() && i < sequenced_.size(); ++i) sequenced_[i] = start.positions[i];
   uint64_t held = delivered_upto_;
+  if (!start.held.empty()) freed_upto_ = std::min(freed_upto_, start.held.front().global_seq - 1);
   for (const Delivery& d : start.held) {
     if (d.global_seq == 0 || d.global_seq > cut_ || d.global_seq > held + 1) break;
     assignments_[d.global_seq] = d.name;

@@ -116,6 +116,9 @@ struct OrderingStart {
   MemberId source = 0;
   uint64_t delivered_upto = 0;
   std::vector<Delivery> held;
+  // Each origin's last delivered message (by member id), when delivered_upto
+  // came from a snapshot rather than from the records in `held`.
+  std::vector<OriginPosition> positions;
 };
 
 struct MulticastConfig {
@@ -229,6 +232,8 @@ class Multicast {
   MemberId next_sequencer() const { return sequencer_for(assigned_contiguous_ + 1); }
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t stable_upto() const { return stable_upto_; }
+  // Records 1..freed_upto are no longer held in memory (stable and freed).
+  uint64_t freed_upto() const { return freed_upto_; }
   size_t buffered_messages() const { return retransmit_buffer_.size(); }
   size_t known_assignments() const { return assignments_.size(); }
   const MulticastStats& stats() const { return stats_; }

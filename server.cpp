@@ -440,6 +440,8 @@ const char* membership_event(const wire::MembershipMessage& m) {
     case wire::MembershipType::Prepare: return "PREPARE";
     case wire::MembershipType::State: return "STATE";
     case wire::MembershipType::Install: return "INSTALL";
+    case wire::MembershipType::SnapshotRequest: return "SNAPREQ";
+    case wire::MembershipType::SnapshotChunk: return "SNAPSHOT";
   }
   return "?";
 }
@@ -465,6 +467,11 @@ std::string membership_text(const wire::MembershipMessage& m) {
              (m.primary ? "; order kept up to k=" + std::to_string(m.cut) + " (source r" + std::to_string(m.source) + ")"
                         : std::string());
     }
+    case wire::MembershipType::SnapshotRequest:
+      return text + ": send your snapshot from byte " + std::to_string(m.offset);
+    case wire::MembershipType::SnapshotChunk:
+      return text + ": snapshot at k=" + std::to_string(m.snapshot_upto) + ", bytes " + std::to_string(m.offset) +
+             ".." + std::to_string(m.offset + m.bytes.size()) + " of " + std::to_string(m.total);
   }
   return text;
 }
@@ -970,6 +977,8 @@ class Server {
     logged_held_upto_ = group_->held_upto();  // status reports only what is logged
     std::vector<OutgoingReply> replies;
     for (const mcast::Event& e : ready.events) apply_event(e, replies);
+    // Every delivery is applied: the state is the one at delivered_upto.
+    if (ready.snapshot_wanted) group_->provide_snapshot(state_.render_snapshot(), state_.applied_upto());
     send_datagrams(ready.to_send);
     send_replies(replies);
   }
@@ -1001,7 +1010,30 @@ class Server {
       case mcast::Event::Kind::Regular:
         on_regular(e, replies);
         break;
+      case mcast::Event::Kind::InstallSnapshot:
+        install_snapshot(e);
+        break;
     }
+  }
+
+  // State transfer, the receiving side: this replica was away while the
+  // others freed what it lacks. The source's state replaces ours, and is on
+  // disk (snapshot, then the log rewritten to match) before anything else
+  // leaves: from here on this replica says it has delivered up to it.
+  void install_snapshot(const mcast::Event& e) {
+    std::string error;
+    FTQueue fresh;
+    if (!fresh.load_snapshot(e.snapshot, error) || fresh.applied_upto() != e.snapshot_upto) {
+      log("fatal: the snapshot received does not load (%s)", error);
+      std::exit(1);  // the protocol counts on it; never go on without it
+    }
+    state_ = std::move(fresh);
+    if (!store_->write_snapshot(state_, group_->durable_state(), error)) {
+      log("fatal: %s", error);
+      std::exit(1);
+    }
+    log("%s", "state transfer: installed a snapshot at k=" + std::to_string(e.snapshot_upto) + " (" +
+                  std::to_string(e.snapshot.size()) + " bytes)");
   }
 
   // The new configuration is regular: everything up to the cut is

@@ -217,6 +217,7 @@ std::string encode_membership(const MembershipMessage& m) {
       write_config_id(w, m.config);
       write_config_id(w, m.last_primary);
       w.u64(m.held_upto);
+      w.u64(m.freed_upto);
       break;
     case MembershipType::Install:
       write_config_id(w, m.config);
@@ -224,12 +225,24 @@ std::string encode_membership(const MembershipMessage& m) {
       w.u64(m.cut);
       w.u16(m.source);
       write_config_id(w, m.source_last_primary);
+      w.u64(m.freed_upto);
       w.u16(static_cast<uint16_t>(m.entries.size()));
       for (const InstallEntry& e : m.entries) {
         w.u16(e.member);
         w.u64(e.incarnation);
         write_config_id(w, e.previous);
       }
+      break;
+    case MembershipType::SnapshotRequest:
+      write_config_id(w, m.config);
+      w.u64(m.offset);
+      break;
+    case MembershipType::SnapshotChunk:
+      write_config_id(w, m.config);
+      w.u64(m.snapshot_upto);
+      w.u64(m.total);
+      w.u64(m.offset);
+      w.bytes(m.bytes);
       break;
   }
   return w.take();
@@ -246,7 +259,7 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
         read_config_id(r, out.installed) && r.u8(installed_primary) && read_config_id(r, out.promised) &&
         r.u64(out.delivered_upto) && r.u64(out.hears)))
     return false;
-  if (type < 1 || type > 4 || installed_primary > 1) return false;
+  if (type < 1 || type > 6 || installed_primary > 1) return false;
   out.type = static_cast<MembershipType>(type);
   out.installed_primary = installed_primary == 1;
   uint16_t count = 0;
@@ -260,13 +273,14 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
         if (!r.u16(id)) return false;
       break;
     case MembershipType::State:
-      if (!(read_config_id(r, out.config) && read_config_id(r, out.last_primary) && r.u64(out.held_upto)))
+      if (!(read_config_id(r, out.config) && read_config_id(r, out.last_primary) && r.u64(out.held_upto) &&
+            r.u64(out.freed_upto)))
         return false;
       break;
     case MembershipType::Install: {
       uint8_t primary;
       if (!(read_config_id(r, out.config) && r.u8(primary) && r.u64(out.cut) && r.u16(out.source) &&
-            read_config_id(r, out.source_last_primary) && r.u16(count)) ||
+            read_config_id(r, out.source_last_primary) && r.u64(out.freed_upto) && r.u16(count)) ||
           primary > 1 || count > kMaxMembers)
         return false;
       out.primary = primary == 1;
@@ -275,6 +289,15 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
         if (!(r.u16(e.member) && r.u64(e.incarnation) && read_config_id(r, e.previous))) return false;
       break;
     }
+    case MembershipType::SnapshotRequest:
+      if (!(read_config_id(r, out.config) && r.u64(out.offset))) return false;
+      break;
+    case MembershipType::SnapshotChunk:
+      if (!(read_config_id(r, out.config) && r.u64(out.snapshot_upto) && r.u64(out.total) && r.u64(out.offset) &&
+            r.bytes(out.bytes, kSnapshotChunkBytes)) ||
+          out.offset > out.total || out.bytes.size() > out.total - out.offset)
+        return false;
+      break;
   }
   return r.at_end();
 }

@@ -163,6 +163,8 @@ enum class MembershipType : uint8_t {
   Prepare = 2,    // coordinator -> proposed members: promise `config` and send STATE
   State = 3,      // member -> coordinator
   Install = 4,    // coordinator -> members
+  SnapshotRequest = 5,  // joining member -> source: send the snapshot from `offset`
+  SnapshotChunk = 6,    // source -> joining member: bytes of its snapshot
 };
 
 struct InstallEntry {  // one member of an installed configuration
@@ -188,16 +190,28 @@ struct MembershipMessage {
   WireConfigId config;
   // Prepare: the proposed members; Install: see entries
   std::vector<uint16_t> members;
-  // State
+  // State (and Install, for the source): the order 1..freed_upto is gone
+  // from the member's memory and log (in its snapshot only)
   WireConfigId last_primary;
   uint64_t held_upto = 0;
+  uint64_t freed_upto = 0;
   // Install
   bool primary = false;
   uint64_t cut = 0;
   uint16_t source = 0;
   WireConfigId source_last_primary;
   std::vector<InstallEntry> entries;
+  // SnapshotRequest, SnapshotChunk (with `config`): a snapshot taken at
+  // global_seq `snapshot_upto`, `total` bytes long; a chunk carries `bytes`
+  // from `offset`, a request asks for what follows `offset`.
+  uint64_t snapshot_upto = 0;
+  uint64_t total = 0;
+  uint64_t offset = 0;
+  std::string bytes;
 };
+
+// The most snapshot bytes one SnapshotChunk carries.
+constexpr size_t kSnapshotChunkBytes = 1200;
 
 std::string encode_membership(const MembershipMessage& m);
 bool decode_membership(const void* data, size_t len, MembershipMessage& out);

@@ -166,7 +166,7 @@ Restored replay(const Log& log) {
 // The highest k such that the log holds 1..k, applying only its first
 // `truncates` Truncate records: a claim made before a later truncation is
 // not voided by it (the view change that truncated made the claim moot).
-uint64_t held_contiguous(const Log& log, size_t truncates) {
+uint64_t held_contiguous(const Log& log, size_t truncates, uint64_t snapshot_upto) {
   std::set<uint64_t> held;
   size_t applied = 0;
   for (const LogRecord& rec : log) {
@@ -174,9 +174,42 @@ uint64_t held_contiguous(const Log& log, size_t truncates) {
     if (rec.kind == LogRecord::Kind::Truncate && applied++ < truncates)
       held.erase(held.upper_bound(rec.upto), held.end());
   }
-  uint64_t k = 0;
-  for (auto it = held.begin(); it != held.end() && *it == k + 1; ++it) k = *it;
+  uint64_t k = snapshot_upto;  // a snapshot holds 1..snapshot_upto
+  for (auto it = held.upper_bound(k); it != held.end() && *it == k + 1; ++it) k = *it;
   return k;
+}
+
+// What ReplicaStore::write_snapshot leaves in the log: exactly what a
+// restart needs (Membership::durable_state), and a Delivered mark.
+Log rewritten_log(const Restored& r) {
+  Log log;
+  LogRecord rec;
+  if (!r.promised.none()) {
+    rec.kind = LogRecord::Kind::Promise;
+    rec.config.id = r.promised;
+    log.push_back(rec);
+  }
+  if (r.last_installed) {
+    rec.kind = LogRecord::Kind::Install;
+    rec.config = *r.last_installed;
+    rec.upto = r.install_keep;
+    log.push_back(rec);
+  }
+  if (!r.last_primary.none()) {
+    rec.kind = LogRecord::Kind::OrderComplete;
+    rec.config = Configuration{};
+    rec.config.id = r.last_primary;
+    log.push_back(rec);
+  }
+  for (const Delivery& d : r.held) {
+    rec.kind = LogRecord::Kind::Held;
+    rec.held = d;
+    log.push_back(rec);
+  }
+  rec.kind = LogRecord::Kind::Delivered;
+  rec.upto = r.delivered_upto;
+  log.push_back(rec);
+  return log;
 }
 
 const char* record_kind(LogRecord::Kind k) {
@@ -216,6 +249,8 @@ const char* membership_type(wire::MembershipType t) {
     case wire::MembershipType::Prepare: return "PREPARE";
     case wire::MembershipType::State: return "STATE";
     case wire::MembershipType::Install: return "INSTALL";
+    case wire::MembershipType::SnapshotRequest: return "SNAPREQ";
+    case wire::MembershipType::SnapshotChunk: return "SNAPSHOT";
   }
   return "?";
 }
@@ -234,7 +269,11 @@ std::string datagram_text(const std::string& bytes) {
       s += " " + from_wire(m.config).text() + " " + members_text(m.members);
     if (m.type == wire::MembershipType::State)
       s += " " + from_wire(m.config).text() + " last_primary=" + from_wire(m.last_primary).text() +
-           " held=" + std::to_string(m.held_upto);
+           " held=" + std::to_string(m.held_upto) + " freed=" + std::to_string(m.freed_upto);
+    if (m.type == wire::MembershipType::SnapshotRequest) s += " from byte " + std::to_string(m.offset);
+    if (m.type == wire::MembershipType::SnapshotChunk)
+      s += " k=" + std::to_string(m.snapshot_upto) + " bytes " + std::to_string(m.offset) + "+" +
+           std::to_string(m.bytes.size()) + "/" + std::to_string(m.total);
     if (m.type == wire::MembershipType::Install) {
       s += " " + from_wire(m.config).text() + (m.primary ? " primary" : " non-primary") +
            " cut=" + std::to_string(m.cut) + " source=" + std::to_string(m.source) + " {";
@@ -342,6 +381,7 @@ struct Member {
   Configuration logged_install;   // the last Install
   std::set<ConfigId> installs, primary_installs;
   size_t truncates = 0;
+  uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
   std::set<std::string> delivered_payloads;
@@ -370,6 +410,7 @@ struct Totals {
   uint64_t dropped = 0;     // submitted, never delivered (their configuration was replaced)
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
+  uint64_t snapshots = 0;   // state transfers completed
 };
 
 class Run {
@@ -405,6 +446,7 @@ class Run {
     ++t.runs;
     t.crashes += crashes_done_;
     t.crashes_in_view_change += crashes_in_view_change_;
+    t.snapshots += snapshots_installed_;
     t.configurations += configs_.size();
     for (const auto& entry : configs_) t.primary_configurations += entry.second.primary ? 1 : 0;
     t.delivered += agreed_.empty() ? 0 : agreed_.rbegin()->first;
@@ -795,7 +837,7 @@ class Run {
   void flush(size_t i, uint64_t now) {
     Member& m = members_[i];
     Ready r = m.process->take_ready();
-    if (r.to_persist.empty() && r.events.empty() && r.to_send.empty()) return;
+    if (r.to_persist.empty() && r.events.empty() && r.to_send.empty() && !r.snapshot_wanted) return;
     Crash* crash_now = crash_due(i, now, r);
     size_t wrote = r.to_persist.size(), sent = r.to_send.size();
     bool apply = true;
@@ -813,6 +855,8 @@ class Run {
     if (opt_.send_before_persist) send(i, r.to_send, sent, now);
     persist(i, r.to_persist, wrote, now);
     if (apply) apply_events(i, r.events, now);
+    if (apply && r.snapshot_wanted && up(i))
+      m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
     note_frozen(i, r.to_persist, wrote);
     if (!opt_.send_before_persist) send(i, r.to_send, sent, now);
     if (crash_now) crash(i, now);
@@ -937,7 +981,7 @@ class Run {
     const Claims& c = m.life.claims;
     const std::string head = "persist before send: " + who(i) + " crashed after saying ";
     for (const auto& [truncates, said] : c.held_upto) {
-      uint64_t logged = held_contiguous(m.log, truncates);
+      uint64_t logged = held_contiguous(m.log, truncates, m.snapshot_upto);
       if (said > logged)
         return fail(now, head + "held_upto=" + std::to_string(said) + " but its log holds only 1.." + std::to_string(logged));
     }
@@ -969,8 +1013,46 @@ class Run {
         case Event::Kind::Regular:
           on_regular(i, e.config, e.reason, now);
           break;
+        case Event::Kind::InstallSnapshot:
+          on_install_snapshot(i, e, now);
+          break;
       }
     }
+  }
+
+  // A snapshot "state" in the simulator names how far it reaches; what it
+  // stands for is the agreed order up to there, which some member
+  // delivered (the source did). The member then holds it as the server
+  // does: snapshot file first, then the log rewritten to durable_state().
+  static std::string snapshot_text(uint64_t upto) { return "sim snapshot upto " + std::to_string(upto); }
+
+  void on_install_snapshot(size_t i, const Event& e, uint64_t now) {
+    Member& m = members_[i];
+    Life& life = m.life;
+    const uint64_t upto = e.snapshot_upto;
+    note(now, who(i) + " installs a snapshot at k=" + std::to_string(upto));
+    if (e.snapshot != snapshot_text(upto))
+      return fail(now, who(i) + " got a snapshot that says '" + e.snapshot + "' for k=" + std::to_string(upto));
+    if (upto < life.delivered_upto)
+      return fail(now, who(i) + " got a snapshot at k=" + std::to_string(upto) + " below what it delivered, k=" +
+                           std::to_string(life.delivered_upto));
+    if (life.phase == Phase::Unconfigured || life.phase == Phase::NonPrimary)
+      return fail(now, who(i) + " got a snapshot outside a primary configuration");
+    for (uint64_t k = life.delivered_upto + 1; k <= upto; ++k) {
+      auto it = agreed_.find(k);
+      if (it == agreed_.end())
+        return fail(now, who(i) + "'s snapshot at k=" + std::to_string(upto) + " covers k=" + std::to_string(k) +
+                             ", which no member delivered");
+      m.delivered_payloads.insert(it->second.payload);
+      note_late_delivery(i, it->second.payload);  // it has it now, through the snapshot
+    }
+    life.delivered_upto = upto;
+    ++snapshots_installed_;
+    m.snapshot_upto = upto;
+    m.log = rewritten_log(m.process->durable_state());
+    m.logged_delivered = upto;
+    m.truncates = 0;
+    m.life.claims.held_upto.clear();  // what it said before is below the snapshot
   }
 
   void on_deliver(size_t i, const Delivery& d, uint64_t now) {
@@ -1256,6 +1338,10 @@ class Run {
       if (p.configuration().id != id || p.promised() != id) return false;
       if (m.life.phase != Phase::Primary || m.life.regular.id != id) return false;
       if (p.delivered_upto() != first->delivered_upto() || m.life.delivered_upto != p.delivered_upto()) return false;
+      // Nothing missing, unsequenced or unstable as far as it knows (so a
+      // graceful stop could finish): a member that thinks it lacks
+      // something nobody will ever send never gets here.
+      if (!p.ordering() || !p.ordering()->quiescent()) return false;
     }
     for (const LateRequest& r : late_)
       if (r.delivered_at.size() != n_) return false;
@@ -1275,6 +1361,7 @@ class Run {
            config_text(p.configuration()) + ", promised " + p.promised().text() + ", delivered " +
            std::to_string(p.delivered_upto()) + ", held " + std::to_string(p.held_upto()) + ", reachable " +
            std::to_string(p.reachable_count()) + ", waiting requests " + std::to_string(m.waiting.size()) +
+           (p.ordering() ? (p.ordering()->quiescent() ? ", quiescent" : ", not quiescent") : ", no ordering") +
            ", view changes started " + std::to_string(p.stats().view_changes);
     }
     for (const LateRequest& r : late_)
@@ -1318,6 +1405,7 @@ class Run {
   std::vector<Crash> crashes_;
   size_t crashes_done_ = 0;
   size_t crashes_in_view_change_ = 0;
+  size_t snapshots_installed_ = 0;
   uint64_t converged_at_ = 0;
   std::vector<PlannedBurst> planned_;
   std::vector<LateRequest> late_;
@@ -1375,6 +1463,7 @@ bool parse(int argc, char** argv, Options& opt) {
       else if (b == "cut-at-delivered") opt.bug = mcast::GroupBug::CutAtDelivered;
       else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
       else if (b == "primary-at-install") opt.bug = mcast::GroupBug::PrimaryAtInstall;
+
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else return false;
     } else {
@@ -1390,6 +1479,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
   if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
   if (opt.bug == mcast::GroupBug::PrimaryAtInstall) cmd += " --bug primary-at-install";
+
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   return cmd;
 }
@@ -1458,9 +1548,9 @@ int main(int argc, char** argv) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf("passing runs: %llu; crashes %llu (%llu amid a view change); configurations %llu (%llu primary);\n"
               "  messages submitted %llu, delivered %llu, dropped with their configuration %llu;\n"
-              "  slowest convergence after the heal %.3f s (seed %llu)\n",
+              "  state transfers %llu; slowest convergence after the heal %.3f s (seed %llu)\n",
               u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.configurations),
               u(totals.primary_configurations), u(totals.submitted), u(totals.delivered), u(totals.dropped),
-              totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
+              u(totals.snapshots), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
   return failures == 0 ? 0 : 1;
 }

@@ -384,7 +384,46 @@ void echo_rule_mutation_caught() {
   std::printf("injected HeardWithoutEcho: caught by %d failed checks\n", caught);
 }
 
+// A member whose ordering starts from a snapshot (state transfer) at k=11,
+// in a configuration where origin 1's messages 1..2 were sequenced at or
+// below 11. Late copies of them reach it with message 3; k=12 is its turn.
+// It must assign message 3, never 1 or 2 again: the snapshot's positions
+// tell it where origin 1 stands. Without them (`with_positions` false) it
+// would sequence message 1 a second time.
+size_t snapshot_start_sequences(bool with_positions) {
+  const uint64_t key = (5u << 16) | 0;  // configuration 5.0
+  mcast::OrderingStart start;
+  start.group_size = 2;
+  start.cut = 10;
+  start.source = 1;
+  start.delivered_upto = 11;
+  if (with_positions) start.positions = {mcast::OriginPosition{}, mcast::OriginPosition{key, 2}};
+  mcast::Multicast joiner(0, {0, 1}, key, {}, start);  // k=12 is member 0's turn: 12 mod 2 = 0
+  wire::PeerPacket p;
+  p.header = wire::PeerHeader{1, 2, key, 3, 11, 11, 11, false, key, 11};
+  for (uint64_t seq = 1; seq <= 3; ++seq)
+    p.data.push_back(wire::DataRecord{wire::MessageName{1, key, seq}, "m" + std::to_string(seq)});
+  for (const std::string& bytes : wire::encode_peer(p)) joiner.receive(1, bytes.data(), bytes.size(), 1000);
+  joiner.tick(2000);
+  size_t old_assigned = 0, assigned = 0;
+  for (const mcast::Outgoing& o : joiner.take_outgoing()) {
+    wire::PeerPacket out;
+    if (!wire::decode_peer(o.bytes.data(), o.bytes.size(), out)) continue;
+    for (const wire::AssignRecord& a : out.assigns) {
+      std::printf("  snapshot start%s: assigns k=%llu to message %llu of origin 1\n",
+                  with_positions ? "" : " (no positions)", static_cast<unsigned long long>(a.global_seq),
+                  static_cast<unsigned long long>(a.name.origin_seq));
+      ++assigned;
+      if (a.name.origin_seq <= 2) ++old_assigned;
+    }
+  }
+  if (with_positions) CHECK(assigned == 1, "the joiner assigns its slot k=12 to message 3");
+  return old_assigned;
+}
+
 void test_sequencer() {
+  CHECK(snapshot_start_sequences(true) == 0, "a message the snapshot covers is not sequenced again");
+  CHECK(snapshot_start_sequences(false) > 0, "without the snapshot's positions it would be (the test can fail)");
   mcast::Multicast m(1, {0, 1, 2}, 5);
   for (uint64_t k = 1; k <= 9; ++k)
     CHECK(m.sequencer_for(k) == k % 3, "k " + std::to_string(k) + " is assigned by member k mod 3");
