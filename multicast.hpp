@@ -4,8 +4,11 @@
 // does no I/O and reads no clock. Its caller feeds it received datagrams
 // (receive), the time (tick), and messages to multicast (submit), and takes
 // from it the datagrams to send (take_outgoing) and the messages to deliver
-// (take_deliveries). server.cpp wires it to a UDP socket; the simulator in
-// tests/ wires n of them to a simulated, faulty network.
+// (take_deliveries). In phase two the caller is a Membership
+// (membership.hpp): one Multicast orders one primary configuration, in
+// safe-delivery mode (OrderingStart), and `view` is that configuration's
+// members. The all-members mode of phase one (delivery as soon as a member
+// holds k) remains for tests/sim_test.cpp, which hammers this layer alone.
 //
 // How total order is built (the rotating sequencer):
 //   * A member multicasts a message by sending DATA to every member. A message
@@ -49,7 +52,8 @@
 // duplicates, across all its lives; each origin's messages in the order it
 // sent them; every message submitted by a member that does not crash is
 // delivered once the network lets enough through and every member is up.
-// Phase one stalls while any member is down; see README.md.
+// In the all-members mode the group stalls while any member is down; in
+// safe-delivery mode a view change (membership.hpp) replaces the configuration.
 #pragma once
 
 #include <cstdint>

@@ -394,8 +394,8 @@ std::string list_text(const List& items, Show show) {
 std::string marks_text(const wire::PeerHeader& h) {
   std::string text = "sent " + std::to_string(h.own_highwater) + ", assigned " +
                      std::to_string(h.assigned_contiguous);
-  if (h.assigned_upto > h.assigned_contiguous) text += " (holds up to " + std::to_string(h.assigned_upto) + ")";
-  text += ", delivered " + std::to_string(h.delivered_upto);
+  if (h.assigned_upto > h.assigned_contiguous) text += " (and up to " + std::to_string(h.assigned_upto) + ")";
+  text += ", held " + std::to_string(h.held_upto) + ", delivered " + std::to_string(h.delivered_upto);
   if (h.closed) text += ", closed";
   return text;
 }
