@@ -433,19 +433,8 @@ std::vector<TraceLine> describe_packet(const wire::PeerPacket& p) {
 }
 
 // Keepalives (every member to every member, every 20 ms) are not traced:
-// they would drown everything else. Their effect shows as SUSPECT and CONFIG.
-const char* membership_event(const wire::MembershipMessage& m) {
-  switch (m.type) {
-    case wire::MembershipType::Keepalive: return "ALIVE";
-    case wire::MembershipType::Prepare: return "PREPARE";
-    case wire::MembershipType::State: return "STATE";
-    case wire::MembershipType::Install: return "INSTALL";
-    case wire::MembershipType::SnapshotRequest: return "SNAPREQ";
-    case wire::MembershipType::SnapshotChunk: return "SNAPSHOT";
-  }
-  return "?";
-}
-
+// they would drown everything else. Their effect shows in the PREPARE and
+// CONFIG lines (which say who went silent, and for how long).
 std::string wire_config_text(const wire::WireConfigId& c) { return mcast::ConfigId{c.epoch, c.rep}.text(); }
 
 std::string membership_text(const wire::MembershipMessage& m) {
@@ -518,7 +507,7 @@ class Tracer {
     wire::MembershipMessage m;
     if (wire::decode_membership(data, len, m)) {
       if (m.type != wire::MembershipType::Keepalive)
-        line(membership_event(m), "in", "from " + member_text(from) + ": " + membership_text(m) + note);
+        line(wire::membership_type_name(m.type), "in", "from " + member_text(from) + ": " + membership_text(m) + note);
       return;
     }
     wire::PeerPacket p;
@@ -538,7 +527,7 @@ class Tracer {
       wire::MembershipMessage m;
       wire::PeerPacket p;
       if (wire::decode_membership(out[i].bytes.data(), out[i].bytes.size(), m)) {
-        if (m.type != wire::MembershipType::Keepalive) described.push_back({membership_event(m), membership_text(m)});
+        if (m.type != wire::MembershipType::Keepalive) described.push_back({wire::membership_type_name(m.type), membership_text(m)});
       } else if (wire::decode_peer(out[i].bytes.data(), out[i].bytes.size(), p)) {
         described = describe_packet(p);
       }

@@ -193,6 +193,18 @@ bool read_config_id(Reader& r, WireConfigId& c) { return r.u64(c.epoch) && r.u16
 constexpr uint16_t kMaxMembers = 256;
 }  // namespace
 
+const char* membership_type_name(MembershipType t) {
+  switch (t) {
+    case MembershipType::Keepalive: return "KEEPALIVE";
+    case MembershipType::Prepare: return "PREPARE";
+    case MembershipType::State: return "STATE";
+    case MembershipType::Install: return "INSTALL";
+    case MembershipType::SnapshotRequest: return "SNAPREQ";
+    case MembershipType::SnapshotChunk: return "SNAPSHOT";
+  }
+  return "?";
+}
+
 std::string encode_membership(const MembershipMessage& m) {
   Writer w;
   write_preamble(w, Kind::Membership);

@@ -213,6 +213,9 @@ struct MembershipMessage {
 // The most snapshot bytes one SnapshotChunk carries.
 constexpr size_t kSnapshotChunkBytes = 1200;
 
+// "KEEPALIVE", "PREPARE", "STATE", "INSTALL", "SNAPREQ", "SNAPSHOT": the
+// names the trace, the simulator and the README use.
+const char* membership_type_name(MembershipType t);
 std::string encode_membership(const MembershipMessage& m);
 bool decode_membership(const void* data, size_t len, MembershipMessage& out);
 

@@ -243,18 +243,6 @@ std::string record_text(const LogRecord& r) {
 
 // ---- datagrams, for the trace ------------------------------------------------
 
-const char* membership_type(wire::MembershipType t) {
-  switch (t) {
-    case wire::MembershipType::Keepalive: return "KEEPALIVE";
-    case wire::MembershipType::Prepare: return "PREPARE";
-    case wire::MembershipType::State: return "STATE";
-    case wire::MembershipType::Install: return "INSTALL";
-    case wire::MembershipType::SnapshotRequest: return "SNAPREQ";
-    case wire::MembershipType::SnapshotChunk: return "SNAPSHOT";
-  }
-  return "?";
-}
-
 bool is_membership(const std::string& bytes) {
   return bytes.size() > 3 && static_cast<uint8_t>(bytes[3]) == static_cast<uint8_t>(wire::Kind::Membership);
 }
@@ -263,7 +251,7 @@ std::string datagram_text(const std::string& bytes) {
   if (is_membership(bytes)) {
     wire::MembershipMessage m;
     if (!wire::decode_membership(bytes.data(), bytes.size(), m)) return "undecodable membership datagram";
-    std::string s = std::string(membership_type(m.type)) + " inst=" + from_wire(m.installed).text() +
+    std::string s = std::string(wire::membership_type_name(m.type)) + " inst=" + from_wire(m.installed).text() +
                     " prom=" + from_wire(m.promised).text() + " d=" + std::to_string(m.delivered_upto);
     if (m.type == wire::MembershipType::Prepare)
       s += " " + from_wire(m.config).text() + " " + members_text(m.members);
