@@ -44,23 +44,34 @@
 //
 // Safe delivery: a member delivers k only when a majority of the n members
 // have said, in the current configuration, that they hold 1..k (held_upto).
-// A member says it holds k only after k is in its log (persist before send).
+// A member says it holds k only after k is in its log (persist before send),
+// and, beyond what it delivered, only once it holds the configuration's
+// order up to the cut: from then on its STATE names this configuration as
+// its last primary (OrderComplete), which the argument below needs.
 //
 // Why no delivered k is ever lost or changed (the argument the rules above
 // keep; tests/group_sim_test.cpp hammers it):
-//   Say k was delivered in primary configuration c: a majority M said
-//   held_upto >= k in c. Let c' be the first primary configuration after c
-//   to install anywhere. Its STATE set S is a majority, so it meets M in
-//   some m. m spoke in c before it promised c' (after a promise it says
-//   nothing in c), and its log kept k, so its STATE has last primary c and
-//   held_upto >= k. No member of S has a last primary newer than c (c' is
+//   Say k was first delivered (anywhere) in primary configuration c. A
+//   majority M had said in c that they hold 1..k; none of them had
+//   delivered k yet, so each said it as a holding, which a member says only
+//   once it holds c's order up to the cut and has logged OrderComplete(c)
+//   (Multicast::claimable_held). Let c' be the first primary configuration
+//   after c to install anywhere. Its STATE set S is a majority, so it meets
+//   M in some m. m spoke in c before it promised c' (after a promise it
+//   says nothing in c), and its log kept k and OrderComplete(c), so its
+//   STATE has last primary c and held_upto >= k. No member of S has a last
+//   primary newer than c (c' is
 //   the first after c), so the source s has last primary c and held_upto >=
 //   m's: s and m both hold c's order up to k (within c, each k has one
 //   assigner, and both adopted the same prefix when c installed), so the cut
 //   keeps k, unchanged. Every member that installs c' then holds exactly s's
 //   prefix to the cut, with last primary c'; by induction every later
 //   primary configuration keeps k too. A member's delivered prefix is never
-//   beyond the cut for the same reason, so keeping it is safe.
+//   beyond the cut for the same reason, so keeping it is safe. (Before the
+//   claimable_held rule, members still fetching c's order below its cut
+//   counted toward delivering there while their STATEs named an older
+//   configuration; a five-member schedule lost a delivered k that way:
+//   unit_membership.)
 //   A non-primary configuration changes no log, so it cannot break this;
 //   a promised epoch is persisted, so a restarted member never answers an
 //   older PREPARE after a newer one.

@@ -387,11 +387,24 @@ void Multicast::advance_held() {
 bool Multicast::held_by_majority(uint64_t global_seq) const {
   size_t holders = 0;
   for (MemberId m : view_) {
-    uint64_t held = m == self_ ? logged_held_upto_ : peers_[m].held_upto;
+    uint64_t held = m == self_ ? claimable_held() : peers_[m].held_upto;
     if (held >= global_seq) ++holders;
   }
   if (config_.bug == InjectedBug::DeliverWithoutMajority) return holders >= 1;
   return holders >= group_size_ / 2 + 1;
+}
+
+// What this member may say it holds, and count itself for. Below the cut it
+// holds an earlier configuration's order, fetched from the source; until it
+// holds all of it, up to the cut, a later view change hears it report its
+// older last primary configuration and only what it delivered
+// (Membership::claimed_held_upto). A holding it may not report there must
+// not help deliver anything here: the majority that delivered k could
+// vanish from every later STATE, and a later cut lose k. So until then it
+// claims only what it delivered.
+uint64_t Multicast::claimable_held() const {
+  if (config_.bug == InjectedBug::ClaimBelowCut) return logged_held_upto_;  // deliberately wrong
+  return logged_held_upto_ >= cut_ ? logged_held_upto_ : delivered_upto_;
 }
 
 MemberId Multicast::holder_of(uint64_t global_seq) const {
@@ -658,7 +671,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.assigned_upto = highest_held_assignment();
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
-  header.held_upto = safe_ ? logged_held_upto_ : 0;
+  header.held_upto = safe_ ? claimable_held() : 0;
   const bool lossy = lossy_mode();
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&

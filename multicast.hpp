@@ -104,6 +104,7 @@ enum class InjectedBug {
   DeliverPastGap,
   HeardWithoutEcho,  // any datagram from a peer counts as heard, even one sent before our restart
   DeliverWithoutMajority,  // safe mode: deliver what this member holds, majority or not
+  ClaimBelowCut,           // safe mode: claim (and count) what it holds before it holds the cut
 };
 
 // Safe-delivery mode, used by membership.hpp: this Multicast orders one
@@ -113,7 +114,8 @@ enum class InjectedBug {
 // rest up to the cut by NACK, first from `source`. It delivers k only once a
 // majority of the group's n members said, in this configuration, that they
 // hold 1..k (PeerHeader::held_upto), itself counted only for what the caller
-// has taken from take_held() (and so logged before any later datagram).
+// has taken from take_held() (and so logged before any later datagram), and
+// only once it holds everything up to the cut (claimable_held).
 struct OrderingStart {
   size_t group_size = 0;   // n, all members of the group, not only this configuration's
   uint64_t cut = 0;
@@ -276,6 +278,7 @@ class Multicast {
   void advance_held();
   void tell_holders_needed(const std::vector<Delivery>& held);
   bool held_by_majority(uint64_t global_seq) const;
+  uint64_t claimable_held() const;
   MemberId holder_of(uint64_t global_seq) const;
   void update_stability();
   void drop_superseded(MemberId origin);
