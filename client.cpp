@@ -248,7 +248,9 @@ class Client {
     const uint64_t kBusyPauseUs = 50'000;
     const uint64_t deadline = net::now_us() + timeout_us_;
     net::Tries tries;
+    const uint64_t kSilentServerUs = 1'000'000;
     int silent_tries = 0;
+    uint64_t silent_since = 0;  // when the current server's silence began
     size_t minority_in_a_row = 0;
     bool saw_minority = false;
     wire::Reply minority_reply;
@@ -300,8 +302,14 @@ class Client {
         continue;
       }
       unsure = true;
-      // A server silent for 8 tries in a row is probably down: next one.
-      if (++silent_tries >= 8) {
+      // A server silent for 8 tries in a row, or for a second, is probably
+      // down: next one. (The time bound matters after a failover: a call
+      // held through a view change is a long round-trip sample, which
+      // stretches the retry timeout, and 8 tries of it took 5 s. A view
+      // change itself takes about half a second; asking another replica
+      // meanwhile is harmless, since the request number keeps it once.)
+      if (silent_tries == 0) silent_since = now;
+      if (++silent_tries >= 8 || net::now_us() >= silent_since + kSilentServerUs) {
         silent_tries = 0;
         server_ = (server_ + 1) % servers_.size();
       }

@@ -276,6 +276,12 @@ void Membership::freeze() {
     held_upto_ = claimed_held_upto();
     while (!held_.empty() && held_.back().global_seq > held_upto_) held_.pop_back();
     order_incomplete_ = false;
+    // The log drops them too: a restart after a later non-primary install
+    // must not find them and claim them for the older last primary.
+    LogRecord t;
+    t.kind = LogRecord::Kind::Truncate;
+    t.upto = held_upto_;
+    ready_.to_persist.push_back(t);
   }
 }
 
@@ -562,6 +568,11 @@ void Membership::finish_transfer() {
   last_delivered_ = positions;
   delivered_upto_ = held_upto_ = upto;
   held_.clear();
+  // The caller makes the snapshot durable when it applies this Ready's
+  // events, after it has written the Ready's records: OrderComplete, which
+  // claims the order up to the cut, must wait for a later Ready, or a crash
+  // in between leaves a log that claims what the disk does not hold.
+  snapshot_unapplied_ = true;
   start_ordering(source, std::move(positions));
 }
 
@@ -624,7 +635,7 @@ void Membership::pull_from_ordering() {
   }
   maybe_emit_regular();
   held_upto_ = ordering_->held_upto();
-  if (order_incomplete_ && held_upto_ >= config_.cut) complete_order();
+  if (order_incomplete_ && held_upto_ >= config_.cut && !snapshot_unapplied_) complete_order();
 }
 
 // This member now holds its new primary configuration's order up to the
@@ -683,6 +694,7 @@ Ready Membership::take_ready() {
     for (Outgoing& o : ordering_->take_outgoing()) ready_.to_send.push_back(std::move(o));
   Ready out = std::move(ready_);
   ready_ = Ready{};
+  snapshot_unapplied_ = false;  // the caller applies `out` before it calls us again
   return out;
 }
 

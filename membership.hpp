@@ -342,6 +342,7 @@ class Membership {
   // Installed primary, the order up to the cut not all held yet (then
   // last_primary_ is still the configuration before).
   bool order_incomplete_ = false;
+  bool snapshot_unapplied_ = false;  // an InstallSnapshot event not yet taken by the caller
   uint64_t install_keep_ = 0;
   std::string regular_reason_;
   uint64_t delivered_upto_ = 0;
