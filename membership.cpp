@@ -97,7 +97,7 @@ void Membership::receive(MemberId from, const void* data, size_t len, uint64_t n
   }
   now_us_ = now_us;
   peers_[from].last_heard_us = now_us;
-  ordering_->receive(from, data, len, now_us);
+  ordering_->receive(from, p, now_us);  // decoded once, here
   pull_from_ordering();
 }
 

@@ -136,9 +136,18 @@ bool Multicast::plausible(const wire::PeerPacket& p) const {
 }
 
 void Multicast::receive(MemberId from, const void* data, size_t len, uint64_t now_us) {
-  ++stats_.packets_in;
   wire::PeerPacket p;
-  if (!wire::decode_peer(data, len, p) || p.header.sender != from || from == self_ ||
+  if (!wire::decode_peer(data, len, p)) {
+    ++stats_.packets_in;
+    ++stats_.malformed;
+    return;
+  }
+  receive(from, p, now_us);
+}
+
+void Multicast::receive(MemberId from, const wire::PeerPacket& p, uint64_t now_us) {
+  ++stats_.packets_in;
+  if (p.header.sender != from || from == self_ ||
       from >= peers_.size() || std::find(view_.begin(), view_.end(), from) == view_.end() ||
       !plausible(p)) {
     ++stats_.malformed;
@@ -451,7 +460,7 @@ void Multicast::update_stability() {
 }
 
 void Multicast::free_stable() {
-  uint64_t upto = std::min(stable_upto_, retention_floor_);
+  const uint64_t upto = stable_upto_;
   if (upto <= freed_upto_) return;
   freed_upto_ = upto;
   auto end = assignments_.upper_bound(upto);
@@ -460,11 +469,6 @@ void Multicast::free_stable() {
     seq_of_.erase(it->second);
   }
   assignments_.erase(assignments_.begin(), end);
-}
-
-void Multicast::set_retention_floor(uint64_t global_seq) {
-  retention_floor_ = global_seq;
-  free_stable();
 }
 
 std::vector<Delivery> Multicast::held_records() const {
@@ -477,12 +481,7 @@ std::vector<Delivery> Multicast::held_records() const {
 // ---- loss recovery -------------------------------------------------------
 
 bool Multicast::quiescent() const {
-  if (!all_heard()) return false;
-  // Payloads still held are only the stable ones kept for a member outside
-  // the configuration (set_retention_floor), if any.
-  auto retained_end = assignments_.upper_bound(stable_upto_);
-  if (retransmit_buffer_.size() != static_cast<size_t>(std::distance(assignments_.begin(), retained_end)))
-    return false;
+  if (!all_heard() || !retransmit_buffer_.empty()) return false;
   if (stable_upto_ != delivered_upto_ || delivered_upto_ != assigned_heard()) return false;
   for (MemberId m : view_) {
     if (m == self_) continue;

@@ -186,6 +186,9 @@ class Multicast {
   // A datagram from member `from` (the caller knows it by its address).
   // Malformed or implausible datagrams are counted and change nothing.
   void receive(MemberId from, const void* data, size_t len, uint64_t now_us);
+  // The same, for a datagram the caller has decoded already (Membership
+  // decodes each one to see which configuration it belongs to).
+  void receive(MemberId from, const wire::PeerPacket& packet, uint64_t now_us);
   void tick(uint64_t now_us);
   // When tick must next be called; kNever when the member is quiescent.
   uint64_t next_deadline() const;
@@ -204,9 +207,6 @@ class Multicast {
   // Safe mode: every record this member holds and has not freed, 1..held_upto
   // (the view change carries them into the next configuration).
   std::vector<Delivery> held_records() const;
-  // Safe mode: free nothing above this global_seq, even once stable here:
-  // a member outside this configuration may still need it to catch up.
-  void set_retention_floor(uint64_t global_seq);
   bool safe_delivery() const { return safe_; }
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
@@ -319,7 +319,6 @@ class Multicast {
   uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload
   uint64_t logged_held_upto_ = 0;  // handed to the caller by take_held()
   std::vector<Delivery> new_held_;
-  uint64_t retention_floor_ = kNever;
   uint64_t freed_upto_ = 0;  // records 1..this are gone from memory
   void free_stable();
 
