@@ -374,6 +374,8 @@ std::string log_line(const mcast::LogRecord& r) {
   switch (r.kind) {
     case Kind::Held:
       return "held " + record_fields(r.held) + "\n";
+    case Kind::Staged:
+      return "staged " + record_fields(r.held) + "\n";
     case Kind::Delivered:
       return "delivered " + std::to_string(r.upto) + "\n";
     case Kind::Truncate:
@@ -385,7 +387,8 @@ std::string log_line(const mcast::LogRecord& r) {
       for (mcast::MemberId m : r.config.members) members += (members.empty() ? "" : ",") + std::to_string(m);
       return "install " + r.config.id.text() + (r.config.primary ? " primary " : " minority ") +
              std::to_string(r.config.cut) + " " + (members.empty() ? "-" : members) + " keep " +
-             std::to_string(r.upto) + "\n";
+             std::to_string(r.upto) +
+             (r.claim_upto == mcast::LogRecord::kNoClaim ? "" : " claim " + std::to_string(r.claim_upto)) + "\n";
     }
     case Kind::OrderComplete:
       return "last-primary " + r.config.id.text() + "\n";
@@ -409,8 +412,8 @@ bool parse_log_line(const std::string& line, LogLine& out) {
   std::vector<std::string> w = split(line, ' ');
   mcast::LogRecord& r = out.record;
   const std::string& word = w[0];
-  if (word == "held" || word == "assign") {
-    r.kind = Kind::Held;
+  if (word == "held" || word == "assign" || word == "staged") {
+    r.kind = word == "staged" ? Kind::Staged : Kind::Held;
     return parse_record_fields(w, 1, r.held);
   }
   if (!word.empty() && word[0] >= '0' && word[0] <= '9') {
@@ -428,9 +431,12 @@ bool parse_log_line(const std::string& line, LogLine& out) {
   }
   if (word == "install") {
     r.kind = Kind::Install;
-    if ((w.size() != 5 && w.size() != 7) || !parse_config_id(w[1], r.config.id) || r.config.id.none() ||
-        (w[2] != "primary" && w[2] != "minority") || !parse_number(w[3], r.config.cut) ||
-        (w.size() == 7 && (w[5] != "keep" || !parse_number(w[6], r.upto))))
+    // Earlier versions wrote no claim (5 or 7 words); LogReplay reads those as they were meant.
+    if ((w.size() != 5 && w.size() != 7 && w.size() != 9) || !parse_config_id(w[1], r.config.id) ||
+        r.config.id.none() || (w[2] != "primary" && w[2] != "minority") || !parse_number(w[3], r.config.cut) ||
+        (w.size() >= 7 && (w[5] != "keep" || !parse_number(w[6], r.upto))) ||
+        (w.size() == 9 && (w[7] != "claim" || !parse_number(w[8], r.claim_upto) ||
+                           r.claim_upto == mcast::LogRecord::kNoClaim)))
       return false;
     r.config.primary = w[2] == "primary";
     if (w[4] == "-") return true;
@@ -491,14 +497,13 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
     return false;
   }
   const uint64_t snapshot_upto = rebuilt.applied_upto();
-  mcast::Restored found;
-  std::map<uint64_t, mcast::Delivery> held;  // remembered records, by k
+  mcast::LogReplay replay(snapshot_upto);  // the rules: membership.hpp
   // Replay the log. A torn last line (the server died mid-write) is dropped;
   // an unparsable line, which only a damaged file could contain, ends the
   // replay there. So does a line that would void or replace a record this
-  // replay already applied beyond the snapshot (the protocol never truncates
-  // below, nor holds again, what it delivered): the rewrite below must be
-  // able to rebuild what was applied.
+  // replay already applied beyond the snapshot (the protocol never voids,
+  // nor holds again, what it delivered): the rewrite below must be able to
+  // rebuild what was applied.
   std::string log;
   read_file(path("log.txt"), log);
   using Kind = mcast::LogRecord::Kind;
@@ -513,43 +518,25 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
     const bool applied_from_log = applied > snapshot_upto;
     if (r.kind == Kind::Held && applied_from_log && r.held.global_seq > snapshot_upto &&
         r.held.global_seq <= applied) {
-      auto had = held.find(r.held.global_seq);  // applied, so remembered
-      if (had == held.end() || !(had->second.name == r.held.name) || had->second.payload != r.held.payload)
-        break;
+      const mcast::Delivery* had = replay.held(r.held.global_seq);  // applied, so remembered
+      if (!had || !(had->name == r.held.name) || had->payload != r.held.payload) break;
     }
-    if (r.kind == Kind::Truncate && applied_from_log && r.upto < applied) break;
+    if (applied_from_log && replay.voids_above(r) < applied) break;
     start = end + 1;
 
     uint64_t deliver_upto = 0;  // a delivered mark to apply, if any
-    switch (r.kind) {
-      case Kind::Held: {
-        uint64_t k = r.held.global_seq;
-        held[k] = std::move(r.held);
-        if (line.then_delivered) deliver_upto = k;
-        break;
-      }
-      case Kind::Delivered:
-        deliver_upto = r.upto;
-        break;
-      case Kind::Truncate:
-        held.erase(held.upper_bound(r.upto), held.end());
-        break;
-      case Kind::Promise:
-        found.promised = std::max(found.promised, r.config.id);
-        break;
-      case Kind::Install:
-        // An install alone does not make it the last primary: only once the
-        // member held its order up to the cut (OrderComplete, membership.hpp).
-        found.last_installed = std::move(r.config);
-        found.install_keep = r.upto;
-        break;
-      case Kind::OrderComplete:
-        found.last_primary = std::max(found.last_primary, r.config.id);
-        break;
+    if (r.kind == Kind::Delivered) deliver_upto = r.upto;
+    if (line.then_delivered) deliver_upto = r.held.global_seq;
+    replay.add(r);
+    if (line.then_delivered) {
+      mcast::LogRecord mark;
+      mark.kind = Kind::Delivered;
+      mark.upto = deliver_upto;
+      replay.add(mark);
     }
     for (uint64_t k = rebuilt.applied_upto() + 1; k <= deliver_upto; ++k) {
-      auto it = held.find(k);
-      if (it == held.end()) {
+      const mcast::Delivery* d = replay.held(k);
+      if (!d) {
         // The log delivers past a record it does not hold: the snapshot is
         // older than the log was written against (restored from elsewhere,
         // or lost). Starting would throw away logged messages, own
@@ -560,11 +547,11 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
                 ": the snapshot is older than the log (restored or lost?); refusing to start, nothing changed";
         return false;
       }
-      rebuilt.apply(it->second);
+      rebuilt.apply(*d);
     }
   }
+  mcast::Restored found = replay.finish();
   found.delivered_upto = rebuilt.applied_upto();
-  for (auto& [k, d] : held) found.held.push_back(std::move(d));
   if (!rewrite_log(found, rebuilt.applied_upto(), error)) return false;
   appended_since_snapshot_ = found.held.size();
   state = std::move(rebuilt);
@@ -617,14 +604,17 @@ bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t deliver
     r.kind = Kind::Install;
     r.config = *protocol.last_installed;
     r.upto = protocol.install_keep;
+    r.claim_upto = protocol.claim_upto;
     text += log_line(r);
   }
   if (!protocol.last_primary.none()) {
     r.kind = Kind::OrderComplete;
+    r.config = mcast::Configuration{};
     r.config.id = protocol.last_primary;
     text += log_line(r);
   }
   for (const mcast::Delivery& d : protocol.held) text += "held " + record_fields(d) + "\n";
+  for (const mcast::Delivery& d : protocol.staged) text += "staged " + record_fields(d) + "\n";
   text += "delivered " + std::to_string(delivered_mark) + "\n";
   if (!write_file_atomically(path("log.txt"), text, error)) return false;
   if (log_fd_ >= 0) ::close(log_fd_);

@@ -19,24 +19,33 @@
 //                 membership.hpp), one per line, appended in the order the
 //                 protocol gives them, each Ready's in one write, before any
 //                 datagram of that Ready leaves (persist before send):
-//     held K ORIGIN INCARNATION ORIGIN_SEQ HEX   this member holds record K:
-//                        its MessageName and payload (hex; "-" if empty)
+//     held K ORIGIN INCARNATION ORIGIN_SEQ HEX   this member holds record K
+//                        of its claimed order: its MessageName and payload
+//                        (hex; "-" if empty)
+//     staged K ORIGIN INCARNATION ORIGIN_SEQ HEX  record K, fetched for an
+//                        install not yet complete (void unless a
+//                        last-primary line for that install follows)
 //     delivered K        delivered 1..K
-//     truncate K         the held records above K so far are void
+//     truncate K         the held records above K so far are void (written
+//                        by earlier versions only)
 //     promise E.R        never answer a PREPARE at or below E.R again
-//     install E.R primary|minority CUT M1,M2,... keep K   installed this
-//                        configuration, keeping its own order up to K
+//     install E.R primary|minority CUT M1,M2,... keep K claim H   installed
+//                        this configuration, its ordering starting from the
+//                        order up to K; until it completes, this member
+//                        still claims its last primary's order up to H
 //     last-primary E.R   holds that primary configuration's order up to its
-//                        cut (LogRecord::OrderComplete)
+//                        cut (LogRecord::OrderComplete); for the last
+//                        install, its commit point: the held records above
+//                        its keep are void, and the staged ones are held
 //   incarnation   this replica's last incarnation number
-// Restart = load the snapshot, replay the log: a held line remembers record
-// K (a later one for the same K replaces it), a truncate forgets those above
-// it, and a delivered mark applies the remembered records from the
+// Restart = load the snapshot, replay the log by mcast::LogReplay's rules
+// (membership.hpp): a held line remembers record K (a later one for the same
+// K replaces it), a delivered mark applies the remembered records from the
 // snapshot's end up to it, in order. Whatever the log says about
 // configurations, and every record it still holds, go to the protocol
 // (mcast::Restored). At open and at each snapshot the log is rewritten to
-// what a restart needs: promise, install, last-primary, the held records,
-// and a delivered mark the snapshot and those records can rebuild.
+// what a restart needs: promise, install, last-primary, the held and staged
+// records, and a delivered mark the snapshot and those records can rebuild.
 // By default an append reaches the operating system before any datagram
 // (it survives a crash of the server process); with fsync it also reaches
 // the disk (it survives a power cut).

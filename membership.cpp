@@ -38,18 +38,18 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
     max_epoch_seen_ = std::max(max_epoch_seen_, config_.id.epoch);
   }
   delivered_upto_ = restored.delivered_upto;
-  // An install cut short by the crash: what was fetched for it is not ours
-  // to claim (claimed_held_upto), so it is dropped, and fetched again.
-  uint64_t claimable = kNever;
-  if (restored.last_installed && restored.last_installed->primary &&
-      restored.last_installed->id != last_primary_)
-    claimable = std::max(restored.install_keep, delivered_upto_);
-  held_upto_ = delivered_upto_;
+  // The claim as the log left it (an install the crash cut short left the
+  // one before it whole: LogReplay). Its records must be contiguous up to
+  // it; a hole (a damaged log) ends the claim there.
+  claim_upto_ = restored.claim_upto;
+  uint64_t contiguous = delivered_upto_;
   for (Delivery& d : restored.held) {
-    if (d.global_seq > held_upto_ + 1 || d.global_seq > claimable) break;  // a hole: nothing above it counts
-    held_upto_ = std::max(held_upto_, d.global_seq);
-    held_.push_back(std::move(d));
+    if (d.global_seq > claim_upto_) break;
+    if (d.global_seq > contiguous + 1) break;
+    contiguous = std::max(contiguous, d.global_seq);
+    claim_.push_back(std::move(d));
   }
+  if (contiguous < claim_upto_) claim_upto_ = contiguous;
 }
 
 // ---- inputs ----------------------------------------------------------------
@@ -259,8 +259,11 @@ void Membership::promise(ConfigId id) {
   ready_.to_persist.push_back(r);
 }
 
-// Takes what the ordering has for the caller, then stops it: its records
-// stay with this member (held_) for the next configuration.
+// Takes what the ordering has for the caller, then stops it. A complete
+// ordering's records are the claim, and stay with this member (claim_) for
+// the next configuration. An incomplete one's are dropped: the claim from
+// before its install is still whole (claim_), and so is the log's, since
+// the Promise that follows voids the Staged records there.
 void Membership::freeze() {
   transfer_ = Transfer{};
   snapshot_config_ = ConfigId{};
@@ -268,21 +271,14 @@ void Membership::freeze() {
   snapshot_waiting_.clear();
   if (ordering_) {
     pull_from_ordering();
-    held_ = ordering_->held_records();
-    held_upto_ = ordering_->held_upto();
+    if (!order_incomplete_) {
+      claim_ = ordering_->held_records();
+      claim_upto_ = ordering_->held_upto();
+    }
     ordering_.reset();
   }
-  if (order_incomplete_) {  // an install cut short: keep only what is ours to claim
-    held_upto_ = claimed_held_upto();
-    while (!held_.empty() && held_.back().global_seq > held_upto_) held_.pop_back();
-    order_incomplete_ = false;
-    // The log drops them too: a restart after a later non-primary install
-    // must not find them and claim them for the older last primary.
-    LogRecord t;
-    t.kind = LogRecord::Kind::Truncate;
-    t.upto = held_upto_;
-    ready_.to_persist.push_back(t);
-  }
+  order_incomplete_ = false;
+  start_records_.clear();
 }
 
 void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
@@ -376,17 +372,20 @@ void Membership::install(const wire::MembershipMessage& m) {
   ready_.events.push_back(transitional);
 
   if (c.primary) {
-    uint64_t keep = last_primary_ == from_wire(m.source_last_primary) ? std::min(held_upto_, c.cut)
+    // Where the new ordering starts. The claim itself stays as it is until
+    // the order up to the cut is held (complete_order).
+    uint64_t keep = last_primary_ == from_wire(m.source_last_primary) ? std::min(claim_upto_, c.cut)
                                                                         : delivered_upto_;
     keep = std::max(keep, delivered_upto_);
-    LogRecord truncate;
-    truncate.kind = LogRecord::Kind::Truncate;
-    truncate.upto = keep;
-    ready_.to_persist.push_back(truncate);
-    while (!held_.empty() && held_.back().global_seq > keep) held_.pop_back();
-    held_upto_ = keep;
+    start_records_.clear();
+    for (const Delivery& d : claim_)
+      if (d.global_seq <= keep) start_records_.push_back(d);
     install_keep_ = keep;
     order_incomplete_ = true;  // until it holds the order up to the cut: complete_order()
+    if (options_.bug == GroupBug::ShrinkClaimAtInstall) {  // deliberately wrong: the claim drops to keep
+      claim_ = start_records_;
+      claim_upto_ = keep;
+    }
   }
   const std::string reason = change_reason(c);
   regular_reason_ = reason;
@@ -400,6 +399,7 @@ void Membership::install(const wire::MembershipMessage& m) {
   rec.kind = LogRecord::Kind::Install;
   rec.config = c;
   rec.upto = install_keep_;
+  rec.claim_upto = claim_upto_;
   ready_.to_persist.push_back(rec);
   if (c.primary && options_.bug == GroupBug::PrimaryAtInstall) complete_order();  // deliberately early
 
@@ -433,13 +433,14 @@ void Membership::start_ordering(MemberId source, std::vector<OriginPosition> pos
   start.cut = config_.cut;
   start.source = source;
   start.delivered_upto = delivered_upto_;
-  start.held = std::move(held_);
+  start.held = std::move(start_records_);
   start.positions = std::move(positions);
-  held_.clear();
+  start_records_.clear();
   MulticastConfig mc = options_.multicast;
   if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
   ordering_ = std::make_unique<Multicast>(self_, config_.members, ordering_number(config_.id), mc, start);
   if (closed_) ordering_->close();
+  if (!order_incomplete_) ordering_->mark_order_complete();  // only with GroupBug::PrimaryAtInstall
   pull_from_ordering();
 }
 
@@ -566,8 +567,12 @@ void Membership::finish_transfer() {
   ready_.events.push_back(std::move(e));
   positions.resize(n_);
   last_delivered_ = positions;
-  delivered_upto_ = held_upto_ = upto;
-  held_.clear();
+  delivered_upto_ = upto;
+  // The snapshot stands for the order up to upto: the claim's records there
+  // may be of an older order, so they go (the claim's height stays: a claim
+  // changes only at OrderComplete). The ordering starts at the snapshot.
+  while (!claim_.empty() && claim_.front().global_seq <= upto) claim_.erase(claim_.begin());
+  start_records_.clear();
   // The caller makes the snapshot durable when it applies this Ready's
   // events, after it has written the Ready's records: OrderComplete, which
   // claims the order up to the cut, must wait for a later Ready, or a crash
@@ -606,16 +611,20 @@ std::string Membership::change_reason(const Configuration& next) const {
   return text;
 }
 
-// Records the ordering now holds go to the log; what it delivered goes to
-// the caller, with a mark in the log.
+// Records the ordering now holds go to the log (Staged while the install is
+// incomplete); then OrderComplete, once the order up to the cut is held;
+// then what the ordering delivered goes to the caller, with a mark in the
+// log. In that order: a Delivered mark never precedes the OrderComplete
+// that makes its records the log's own.
 void Membership::pull_from_ordering() {
   if (!ordering_) return;
   for (Delivery& d : ordering_->take_held()) {
     LogRecord r;
-    r.kind = LogRecord::Kind::Held;
+    r.kind = order_incomplete_ ? LogRecord::Kind::Staged : LogRecord::Kind::Held;
     r.held = std::move(d);
     ready_.to_persist.push_back(std::move(r));
   }
+  if (order_incomplete_ && ordering_->held_upto() >= config_.cut && !snapshot_unapplied_) complete_order();
   std::vector<Delivery> delivered = ordering_->take_deliveries();
   for (Delivery& d : delivered) {
     // REGULAR goes right after the last message up to the cut.
@@ -634,8 +643,6 @@ void Membership::pull_from_ordering() {
     ready_.to_persist.push_back(r);
   }
   maybe_emit_regular();
-  held_upto_ = ordering_->held_upto();
-  if (order_incomplete_ && held_upto_ >= config_.cut && !snapshot_unapplied_) complete_order();
 }
 
 // This member now holds its new primary configuration's order up to the
@@ -647,6 +654,8 @@ void Membership::pull_from_ordering() {
 void Membership::complete_order() {
   order_incomplete_ = false;
   last_primary_ = config_.id;
+  claim_.clear();  // the ordering's records are the claim now
+  if (ordering_) ordering_->mark_order_complete();
   LogRecord r;
   r.kind = LogRecord::Kind::OrderComplete;
   r.config.id = config_.id;
@@ -654,8 +663,90 @@ void Membership::complete_order() {
 }
 
 uint64_t Membership::claimed_held_upto() const {
-  if (order_incomplete_) return std::max(install_keep_, delivered_upto_);
-  return held_upto();
+  if (ordering_ && !order_incomplete_) return ordering_->held_upto();
+  return claim_upto_;
+}
+
+// ---- reading a log back -------------------------------------------------------
+
+void LogReplay::add(const LogRecord& r) {
+  using Kind = LogRecord::Kind;
+  switch (r.kind) {
+    case Kind::Held:
+      held_[r.held.global_seq] = r.held;
+      break;
+    case Kind::Staged:
+      staged_[r.held.global_seq] = r.held;
+      break;
+    case Kind::Delivered:
+      delivered_mark_ = r.upto;
+      break;
+    case Kind::Truncate:
+      held_.erase(held_.upper_bound(r.upto), held_.end());
+      break;
+    case Kind::Promise:
+      found_.promised = std::max(found_.promised, r.config.id);
+      staged_.clear();
+      break;
+    case Kind::Install:
+      found_.last_installed = r.config;
+      found_.install_keep = r.upto;
+      install_claim_ = r.claim_upto;
+      staged_.clear();
+      break;
+    case Kind::OrderComplete:
+      found_.last_primary = std::max(found_.last_primary, r.config.id);
+      if (commits_last_install(r)) {
+        held_.erase(held_.upper_bound(found_.install_keep), held_.end());
+        for (auto& [k, d] : staged_) held_[k] = d;
+        staged_.clear();
+      }
+      break;
+  }
+}
+
+// An OrderComplete of the last install, in a log that stages (an earlier
+// version's install line says no claim, and its log has no Staged records).
+bool LogReplay::commits_last_install(const LogRecord& r) const {
+  return r.kind == LogRecord::Kind::OrderComplete && found_.last_installed &&
+         found_.last_installed->id == r.config.id && install_claim_ != LogRecord::kNoClaim;
+}
+
+uint64_t LogReplay::voids_above(const LogRecord& r) const {
+  if (r.kind == LogRecord::Kind::Truncate) return r.upto;
+  if (commits_last_install(r)) return found_.install_keep;
+  return kNever;
+}
+
+const Delivery* LogReplay::held(uint64_t k) const {
+  auto it = held_.find(k);
+  return it == held_.end() ? nullptr : &it->second;
+}
+
+Restored LogReplay::finish() const {
+  Restored r = found_;
+  r.delivered_upto = std::max(delivered_mark_, snapshot_upto_);
+  const bool snapshot_ahead = snapshot_upto_ > delivered_mark_;
+  uint64_t contiguous = r.delivered_upto;
+  for (const auto& [k, d] : held_) {
+    if (snapshot_ahead && k <= snapshot_upto_) continue;
+    if (k > contiguous + 1) break;  // a hole: nothing above it is held
+    contiguous = std::max(contiguous, k);
+    r.held.push_back(d);
+  }
+  const bool incomplete = r.last_installed && r.last_installed->primary && r.last_installed->id != r.last_primary;
+  r.claim_upto = contiguous;
+  if (r.last_installed && !(r.last_installed->primary && !incomplete)) {
+    if (install_claim_ != LogRecord::kNoClaim) {
+      r.claim_upto = std::min(install_claim_, contiguous);
+    } else if (incomplete) {
+      // A log of an earlier version, whose install did not say its claim:
+      // its records above what the install kept were fetched for it.
+      r.claim_upto = std::min(contiguous, std::max(r.install_keep, r.delivered_upto));
+    }
+  }
+  while (!r.held.empty() && r.held.back().global_seq > r.claim_upto) r.held.pop_back();
+  return r;  // staged records are void for a restart: it installs nothing until a new configuration forms
 }
 
 // ---- outputs -----------------------------------------------------------------
@@ -724,27 +815,33 @@ void Membership::announce() {
   send_keepalives();
 }
 
+// What this member can no longer serve to a joiner: the ordering's freed
+// records, or below its claim's first record.
 uint64_t Membership::freed_upto() const {
   if (ordering_) return ordering_->freed_upto();
-  return held_.empty() ? held_upto_ : held_.front().global_seq - 1;
+  return claim_.empty() ? std::max(claim_upto_, delivered_upto_) : claim_.front().global_seq - 1;
 }
 
-uint64_t Membership::held_upto() const { return ordering_ ? ordering_->held_upto() : held_upto_; }
+uint64_t Membership::held_upto() const { return ordering_ ? ordering_->held_upto() : claim_upto_; }
 
 uint64_t Membership::stable_upto() const { return ordering_ ? ordering_->stable_upto() : 0; }
 
 std::vector<Delivery> Membership::records_to_keep() const {
-  return ordering_ ? ordering_->records_to_keep() : held_;
+  return ordering_ && !order_incomplete_ ? ordering_->records_to_keep() : claim_;
 }
 
 Restored Membership::durable_state() const {
   Restored r;
   r.delivered_upto = delivered_upto_;
   r.held = records_to_keep();
+  r.claim_upto = claimed_held_upto();
   r.promised = promised_;
   r.last_primary = last_primary_;
   if (!config_.id.none()) r.last_installed = config_;
   r.install_keep = install_keep_;
+  if (ordering_ && order_incomplete_)
+    for (Delivery& d : ordering_->records_to_keep())
+      if (d.global_seq > install_keep_) r.staged.push_back(std::move(d));
   return r;
 }
 

@@ -38,16 +38,28 @@
 //      For a primary configuration it names the source: the member with the
 //      newest last primary configuration, ties broken by the highest
 //      held_upto; the cut is the source's held_upto. Members whose last
-//      primary is the source's keep what they hold up to the cut; the others
-//      keep only what they delivered; all discard the rest and fetch up to
-//      the cut from the new configuration. Ordering resumes at cut + 1.
+//      primary is the source's start the new ordering from what they hold
+//      up to the cut; the others from what they delivered; all fetch the
+//      rest up to the cut from the new configuration. Ordering resumes at
+//      cut + 1.
+//
+// A claim changes only at OrderComplete. A member's claim is the pair its
+// STATE reports: its last primary configuration P and how far it holds P's
+// order. Until the member holds the new configuration's order up to the cut,
+// it keeps its old claim whole: the records it fetches are logged apart
+// (Staged), it delivers nothing, and its STATE still reports P and the old
+// held_upto. When it holds the cut it logs OrderComplete, which is the
+// commit point: from that record on, the log's claim is the new
+// configuration's order (LogReplay swaps the records). An install that is
+// left before that (a newer PREPARE, a crash) leaves the old claim as it was.
 //
 // Safe delivery: a member delivers k only when a majority of the n members
 // have said, in the current configuration, that they hold 1..k (held_upto).
 // A member says it holds k only after k is in its log (persist before send),
 // and, beyond what it delivered, only once it holds the configuration's
 // order up to the cut: from then on its STATE names this configuration as
-// its last primary (OrderComplete), which the argument below needs.
+// its last primary (OrderComplete), which the argument below needs. It
+// delivers nothing in a configuration before that either.
 //
 // Why no delivered k is ever lost or changed (the argument the rules above
 // keep; tests/group_sim_test.cpp hammers it):
@@ -55,23 +67,30 @@
 //   majority M had said in c that they hold 1..k; none of them had
 //   delivered k yet, so each said it as a holding, which a member says only
 //   once it holds c's order up to the cut and has logged OrderComplete(c)
-//   (Multicast::claimable_held). Let c' be the first primary configuration
-//   after c to install anywhere. Its STATE set S is a majority, so it meets
-//   M in some m. m spoke in c before it promised c' (after a promise it
-//   says nothing in c), and its log kept k and OrderComplete(c), so its
-//   STATE has last primary c and held_upto >= k. No member of S has a last
-//   primary newer than c (c' is
-//   the first after c), so the source s has last primary c and held_upto >=
-//   m's: s and m both hold c's order up to k (within c, each k has one
-//   assigner, and both adopted the same prefix when c installed), so the cut
-//   keeps k, unchanged. Every member that installs c' then holds exactly s's
-//   prefix to the cut, with last primary c'; by induction every later
-//   primary configuration keeps k too. A member's delivered prefix is never
-//   beyond the cut for the same reason, so keeping it is safe. (Before the
-//   claimable_held rule, members still fetching c's order below its cut
-//   counted toward delivering there while their STATEs named an older
-//   configuration; a five-member schedule lost a delivered k that way:
-//   unit_membership.)
+//   (Multicast::claimable_held). Claim: every primary configuration d newer
+//   than c that installs anywhere has a cut >= k and the same record at k.
+//   Take the oldest d for which it would fail. Its STATE set S is a
+//   majority, so it meets M in some m. m's claim now is either still
+//   (c, >= k), or (e, >= e's cut) for some primary e with c < e < d that m
+//   completed: a claim changes only at OrderComplete (above), and after its
+//   promise of a newer id m says nothing more in c. Either way m's claim
+//   holds k, by the choice of d. The source s has a last primary at least
+//   m's, so it too is c or such an e; if it is m's, s holds at least as far
+//   as m (ties go to the most held), and if it is newer, it is an e and s
+//   holds at least e's cut. So s's claim holds k, and within one
+//   configuration every k has one assigner and every member adopted the
+//   same prefix at its install: the cut keeps k, unchanged. Contradiction.
+//   A member's delivered prefix is never beyond a cut for the same reason,
+//   so starting from it is safe. Two holes the rules close, each found by
+//   review and replayed by a test:
+//   - Members still fetching c's order below its cut counted toward
+//     delivering there while their STATEs named an older configuration
+//     (Multicast::claimable_held; unit_membership, membership_scenario_a).
+//   - A member that had completed c later installed a configuration whose
+//     source had a newer last primary, dropped its records down to what it
+//     delivered, still reported c, and was later picked as a source: the
+//     cut lost a delivered k (the rule "a claim changes only at
+//     OrderComplete"; membership_scenario_b, GroupBug::ShrinkClaimAtInstall).
 //   A non-primary configuration changes no log, so it cannot break this;
 //   a promised epoch is persisted, so a restarted member never answers an
 //   older PREPARE after a newer one.
@@ -122,17 +141,29 @@ struct Configuration {
 // in order, before it sends any datagram of that Ready.
 struct LogRecord {
   enum class Kind {
-    Held,       // `held`: this member holds k (assignment and payload)
+    Held,       // `held`: this member holds k (assignment and payload) of its claimed order
+    // `held`, fetched for a primary configuration this member installed and
+    // does not yet hold up to its cut: void unless an OrderComplete of that
+    // configuration follows (see "A claim changes only at OrderComplete").
+    Staged,
     Delivered,  // `upto`: delivered 1..upto (the events say what)
-    Truncate,   // `upto`: Held records above upto are void (a view change cut them)
+    Truncate,   // `upto`: Held records above upto are void (written by earlier versions only)
     Promise,    // `config.id`: never answer a PREPARE at or below this id again
-    Install,    // `config`: installed this configuration, keeping the order up to `upto`
-    OrderComplete,  // `config.id`: holds that primary configuration's order up to its cut
+    // `config`: installed this configuration; its ordering starts from the
+    // order up to `upto` (install_keep); `claim_upto` is what this member
+    // claims, for its last primary, until the install completes.
+    Install,
+    // `config.id`: holds that primary configuration's order up to its cut.
+    // The commit point of an install: the Held records above install_keep
+    // are void from here, and the Staged records take their place.
+    OrderComplete,
   };
   Kind kind = Kind::Held;
   Delivery held;
   uint64_t upto = 0;
+  uint64_t claim_upto = kNoClaim;  // Install only; kNoClaim in a log of an earlier version
   Configuration config;
+  static constexpr uint64_t kNoClaim = ~uint64_t{0};
 };
 
 // What the member's caller applies, in order.
@@ -165,21 +196,67 @@ struct Ready {
   bool snapshot_wanted = false;
 };
 
-// Where a restarted member stood: read back from its log.
+// Where a restarted member stood: read back from its log (LogReplay).
 struct Restored {
   uint64_t delivered_upto = 0;
-  // Held records after truncations, ascending, contiguous up to held_upto
-  // (those at or below the log's start may be missing: freed by a snapshot).
+  // The records of this member's claim, ascending, contiguous up to
+  // claim_upto (those at or below delivered_upto may be missing: freed by a
+  // snapshot).
   std::vector<Delivery> held;
+  // The member's claim: it holds last_primary's order up to here (what its
+  // STATE says). Not always held's end: after a state transfer the claim may
+  // lie below delivered_upto.
+  uint64_t claim_upto = 0;
   ConfigId promised;            // highest id promised
   // The last primary configuration whose order this member held up to the
-  // cut (OrderComplete). A primary configuration installed after it, and not
-  // complete at the crash, keeps only what it kept at its install
-  // (install_keep) or delivered: the rest was fetched for it, and is not
-  // claimed for any older configuration (see Membership::claimed_held_upto).
+  // cut (OrderComplete).
   ConfigId last_primary;
   std::optional<Configuration> last_installed;
   uint64_t install_keep = 0;    // the Install record's `upto`
+  // Records fetched for last_installed, a primary configuration not yet
+  // complete (OrderComplete). durable_state() fills it: a log rewrite keeps
+  // them, so that an OrderComplete appended after the rewrite still finds
+  // them. LogReplay::finish() leaves it empty: a restarted life installs
+  // nothing until a new configuration forms.
+  std::vector<Delivery> staged;
+};
+
+// Reads a log back: the rules every restart follows (ReplicaStore::open,
+// and the simulators' replays). Feed the records in the order written.
+//   Held        remembers record k (a later one for k replaces it);
+//   Staged      remembers record k apart, for the install under way;
+//   Delivered   delivered 1..upto (the last mark counts);
+//   Truncate    forgets the Held records above upto;
+//   Promise     the highest id counts; staged records are void (the
+//               install they were fetched for was left);
+//   Install     the last one counts; staged records are void;
+//   OrderComplete  the last primary. If it names the last install, that
+//               install is complete: the Held records above install_keep
+//               are void and the Staged ones become Held.
+// `snapshot_upto` is the state the log continues from. A snapshot ahead of
+// every Delivered mark came from a state transfer (or outran a log that a
+// power cut shortened): the records at or below it are dropped, since they
+// may belong to an older order than the snapshot's.
+class LogReplay {
+ public:
+  explicit LogReplay(uint64_t snapshot_upto = 0) : snapshot_upto_(snapshot_upto) {}
+  void add(const LogRecord& record);
+  // Held records with k above the returned value would be void after
+  // `record` (kNever: none). The store refuses to replay past a record that
+  // voids what it already applied.
+  uint64_t voids_above(const LogRecord& record) const;
+  // The remembered Held record k, or null.
+  const Delivery* held(uint64_t k) const;
+  Restored finish() const;
+
+ private:
+  bool commits_last_install(const LogRecord& record) const;
+  uint64_t snapshot_upto_;
+  uint64_t delivered_mark_ = 0;
+  std::map<uint64_t, Delivery> held_;
+  std::map<uint64_t, Delivery> staged_;
+  Restored found_;
+  uint64_t install_claim_ = LogRecord::kNoClaim;
 };
 
 enum class GroupBug {
@@ -188,6 +265,7 @@ enum class GroupBug {
   CutAtDelivered,          // cut at the source's delivered_upto, not held_upto
   MinorityDelivers,        // a non-primary configuration orders and delivers
   PrimaryAtInstall,        // claim a primary configuration as last primary at install, before holding its cut
+  ShrinkClaimAtInstall,    // drop the claim to where the new ordering starts, at install (hole B)
 };
 
 struct MembershipConfig {
@@ -253,13 +331,13 @@ class Membership {
   size_t reachable_count() const;
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t held_upto() const;
-  // What a STATE may say this member holds of the order of last_primary():
+  // What a STATE says this member holds of the order of last_primary():
   // held_upto once it holds its primary configuration's order up to the
-  // cut, but until then only what it kept at the install (or delivered).
+  // cut; until then the claim it had before the install, unchanged.
   uint64_t claimed_held_upto() const;
   uint64_t stable_upto() const;
-  // The records a restarted member must find in its log: all it holds and
-  // has not freed (see Restored).
+  // The records a restarted member must find in its log: all of its claim
+  // it has not freed (see Restored).
   std::vector<Delivery> records_to_keep() const;
   // Everything a restart needs, as it stands now (records_to_keep as held):
   // what the log is rewritten to when a snapshot is taken.
@@ -340,15 +418,21 @@ class Membership {
   bool installed_ = false;
   bool regular_pending_ = false;  // primary: REGULAR once delivered reaches the cut
   // Installed primary, the order up to the cut not all held yet (then
-  // last_primary_ is still the configuration before).
+  // last_primary_ is still the configuration before, and the ordering's
+  // records are Staged).
   bool order_incomplete_ = false;
   bool snapshot_unapplied_ = false;  // an InstallSnapshot event not yet taken by the caller
   uint64_t install_keep_ = 0;
   std::string regular_reason_;
   uint64_t delivered_upto_ = 0;
-  // Records held while no ordering runs (after a freeze, before an install).
-  std::vector<Delivery> held_;
-  uint64_t held_upto_ = 0;
+  // The claim (last_primary_'s order up to claim_upto_) and its records,
+  // while no complete ordering holds it: no ordering runs (frozen, or not
+  // yet installed), or the installed one is incomplete. A complete
+  // ordering's own records are the claim (claim_ is then empty).
+  std::vector<Delivery> claim_;
+  uint64_t claim_upto_ = 0;
+  // The records the next ordering starts from (install to start_ordering).
+  std::vector<Delivery> start_records_;
   std::unique_ptr<Multicast> ordering_;
   bool closed_ = false;
 

@@ -405,15 +405,21 @@ bool Multicast::held_by_majority(uint64_t global_seq) const {
 
 // What this member may say it holds, and count itself for. Below the cut it
 // holds an earlier configuration's order, fetched from the source; until it
-// holds all of it, up to the cut, a later view change hears it report its
-// older last primary configuration and only what it delivered
-// (Membership::claimed_held_upto). A holding it may not report there must
-// not help deliver anything here: the majority that delivered k could
+// holds all of it, up to the cut, and its caller has logged so
+// (mark_order_complete), a later view change hears it report its older
+// claim (Membership::claimed_held_upto). A holding it may not report there
+// must not help deliver anything here: the majority that delivered k could
 // vanish from every later STATE, and a later cut lose k. So until then it
 // claims only what it delivered.
 uint64_t Multicast::claimable_held() const {
   if (config_.bug == InjectedBug::ClaimBelowCut) return logged_held_upto_;  // deliberately wrong
-  return logged_held_upto_ >= cut_ ? logged_held_upto_ : delivered_upto_;
+  return order_complete_ ? logged_held_upto_ : delivered_upto_;
+}
+
+void Multicast::mark_order_complete() {
+  if (!safe_ || order_complete_) return;
+  order_complete_ = true;
+  try_deliver();
 }
 
 MemberId Multicast::holder_of(uint64_t global_seq) const {
@@ -423,7 +429,7 @@ MemberId Multicast::holder_of(uint64_t global_seq) const {
 void Multicast::try_deliver() {
   if (safe_) {
     advance_held();
-    while (delivered_upto_ < logged_held_upto_ && held_by_majority(delivered_upto_ + 1)) {
+    while (order_complete_ && delivered_upto_ < logged_held_upto_ && held_by_majority(delivered_upto_ + 1)) {
       uint64_t k = delivered_upto_ + 1;
       const MessageName& name = assignments_.at(k);
       deliveries_.push_back(Delivery{k, name, retransmit_buffer_.at(name)});

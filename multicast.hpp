@@ -115,7 +115,8 @@ enum class InjectedBug {
 // majority of the group's n members said, in this configuration, that they
 // hold 1..k (PeerHeader::held_upto), itself counted only for what the caller
 // has taken from take_held() (and so logged before any later datagram), and
-// only once it holds everything up to the cut (claimable_held).
+// only once the caller has marked that it holds everything up to the cut
+// (mark_order_complete): before that it delivers nothing.
 struct OrderingStart {
   size_t group_size = 0;   // n, all members of the group, not only this configuration's
   uint64_t cut = 0;
@@ -208,6 +209,11 @@ class Multicast {
   // (the view change carries them into the next configuration).
   std::vector<Delivery> held_records() const;
   bool safe_delivery() const { return safe_; }
+  // Safe mode: the caller has logged that this member holds the order up to
+  // the cut (Membership's OrderComplete). Until then the member delivers
+  // nothing and claims only what it delivered (claimable_held): what it
+  // fetches is not yet its log's own.
+  void mark_order_complete();
 
   // Nothing is missing, unsequenced or unstable as far as this member knows.
   bool quiescent() const;
@@ -318,6 +324,7 @@ class Multicast {
   const MemberId source_ = 0;
   uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload
   uint64_t logged_held_upto_ = 0;  // handed to the caller by take_held()
+  bool order_complete_ = false;    // safe mode: see mark_order_complete()
   std::vector<Delivery> new_held_;
   uint64_t freed_upto_ = 0;  // records 1..this are gone from memory
   void free_stable();

@@ -9,7 +9,11 @@
 // sometimes an even split with no majority), a one-way cut where a member is
 // heard but hears no one, a bridge where two members cannot talk but the
 // others talk to both, and a ring of overlapping majorities where every
-// member hears a majority but no two hear the same one. Members crash: one,
+// member hears a majority but no two hear the same one. A third of the
+// partitions cut only the ordering's datagrams (membership traffic passes):
+// members keep hearing each other's keepalives, so no view change comes to
+// the rescue, while acknowledgements, assignments and fetches go one way or
+// nowhere; the holes two reviews found needed exactly that. Members crash: one,
 // a minority, a majority, all at once (then all restart), one after another
 // (rolling), or in the middle of a view change (at a flush that persists a
 // promise or an install). Clients submit at random times and in bursts
@@ -125,58 +129,60 @@ std::string short_payload(const std::string& p) { return p.substr(0, p.find(':')
 
 using Log = std::vector<LogRecord>;
 
-// The replay rules (server.cpp reads its log the same way):
-//   Held: the member holds that record (the last write of a global_seq wins);
-//   Truncate: every Held record above `upto` so far is void;
-//   Delivered: delivered 1..upto (the last mark counts);
-//   Promise: promised = the highest id;
-//   Install: last_installed, and install_keep = upto;
-//   OrderComplete: last_primary = that id (an install alone does not make
-//   a configuration the last primary: membership.hpp, complete_order).
+// A restart reads its log back by the rules ReplicaStore::open follows
+// (mcast::LogReplay, membership.hpp).
 Restored replay(const Log& log) {
-  Restored r;
-  std::map<uint64_t, Delivery> held;
-  for (const LogRecord& rec : log) {
-    switch (rec.kind) {
-      case LogRecord::Kind::Held:
-        held[rec.held.global_seq] = rec.held;
-        break;
-      case LogRecord::Kind::Truncate:
-        held.erase(held.upper_bound(rec.upto), held.end());
-        break;
-      case LogRecord::Kind::Delivered:
-        r.delivered_upto = rec.upto;
-        break;
-      case LogRecord::Kind::Promise:
-        r.promised = std::max(r.promised, rec.config.id);
-        break;
-      case LogRecord::Kind::Install:
-        r.last_installed = rec.config;
-        r.install_keep = rec.upto;
-        break;
-      case LogRecord::Kind::OrderComplete:
-        r.last_primary = std::max(r.last_primary, rec.config.id);
-        break;
-    }
-  }
-  for (auto& entry : held) r.held.push_back(std::move(entry.second));
-  return r;
+  mcast::LogReplay reader;
+  for (const LogRecord& rec : log) reader.add(rec);
+  return reader.finish();
 }
 
-// The highest k such that the log holds 1..k, applying only its first
-// `truncates` Truncate records: a claim made before a later truncation is
-// not voided by it (the view change that truncated made the claim moot).
-uint64_t held_contiguous(const Log& log, size_t truncates, uint64_t snapshot_upto) {
-  std::set<uint64_t> held;
+// The highest k such that the log holds 1..k of the member's claim,
+// applying only its first `voidings` records that void Held records (a
+// Truncate, or the OrderComplete that commits the last install): a claim
+// made before a later voiding is not undone by it (the claim moved on).
+uint64_t held_contiguous(const Log& log, size_t voidings, uint64_t snapshot_upto) {
+  std::set<uint64_t> held, staged;
+  std::optional<ConfigId> installed;
+  uint64_t keep = 0;
   size_t applied = 0;
   for (const LogRecord& rec : log) {
-    if (rec.kind == LogRecord::Kind::Held) held.insert(rec.held.global_seq);
-    if (rec.kind == LogRecord::Kind::Truncate && applied++ < truncates)
-      held.erase(held.upper_bound(rec.upto), held.end());
+    switch (rec.kind) {
+      case LogRecord::Kind::Held: held.insert(rec.held.global_seq); break;
+      case LogRecord::Kind::Staged: staged.insert(rec.held.global_seq); break;
+      case LogRecord::Kind::Truncate:
+        if (applied++ < voidings) held.erase(held.upper_bound(rec.upto), held.end());
+        break;
+      case LogRecord::Kind::Promise: staged.clear(); break;
+      case LogRecord::Kind::Install:
+        installed = rec.config.id;
+        keep = rec.upto;
+        staged.clear();
+        break;
+      case LogRecord::Kind::OrderComplete:
+        if (installed != rec.config.id) break;
+        if (applied++ < voidings) held.erase(held.upper_bound(keep), held.end());
+        held.insert(staged.begin(), staged.end());
+        staged.clear();
+        break;
+      case LogRecord::Kind::Delivered: break;
+    }
   }
   uint64_t k = snapshot_upto;  // a snapshot holds 1..snapshot_upto
   for (auto it = held.upper_bound(k); it != held.end() && *it == k + 1; ++it) k = *it;
   return k;
+}
+
+// How many records of `log` void Held ones (what held_contiguous counts).
+size_t count_voidings(const Log& log) {
+  std::optional<ConfigId> installed;
+  size_t count = 0;
+  for (const LogRecord& rec : log) {
+    if (rec.kind == LogRecord::Kind::Install) installed = rec.config.id;
+    if (rec.kind == LogRecord::Kind::Truncate || (rec.kind == LogRecord::Kind::OrderComplete && installed == rec.config.id))
+      ++count;
+  }
+  return count;
 }
 
 // What ReplicaStore::write_snapshot leaves in the log: exactly what a
@@ -193,6 +199,7 @@ Log rewritten_log(const Restored& r) {
     rec.kind = LogRecord::Kind::Install;
     rec.config = *r.last_installed;
     rec.upto = r.install_keep;
+    rec.claim_upto = r.claim_upto;
     log.push_back(rec);
   }
   if (!r.last_primary.none()) {
@@ -206,6 +213,11 @@ Log rewritten_log(const Restored& r) {
     rec.held = d;
     log.push_back(rec);
   }
+  for (const Delivery& d : r.staged) {
+    rec.kind = LogRecord::Kind::Staged;
+    rec.held = d;
+    log.push_back(rec);
+  }
   rec.kind = LogRecord::Kind::Delivered;
   rec.upto = r.delivered_upto;
   log.push_back(rec);
@@ -215,6 +227,7 @@ Log rewritten_log(const Restored& r) {
 const char* record_kind(LogRecord::Kind k) {
   switch (k) {
     case LogRecord::Kind::Held: return "Held";
+    case LogRecord::Kind::Staged: return "Staged";
     case LogRecord::Kind::Delivered: return "Delivered";
     case LogRecord::Kind::Truncate: return "Truncate";
     case LogRecord::Kind::Promise: return "Promise";
@@ -228,6 +241,7 @@ std::string record_text(const LogRecord& r) {
   std::string s = record_kind(r.kind);
   switch (r.kind) {
     case LogRecord::Kind::Held:
+    case LogRecord::Kind::Staged:
       return s + " k=" + std::to_string(r.held.global_seq) + " " + short_payload(r.held.payload);
     case LogRecord::Kind::Delivered:
     case LogRecord::Kind::Truncate:
@@ -236,7 +250,8 @@ std::string record_text(const LogRecord& r) {
     case LogRecord::Kind::OrderComplete:
       return s + " " + r.config.id.text();
     case LogRecord::Kind::Install:
-      return s + " " + config_text(r.config) + " keep=" + std::to_string(r.upto);
+      return s + " " + config_text(r.config) + " keep=" + std::to_string(r.upto) +
+             (r.claim_upto == LogRecord::kNoClaim ? "" : " claim=" + std::to_string(r.claim_upto));
   }
   return s;
 }
@@ -287,11 +302,14 @@ std::string datagram_text(const std::string& bytes) {
 
 // ---- the run -------------------------------------------------------------------
 
-// Datagrams on the directed links in `cut` are dropped while the partition lasts.
+// Datagrams on the directed links in `cut` are dropped while the partition
+// lasts: all of them, or (ordering_only) only the ordering's, so that
+// keepalives and the view change still pass.
 struct Partition {
   uint64_t from = 0, to = 0;
   std::string shape;
   std::set<std::pair<MemberId, MemberId>> cut;
+  bool ordering_only = false;
 };
 
 struct Crash {
@@ -368,7 +386,7 @@ struct Member {
   ConfigId logged_promise;        // the highest Promise
   Configuration logged_install;   // the last Install
   std::set<ConfigId> installs, primary_installs;
-  size_t truncates = 0;
+  size_t voidings = 0;  // records that voided Held ones: Truncate, an install's OrderComplete
   uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
@@ -403,7 +421,7 @@ struct Totals {
 
 class Run {
  public:
-  Run(uint64_t seed, const Options& opt) : seed_(seed), opt_(opt), rng_(seed) {}
+  Run(uint64_t seed, const Options& opt) : seed_(seed), opt_(opt), rng_(seed), shape_rng_(seed ^ 0x5eedc0de) {}
 
   // Returns an empty string on success, else what went wrong and where.
   std::string execute() {
@@ -505,6 +523,9 @@ class Run {
       part.to = part.from + between(suspect() / 3, 4 * suspect());
       fault_end_ = std::max(fault_end_, part.to);
       shape_partition(part);
+      // Drawn apart from rng_, so the rest of a seed's schedule is as before.
+      part.ordering_only = std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 1.0 / 3;
+      if (part.ordering_only) part.shape += ", ordering datagrams only";
       note(part.from, "partition (" + part.shape + ") until t=" + std::to_string(part.to));
       partitions_.push_back(part);
     }
@@ -650,9 +671,9 @@ class Run {
 
   bool faulty() const { return healed_at_ == 0; }
 
-  bool link_down(uint64_t now, MemberId a, MemberId b) const {
+  bool link_down(uint64_t now, MemberId a, MemberId b, bool ordering_datagram) const {
     for (const Partition& p : partitions_)
-      if (now >= p.from && now < p.to && p.cut.count({a, b})) return true;
+      if (now >= p.from && now < p.to && p.cut.count({a, b}) && (ordering_datagram || !p.ordering_only)) return true;
     return false;
   }
 
@@ -859,12 +880,13 @@ class Run {
       m.log.push_back(rec);
       switch (rec.kind) {
         case LogRecord::Kind::Held:
+        case LogRecord::Kind::Staged:
           break;
         case LogRecord::Kind::Delivered:
           m.logged_delivered = rec.upto;
           break;
         case LogRecord::Kind::Truncate:
-          ++m.truncates;
+          ++m.voidings;
           break;
         case LogRecord::Kind::Promise:
           m.logged_promise = std::max(m.logged_promise, rec.config.id);
@@ -875,6 +897,7 @@ class Run {
           break;
         case LogRecord::Kind::OrderComplete:
           m.primary_installs.insert(rec.config.id);
+          if (rec.config.id == m.logged_install.id) ++m.voidings;
           break;
       }
     }
@@ -928,7 +951,7 @@ class Run {
       const MemberId from = static_cast<MemberId>(i), to = out[o].to;
       int copies = faulty() && uniform() < dup_ ? 2 : 1;
       for (int c = 0; c < copies; ++c) {
-        bool lost = faulty() && (uniform() < drop_ || link_down(now, from, to));
+        bool lost = faulty() && (uniform() < drop_ || link_down(now, from, to, !is_membership(out[o].bytes)));
         uint64_t delay = between(1, max_delay_);
         if (faulty() && uniform() < straggle_) delay += between(max_delay_, suspect());  // a straggler
         if (opt_.trace)
@@ -950,7 +973,7 @@ class Run {
       c.promised = std::max(c.promised, from_wire(msg.promised));
       if (msg.installed.epoch != 0) c.installed.insert(from_wire(msg.installed));
       if (msg.type == wire::MembershipType::State) {
-        uint64_t& held = c.held_upto[m.truncates];
+        uint64_t& held = c.held_upto[m.voidings];
         held = std::max(held, msg.held_upto);
         if (msg.last_primary.epoch != 0) c.last_primary.insert(from_wire(msg.last_primary));
       }
@@ -959,7 +982,7 @@ class Run {
     wire::PeerPacket p;
     if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return fail(now, who(i) + " sent an undecodable datagram");
     c.delivered_upto = std::max(c.delivered_upto, p.header.delivered_upto);
-    uint64_t& held = c.held_upto[m.truncates];
+    uint64_t& held = c.held_upto[m.voidings];
     held = std::max(held, p.header.held_upto);
   }
 
@@ -1039,7 +1062,7 @@ class Run {
     m.snapshot_upto = upto;
     m.log = rewritten_log(m.process->durable_state());
     m.logged_delivered = upto;
-    m.truncates = 0;
+    m.voidings = count_voidings(m.log);
     m.life.claims.held_upto.clear();  // what it said before is below the snapshot
   }
 
@@ -1380,6 +1403,7 @@ class Run {
   uint64_t seed_;
   Options opt_;
   std::mt19937_64 rng_;
+  std::mt19937_64 shape_rng_;  // which partitions cut only the ordering's datagrams
   size_t n_ = 0;
   mcast::MembershipConfig cfg_;
   std::vector<Member> members_;
@@ -1416,7 +1440,8 @@ void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
       "                      [--bug NAME --expect-violation]\n"
-      "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install (protocol);\n"
+      "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
+      "      shrink-claim-at-install (protocol);\n"
       "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
@@ -1451,6 +1476,7 @@ bool parse(int argc, char** argv, Options& opt) {
       else if (b == "cut-at-delivered") opt.bug = mcast::GroupBug::CutAtDelivered;
       else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
       else if (b == "primary-at-install") opt.bug = mcast::GroupBug::PrimaryAtInstall;
+      else if (b == "shrink-claim-at-install") opt.bug = mcast::GroupBug::ShrinkClaimAtInstall;
 
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else return false;
@@ -1467,6 +1493,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
   if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
   if (opt.bug == mcast::GroupBug::PrimaryAtInstall) cmd += " --bug primary-at-install";
+  if (opt.bug == mcast::GroupBug::ShrinkClaimAtInstall) cmd += " --bug shrink-claim-at-install";
 
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   return cmd;

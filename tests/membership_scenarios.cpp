@@ -13,13 +13,14 @@
 //       for an unfinished install (Membership::freeze logs the Truncate)
 //   d   OrderComplete logged before the snapshot it relies on was on disk
 //       (finish_transfer: snapshot_unapplied_)
-//   b   NOT FIXED: a member that completed configuration X truncates below
-//       X's cut at a later install (keep = delivered) and still names X as
-//       its last primary; a later view change picks it as source and cuts
-//       below a delivered k. Run by hand (`membership_scenarios b`); it
-//       fails. See README, Limits.
+//   b   a member that completed configuration X dropped its records below
+//       X's cut at a later install (keep = delivered) and still named X as
+//       its last primary; a later view change picked it as source and cut
+//       below a delivered k (the rule "a claim changes only at
+//       OrderComplete", membership.hpp; `--bug shrink-claim-at-install`
+//       brings the hole back)
 //   c   the in-memory variant of c2.
-// Usage: membership_scenarios [a|a2|b|c|c2|d|all]
+// Usage: membership_scenarios [a|a2|b|c|c2|d|all] [--bug NAME --expect-violation]
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -35,30 +36,23 @@
 using namespace mcast;
 using Log = std::vector<LogRecord>;
 
+// A deliberately broken rule (--bug), to show a scenario catches it.
+static GroupBug g_bug = GroupBug::None;
+
 static Restored replay(const Log& log) {
-  Restored r;
-  std::map<uint64_t, Delivery> held;
-  for (const LogRecord& rec : log) {
-    switch (rec.kind) {
-      case LogRecord::Kind::Held: held[rec.held.global_seq] = rec.held; break;
-      case LogRecord::Kind::Truncate: held.erase(held.upper_bound(rec.upto), held.end()); break;
-      case LogRecord::Kind::Delivered: r.delivered_upto = rec.upto; break;
-      case LogRecord::Kind::Promise: r.promised = std::max(r.promised, rec.config.id); break;
-      case LogRecord::Kind::Install: r.last_installed = rec.config; r.install_keep = rec.upto; break;
-      case LogRecord::Kind::OrderComplete: r.last_primary = std::max(r.last_primary, rec.config.id); break;
-    }
-  }
-  for (auto& e : held) r.held.push_back(e.second);
-  return r;
+  LogReplay replay;  // the store's rules (membership.hpp)
+  for (const LogRecord& rec : log) replay.add(rec);
+  return replay.finish();
 }
 
 static Log rewritten_log(const Restored& r) {
   Log log;
   LogRecord rec;
   if (!r.promised.none()) { rec.kind = LogRecord::Kind::Promise; rec.config.id = r.promised; log.push_back(rec); }
-  if (r.last_installed) { rec.kind = LogRecord::Kind::Install; rec.config = *r.last_installed; rec.upto = r.install_keep; log.push_back(rec); }
+  if (r.last_installed) { rec.kind = LogRecord::Kind::Install; rec.config = *r.last_installed; rec.upto = r.install_keep; rec.claim_upto = r.claim_upto; log.push_back(rec); }
   if (!r.last_primary.none()) { rec.kind = LogRecord::Kind::OrderComplete; rec.config = Configuration{}; rec.config.id = r.last_primary; log.push_back(rec); }
   for (const Delivery& d : r.held) { rec.kind = LogRecord::Kind::Held; rec.held = d; log.push_back(rec); }
+  for (const Delivery& d : r.staged) { rec.kind = LogRecord::Kind::Staged; rec.held = d; log.push_back(rec); }
   rec.kind = LogRecord::Kind::Delivered; rec.upto = r.delivered_upto; log.push_back(rec);
   return log;
 }
@@ -92,6 +86,7 @@ struct Sim {
     cfg.keepalive_us = 10'000;
     cfg.suspect_after_us = 150'000;
     cfg.view_change_timeout_us = 100'000;
+    cfg.bug = g_bug;
   }
   bool up(int i) const { return nodes[i].p != nullptr; }
   void start(int i) {
@@ -485,8 +480,39 @@ static int scenario_c(bool starve3) {
   return sim.violations ? 1 : 0;
 }
 
+static int run(const std::string& which);
+
 int main(int argc, char** argv) {
-  std::string which = argc > 1 ? argv[1] : "all";
+  std::string which = "all";
+  bool expect_violation = false;
+  for (int a = 1; a < argc; ++a) {
+    std::string arg = argv[a];
+    if (arg == "--expect-violation") {
+      expect_violation = true;
+    } else if (arg == "--bug" && a + 1 < argc) {
+      std::string name = argv[++a];
+      if (name == "shrink-claim-at-install") g_bug = GroupBug::ShrinkClaimAtInstall;
+      else if (name == "primary-at-install") g_bug = GroupBug::PrimaryAtInstall;
+      else {
+        std::fprintf(stderr, "membership_scenarios: unknown bug '%s' (shrink-claim-at-install, primary-at-install)\n", name.c_str());
+        return 2;
+      }
+    } else if (!arg.empty() && arg[0] != '-') {
+      which = arg;
+    } else {
+      std::fprintf(stderr, "usage: membership_scenarios [a|a2|b|c|c2|d|all] [--bug NAME --expect-violation]\n");
+      return 2;
+    }
+  }
+  int rc = run(which);
+  if (!expect_violation) return rc;
+  // With a deliberately broken rule the schedule must end in a violation
+  // (rc 1); a setup that did not go as scripted (rc 2) proves nothing.
+  std::printf(rc == 1 ? "the injected bug was caught\n" : "the injected bug went unnoticed (rc %d)\n", rc);
+  return rc == 1 ? 0 : 1;
+}
+
+static int run(const std::string& which) {
   int rc = 0;
   if (which == "a" || which == "all") rc |= scenario_a();
   if (which == "a2") rc |= scenario_a(false);

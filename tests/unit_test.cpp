@@ -492,11 +492,21 @@ mcast::LogRecord promise(uint64_t epoch, mcast::MemberId rep) {
   r.config.id = mcast::ConfigId{epoch, rep};
   return r;
 }
+// An install line as an earlier version wrote it (no claim), or, with
+// `claim`, as this one does: ordering from `keep`, the old claim kept.
 mcast::LogRecord install(uint64_t epoch, mcast::MemberId rep, bool primary, uint64_t cut,
-                         std::vector<mcast::MemberId> members) {
+                         std::vector<mcast::MemberId> members, uint64_t keep = 0,
+                         uint64_t claim = mcast::LogRecord::kNoClaim) {
   mcast::LogRecord r;
   r.kind = mcast::LogRecord::Kind::Install;
   r.config = mcast::Configuration{mcast::ConfigId{epoch, rep}, std::move(members), primary, cut};
+  r.upto = keep;
+  r.claim_upto = claim;
+  return r;
+}
+mcast::LogRecord staged(const mcast::Delivery& d) {
+  mcast::LogRecord r = held(d);
+  r.kind = mcast::LogRecord::Kind::Staged;
   return r;
 }
 
@@ -524,7 +534,8 @@ std::string describe(const mcast::Restored& r) {
     text += " " + std::to_string(d.global_seq) + ":" + std::to_string(d.name.origin) + "." +
             std::to_string(d.name.incarnation) + "." + std::to_string(d.name.origin_seq) + "=" +
             wire::to_hex(d.payload);
-  text += " promised " + r.promised.text() + " last_primary " + r.last_primary.text();
+  text += " claim " + std::to_string(r.claim_upto) + " promised " + r.promised.text() + " last_primary " +
+          r.last_primary.text();
   if (r.last_installed) {
     text += " installed " + r.last_installed->id.text() + (r.last_installed->primary ? " primary" : " minority") +
             " cut " + std::to_string(r.last_installed->cut) + " members";
@@ -534,11 +545,14 @@ std::string describe(const mcast::Restored& r) {
 }
 
 // What describe() says of a Restored with these parts.
+// The claim is where held ends (or delivered_upto), unless given.
 std::string expected(uint64_t delivered_upto, const std::vector<mcast::Delivery>& held, mcast::ConfigId promised,
-                     mcast::ConfigId last_primary, std::optional<mcast::Configuration> installed) {
+                     mcast::ConfigId last_primary, std::optional<mcast::Configuration> installed,
+                     std::optional<uint64_t> claim = std::nullopt) {
   mcast::Restored r;
   r.delivered_upto = delivered_upto;
   r.held = held;
+  r.claim_upto = claim ? *claim : std::max(delivered_upto, held.empty() ? 0 : held.back().global_seq);
   r.promised = promised;
   r.last_primary = last_primary;
   r.last_installed = std::move(installed);
@@ -623,7 +637,10 @@ void store_snapshot_then_kill() {
   // A power cut without fsync: the snapshot (always synced) reached the
   // disk, the log's last appends did not. The snapshot is ahead of the log:
   // nothing in the log is applied again (the exactly-once table would hide a
-  // second application, applied_upto going back does not).
+  // second application, applied_upto going back does not), and the records
+  // at or below the snapshot are dropped: a snapshot ahead of every mark
+  // may come from a state transfer, of an order other than theirs
+  // (mcast::LogReplay).
   std::string cut = harness::make_temp_dir("unit-store-snapshot-ahead");
   fresh_log(cut, {held(r[0]), held(r[1]), held(r[2]), delivered(2), delivered(3)});
   write_raw(cut + "/snapshot.txt", state_of({r[0], r[1], r[2], r[3]}));
@@ -631,8 +648,8 @@ void store_snapshot_then_kill() {
     Restart again(cut);
     std::string which = "snapshot ahead of the log, life " + std::to_string(life) + ": ";
     CHECK(again.state.render_snapshot() == state_of({r[0], r[1], r[2], r[3]}), which + "the snapshot's state");
-    CHECK_EQ(describe(again.restored), expected(4, {r[0], r[1], r[2]}, {}, {}, std::nullopt),
-             which + "delivered 4, held what the log kept");
+    CHECK_EQ(describe(again.restored), expected(4, {}, {}, {}, std::nullopt),
+             which + "delivered 4, nothing held below the snapshot");
   }
   harness::remove_tree(cut);
 }
@@ -709,8 +726,8 @@ void store_truncate() {
 void store_configurations() {
   const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1);
   std::string dir = harness::make_temp_dir("unit-store-configs");
-  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}), order_complete(3, 1), held(r1), delivered(1), promise(4, 2),
-                  truncate(1), install(4, 2, false, 0, {2}), held(r2), promise(5, 0)});
+  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}, 0, 0), order_complete(3, 1), held(r1), delivered(1),
+                  held(r2), promise(4, 2), install(4, 2, false, 0, {2}, 0, 2), promise(5, 0)});
   const mcast::Configuration minority{{4, 2}, {2}, false, 0};
   const std::string want = expected(1, {r1, r2}, {5, 0}, {3, 1}, minority);
   std::string error;
@@ -725,22 +742,90 @@ void store_configurations() {
     Restart again(dir);
     CHECK_EQ(describe(again.restored), want, "configurations survive a write_snapshot rewrite");
     CHECK(again.state.render_snapshot() == state_of({r1}), "state after the rewrite");
-    // A primary install after it, not complete at the crash: last_primary
-    // stays (membership.hpp: only OrderComplete moves it).
-    CHECK(again.store.append({promise(6, 1), install(6, 1, true, 2, {0, 1})}, error), error);
+  }
+  harness::remove_tree(dir);
+}
+
+// (4b) A claim changes only at OrderComplete (membership.hpp). Member 0
+// holds 3.1's order up to 2 and delivered 1. It installs 6.1, whose source
+// had a newer last primary: its ordering starts at 1, and it fetches a
+// different record at k=2 (staged). Until the OrderComplete of 6.1 its log
+// claims 3.1's order up to 2, with 3.1's record there; the OrderComplete
+// swaps the records in one line.
+void store_staged_records() {
+  const mcast::Delivery r1 = record(1, 0, 1), r2 = record(2, 1, 1), other2 = record(2, 2, 5, 99);
+  const mcast::Configuration six{{6, 1}, {0, 1}, true, 2};
+  const std::vector<mcast::LogRecord> before = {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}, 0, 0),
+                                                order_complete(3, 1), held(r1), delivered(1), held(r2),
+                                                promise(6, 1), install(6, 1, true, 2, {0, 1}, 1, 2), staged(other2)};
+  std::string error;
+  std::string dir = harness::make_temp_dir("unit-store-staged");
+  fresh_log(dir, before);
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {3, 1}, six, 2),
+             "an incomplete install: the old claim, 3.1's record at k=2, the staged one ignored");
+    CHECK(again.store.write_snapshot(again.state, again.restored, error), error);
+    CHECK(file(dir + "/log.txt").find("install 6.1 primary 2 0,1 keep 1 claim 2\n") != std::string::npos,
+          "the rewrite keeps the install's claim: " + file(dir + "/log.txt"));
+  }
+  harness::remove_tree(dir);
+
+  // The same install, completed in the same life: the commit swaps k=2.
+  dir = harness::make_temp_dir("unit-store-staged-commit");
+  std::vector<mcast::LogRecord> completed = before;
+  completed.push_back(order_complete(6, 1));
+  completed.push_back(delivered(2));
+  fresh_log(dir, completed);
+  {
+    Restart again(dir);
+    CHECK_EQ(describe(again.restored), expected(2, {r1, other2}, {6, 1}, {6, 1}, six),
+             "OrderComplete commits the staged record");
+    CHECK(again.state.render_snapshot() == state_of({r1, other2}), "k=2 applied from the committed order");
+  }
+  harness::remove_tree(dir);
+
+  // A rewrite while the install is under way (a snapshot) keeps the staged
+  // records: the OrderComplete appended after it still finds them.
+  dir = harness::make_temp_dir("unit-store-staged-rewrite");
+  fresh_log(dir, {});
+  {
+    ReplicaStore store(dir, false);
+    FTQueue state;
+    mcast::Restored restored;
+    CHECK(store.open(state, restored, error), error);
+    CHECK(store.append(before, error), error);
+    mcast::Restored durable;  // what Membership::durable_state() says mid-install
+    durable.delivered_upto = 0;
+    durable.held = {r1, r2};
+    durable.claim_upto = 2;
+    durable.promised = {6, 1};
+    durable.last_primary = {3, 1};
+    durable.last_installed = six;
+    durable.install_keep = 1;
+    durable.staged = {other2};
+    CHECK(store.write_snapshot(state, durable, error), error);
+    CHECK(file(dir + "/log.txt").find("staged 2 2 7 5 ") != std::string::npos,
+          "the rewrite keeps the staged record: " + file(dir + "/log.txt"));
+    CHECK(store.append({order_complete(6, 1)}, error), error);
   }
   {
     Restart again(dir);
-    CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {3, 1}, mcast::Configuration{{6, 1}, {0, 1}, true, 2}),
-             "a newer primary install, its order not complete");
-    CHECK(again.store.append({order_complete(6, 1)}, error), error);
+    CHECK_EQ(describe(again.restored), expected(0, {r1, other2}, {6, 1}, {6, 1}, six),
+             "OrderComplete after a rewrite commits the staged record");
   }
+  harness::remove_tree(dir);
+
+  // A log of the earlier version (an install line without a claim): its held
+  // records above the install's keep were fetched for it, and an
+  // incomplete install does not claim them.
+  dir = harness::make_temp_dir("unit-store-staged-legacy");
+  fresh_log(dir, {promise(3, 1), install(3, 1, true, 0, {0, 1, 2}), order_complete(3, 1), held(r1), delivered(1),
+                  promise(6, 1), install(6, 1, true, 2, {0, 1}, 1), held(other2)});
   {
     Restart again(dir);
-    CHECK_EQ(describe(again.restored), expected(1, {r1, r2}, {6, 1}, {6, 1}, mcast::Configuration{{6, 1}, {0, 1}, true, 2}),
-             "a newer primary install, its order complete");
-    CHECK(file(dir + "/log.txt").find("last-primary 6.1\n") != std::string::npos,
-          "the rewrite at open keeps the last primary: " + file(dir + "/log.txt"));
+    CHECK_EQ(describe(again.restored), expected(1, {r1}, {6, 1}, {3, 1}, six),
+             "an earlier version's incomplete install claims only its keep");
   }
   harness::remove_tree(dir);
 }
@@ -906,6 +991,7 @@ void test_store() {
   store_held_not_delivered();
   store_truncate();
   store_configurations();
+  store_staged_records();
   store_torn_line();
   store_old_snapshot();
   store_phase_one();
