@@ -7,7 +7,7 @@
 // datagrams, some straggle far behind, and partitions come and go: one
 // member isolated, two sides (sometimes exactly a majority and a minority,
 // sometimes an even split with no majority), a one-way cut where a member is
-// heard but hears no one, a bridge where two members cannot talk but the
+// heard but hears no one (or hears all and is heard by no one), a bridge where two members cannot talk but the
 // others talk to both, and a ring of overlapping majorities where every
 // member hears a majority but no two hear the same one. A third of the
 // partitions cut only the ordering's datagrams (membership traffic passes):
@@ -64,6 +64,7 @@
 //   group_sim_test --seed 1234 --trace      # one seed, print every event
 //   group_sim_test --first-seed 1000000 --seeds 1000000   # an overnight run
 //   group_sim_test --seeds 30000 --keep-going   # list every failing seed, one line each
+//   group_sim_test --storm --seeds 3000         # long chains of view changes
 //   group_sim_test --bug minority-delivers --expect-violation
 //   group_sim_test --bug send-before-persist --expect-violation   # a driver bug
 // With --expect-violation a seed counts as catching the bug only if it
@@ -103,6 +104,9 @@ struct Options {
   bool trace = false;
   bool expect_violation = false;
   bool keep_going = false;  // report every failing seed, one line each
+  // Storm: a fault phase three times as long, with many more partitions,
+  // crash events and bursts (long chains of view changes).
+  bool storm = false;
   mcast::GroupBug bug = mcast::GroupBug::None;
   // The driver's own deliberate bug: datagrams leave before the records of
   // the same Ready are persisted (breaks the rule server.cpp keeps).
@@ -504,19 +508,19 @@ class Run {
     dup_ = uniform() < 0.5 ? 0 : uniform() * 0.1;
     max_delay_ = between(20, 3000);
     straggle_ = uniform() < 0.3 ? uniform() * 0.03 : 0;
-    fault_end_ = between(3, 10) * cfg_.suspect_after_us;
-    if (uniform() < 0.6) plan_partitions();
-    if (uniform() < 0.6) plan_crashes();
+    fault_end_ = (opt_.storm ? between(10, 30) : between(3, 10)) * cfg_.suspect_after_us;
+    if (opt_.storm || uniform() < 0.6) plan_partitions();
+    if (opt_.storm || uniform() < 0.6) plan_crashes();
     plan_requests();
   }
 
   uint64_t suspect() const { return cfg_.suspect_after_us; }
 
-  // One to three partitions, each a shape over random members, lasting from
+  // One to three partitions (4 to 12 in a storm), each a shape over random members, lasting from
   // a third of the suspicion timeout (members may not notice) to four times
   // it (view changes happen); they may overlap.
   void plan_partitions() {
-    size_t count = between(1, 3);
+    size_t count = opt_.storm ? between(4, 12) : between(1, 3);
     for (size_t p = 0; p < count; ++p) {
       Partition part;
       part.from = between(1000, fault_end_);
@@ -551,9 +555,11 @@ class Run {
         for (MemberId b = 0; b < n_; ++b)
           if (side[a] != side[b]) part.cut.insert({a, b});
     } else if (shape < 0.65) {
-      part.shape = "one-way: " + std::to_string(x) + " hears no one";
+      // Either direction (drawn apart from rng_, as ordering_only is).
+      const bool deaf = std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 0.5;
+      part.shape = "one-way: " + std::to_string(x) + (deaf ? " hears no one" : " is heard by no one");
       for (MemberId y = 0; y < n_; ++y)
-        if (y != x) part.cut.insert({y, x});
+        if (y != x) part.cut.insert(deaf ? std::make_pair(y, x) : std::make_pair(x, y));
     } else if (shape < 0.85 || n_ < 4) {
       const MemberId c = static_cast<MemberId>((x + between(1, n_ - 1)) % n_);
       part.shape = "bridge: " + std::to_string(x) + " and " + std::to_string(c) + " cut";
@@ -586,9 +592,9 @@ class Run {
     return side;
   }
 
-  // One to three crash events during the fault phase.
+  // One to three crash events during the fault phase (3 to 8 in a storm).
   void plan_crashes() {
-    size_t events = between(1, 3);
+    size_t events = opt_.storm ? between(3, 8) : between(1, 3);
     for (size_t e = 0; e < events; ++e) {
       uint64_t at = between(1000, fault_end_);
       double kind = uniform();
@@ -651,7 +657,7 @@ class Run {
 
   // Bursts of client requests during the fault phase.
   void plan_requests() {
-    size_t bursts = between(1, 25);
+    size_t bursts = opt_.storm ? between(20, 80) : between(1, 25);
     for (size_t b = 0; b < bursts; ++b)
       planned_.push_back(PlannedBurst{between(1000, fault_end_), any_member(), uniform() < 0.3 ? between(2, 8) : 1});
     std::sort(planned_.begin(), planned_.end(),
@@ -1439,7 +1445,8 @@ class Run {
 void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
-      "                      [--bug NAME --expect-violation]\n"
+      "                      [--storm] [--bug NAME --expect-violation]\n"
+      "--storm: a fault phase three times as long, 4-12 partitions and 3-8 crash events\n"
       "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
       "      shrink-claim-at-install (protocol);\n"
       "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
@@ -1466,6 +1473,8 @@ bool parse(int argc, char** argv, Options& opt) {
       opt.seeds = 1;
     } else if (a == "--trace") {
       opt.trace = true;
+    } else if (a == "--storm") {
+      opt.storm = true;
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
@@ -1489,6 +1498,7 @@ bool parse(int argc, char** argv, Options& opt) {
 
 std::string replay_command(uint64_t seed, const Options& opt) {
   std::string cmd = "group_sim_test --seed " + std::to_string(seed) + " --trace";
+  if (opt.storm) cmd += " --storm";
   if (opt.bug == mcast::GroupBug::DeliverWithoutMajority) cmd += " --bug deliver-without-majority";
   if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
   if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
