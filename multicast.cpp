@@ -769,10 +769,14 @@ std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries
 
 std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }
 
-// Who needs to hear that we now hold these records: a member that cannot
-// yet count a majority of holders for them. With a majority of two (n <= 3)
-// every member that got the ASSIGN counts its sequencer and itself, so only
-// the sequencer waits for a second holder; with more, everyone may.
+// Who needs to hear at once that we now hold these records: a member that
+// must answer a client and cannot yet count a majority of holders. With a
+// majority of two (n <= 3) every member that got the ASSIGN counts its
+// sequencer and itself, so only the sequencer waits for a second holder,
+// and it answers a client only for a batch it sent itself; for any other
+// batch it learns from our next header (at the latest the heartbeat, while
+// anything is unstable), which costs no datagram. With a larger majority
+// everyone may be waiting.
 void Multicast::tell_holders_needed(const std::vector<Delivery>& held) {
   if (group_size_ / 2 + 1 > 2) {
     announce();
@@ -780,7 +784,7 @@ void Multicast::tell_holders_needed(const std::vector<Delivery>& held) {
   }
   for (const Delivery& d : held) {
     MemberId sequencer = holder_of(d.global_seq);
-    if (sequencer != self_) outbox(sequencer).has_status = true;
+    if (sequencer != self_ && (d.name.origin == sequencer || d.global_seq <= cut_)) outbox(sequencer).has_status = true;
   }
 }
 
