@@ -9,6 +9,14 @@
 //       standard table; this is what `make bench` runs.
 //   bench --local --members N --clients C --seconds S [--loss P] [--fsync]
 //       One case on a local cluster it starts itself.
+//   bench --failover --members N [--loss P] [--kill next|other|ID]
+//       A local cluster under load; 2 s in, one replica is killed (SIGKILL),
+//       3 s later restarted on its files: the longest time with no call
+//       completed, the calls in flight at the kill, throughput around it,
+//       and how long the restarted replica takes to catch up.
+//   bench --failover-table
+//       The standard failover cases (3 and 5 replicas, loss 0 and 0.1);
+//       `make bench` runs it after the table.
 //
 // Options: --warmup S (default 1), --queues Q (default 4), --push-percent P
 // (default 50; the rest are pops), --pids P1,P2,... (servers whose CPU and
@@ -23,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -50,6 +59,8 @@ struct Options {
   double loss = 0;
   std::string server_bin = "./server";
   uint64_t total_ops = 0;  // stop after this many operations instead of --seconds
+  bool failover = false, failover_table = false;
+  std::string kill = "next";  // failover: next (sequences next), other, or a replica id
 };
 
 struct ProcessUsage {
@@ -84,6 +95,9 @@ struct Result {
   double seconds = 0;
   uint64_t ops = 0, errors = 0, retries = 0;
   std::vector<uint32_t> latency_us;  // of operations completed in the window
+  // Every call completed in the window: when it was first sent, when its
+  // answer came (failover figures).
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
   double percentile_ms(double p) {
     if (latency_us.empty()) return 0;
     size_t i = std::min(latency_us.size() - 1, static_cast<size_t>(p / 100.0 * latency_us.size()));
@@ -103,6 +117,7 @@ struct LogicalClient {
   net::RetryPolicy retry;
   uint64_t resend_at = 0;
   int silent_tries = 0;
+  uint64_t on_server_since = 0;  // when it last turned to its current server
 };
 
 class Driver {
@@ -129,6 +144,12 @@ class Driver {
     return true;
   }
 
+  // Called at every step of run(), with the time: a failover run kills and
+  // restarts a replica from here.
+  std::function<void(uint64_t)> on_step;
+
+  uint64_t measure_to() const { return measure_to_; }
+
   Result run() {
     for (int i = 0; i < o_.clients; ++i) clients_.push_back(make_client(static_cast<size_t>(i)));
     uint64_t now = net::now_us();
@@ -143,6 +164,7 @@ class Driver {
       now = net::now_us();
       if (now >= measure_to) break;
       if (o_.total_ops && r.ops >= o_.total_ops) break;
+      if (on_step) on_step(now);
       step(now, true);
     }
     r.seconds = (std::min(net::now_us(), measure_to) - measure_from) / 1e6;
@@ -171,6 +193,7 @@ class Driver {
     c.op = op;
     c.tries = net::Tries{};
     c.silent_tries = 0;
+    c.on_server_since = now;
     send(c, now);
   }
 
@@ -216,7 +239,8 @@ class Driver {
       if (rep.code == wire::ReplyCode::NotInMajority) {  // as ./client: ask the next replica, a little later
         c.server = (c.server + 1) % servers_.size();
         c.silent_tries = 0;
-        c.resend_at = net::now_us() + 5'000;
+        c.on_server_since = net::now_us();
+        c.resend_at = c.on_server_since + 5'000;
         continue;
       }
       complete(c, rep, net::now_us(), continue_loop);
@@ -225,9 +249,11 @@ class Driver {
     for (auto& c : clients_) {
       if (c.resend_at == 0 || now < c.resend_at) continue;
       if (in_window(now)) ++result_->retries;
-      if (++c.silent_tries >= 8) {  // as ./client: a long-silent server is skipped
+      // As ./client: a server silent for 8 tries or 1 s is left for the next.
+      if (++c.silent_tries >= 8 || now >= c.on_server_since + 1'000'000) {
         c.silent_tries = 0;
         c.server = (c.server + 1) % servers_.size();
+        c.on_server_since = now;
       }
       send(c, now);
     }
@@ -243,6 +269,7 @@ class Driver {
       if (ok) {
         ++result_->ops;
         result_->latency_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(now - c.tries.first_sent_us, UINT32_MAX)));
+        result_->calls.emplace_back(c.tries.first_sent_us, now);
       } else {
         ++result_->errors;
       }
@@ -413,12 +440,229 @@ int run_table(Options o) {
   return 0;
 }
 
+// ---- failover -----------------------------------------------------------------
+
+// One status request to a replica (what `client status` asks); false if it
+// does not answer within 200 ms.
+bool query_status(const net::Endpoint& server, wire::ReplicaStatus& out) {
+  std::string error;
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  int fd = net::open_udp(any, error);
+  if (fd < 0) return false;
+  const uint64_t nonce = net::random_u64();
+  net::send_to(fd, wire::encode_status_request(nonce), server.addr);
+  bool ok = false;
+  for (uint64_t deadline = net::now_us() + 200'000; !ok && net::now_us() < deadline;) {
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 20);
+    char buf[2048];
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    ok = n > 0 && wire::decode_status_reply(buf, static_cast<size_t>(n), out) && out.nonce == nonce;
+  }
+  ::close(fd);
+  return ok;
+}
+
+std::vector<int> members_of(const wire::ReplicaStatus& s) {
+  std::vector<int> out;
+  for (int m = 0; m < 64; ++m)
+    if (s.config_members >> m & 1) out.push_back(m);
+  return out;
+}
+
+struct FailoverOutcome {
+  int victim = -1;
+  uint64_t kill_us = 0, restart_us = 0, caught_up_us = 0;
+  uint64_t target_delivered = 0;  // the survivors' delivered_upto when the victim restarted
+};
+
+// The figures of one failover run, from every completed call's start and end.
+// The calls a kill hurts: those in flight at the kill, and those issued
+// within 10 ms after it (the kill lands between two steps of the closed
+// loop, so the replica's own calls were often all answered just before it
+// died, and the calls it hurts are the next ones).
+constexpr uint64_t kJustAfterKillUs = 10'000;
+
+struct FailoverFigures {
+  double longest_gap_ms = 0, in_flight_p99_ms = 0, in_flight_max_ms = 0;
+  double gap_starts_after_kill_s = 0;  // where the longest gap began, from the kill
+  size_t in_flight = 0;
+  uint64_t ops_second_before = 0, ops_second_after = 0;
+  double catch_up_ms = -1;  // -1: did not catch up before the run ended
+};
+
+FailoverFigures failover_figures(const Result& r, const FailoverOutcome& f, uint64_t measure_to) {
+  FailoverFigures out;
+  std::vector<uint64_t> ends;
+  std::vector<uint64_t> in_flight_us;
+  for (const auto& [start, end] : r.calls) {
+    ends.push_back(end);
+    if (start < f.kill_us + kJustAfterKillUs && end >= f.kill_us) in_flight_us.push_back(end - start);
+    if (end < f.kill_us && end + 1'000'000 >= f.kill_us) ++out.ops_second_before;
+    if (end >= f.kill_us && end < f.kill_us + 1'000'000) ++out.ops_second_after;
+  }
+  std::sort(ends.begin(), ends.end());
+  // The longest stretch, anywhere in the window, with no call completed;
+  // the run's last stretch counts up to its end.
+  uint64_t longest = 0;
+  for (size_t i = 1; i < ends.size(); ++i) {
+    if (ends[i] - ends[i - 1] > longest) out.gap_starts_after_kill_s = (double(ends[i - 1]) - double(f.kill_us)) / 1e6;
+    longest = std::max(longest, ends[i] - ends[i - 1]);
+  }
+  if (!ends.empty() && measure_to > ends.back() && measure_to - ends.back() > longest) {
+    longest = measure_to - ends.back();
+    out.gap_starts_after_kill_s = (double(ends.back()) - double(f.kill_us)) / 1e6;
+  }
+  out.longest_gap_ms = longest / 1000.0;
+  std::sort(in_flight_us.begin(), in_flight_us.end());
+  out.in_flight = in_flight_us.size();
+  if (!in_flight_us.empty()) {
+    out.in_flight_p99_ms = in_flight_us[std::min(in_flight_us.size() - 1, in_flight_us.size() * 99 / 100)] / 1000.0;
+    out.in_flight_max_ms = in_flight_us.back() / 1000.0;
+  }
+  if (f.caught_up_us) out.catch_up_ms = (f.caught_up_us - f.restart_us) / 1000.0;
+  return out;
+}
+
+// Which replica to kill: `next` is the one that sequences the next global
+// sequence number (members[(delivered_upto + 1) mod |members|] of the
+// configuration replica 0 reports: membership.hpp), `other` the next member
+// after it, or a replica id.
+int pick_victim(const Options& o, const std::vector<net::Endpoint>& servers) {
+  if (o.kill != "next" && o.kill != "other") return std::atoi(o.kill.c_str());
+  for (size_t i = 0; i < servers.size(); ++i) {
+    wire::ReplicaStatus s;
+    if (!query_status(servers[i], s) || !s.primary) continue;
+    std::vector<int> members = members_of(s);
+    if (members.empty()) continue;
+    size_t next = (s.delivered_upto + 1) % members.size();
+    if (o.kill == "other") next = (next + 1) % members.size();
+    return members[next];
+  }
+  return 0;
+}
+
+// Caught up: the restarted replica is in a primary configuration of all n
+// members and has delivered at least what the others had delivered when it
+// was restarted.
+bool caught_up(const net::Endpoint& server, int members, uint64_t target) {
+  wire::ReplicaStatus s;
+  return query_status(server, s) && s.primary && static_cast<int>(members_of(s).size()) == members &&
+         s.delivered_upto >= target;
+}
+
+bool run_failover_case(Options o, FailoverOutcome& f, FailoverFigures& fig, Result& r, std::string& error) {
+  constexpr uint64_t kKillAfterUs = 2'000'000, kDownUs = 3'000'000;
+  o.clients = 32;
+  o.warmup = 1;
+  o.seconds = 10;
+  o.total_ops = 0;
+  LocalCluster lc(o, o.members, o.loss, false);
+  std::vector<net::Endpoint> servers;
+  if (!net::parse_endpoints(lc.cluster->servers(), servers, error)) return false;
+  Driver d(o, servers);
+  if (!d.setup(error)) return false;
+  const uint64_t start = net::now_us() + static_cast<uint64_t>(o.warmup * 1e6);
+  uint64_t next_check = 0;
+  d.on_step = [&](uint64_t now) {
+    if (!f.kill_us && now >= start + kKillAfterUs) {
+      f.victim = pick_victim(o, servers);
+      if (f.victim < 0 || f.victim >= o.members) f.victim = 0;
+      lc.cluster->crash(f.victim);
+      f.kill_us = net::now_us();
+    } else if (f.kill_us && !f.restart_us && now >= f.kill_us + kDownUs) {
+      for (size_t i = 0; i < servers.size(); ++i) {
+        wire::ReplicaStatus s;
+        if (static_cast<int>(i) != f.victim && query_status(servers[i], s))
+          f.target_delivered = std::max(f.target_delivered, s.delivered_upto);
+      }
+      lc.cluster->start(f.victim);
+      f.restart_us = net::now_us();
+    } else if (f.restart_us && !f.caught_up_us && now >= next_check) {
+      next_check = now + 20'000;
+      if (caught_up(servers[static_cast<size_t>(f.victim)], o.members, f.target_delivered)) f.caught_up_us = net::now_us();
+    }
+  };
+  r = d.run();
+  fig = failover_figures(r, f, d.measure_to());
+  return true;
+}
+
+const char* kFailoverHeader =
+    "| case | killed | longest gap ms (starts, s after the kill) | calls hit by the kill | their p99 ms | their max ms "
+    "| ops in the second before | ops in the second after | catch-up ms | ops/s overall | errors |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+void print_failover_row(const std::string& name, const FailoverOutcome& f, const FailoverFigures& fig, Result& r) {
+  std::printf("| %s | %d | %.0f (%+.2f) | %zu | %s | %s | %" PRIu64 " | %" PRIu64 " | %s | %.0f | %" PRIu64 " |\n",
+              name.c_str(), f.victim, fig.longest_gap_ms, fig.gap_starts_after_kill_s, fig.in_flight, format_ms(fig.in_flight_p99_ms).c_str(),
+              format_ms(fig.in_flight_max_ms).c_str(), fig.ops_second_before, fig.ops_second_after,
+              fig.catch_up_ms < 0 ? "not caught up" : format_ms(fig.catch_up_ms).c_str(), r.ops_per_s(), r.errors);
+  std::fflush(stdout);
+}
+
+int run_failover(const Options& o) {
+  FailoverOutcome f;
+  FailoverFigures fig;
+  Result r;
+  std::string error;
+  if (!run_failover_case(o, f, fig, r, error)) {
+    std::fprintf(stderr, "bench: %s\n", error.c_str());
+    return 1;
+  }
+  std::fputs(kFailoverHeader, stdout);
+  char name[96];
+  std::snprintf(name, sizeof name, "%d replicas, 32 clients, loss %g, kill %s", o.members, o.loss, o.kill.c_str());
+  print_failover_row(name, f, fig, r);
+  print_last_line(r);
+  // Correctness only (timings are figures, not verdicts): no client error,
+  // the restarted replica caught up.
+  return r.errors == 0 && fig.catch_up_ms >= 0 ? 0 : 1;
+}
+
+int run_failover_table(const Options& o) {
+  struct Case {
+    int members;
+    double loss;
+    const char* kill;
+  };
+  const Case cases[] = {{3, 0, "next"}, {3, 0, "other"}, {3, 0.1, "next"}, {3, 0.1, "other"}, {5, 0, "next"}, {5, 0.1, "next"}};
+  std::fputs(kFailoverHeader, stdout);
+  std::fflush(stdout);
+  int status = 0;
+  for (const Case& k : cases) {
+    Options co = o;
+    co.members = k.members;
+    co.loss = k.loss;
+    co.kill = k.kill;
+    FailoverOutcome f;
+    FailoverFigures fig;
+    Result r;
+    std::string error;
+    char name[96];
+    std::snprintf(name, sizeof name, "%d replicas, loss %g, kill %s", k.members, k.loss,
+                  std::string(k.kill) == "next" ? "the next sequencer" : "another");
+    if (!run_failover_case(co, f, fig, r, error)) {
+      std::printf("| %s | failed: %s |\n", name, error.c_str());
+      status = 1;
+      continue;
+    }
+    print_failover_row(name, f, fig, r);
+    if (r.errors || fig.catch_up_ms < 0) status = 1;
+  }
+  return status;
+}
+
 const char* kUsage =
     "usage: bench --servers HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             [--queues Q] [--push-percent P] [--pids P1,P2,...]\n"
     "       bench --local [--members N] [--clients C] [--seconds S] [--loss P] [--fsync]\n"
     "       bench --table [--seconds S] [--ops N]   (what `make bench` runs;\n"
     "             --ops N sets the length of its memory run, default 1,000,000)\n"
+    "       bench --failover [--members N] [--loss P] [--kill next|other|ID]\n"
+    "             (32 clients; 2 s in a replica is killed, 3 s later restarted)\n"
+    "       bench --failover-table   (the failover cases; `make bench` runs it too)\n"
     "Closed-loop load: C logical clients, one request outstanding each. Reports\n"
     "ops/s, latency percentiles, errors, retries, and server CPU and memory.\n"
     "Last line: ops_per_s=N p50_ms=X p99_ms=Y errors=E\n";
@@ -467,6 +711,14 @@ bool parse(int argc, char** argv, Options& o) {
     else if (a == "--fsync") o.fsync = true;
     else if (a == "--local") o.local = true;
     else if (a == "--table") o.table = true;
+    else if (a == "--failover") o.failover = true;
+    else if (a == "--failover-table") o.failover_table = true;
+    else if (a == "--kill") {
+      ok = value(o.kill) || fail("--kill needs next, other or a replica id");
+      int32_t id;
+      if (ok && o.kill != "next" && o.kill != "other" && !(net::parse_i32(o.kill, id) && id >= 0 && id < 64))
+        ok = fail("--kill needs next, other or a replica id, not '" + o.kill + "'");
+    }
     else if (a == "--server-bin") ok = value(o.server_bin) || fail("--server-bin needs a path");
     else if (a == "--ops")
       ok = (value(v) && net::parse_u64(v, o.total_ops) && o.total_ops > 0) || fail("--ops needs a positive count");
@@ -497,6 +749,14 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::fputs("(run 'bench --help' for usage)\n", stderr);
     return 2;
+  }
+  if (o.failover_table) return run_failover_table(o);
+  if (o.failover) {
+    if (std::string(o.kill) != "next" && o.kill != "other" && std::atoi(o.kill.c_str()) >= o.members) {
+      std::fprintf(stderr, "bench: --kill %s: there are only %d replicas\n", o.kill.c_str(), o.members);
+      return 2;
+    }
+    return run_failover(o);
   }
   if (!o.table && !o.local && o.servers.empty()) {
     std::fputs(kUsage, stderr);
