@@ -22,6 +22,8 @@
 // (default 50; the rest are pops), --pids P1,P2,... (servers whose CPU and
 // memory to report when driving a cluster it did not start).
 // The last line is always: ops_per_s=N p50_ms=X p99_ms=Y errors=E
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,7 +61,7 @@ struct Options {
   double loss = 0;
   std::string server_bin = "./server";
   uint64_t total_ops = 0;  // stop after this many operations instead of --seconds
-  bool failover = false, failover_table = false;
+  bool failover = false, failover_table = false, etcd = false;
   std::string kill = "next";  // failover: next (sequences next), other, or a replica id
 };
 
@@ -654,6 +656,167 @@ int run_failover_table(const Options& o) {
   return status;
 }
 
+// ---- etcd, for comparison (tests/failover_vs_etcd.sh) ---------------------------
+//
+// Closed-loop writes to an etcd cluster through its JSON gateway (POST
+// /v3/kv/put), one keep-alive HTTP/1.1 connection per client. A client whose
+// connection fails, or that waits 1 s for an answer, moves to the next
+// endpoint and sends the same write again (a put is idempotent).
+
+struct EtcdClient {
+  size_t endpoint = 0;
+  int fd = -1;
+  std::string in;
+  uint64_t first_sent_us = 0, sent_us = 0;
+  uint64_t key = 0;
+};
+
+int connect_tcp(const net::Endpoint& e) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&e.addr), sizeof e.addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+// The answer's status and whether it is complete (headers and the whole body).
+bool http_answer(const std::string& in, int& status, size_t& length) {
+  size_t end = in.find("\r\n\r\n");
+  if (end == std::string::npos) return false;
+  status = in.size() > 12 ? std::atoi(in.c_str() + 9) : 0;
+  size_t body = 0;
+  size_t at = in.find("Content-Length:");
+  if (at == std::string::npos) at = in.find("content-length:");
+  if (at != std::string::npos && at < end) body = std::strtoul(in.c_str() + at + 15, nullptr, 10);
+  length = end + 4 + body;
+  return in.size() >= length;
+}
+
+int run_etcd(const Options& o) {
+  std::vector<net::Endpoint> endpoints;
+  std::string error;
+  if (!net::parse_endpoints(o.servers, endpoints, error)) {
+    std::fprintf(stderr, "bench: %s\n", error.c_str());
+    return 2;
+  }
+  std::vector<EtcdClient> clients(static_cast<size_t>(o.clients));
+  Result r;
+  uint64_t retries = 0;
+  const uint64_t begin = net::now_us();
+  const uint64_t measure_from = begin + static_cast<uint64_t>(o.warmup * 1e6);
+  const uint64_t measure_to = measure_from + static_cast<uint64_t>(o.seconds * 1e6);
+  auto send_put = [&](EtcdClient& c, uint64_t now) {
+    for (size_t tries = 0; c.fd < 0 && tries < endpoints.size(); ++tries) {
+      c.fd = connect_tcp(endpoints[c.endpoint]);
+      if (c.fd < 0) c.endpoint = (c.endpoint + 1) % endpoints.size();
+    }
+    c.sent_us = now;
+    if (c.fd < 0) return;  // every endpoint refused: try again at the next timeout
+    const std::string body = "{\"key\":\"" + base64("bench/" + std::to_string(c.key % 1000)) + "\",\"value\":\"" +
+                             base64(std::to_string(c.key)) + "\"}";
+    const std::string request = "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (::send(c.fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+      ::close(c.fd);
+      c.fd = -1;
+    }
+  };
+  auto move_on = [&](EtcdClient& c, uint64_t now) {
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = -1;
+    c.in.clear();
+    c.endpoint = (c.endpoint + 1) % endpoints.size();
+    if (now >= measure_from && now < measure_to) ++retries;
+    send_put(c, now);
+  };
+  for (size_t i = 0; i < clients.size(); ++i) {
+    clients[i].endpoint = i % endpoints.size();
+    clients[i].key = i * 1'000'000'007ULL;
+    clients[i].first_sent_us = net::now_us();
+    send_put(clients[i], clients[i].first_sent_us);
+  }
+  while (net::now_us() < measure_to) {
+    std::vector<pollfd> fds;
+    for (const EtcdClient& c : clients) fds.push_back(pollfd{c.fd, POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 10);
+    const uint64_t now = net::now_us();
+    for (size_t i = 0; i < clients.size(); ++i) {
+      EtcdClient& c = clients[i];
+      if (c.fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buf[4096];
+        ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0) {
+          move_on(c, now);
+          continue;
+        }
+        c.in.append(buf, static_cast<size_t>(n));
+        int status = 0;
+        size_t length = 0;
+        if (!http_answer(c.in, status, length)) continue;
+        const bool ok = status == 200 && c.in.substr(0, length).find("\"error\"") == std::string::npos;
+        c.in.erase(0, length);
+        if (!ok) {
+          if (now >= measure_from && now < measure_to) ++r.errors;
+          move_on(c, now);
+          continue;
+        }
+        if (now >= measure_from && now < measure_to) {
+          ++r.ops;
+          r.latency_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(now - c.first_sent_us, UINT32_MAX)));
+          r.calls.emplace_back(c.first_sent_us, now);
+        }
+        ++c.key;
+        c.first_sent_us = now;
+        send_put(c, now);
+      } else if (now >= c.sent_us + 1'000'000) {
+        move_on(c, now);  // silent for 1 s (or nothing to connect to): the next endpoint
+      }
+    }
+  }
+  for (EtcdClient& c : clients)
+    if (c.fd >= 0) ::close(c.fd);
+  r.seconds = (measure_to - measure_from) / 1e6;
+  r.retries = retries;
+  std::sort(r.latency_us.begin(), r.latency_us.end());
+  std::vector<uint64_t> ends;
+  for (const auto& call : r.calls) ends.push_back(call.second);
+  std::sort(ends.begin(), ends.end());
+  uint64_t longest = 0, gap_start = measure_from;
+  for (size_t i = 1; i < ends.size(); ++i)
+    if (ends[i] - ends[i - 1] > longest) {
+      longest = ends[i] - ends[i - 1];
+      gap_start = ends[i - 1];
+    }
+  std::printf("etcd: %.0f writes/s over %.1f s, %" PRIu64 " errors, %" PRIu64 " retries; p50 %s ms, p99 %s ms, max %s ms\n",
+              r.ops_per_s(), r.seconds, r.errors, r.retries, format_ms(r.percentile_ms(50)).c_str(),
+              format_ms(r.percentile_ms(99)).c_str(), format_ms(r.percentile_ms(100)).c_str());
+  std::printf("longest_gap_ms=%.0f gap_starts_s=%.2f\n", longest / 1000.0, (double(gap_start) - double(measure_from)) / 1e6);
+  print_last_line(r);
+  return r.ops > 0 ? 0 : 1;
+}
+
 const char* kUsage =
     "usage: bench --servers HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             [--queues Q] [--push-percent P] [--pids P1,P2,...]\n"
@@ -663,6 +826,8 @@ const char* kUsage =
     "       bench --failover [--members N] [--loss P] [--kill next|other|ID]\n"
     "             (32 clients; 2 s in a replica is killed, 3 s later restarted)\n"
     "       bench --failover-table   (the failover cases; `make bench` runs it too)\n"
+    "       bench --etcd HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
+    "             (closed-loop writes to etcd's JSON gateway, for tests/failover_vs_etcd.sh)\n"
     "Closed-loop load: C logical clients, one request outstanding each. Reports\n"
     "ops/s, latency percentiles, errors, retries, and server CPU and memory.\n"
     "Last line: ops_per_s=N p50_ms=X p99_ms=Y errors=E\n";
@@ -712,6 +877,10 @@ bool parse(int argc, char** argv, Options& o) {
     else if (a == "--local") o.local = true;
     else if (a == "--table") o.table = true;
     else if (a == "--failover") o.failover = true;
+    else if (a == "--etcd") {
+      ok = value(o.servers) || fail("--etcd needs HOST:PORT,... (etcd client URLs)");
+      o.etcd = true;
+    }
     else if (a == "--failover-table") o.failover_table = true;
     else if (a == "--kill") {
       ok = value(o.kill) || fail("--kill needs next, other or a replica id");
@@ -750,6 +919,7 @@ int main(int argc, char** argv) {
     std::fputs("(run 'bench --help' for usage)\n", stderr);
     return 2;
   }
+  if (o.etcd) return run_etcd(o);
   if (o.failover_table) return run_failover_table(o);
   if (o.failover) {
     if (std::string(o.kill) != "next" && o.kill != "other" && std::atoi(o.kill.c_str()) >= o.members) {

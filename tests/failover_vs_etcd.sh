@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# failover_vs_etcd.sh: the same failover, FTQueue beside etcd, in one run.
+#
+# 32 closed-loop clients write to a 3-member cluster on this machine; 2 s
+# into the measurement the member that matters most is killed with SIGKILL
+# (etcd: its leader; FTQueue: the replica that sequences next). Printed side
+# by side: the longest time with no write completed anywhere, throughput,
+# latency, errors. etcd runs with its default settings (heartbeat 100 ms,
+# election timeout 1000 ms, fsync on); FTQueue with its own (--suspect-ms
+# 300, log written to the OS; add FTQ_FSYNC=1 for --fsync).
+#
+# Not part of `make test`. It needs etcd and etcdctl (Debian: apt-get
+# install etcd-server etcd-client) and skips, with status 0, without them.
+#
+#   tests/failover_vs_etcd.sh [BUILD_DIR]     (default: build, after make test)
+#
+# Every process it starts is recorded by pid and killed by that pid on every
+# path (trap); nothing is killed by name.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+bench=$build/tests/bench
+server=$build/server
+
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  echo "skip: etcd is not installed (Debian: apt-get install etcd-server etcd-client)"
+  exit 0
+fi
+for f in "$bench" "$server"; do
+  if [[ ! -x $f ]]; then
+    echo "error: $f not found; build first (make test), or pass the build directory" >&2
+    exit 2
+  fi
+done
+
+tmp=$(mktemp -d /tmp/failover-vs-etcd.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+# Six ports nobody listens on: a random base, checked (bounded tries).
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+base=0
+for _ in $(seq 1 50); do
+  b=$((20000 + RANDOM % 30000))
+  ok=1
+  for i in 0 1 2 3 4 5; do port_free $((b + i)) || ok=0; done
+  if ((ok)); then base=$b; break; fi
+done
+if ((base == 0)); then echo "error: found no six free ports" >&2; exit 1; fi
+
+cluster=""
+endpoints=""
+for i in 0 1 2; do
+  cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 3 + i))"
+  endpoints+="${endpoints:+,}127.0.0.1:$((base + i))"
+done
+etcd_pids=()
+for i in 0 1 2; do
+  etcd --name "e$i" --data-dir "$tmp/e$i" \
+    --listen-client-urls "http://127.0.0.1:$((base + i))" --advertise-client-urls "http://127.0.0.1:$((base + i))" \
+    --listen-peer-urls "http://127.0.0.1:$((base + 3 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 3 + i))" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "ftq-$base" \
+    >"$tmp/e$i.log" 2>&1 &
+  pids+=($!)
+  etcd_pids+=($!)
+done
+urls=$(echo "$endpoints" | sed 's|\([^,]*\)|http://\1|g')
+healthy=0
+for _ in $(seq 1 100); do
+  if etcdctl --endpoints="$urls" endpoint health >/dev/null 2>&1; then healthy=1; break; fi
+  sleep 0.2
+done
+if ((!healthy)); then echo "error: etcd did not become healthy; logs in $tmp" >&2; trap - EXIT; exit 1; fi
+
+# The etcd run: the bench writes for 1 s of warm-up and 10 s measured; the
+# leader dies 2 s into the measurement.
+SECONDS=0
+"$bench" --etcd "$endpoints" --clients 32 --warmup 1 --seconds 10 >"$tmp/etcd.out" 2>&1 &
+bench_pid=$!
+pids+=($bench_pid)
+sleep 3
+leader=-1
+for i in 0 1 2; do
+  fields=$(etcdctl --endpoints="http://127.0.0.1:$((base + i))" endpoint status -w fields 2>/dev/null || true)
+  member=$(echo "$fields" | sed -n 's/^"MemberID" : //p')
+  lead=$(echo "$fields" | sed -n 's/^"Leader" : //p')
+  if [[ -n $member && $member == "$lead" ]]; then leader=$i; fi
+done
+if ((leader < 0)); then echo "error: no etcd leader found" >&2; exit 1; fi
+kill -9 "${etcd_pids[$leader]}"
+wait "${etcd_pids[$leader]}" 2>/dev/null || true
+killed_at=$SECONDS
+wait "$bench_pid" || true
+etcd_line=$(grep '^etcd:' "$tmp/etcd.out" || echo "etcd: no result")
+etcd_gap=$(sed -n 's/^longest_gap_ms=\([0-9]*\) gap_starts_s=\(.*\)$/\1 (starts at \2 s)/p' "$tmp/etcd.out")
+
+# The FTQueue run: the same load and timing (bench --failover).
+ftq_args=(--failover --members 3 --kill next --server-bin "$server")
+ftq=$("$bench" "${ftq_args[@]}" 2>&1 | grep '^| 3 replicas' || echo "| FTQueue run failed |")
+
+echo "etcd (leader e$leader killed about $((killed_at - 1)) s into the measurement): $etcd_line"
+echo "etcd longest time with no write completed: ${etcd_gap:-?} ms"
+echo
+echo "FTQueue (bench --failover --members 3 --kill next):"
+echo "$ftq"
+echo
+ftq_gap=$(echo "$ftq" | awk -F'|' '{print $4}' | awk '{print $1}')
+ftq_rate=$(echo "$ftq" | awk -F'|' '{print $11}' | tr -d ' ')
+etcd_rate=$(echo "$etcd_line" | sed -n 's/^etcd: \([0-9]*\) writes.*/\1/p')
+echo "| system | member killed | longest gap, ms | writes/s over 10 s |"
+echo "|---|---|---|---|"
+echo "| etcd 3-member, defaults | the leader | ${etcd_gap%% *} | ${etcd_rate:-?} |"
+echo "| FTQueue 3 replicas, defaults | the next sequencer | ${ftq_gap:-?} | ${ftq_rate:-?} |"
