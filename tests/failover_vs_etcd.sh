@@ -43,40 +43,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Six ports nobody listens on: a random base, checked (bounded tries).
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-base=0
-for _ in $(seq 1 50); do
-  b=$((20000 + RANDOM % 30000))
-  ok=1
-  for i in 0 1 2 3 4 5; do port_free $((b + i)) || ok=0; done
-  if ((ok)); then base=$b; break; fi
-done
-if ((base == 0)); then echo "error: found no six free ports" >&2; exit 1; fi
-
-cluster=""
-endpoints=""
-for i in 0 1 2; do
-  cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 3 + i))"
-  endpoints+="${endpoints:+,}127.0.0.1:$((base + i))"
-done
-etcd_pids=()
-for i in 0 1 2; do
-  etcd --name "e$i" --data-dir "$tmp/e$i" \
-    --listen-client-urls "http://127.0.0.1:$((base + i))" --advertise-client-urls "http://127.0.0.1:$((base + i))" \
-    --listen-peer-urls "http://127.0.0.1:$((base + 3 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 3 + i))" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "ftq-$base" \
-    >"$tmp/e$i.log" 2>&1 &
-  pids+=($!)
-  etcd_pids+=($!)
-done
-urls=$(echo "$endpoints" | sed 's|\([^,]*\)|http://\1|g')
-healthy=0
-for _ in $(seq 1 100); do
-  if etcdctl --endpoints="$urls" endpoint health >/dev/null 2>&1; then healthy=1; break; fi
-  sleep 0.2
-done
-if ((!healthy)); then echo "error: etcd did not become healthy; logs in $tmp" >&2; trap - EXIT; exit 1; fi
+source "$root/tests/etcd_cluster.sh"
+if ! etcd_start "$tmp"; then trap - EXIT; exit 1; fi
+pids+=("${etcd_pids[@]}")
+endpoints=$etcd_endpoints
 
 # The etcd run: the bench writes for 1 s of warm-up and 10 s measured; the
 # leader dies 2 s into the measurement.
@@ -85,13 +55,7 @@ SECONDS=0
 bench_pid=$!
 pids+=($bench_pid)
 sleep 3
-leader=-1
-for i in 0 1 2; do
-  fields=$(etcdctl --endpoints="http://127.0.0.1:$((base + i))" endpoint status -w fields 2>/dev/null || true)
-  member=$(echo "$fields" | sed -n 's/^"MemberID" : //p')
-  lead=$(echo "$fields" | sed -n 's/^"Leader" : //p')
-  if [[ -n $member && $member == "$lead" ]]; then leader=$i; fi
-done
+leader=$(etcd_leader)
 if ((leader < 0)); then echo "error: no etcd leader found" >&2; exit 1; fi
 kill -9 "${etcd_pids[$leader]}"
 wait "${etcd_pids[$leader]}" 2>/dev/null || true
