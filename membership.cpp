@@ -37,7 +37,7 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
     config_ = *restored.last_installed;
     max_epoch_seen_ = std::max(max_epoch_seen_, config_.id.epoch);
   }
-  delivered_upto_ = restored.delivered_upto;
+  delivered_upto_ = durable_delivered_upto_ = restored.delivered_upto;
   // The claim as the log left it (an install the crash cut short left the
   // one before it whole: LogReplay). Its records must be contiguous up to
   // it; a hole (a damaged log) ends the claim there.
@@ -438,6 +438,7 @@ void Membership::start_ordering(MemberId source, std::vector<OriginPosition> pos
   start_records_.clear();
   MulticastConfig mc = options_.multicast;
   if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
+  if (options_.bug == GroupBug::ClaimBeforeDurable) mc.bug = InjectedBug::ClaimBeforeDurable;
   ordering_ = std::make_unique<Multicast>(self_, config_.members, ordering_number(config_.id), mc, start);
   if (closed_) ordering_->close();
   if (!order_incomplete_) ordering_->mark_order_complete();  // only with GroupBug::PrimaryAtInstall
@@ -762,13 +763,14 @@ wire::MembershipMessage Membership::header(wire::MembershipType type) const {
     m.installed_primary = config_.primary;
   }
   m.promised = to_wire(promised_);
-  m.delivered_upto = delivered_upto_;
+  m.delivered_upto = options_.multicast.deferred_durability ? durable_delivered_upto_ : delivered_upto_;
   for (MemberId p = 0; p < n_; ++p)
     if (p != self_ && reachable(p)) m.hears |= uint64_t{1} << p;
   return m;
 }
 
 void Membership::send(MemberId to, const wire::MembershipMessage& m) {
+  if (m.type != wire::MembershipType::Keepalive) sync_needed_ = true;
   ready_.to_send.push_back(Outgoing{to, wire::encode_membership(m)});
 }
 
@@ -786,7 +788,29 @@ Ready Membership::take_ready() {
   Ready out = std::move(ready_);
   ready_ = Ready{};
   snapshot_unapplied_ = false;  // the caller applies `out` before it calls us again
+  out.marks = written_marks();
+  out.sync_before_send = sync_needed_;
+  for (const LogRecord& r : out.to_persist)
+    if (r.kind != LogRecord::Kind::Held && r.kind != LogRecord::Kind::Staged && r.kind != LogRecord::Kind::Delivered)
+      out.sync_before_send = true;
+  sync_needed_ = false;
   return out;
+}
+
+DurableMarks Membership::written_marks() const {
+  DurableMarks marks;
+  marks.delivered_upto = delivered_upto_;
+  if (ordering_) {
+    marks.ordering = config_.id;
+    marks.held_upto = ordering_->held_upto();
+  }
+  return marks;
+}
+
+void Membership::records_durable(const DurableMarks& marks) {
+  durable_delivered_upto_ = std::max(durable_delivered_upto_, std::min(marks.delivered_upto, delivered_upto_));
+  if (ordering_ && !marks.ordering.none() && marks.ordering == config_.id)
+    ordering_->records_durable(marks.held_upto, marks.delivered_upto);
 }
 
 // ---- clients and leaving -------------------------------------------------------

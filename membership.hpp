@@ -187,6 +187,15 @@ struct Event {
 };
 
 // etcd raft's Ready: persist to_persist, then apply events, then send to_send.
+// How far a member's log reaches: with deferred durability (group commit,
+// MulticastConfig::deferred_durability), the caller hands these back to
+// records_durable() once the writes that reached them are on disk.
+struct DurableMarks {
+  ConfigId ordering;            // the configuration whose ordering wrote the records
+  uint64_t held_upto = 0;       // its Held records reach this k
+  uint64_t delivered_upto = 0;  // the last Delivered mark
+};
+
 struct Ready {
   std::vector<LogRecord> to_persist;
   std::vector<Event> events;
@@ -194,6 +203,16 @@ struct Ready {
   // A member joining with less than this one has freed asks for its state:
   // once the events are applied, call provide_snapshot().
   bool snapshot_wanted = false;
+  // Where the log stands once to_persist is written.
+  DurableMarks marks;
+  // Deferred durability only (without it every Ready is persisted before it
+  // is sent, and these do not matter). True: something here may not leave
+  // before the log is on disk (a membership record, or a membership message
+  // other than a keepalive, which may report a claim); sync, call
+  // records_durable(marks), then send. False: only ordering records (Held,
+  // Staged, Delivered) and ordering datagrams, which claim only what
+  // records_durable() has confirmed: send now, sync when convenient.
+  bool sync_before_send = false;
 };
 
 // Where a restarted member stood: read back from its log (LogReplay).
@@ -266,6 +285,7 @@ enum class GroupBug {
   MinorityDelivers,        // a non-primary configuration orders and delivers
   PrimaryAtInstall,        // claim a primary configuration as last primary at install, before holding its cut
   ShrinkClaimAtInstall,    // drop the claim to where the new ordering starts, at install (hole B)
+  ClaimBeforeDurable,      // deferred durability: claim a record once written, before it is on disk
 };
 
 struct MembershipConfig {
@@ -305,8 +325,15 @@ class Membership {
   bool can_submit() const;
   MessageName submit(std::string payload, uint64_t now_us);
   // Everything produced since the last call. Persist to_persist, then apply
-  // events, then send to_send (persist before send).
+  // events, then send to_send (persist before send; with deferred
+  // durability, see Ready::sync_before_send).
   Ready take_ready();
+  // Deferred durability: the log is on disk up to `marks` (a Ready's, or
+  // written_marks() after a snapshot rewrote the log). From here the member
+  // claims those records and reports that Delivered mark.
+  void records_durable(const DurableMarks& marks);
+  // Where the log stands with everything taken so far written.
+  DurableMarks written_marks() const;
   // State transfer, the sending side: the caller's state rendered as text
   // (FTQueue::render_snapshot) at global_seq `upto`, which must be
   // delivered_upto() (every delivery applied, none after). Ignored otherwise.
@@ -425,6 +452,10 @@ class Membership {
   uint64_t install_keep_ = 0;
   std::string regular_reason_;
   uint64_t delivered_upto_ = 0;
+  // The Delivered mark on disk, as far as membership messages report it
+  // (deferred durability; else delivered_upto_).
+  uint64_t durable_delivered_upto_ = 0;
+  bool sync_needed_ = false;  // ready_ holds a message that must wait for the disk
   // The claim (last_primary_'s order up to claim_upto_) and its records,
   // while no complete ordering holds it: no ordering runs (frozen, or not
   // yet installed), or the installed one is incomplete. A complete

@@ -54,7 +54,8 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
     held = std::max(held, d.global_seq);
   }
   // Everything up to `held` is in this member's log already.
-  assigned_contiguous_ = held_upto_ = logged_held_upto_ = held;
+  assigned_contiguous_ = held_upto_ = written_held_upto_ = logged_held_upto_ = held;
+  if (config_.deferred_durability) durable_delivered_ = delivered_upto_;
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
   peers_[self_].held_upto = held;
 }
@@ -479,7 +480,7 @@ void Multicast::free_stable() {
 
 std::vector<Delivery> Multicast::held_records() const {
   std::vector<Delivery> out;
-  for (auto it = assignments_.begin(); it != assignments_.end() && it->first <= logged_held_upto_; ++it)
+  for (auto it = assignments_.begin(); it != assignments_.end() && it->first <= written_held_upto_; ++it)
     out.push_back(Delivery{it->first, it->second, retransmit_buffer_.at(it->second)});
   return out;
 }
@@ -672,7 +673,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.group_size = static_cast<uint16_t>(group_size_);
   header.incarnation = incarnation_;
   header.own_highwater = last_origin_seq_;
-  header.delivered_upto = delivered_upto_;
+  header.delivered_upto = std::min(delivered_upto_, durable_delivered_);
   header.assigned_upto = highest_held_assignment();
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
@@ -734,7 +735,7 @@ std::vector<Delivery> Multicast::records_to_keep() const {
   std::vector<Delivery> out;
   if (safe_) {  // all we said we hold: we may be asked for it, or be a view change's source
     for (auto it = assignments_.upper_bound(freed_upto_);
-         it != assignments_.end() && it->first <= logged_held_upto_; ++it)
+         it != assignments_.end() && it->first <= written_held_upto_; ++it)
       out.push_back(Delivery{it->first, it->second, retransmit_buffer_.at(it->second)});
     return out;
   }
@@ -769,34 +770,57 @@ std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries
 
 std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }
 
-// Who needs to hear at once that we now hold these records: a member that
-// must answer a client and cannot yet count a majority of holders. With a
-// majority of two (n <= 3) every member that got the ASSIGN counts its
-// sequencer and itself, so only the sequencer waits for a second holder,
-// and it answers a client only for a batch it sent itself; for any other
-// batch it learns from our next header (at the latest the heartbeat, while
-// anything is unstable), which costs no datagram. With a larger majority
-// everyone may be waiting.
-void Multicast::tell_holders_needed(const std::vector<Delivery>& held) {
+// Who needs to hear at once that we now claim records from..to: a member
+// that must answer a client and cannot yet count a majority of holders.
+// With a majority of two (n <= 3) every member that got the ASSIGN counts
+// its sequencer and itself, so only the sequencer waits for a second
+// holder, and it answers a client only for a batch it sent itself; for any
+// other batch it learns from our next header (at the latest the heartbeat,
+// while anything is unstable), which costs no datagram. With deferred
+// durability the ASSIGN left before the sequencer's own record was on disk,
+// so the batch's origin waits too: it hears from every holder. With a
+// larger majority everyone may be waiting.
+void Multicast::tell_holders_needed(uint64_t from, uint64_t to) {
   if (group_size_ / 2 + 1 > 2) {
     announce();
     return;
   }
-  for (const Delivery& d : held) {
-    MemberId sequencer = holder_of(d.global_seq);
-    if (sequencer != self_ && (d.name.origin == sequencer || d.global_seq <= cut_)) outbox(sequencer).has_status = true;
+  for (auto it = assignments_.lower_bound(from); it != assignments_.end() && it->first <= to; ++it) {
+    const uint64_t k = it->first;
+    const MemberId origin = it->second.origin, sequencer = holder_of(k);
+    if (sequencer != self_ && (origin == sequencer || k <= cut_)) outbox(sequencer).has_status = true;
+    const bool origin_in_view = std::find(view_.begin(), view_.end(), origin) != view_.end();
+    if (config_.deferred_durability && k > cut_ && origin != self_ && origin_in_view) outbox(origin).has_status = true;
   }
 }
 
+// Invariant (persist before claim): a record is claimed, in a header or by
+// counting this member a holder, only once the caller's log has it: on
+// disk with deferred durability, else written before the next send.
 std::vector<Delivery> Multicast::take_held() {
   std::vector<Delivery> out = std::move(new_held_);
   new_held_.clear();
   if (out.empty()) return out;
-  logged_held_upto_ = held_upto_;
-  peers_[self_].held_upto = logged_held_upto_;
-  tell_holders_needed(out);
-  try_deliver();
+  written_held_upto_ = held_upto_;
+  if (!config_.deferred_durability || config_.bug == InjectedBug::ClaimBeforeDurable)
+    claim_durable(written_held_upto_);
   return out;
+}
+
+void Multicast::records_durable(uint64_t held_upto, uint64_t delivered_upto) {
+  if (!config_.deferred_durability) return;
+  durable_delivered_ = std::max(durable_delivered_ == kNever ? 0 : durable_delivered_,
+                                std::min(delivered_upto, delivered_upto_));
+  claim_durable(std::min(held_upto, written_held_upto_));
+}
+
+void Multicast::claim_durable(uint64_t upto) {
+  if (upto <= logged_held_upto_) return;
+  const uint64_t from = logged_held_upto_ + 1;
+  logged_held_upto_ = upto;
+  peers_[self_].held_upto = upto;
+  tell_holders_needed(from, upto);
+  try_deliver();
 }
 
 }  // namespace mcast

@@ -105,6 +105,7 @@ enum class InjectedBug {
   HeardWithoutEcho,  // any datagram from a peer counts as heard, even one sent before our restart
   DeliverWithoutMajority,  // safe mode: deliver what this member holds, majority or not
   ClaimBelowCut,           // safe mode: claim (and count) what it holds before it holds the cut
+  ClaimBeforeDurable,      // deferred durability: claim records when written, not when durable
 };
 
 // Safe-delivery mode, used by membership.hpp: this Multicast orders one
@@ -143,6 +144,12 @@ struct MulticastConfig {
   size_t max_buffered = 4096;             // retransmit buffer bound, in messages
   size_t max_unsequenced_own = 3;         // own messages awaiting a global_seq
   size_t max_nack_entries = 64;           // per NACK round, per kind
+  // Safe mode, group commit (server --fsync): a record handed out by
+  // take_held() is written but may not be on disk yet. The member claims it
+  // (held_upto in its headers, and so counts itself for it) only once the
+  // caller says the write is durable (records_durable). Off: taking a
+  // record is its durability, as the caller writes it before its next send.
+  bool deferred_durability = false;
   InjectedBug bug = InjectedBug::None;
 };
 
@@ -204,7 +211,15 @@ class Multicast {
   // next send; only from then on does it say it holds them. Taking them may
   // make more messages deliverable (take_deliveries afterwards).
   std::vector<Delivery> take_held();
-  uint64_t held_upto() const { return logged_held_upto_; }
+  // Safe mode: 1..held_upto are in the caller's log (taken by take_held);
+  // with deferred durability, 1..durable_held_upto are on disk as well, and
+  // only those are claimed. Without it the two are the same.
+  uint64_t held_upto() const { return written_held_upto_; }
+  uint64_t durable_held_upto() const { return logged_held_upto_; }
+  // Deferred durability: the caller's log is durable up to the record
+  // held_upto and the Delivered mark delivered_upto (the values it had when
+  // it wrote them). Ignored without deferred durability.
+  void records_durable(uint64_t held_upto, uint64_t delivered_upto);
   // Safe mode: every record this member holds and has not freed, 1..held_upto
   // (the view change carries them into the next configuration).
   std::vector<Delivery> held_records() const;
@@ -282,7 +297,7 @@ class Multicast {
   void try_sequence();
   void try_deliver();
   void advance_held();
-  void tell_holders_needed(const std::vector<Delivery>& held);
+  void tell_holders_needed(uint64_t from, uint64_t to);
   bool held_by_majority(uint64_t global_seq) const;
   uint64_t claimable_held() const;
   MemberId holder_of(uint64_t global_seq) const;
@@ -323,7 +338,15 @@ class Multicast {
   const uint64_t cut_ = 0;
   const MemberId source_ = 0;
   uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload
-  uint64_t logged_held_upto_ = 0;  // handed to the caller by take_held()
+  uint64_t written_held_upto_ = 0; // handed to the caller by take_held()
+  // Claimed: written and durable (see deferred_durability). Invariant:
+  // logged_held_upto_ <= written_held_upto_ <= held_upto_.
+  uint64_t logged_held_upto_ = 0;
+  // Deferred durability: the caller's durable Delivered mark; a header never
+  // says more (kNever without deferred durability: the mark is written
+  // before any send).
+  uint64_t durable_delivered_ = kNever;
+  void claim_durable(uint64_t upto);
   bool order_complete_ = false;    // safe mode: see mark_order_complete()
   std::vector<Delivery> new_held_;
   uint64_t freed_upto_ = 0;  // records 1..this are gone from memory

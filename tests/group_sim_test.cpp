@@ -107,6 +107,10 @@ struct Options {
   // Storm: a fault phase three times as long, with many more partitions,
   // crash events and bursts (long chains of view changes).
   bool storm = false;
+  // Group commit (server --fsync): records are written at once and reach
+  // the disk later, one sync at a time; a crash is a power cut and loses a
+  // random part of what no sync covered yet (see Run::flush).
+  bool deferred = false;
   mcast::GroupBug bug = mcast::GroupBug::None;
   // The driver's own deliberate bug: datagrams leave before the records of
   // the same Ready are persisted (breaks the rule server.cpp keeps).
@@ -378,19 +382,56 @@ struct Life {
   uint64_t submitted = 0;
 };
 
-// One member: its process (null while crashed), its log (survives), and the
-// checker's view of it.
-struct Member {
-  std::unique_ptr<Membership> process;
-  Log log;
-  Life life;
-  uint64_t lives = 0;
-  // Summaries of the log, kept as it grows.
+// Summaries of a log, kept as it grows.
+struct LogSummary {
   uint64_t logged_delivered = 0;  // the last Delivered mark
   ConfigId logged_promise;        // the highest Promise
   Configuration logged_install;   // the last Install
   std::set<ConfigId> installs, primary_installs;
   size_t voidings = 0;  // records that voided Held ones: Truncate, an install's OrderComplete
+
+  void add(const LogRecord& rec) {
+    switch (rec.kind) {
+      case LogRecord::Kind::Held:
+      case LogRecord::Kind::Staged:
+        break;
+      case LogRecord::Kind::Delivered:
+        logged_delivered = rec.upto;
+        break;
+      case LogRecord::Kind::Truncate:
+        ++voidings;
+        break;
+      case LogRecord::Kind::Promise:
+        logged_promise = std::max(logged_promise, rec.config.id);
+        break;
+      case LogRecord::Kind::Install:
+        logged_install = rec.config;
+        installs.insert(rec.config.id);
+        break;
+      case LogRecord::Kind::OrderComplete:
+        primary_installs.insert(rec.config.id);
+        if (rec.config.id == logged_install.id) ++voidings;
+        break;
+    }
+  }
+};
+
+// One member: its process (null while crashed), its log (survives), and the
+// checker's view of it. The summary (the base) covers the whole log; with
+// deferred durability only log[0, durable_len) is on disk, summed up in
+// `durable`.
+struct Member : LogSummary {
+  std::unique_ptr<Membership> process;
+  Log log;
+  Life life;
+  uint64_t lives = 0;
+  size_t durable_len = 0;
+  LogSummary durable;
+  // The sync under way (deferred durability): when it ends, the log up to
+  // syncing_len is on disk, and the member is told syncing_marks.
+  uint64_t sync_done_at = mcast::kNever;
+  size_t syncing_len = 0;
+  mcast::DurableMarks syncing_marks, written_marks;
   uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
@@ -436,6 +477,7 @@ class Run {
       restart_due(now);
       crash_overdue(now);
       deliver_network(now);
+      syncs_due(now);
       tick_due(now);
       submit_due(now);
       check_can_submit(now);
@@ -504,6 +546,7 @@ class Run {
     cfg_.view_change_timeout_us = 100'000;
     cfg_.multicast.max_unsequenced_own = between(1, 4);
     cfg_.bug = opt_.bug;
+    cfg_.multicast.deferred_durability = opt_.deferred;
     drop_ = uniform() < 0.25 ? 0 : uniform() * 0.3;
     dup_ = uniform() < 0.5 ? 0 : uniform() * 0.1;
     max_delay_ = between(20, 3000);
@@ -688,7 +731,7 @@ class Run {
     if (!network_.empty()) next = std::min(next, network_.top().at);
     if (!planned_.empty()) next = std::min(next, planned_.back().at);
     for (const Member& m : members_)
-      if (m.process) next = std::min(next, m.process->next_deadline());
+      if (m.process) next = std::min({next, m.process->next_deadline(), m.sync_done_at});
     for (const Crash& c : crashes_) {
       if (!c.done) next = std::min(next, c.at > now ? c.at : c.give_up_at);
       if (c.done && !c.restarted) next = std::min(next, c.restart_at);
@@ -773,9 +816,11 @@ class Run {
       c.restart_at = std::max(now + c.down, c.restart_not_before);
     }
     ++crashes_done_;
+    if (opt_.deferred) power_cut(i, now);
     check_claims(i, now);
     Member& m = members_[i];
     m.process.reset();
+    m.sync_done_at = mcast::kNever;
     m.waiting.clear();
     note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
                   std::to_string(m.logged_delivered) + ")");
@@ -867,8 +912,14 @@ class Run {
                     std::to_string(r.to_persist.size()) + " records written, " + std::to_string(sent) + "/" +
                     std::to_string(r.to_send.size()) + " datagrams sent");
     }
+    last_now_ = now;
     if (opt_.send_before_persist) send(i, r.to_send, sent, now);
     persist(i, r.to_persist, wrote, now);
+    if (opt_.deferred && !crash_now) after_write(i, r);
+    // A Ready that must reach the disk before it is sent is synced before
+    // its events are applied and its datagrams leave (server.cpp): if the
+    // crash came after either, the sync was done.
+    if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0)) make_durable(m, m.log.size());
     if (apply) apply_events(i, r.events, now);
     if (apply && r.snapshot_wanted && up(i))
       m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
@@ -884,29 +935,67 @@ class Run {
       if (opt_.trace) note(now, who(i) + " persists " + record_text(rec));
       check_record(i, rec, now);
       m.log.push_back(rec);
-      switch (rec.kind) {
-        case LogRecord::Kind::Held:
-        case LogRecord::Kind::Staged:
-          break;
-        case LogRecord::Kind::Delivered:
-          m.logged_delivered = rec.upto;
-          break;
-        case LogRecord::Kind::Truncate:
-          ++m.voidings;
-          break;
-        case LogRecord::Kind::Promise:
-          m.logged_promise = std::max(m.logged_promise, rec.config.id);
-          break;
-        case LogRecord::Kind::Install:
-          m.logged_install = rec.config;
-          m.installs.insert(rec.config.id);
-          break;
-        case LogRecord::Kind::OrderComplete:
-          m.primary_installs.insert(rec.config.id);
-          if (rec.config.id == m.logged_install.id) ++m.voidings;
-          break;
-      }
+      m.add(rec);
     }
+    if (!opt_.deferred) make_durable(m, m.log.size());
+  }
+
+  // ---- deferred durability (group commit) ----
+
+  void make_durable(Member& m, size_t len) {
+    for (; m.durable_len < len && m.durable_len < m.log.size(); ++m.durable_len) m.durable.add(m.log[m.durable_len]);
+  }
+
+  // After a flush wrote its records: a Ready that must not leave before the
+  // disk has them is synced on the spot (as server.cpp does); otherwise a
+  // sync starts unless one is under way (the next one covers what is
+  // written meanwhile).
+  void after_write(size_t i, const Ready& r) {
+    Member& m = members_[i];
+    m.written_marks = r.marks;
+    if (r.sync_before_send) {
+      make_durable(m, m.log.size());
+      m.process->records_durable(r.marks);
+      return;
+    }
+    start_sync(i, r.marks);
+  }
+
+  void start_sync(size_t i, const mcast::DurableMarks& marks) {
+    Member& m = members_[i];
+    if (m.sync_done_at != mcast::kNever || m.durable_len == m.log.size()) return;
+    m.syncing_len = m.log.size();
+    m.syncing_marks = marks;
+    m.sync_done_at = last_now_ + between(20, 2000);
+  }
+
+  void syncs_due(uint64_t now) {
+    for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      Member& m = members_[i];
+      if (!up(i) || m.sync_done_at > now) continue;
+      m.sync_done_at = mcast::kNever;
+      make_durable(m, m.syncing_len);
+      if (opt_.trace) note(now, who(i) + " sync done: " + std::to_string(m.durable_len) + " records on disk");
+      m.process->records_durable(m.syncing_marks);
+      flush(i, now);
+      if (up(i)) start_sync(i, m.written_marks);
+    }
+  }
+
+  // A crash with deferred durability is a power cut: of the records no sync
+  // covered, a random first part made it to the disk, the rest is gone.
+  // What the life applied beyond the surviving Delivered mark is gone with
+  // its memory: the server rebuilds its state from the log.
+  void power_cut(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    const size_t keep = between(m.durable_len, m.log.size());
+    note(now, who(i) + " power cut: " + std::to_string(keep - m.durable_len) + " of " +
+                  std::to_string(m.log.size() - m.durable_len) + " unsynced records survive");
+    m.log.resize(keep);
+    static_cast<LogSummary&>(m) = m.durable;
+    for (size_t r = m.durable_len; r < keep; ++r) m.add(m.log[r]);
+    make_durable(m, keep);
+    m.life.delivered_upto = std::min(m.life.delivered_upto, std::max(m.logged_delivered, m.snapshot_upto));
   }
 
   // A Promise above the last REGULAR freezes the old configuration: no
@@ -1069,6 +1158,10 @@ class Run {
     m.log = rewritten_log(m.process->durable_state());
     m.logged_delivered = upto;
     m.voidings = count_voidings(m.log);
+    // The rewrite is synced (ReplicaStore::write_snapshot): all of it is on disk.
+    m.durable_len = m.log.size();
+    m.durable = static_cast<const LogSummary&>(m);
+    if (opt_.deferred) m.process->records_durable(m.process->written_marks());
     m.life.claims.held_upto.clear();  // what it said before is below the snapshot
   }
 
@@ -1440,15 +1533,18 @@ class Run {
   std::map<ConfigId, uint64_t> delivered_in_;           // configuration -> highest k delivered in it
   std::string failure_;
   std::deque<std::string> recent_;
+  uint64_t last_now_ = 0;  // the time of the flush under way
 };
 
 void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
-      "                      [--storm] [--bug NAME --expect-violation]\n"
+      "                      [--storm] [--deferred-durability] [--bug NAME --expect-violation]\n"
       "--storm: a fault phase three times as long, 4-12 partitions and 3-8 crash events\n"
+      "--deferred-durability: group commit (server --fsync): records reach the disk at a\n"
+      "      later sync, and a crash is a power cut that loses what no sync covered\n"
       "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
-      "      shrink-claim-at-install (protocol);\n"
+      "      shrink-claim-at-install, claim-before-durable (with --deferred-durability) (protocol);\n"
       "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
@@ -1475,6 +1571,8 @@ bool parse(int argc, char** argv, Options& opt) {
       opt.trace = true;
     } else if (a == "--storm") {
       opt.storm = true;
+    } else if (a == "--deferred-durability") {
+      opt.deferred = true;
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
@@ -1486,6 +1584,7 @@ bool parse(int argc, char** argv, Options& opt) {
       else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
       else if (b == "primary-at-install") opt.bug = mcast::GroupBug::PrimaryAtInstall;
       else if (b == "shrink-claim-at-install") opt.bug = mcast::GroupBug::ShrinkClaimAtInstall;
+      else if (b == "claim-before-durable") opt.bug = mcast::GroupBug::ClaimBeforeDurable;
 
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else return false;
@@ -1499,11 +1598,13 @@ bool parse(int argc, char** argv, Options& opt) {
 std::string replay_command(uint64_t seed, const Options& opt) {
   std::string cmd = "group_sim_test --seed " + std::to_string(seed) + " --trace";
   if (opt.storm) cmd += " --storm";
+  if (opt.deferred) cmd += " --deferred-durability";
   if (opt.bug == mcast::GroupBug::DeliverWithoutMajority) cmd += " --bug deliver-without-majority";
   if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
   if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
   if (opt.bug == mcast::GroupBug::PrimaryAtInstall) cmd += " --bug primary-at-install";
   if (opt.bug == mcast::GroupBug::ShrinkClaimAtInstall) cmd += " --bug shrink-claim-at-install";
+  if (opt.bug == mcast::GroupBug::ClaimBeforeDurable) cmd += " --bug claim-before-durable";
 
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   return cmd;
