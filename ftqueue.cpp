@@ -572,12 +572,18 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
   if (records.empty()) return true;
   std::string text;
   for (const mcast::LogRecord& r : records) text += log_line(r);
-  if (!write_all(log_fd_, text) || (fsync_ && ::fdatasync(log_fd_) != 0)) {
+  if (!write_all(log_fd_, text)) {
     error = errno_text("cannot append to " + path("log.txt"));
     return false;
   }
   appended_since_snapshot_ += records.size();
   return true;
+}
+
+bool ReplicaStore::sync(std::string& error) {
+  if (!fsync_ || ::fdatasync(log_fd_) == 0) return true;
+  error = errno_text("cannot sync " + path("log.txt"));
+  return false;
 }
 
 bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error) {

@@ -146,9 +146,17 @@ class ReplicaStore {
   // A number larger than any this replica used before.
   bool next_incarnation(uint64_t now_us, uint64_t& incarnation, std::string& error);
 
-  // One write (and with fsync one fdatasync) for all of `records`, in order
-  // (a Ready's to_persist).
+  // One write for all of `records`, in order (a Ready's to_persist): they
+  // reach the operating system, so they survive a crash of the process.
   bool append(const std::vector<mcast::LogRecord>& records, std::string& error);
+  // With fsync: one fdatasync, after which every append before it is on
+  // disk (survives a power cut). Without fsync it does nothing.
+  bool sync(std::string& error);
+  // The log's descriptor, for a sync in another thread (server.cpp's
+  // LogSyncer). It changes when the log is rewritten (write_snapshot):
+  // no sync of it may be under way then.
+  int log_fd() const { return log_fd_; }
+  bool fsync() const { return fsync_; }
 
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
   // `protocol` (Membership::durable_state()): its promise, last primary, last

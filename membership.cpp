@@ -809,8 +809,10 @@ DurableMarks Membership::written_marks() const {
 
 void Membership::records_durable(const DurableMarks& marks) {
   durable_delivered_upto_ = std::max(durable_delivered_upto_, std::min(marks.delivered_upto, delivered_upto_));
-  if (ordering_ && !marks.ordering.none() && marks.ordering == config_.id)
+  if (ordering_ && !marks.ordering.none() && marks.ordering == config_.id) {
     ordering_->records_durable(marks.held_upto, marks.delivered_upto);
+    pull_from_ordering();  // what that delivered is ours at once (durable_state stays whole)
+  }
 }
 
 // ---- clients and leaving -------------------------------------------------------

@@ -115,6 +115,26 @@ struct Options {
   // The driver's own deliberate bug: datagrams leave before the records of
   // the same Ready are persisted (breaks the rule server.cpp keeps).
   bool send_before_persist = false;
+  // Review instrumentation (review3): after every flush a crash does not
+  // strike, read the member's log back (LogReplay) and compare it with the
+  // live member: last primary, claim, promise, delivered, records. Also the
+  // log a compaction would write now (durable_state), read back.
+  bool check_replay = false;
+  // Review instrumentation: with this probability per flush, compact the
+  // member's log as ReplicaStore::write_snapshot does every kSnapshotEvery
+  // records (snapshot at delivered_upto, log rewritten to durable_state()),
+  // so that compactions land mid-install. Draws from its own generator: the
+  // seed's schedule is unchanged.
+  double compact = 0;
+  // Review instrumentation: with this probability, a member that installs a
+  // snapshot (state transfer) during the fault phase crashes after
+  // snapshot.txt is written and before its log is rewritten (the window in
+  // server.cpp's install_snapshot); its restart reads the log with the
+  // snapshot's end, as ReplicaStore::open does (LogReplay's snapshot_ahead).
+  double crash_at_snapshot = 0;
+  // Review instrumentation: a restart rewrites the log to what it read back,
+  // as ReplicaStore::open does.
+  bool rewrite_at_open = false;
 };
 
 size_t majority(size_t n) { return n / 2 + 1; }
@@ -432,7 +452,9 @@ struct Member : LogSummary {
   uint64_t sync_done_at = mcast::kNever;
   size_t syncing_len = 0;
   mcast::DurableMarks syncing_marks, written_marks;
+  bool flush_again = false;  // records_durable was called mid-flush
   uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
+  bool crash_before_rewrite = false;  // --crash-at-snapshot: crash once this flush's events are applied
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
   std::set<std::string> delivered_payloads;
@@ -842,6 +864,18 @@ class Run {
   void restart(size_t i, uint64_t now) {
     Member& m = members_[i];
     Restored r = replay(m.log);
+    if (opt_.crash_at_snapshot > 0) {  // as ReplicaStore::open reads it: with the snapshot's end
+      mcast::LogReplay reader(m.snapshot_upto);
+      for (const LogRecord& rec : m.log) reader.add(rec);
+      r = reader.finish();
+    }
+    if (opt_.rewrite_at_open) {
+      m.log = rewritten_log(r);
+      m.logged_delivered = r.delivered_upto;
+      m.voidings = count_voidings(m.log);
+      m.durable_len = m.log.size();
+      m.durable = static_cast<const LogSummary&>(m);
+    }
     if (r.delivered_upto < m.life.delivered_upto)
       return fail(now, who(i) + " applied deliveries up to k=" + std::to_string(m.life.delivered_upto) +
                            " but its log says delivered up to k=" + std::to_string(r.delivered_upto));
@@ -921,11 +955,99 @@ class Run {
     // crash came after either, the sync was done.
     if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0)) make_durable(m, m.log.size());
     if (apply) apply_events(i, r.events, now);
+    if (m.crash_before_rewrite) {
+      m.crash_before_rewrite = false;
+      note(now, who(i) + " crashes between writing its snapshot and rewriting its log");
+      note_frozen(i, r.to_persist, wrote);
+      add_crash(static_cast<MemberId>(i), now, between_c(0, 2 * suspect()), Crash::Trigger::AnyFlush);
+      crash(i, now);
+      return;
+    }
     if (apply && r.snapshot_wanted && up(i))
       m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
     note_frozen(i, r.to_persist, wrote);
     if (!opt_.send_before_persist) send(i, r.to_send, sent, now);
-    if (crash_now) crash(i, now);
+    if (crash_now) {
+      crash(i, now);
+      return;
+    }
+    if (up(i) && failure_.empty() && opt_.compact > 0 &&
+        std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.compact)
+      compact(i, now);
+    // records_durable may have let more through (deliveries, a commit): the
+    // server takes another pass before it sleeps (flush_ready), and the live
+    // member is ahead of its log until then.
+    if (m.flush_again && up(i) && failure_.empty()) {
+      m.flush_again = false;
+      flush(i, now);
+      return;
+    }
+    if (up(i) && failure_.empty() && opt_.check_replay) check_replay(i, now);
+  }
+
+  // ---- review instrumentation (--check-replay, --compact, --crash-at-snapshot) ----
+
+  uint64_t between_c(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(compact_rng_); }
+
+  // What ReplicaStore::write_snapshot does: the state at delivered_upto to
+  // snapshot.txt, the log rewritten to durable_state().
+  void compact(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    const Restored d = m.process->durable_state();
+    if (opt_.trace) note(now, who(i) + " compacts its log (snapshot at k=" + std::to_string(m.life.delivered_upto) + ")");
+    m.log = rewritten_log(d);
+    m.snapshot_upto = m.life.delivered_upto;
+    m.logged_delivered = m.life.delivered_upto;
+    m.voidings = count_voidings(m.log);
+    m.life.claims.held_upto.clear();  // keyed by voidings of the old log
+    log_rewritten(i);
+  }
+
+  // The log read back as ReplicaStore::open reads it (with the snapshot's
+  // end), against the live member.
+  void compare_restored(size_t i, const Restored& r, const char* what, uint64_t now) {
+    const Membership& p = *members_[i].process;
+    auto bad = [&](const std::string& field, const std::string& logged, const std::string& live) {
+      fail(now, who(i) + ": " + what + " reads back " + field + " " + logged + ", the live member has " + live);
+    };
+    if (r.last_primary != p.last_primary()) return bad("last_primary", r.last_primary.text(), p.last_primary().text());
+    if (r.claim_upto != p.claimed_held_upto())
+      return bad("claim_upto", std::to_string(r.claim_upto), std::to_string(p.claimed_held_upto()) + " (last primary " +
+                                                              p.last_primary().text() + ")");
+    if (r.promised != p.promised()) return bad("promised", r.promised.text(), p.promised().text());
+    if (r.delivered_upto != p.delivered_upto())
+      return bad("delivered_upto", std::to_string(r.delivered_upto), std::to_string(p.delivered_upto()));
+    std::map<uint64_t, const Delivery*> live;
+    const Restored d = p.durable_state();
+    for (const Delivery& x : d.held) live[x.global_seq] = &x;
+    for (const Delivery& x : r.held) {
+      auto it = live.find(x.global_seq);
+      if (it != live.end() && (!(it->second->name == x.name) || it->second->payload != x.payload))
+        return bad("record k=" + std::to_string(x.global_seq), short_payload(x.payload), short_payload(it->second->payload));
+    }
+    // Every live record of the claim above what it delivered is read back.
+    for (const Delivery& x : d.held) {
+      if (x.global_seq <= p.delivered_upto() || x.global_seq > p.claimed_held_upto()) continue;
+      bool found = false;
+      for (const Delivery& y : r.held) found |= y.global_seq == x.global_seq;
+      if (!found) return bad("no record k=" + std::to_string(x.global_seq), "-", short_payload(x.payload));
+    }
+  }
+
+  void check_replay(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    {
+      mcast::LogReplay reader(m.snapshot_upto);
+      for (const LogRecord& rec : m.log) reader.add(rec);
+      compare_restored(i, reader.finish(), "its log", now);
+    }
+    if (!failure_.empty()) return;
+    {
+      Log rewritten = rewritten_log(m.process->durable_state());
+      mcast::LogReplay reader(m.life.delivered_upto);
+      for (const LogRecord& rec : rewritten) reader.add(rec);
+      compare_restored(i, reader.finish(), "a compaction of its log", now);
+    }
   }
 
   void persist(size_t i, const std::vector<LogRecord>& records, size_t count, uint64_t now) {
@@ -942,6 +1064,17 @@ class Run {
 
   // ---- deferred durability (group commit) ----
 
+  // A rewrite is synced (ReplicaStore::write_snapshot): all of it is on disk.
+  void log_rewritten(size_t i) {
+    Member& m = members_[i];
+    m.durable_len = m.log.size();
+    m.durable = static_cast<const LogSummary&>(m);
+    if (opt_.deferred && m.process) {
+      m.process->records_durable(m.process->written_marks());
+      m.flush_again = true;
+    }
+  }
+
   void make_durable(Member& m, size_t len) {
     for (; m.durable_len < len && m.durable_len < m.log.size(); ++m.durable_len) m.durable.add(m.log[m.durable_len]);
   }
@@ -956,6 +1089,7 @@ class Run {
     if (r.sync_before_send) {
       make_durable(m, m.log.size());
       m.process->records_durable(r.marks);
+      m.flush_again = true;
       return;
     }
     start_sync(i, r.marks);
@@ -1091,7 +1225,9 @@ class Run {
       if (said > logged)
         return fail(now, head + "held_upto=" + std::to_string(said) + " but its log holds only 1.." + std::to_string(logged));
     }
-    if (c.delivered_upto > m.logged_delivered)
+    // (A snapshot holds 1..snapshot_upto too: after --crash-at-snapshot the
+    // log's mark may lag it, as ReplicaStore's would.)
+    if (c.delivered_upto > std::max(m.logged_delivered, m.snapshot_upto))
       return fail(now, head + "delivered_upto=" + std::to_string(c.delivered_upto) + " but its log's mark is " +
                            std::to_string(m.logged_delivered));
     if (m.logged_promise < c.promised)
@@ -1155,13 +1291,15 @@ class Run {
     life.delivered_upto = upto;
     ++snapshots_installed_;
     m.snapshot_upto = upto;
+    if (opt_.crash_at_snapshot > 0 && faulty() &&
+        std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.crash_at_snapshot) {
+      m.crash_before_rewrite = true;  // the log stays as it was: flush() crashes the member next
+      return;
+    }
     m.log = rewritten_log(m.process->durable_state());
     m.logged_delivered = upto;
     m.voidings = count_voidings(m.log);
-    // The rewrite is synced (ReplicaStore::write_snapshot): all of it is on disk.
-    m.durable_len = m.log.size();
-    m.durable = static_cast<const LogSummary&>(m);
-    if (opt_.deferred) m.process->records_durable(m.process->written_marks());
+    log_rewritten(i);
     m.life.claims.held_upto.clear();  // what it said before is below the snapshot
   }
 
@@ -1503,6 +1641,7 @@ class Run {
   Options opt_;
   std::mt19937_64 rng_;
   std::mt19937_64 shape_rng_;  // which partitions cut only the ordering's datagrams
+  std::mt19937_64 compact_rng_{0xc0ffee};  // --compact (review instrumentation)
   size_t n_ = 0;
   mcast::MembershipConfig cfg_;
   std::vector<Member> members_;
@@ -1540,6 +1679,11 @@ void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
       "                      [--storm] [--deferred-durability] [--bug NAME --expect-violation]\n"
+      "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open]\n"
+      "--check-replay: after every flush, the log read back must match the live member (review)\n"
+      "--compact P: compact a member's log at a flush with probability P, as ReplicaStore does\n"
+      "--crash-at-snapshot P: crash between snapshot.txt and the log rewrite of a state transfer\n"
+      "--rewrite-at-open: a restart rewrites its log to what it read back (ReplicaStore::open)\n"
       "--storm: a fault phase three times as long, 4-12 partitions and 3-8 crash events\n"
       "--deferred-durability: group commit (server --fsync): records reach the disk at a\n"
       "      later sync, and a crash is a power cut that loses what no sync covered\n"
@@ -1573,6 +1717,14 @@ bool parse(int argc, char** argv, Options& opt) {
       opt.storm = true;
     } else if (a == "--deferred-durability") {
       opt.deferred = true;
+    } else if (a == "--check-replay") {
+      opt.check_replay = true;
+    } else if (a == "--crash-at-snapshot" && i + 1 < argc) {
+      opt.crash_at_snapshot = std::strtod(argv[++i], nullptr);
+    } else if (a == "--rewrite-at-open") {
+      opt.rewrite_at_open = true;
+    } else if (a == "--compact" && i + 1 < argc) {
+      opt.compact = std::strtod(argv[++i], nullptr);
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
@@ -1607,6 +1759,10 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.bug == mcast::GroupBug::ClaimBeforeDurable) cmd += " --bug claim-before-durable";
 
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
+  if (opt.check_replay) cmd += " --check-replay";
+  if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
+  if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
+  if (opt.crash_at_snapshot > 0) cmd += " --crash-at-snapshot " + std::to_string(opt.crash_at_snapshot);
   return cmd;
 }
 
