@@ -55,11 +55,13 @@
 //
 // Safe delivery: a member delivers k only when a majority of the n members
 // have said, in the current configuration, that they hold 1..k (held_upto).
-// A member says it holds k only after k is in its log (persist before send),
-// and, beyond what it delivered, only once it holds the configuration's
-// order up to the cut: from then on its STATE names this configuration as
-// its last primary (OrderComplete), which the argument below needs. It
-// delivers nothing in a configuration before that either.
+// A member says it holds k only after k is in its log (persist before send;
+// with --fsync, on disk: Multicast's deferred durability), and, beyond what
+// it delivered, only once it holds the configuration's order up to the cut:
+// from then on its STATE names this configuration as its last primary
+// (OrderComplete), which the argument below needs. It delivers nothing in a
+// configuration before that either, except through a state transfer, which
+// only adopts a prefix its source delivered already.
 //
 // Why no delivered k is ever lost or changed (the argument the rules above
 // keep; tests/group_sim_test.cpp hammers it):

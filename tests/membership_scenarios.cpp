@@ -10,7 +10,8 @@
 //   a2  the same without the loss: a fetcher delivered beyond the next cut
 //       and the majority stalled for good
 //   c2  a restart after a non-primary install brought back records fetched
-//       for an unfinished install (Membership::freeze logs the Truncate)
+//       for an unfinished install (fixed then by a Truncate at freeze; now
+//       such records are Staged, and the Promise voids them)
 //   d   OrderComplete logged before the snapshot it relies on was on disk
 //       (finish_transfer: snapshot_unapplied_)
 //   b   a member that completed configuration X dropped its records below
