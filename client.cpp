@@ -17,8 +17,9 @@
 // A request with no reply is sent again with the same number (the replicas
 // apply it once) after an adaptive timeout, and twice over while the
 // cluster reports heavy loss (net::RetryPolicy); after a few silent tries
-// the next server is used. The reply may come from any replica: the one
-// that sequenced the request answers.
+// (at most a second) the next server is used, passing over any this client
+// left for silence in the last 5 s (net::ServerRotation). The reply comes
+// from the replica asked, once the request is delivered.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -102,7 +103,10 @@ struct Tally {
 class Client {
  public:
   Client(std::vector<net::Endpoint> servers, uint64_t timeout_us)
-      : servers_(std::move(servers)), timeout_us_(timeout_us), client_id_(net::random_u64()) {}
+      : servers_(std::move(servers)),
+        timeout_us_(timeout_us),
+        client_id_(net::random_u64()),
+        rotation_(servers_.size()) {}
 
   bool open(std::string& error) {
     sockaddr_in any{};
@@ -262,22 +266,23 @@ class Client {
       const uint8_t attempt = tries.next_attempt();
       const int copies = retry_.copies();
       const std::string request = wire::encode_request(op, attempt);
-      for (int copy = 0; copy < copies; ++copy) net::send_to(fd_, request, servers_[server_].addr);
+      for (int copy = 0; copy < copies; ++copy) net::send_to(fd_, request, servers_[rotation_.current()].addr);
       tries.sent(now);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
         if (reply.code == wire::ReplyCode::NotInMajority) {
           if (reply.attempt != attempt || copies > 1 || attempt == 255) unsure = true;
-          if (!told[server_]) {  // once per replica and call: the stdout line stays the answer
-            told[server_] = true;
+          if (!told[rotation_.current()]) {  // once per replica and call: the stdout line stays the answer
+            told[rotation_.current()] = true;
             std::fprintf(stderr, "client: replica at %s is not in a majority (it sees %u of %u members); trying another\n",
-                         servers_[server_].text.c_str(), static_cast<uint32_t>(reply.value) >> 16,
+                         servers_[rotation_.current()].text.c_str(), static_cast<uint32_t>(reply.value) >> 16,
                          static_cast<uint32_t>(reply.value) & 0xffff);
           }
           saw_minority = true;
           minority_reply = reply;
           silent_tries = 0;
-          server_ = (server_ + 1) % servers_.size();
+          rotation_.answered();
+          rotation_.leave(net::now_us());
           if (++minority_in_a_row % servers_.size() == 0) {
             now = net::now_us();
             if (now + kBusyPauseUs + retry_.timeout_us(0) >= deadline) break;
@@ -286,6 +291,7 @@ class Client {
           continue;
         }
         minority_in_a_row = 0;
+        rotation_.answered();
         if (reply.code != wire::ReplyCode::Busy) {
           retry_.on_reply(tries, reply.attempt, reply.lossy, net::now_us());
           return true;
@@ -311,7 +317,7 @@ class Client {
       if (silent_tries == 0) silent_since = now;
       if (++silent_tries >= 8 || net::now_us() >= silent_since + kSilentServerUs) {
         silent_tries = 0;
-        server_ = (server_ + 1) % servers_.size();
+        rotation_.leave_silent(net::now_us());
       }
     }
     if (saw_minority && !saw_busy && !unsure) {
@@ -399,7 +405,7 @@ class Client {
   uint64_t timeout_us_;
   uint64_t client_id_;
   uint64_t last_request_ = 0;
-  size_t server_ = 0;
+  net::ServerRotation rotation_;  // which server to ask
   int fd_ = -1;
   net::RetryPolicy retry_;
   Tally tally_;

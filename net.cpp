@@ -183,4 +183,27 @@ uint64_t random_u64() {
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
 
+ServerRotation::ServerRotation(size_t servers, size_t first, uint64_t remember_us)
+    : left_silent_at_(std::max<size_t>(servers, 1), 0), current_(first % std::max<size_t>(servers, 1)),
+      remember_us_(remember_us) {}
+
+void ServerRotation::leave_silent(uint64_t now_us) {
+  left_silent_at_[current_] = std::max<uint64_t>(now_us, 1);
+  leave(now_us);
+}
+
+void ServerRotation::leave(uint64_t now_us) {
+  const size_t n = left_silent_at_.size();
+  size_t oldest = (current_ + 1) % n;
+  for (size_t step = 1; step < n; ++step) {
+    const size_t i = (current_ + step) % n;
+    if (left_silent_at_[i] == 0 || now_us >= left_silent_at_[i] + remember_us_) {
+      current_ = i;
+      return;
+    }
+    if (left_silent_at_[i] < left_silent_at_[oldest]) oldest = i;
+  }
+  current_ = oldest;
+}
+
 }  // namespace net

@@ -70,4 +70,28 @@ class RetryPolicy {
   bool lossy_ = false;
 };
 
+// Which server a client asks (./client and the benchmark's clients). It
+// stays with one until told to move on, then takes the next in the list,
+// passing over those it left for silence in the last remember_us (a dead
+// replica stays dead for a while, and coming round to it again costs a
+// whole silent second), unless every other one is such: then the one left
+// longest ago, since a restarted replica, or one whose view change has
+// ended, may answer again.
+class ServerRotation {
+ public:
+  explicit ServerRotation(size_t servers = 1, size_t first = 0, uint64_t remember_us = 5'000'000);
+  size_t current() const { return current_; }
+  // The current server answered: it is not silent.
+  void answered() { left_silent_at_[current_] = 0; }
+  // The current server was silent too long: remember it, and move on.
+  void leave_silent(uint64_t now_us);
+  // Move on from a server that answered (say, "not in a majority").
+  void leave(uint64_t now_us);
+
+ private:
+  std::vector<uint64_t> left_silent_at_;  // per server; 0: not left for silence lately
+  size_t current_;
+  uint64_t remember_us_;
+};
+
 }  // namespace net

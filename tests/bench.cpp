@@ -111,7 +111,7 @@ struct Result {
 // One logical client: one request in flight, retried like ./client retries.
 struct LogicalClient {
   uint64_t id = 0, request_no = 0;
-  size_t server = 0;
+  net::ServerRotation rotation;  // as ./client's
   wire::Operation op;
   net::Tries tries;
   // Its own, as each ./client has: one estimator fed by every client's
@@ -178,7 +178,7 @@ class Driver {
   LogicalClient make_client(size_t index) {
     LogicalClient c;
     c.id = net::random_u64();
-    c.server = index % servers_.size();
+    c.rotation = net::ServerRotation(servers_.size(), index);
     by_id_[c.id] = clients_.size();
     return c;
   }
@@ -201,7 +201,7 @@ class Driver {
 
   void send(LogicalClient& c, uint64_t now) {
     const std::string request = wire::encode_request(c.op, c.tries.next_attempt());
-    for (int copy = 0; copy < c.retry.copies(); ++copy) net::send_to(fd_, request, servers_[c.server].addr);
+    for (int copy = 0; copy < c.retry.copies(); ++copy) net::send_to(fd_, request, servers_[c.rotation.current()].addr);
     c.tries.sent(now);
     c.resend_at = now + c.retry.timeout_us(c.silent_tries);
   }
@@ -238,8 +238,9 @@ class Driver {
       if (it == by_id_.end() || it->second >= clients_.size()) continue;
       LogicalClient& c = clients_[it->second];
       if (c.id != rep.client_id || rep.request_no != c.request_no || c.resend_at == 0) continue;  // late duplicate
+      c.rotation.answered();
       if (rep.code == wire::ReplyCode::NotInMajority) {  // as ./client: ask the next replica, a little later
-        c.server = (c.server + 1) % servers_.size();
+        c.rotation.leave(net::now_us());
         c.silent_tries = 0;
         c.on_server_since = net::now_us();
         c.resend_at = c.on_server_since + 5'000;
@@ -254,7 +255,7 @@ class Driver {
       // As ./client: a server silent for 8 tries or 1 s is left for the next.
       if (++c.silent_tries >= 8 || now >= c.on_server_since + 1'000'000) {
         c.silent_tries = 0;
-        c.server = (c.server + 1) % servers_.size();
+        c.rotation.leave_silent(now);
         c.on_server_since = now;
       }
       send(c, now);

@@ -67,6 +67,45 @@ void busy_replica(int fd, int ignore, const std::atomic<bool>& stop) {
   }
 }
 
+// Three stand-ins on one thread, for the client's memory of silent
+// replicas: `quiet` answers nothing and counts the requests it gets, by
+// request number; `minority` answers every request "not in a majority";
+// `once` answers request 1 "ok" and every later one "not in a majority".
+struct StandIns {
+  int quiet = quiet_socket(), minority = quiet_socket(), once = quiet_socket();
+  std::vector<uint64_t> quiet_got;  // request numbers, in arrival order (read after stop)
+
+  void serve(const std::atomic<bool>& stop) {
+    char buf[2048];
+    const uint64_t give_up = net::now_us() + 20'000'000;
+    while (!stop && net::now_us() < give_up) {
+      pollfd p[3] = {{quiet, POLLIN, 0}, {minority, POLLIN, 0}, {once, POLLIN, 0}};
+      if (::poll(p, 3, 10) <= 0) continue;
+      for (int i = 0; i < 3; ++i) {
+        if (!(p[i].revents & POLLIN)) continue;
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        ssize_t n = ::recvfrom(p[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        wire::Operation op;
+        uint8_t attempt = 0;
+        if (n <= 0 || !wire::decode_request(buf, static_cast<size_t>(n), op, attempt)) continue;
+        if (p[i].fd == quiet) {
+          quiet_got.push_back(op.request_no);
+          continue;
+        }
+        const bool ok = p[i].fd == once && op.request_no == 1;
+        wire::Reply r{op.client_id, op.request_no, ok ? wire::ReplyCode::Ok : wire::ReplyCode::NotInMajority,
+                      ok ? 0 : static_cast<int32_t>((1 << 16) | 3)};
+        r.attempt = attempt;
+        net::send_to(p[i].fd, wire::encode_reply(r), from);
+      }
+    }
+  }
+  ~StandIns() {
+    for (int fd : {quiet, minority, once}) ::close(fd);
+  }
+};
+
 struct Run {
   int status;
   std::string out, err;
@@ -108,6 +147,31 @@ void expect_busy(const std::string& client, int ignore, int status, const std::s
   stop = true;
   replica.join();
   ::close(fd);
+}
+
+// A client that left a replica for silence passes it over when it moves on
+// again soon after. Servers, in order: quiet, minority, once. The first
+// command finds quiet silent (1 s), minority in a minority, and once
+// answering. The second is refused by once and by minority, over and over
+// until its timeout: moving on from once, the list leads to quiet, which
+// the client left for silence a moment ago, so it must ask minority
+// instead. Without the memory, quiet gets the second request too (and
+// holds the client a further second each time).
+void expect_silent_remembered(const std::string& client) {
+  StandIns s;
+  std::atomic<bool> stop{false};
+  std::thread replicas([&] { s.serve(stop); });
+  const std::string servers = address_of(s.quiet) + "," + address_of(s.minority) + "," + address_of(s.once);
+  Run r = run(client, {"--servers", servers, "--timeout", "2.5"}, "size 1\nsize 1\n");
+  stop = true;
+  replicas.join();
+  size_t first = 0, second = 0;
+  for (uint64_t no : s.quiet_got) (no == 1 ? first : second) += 1;
+  CHECK(first > 0, std::string("the first command should have tried the quiet replica"));
+  CHECK(second == 0, "the second command asked the replica that was silent a moment ago " + std::to_string(second) +
+                         " times; it should pass it over");
+  CHECK(r.out.find("0\n") == 0, "the first command's answer comes from the third replica: " + r.out);
+  CHECK(r.out.find("is in a majority") != std::string::npos, "the second command ends refused: " + r.out);
 }
 
 int client_test(const std::string& server, const std::string& client) {
@@ -162,6 +226,7 @@ int client_test(const std::string& server, const std::string& client) {
   // after a try that got no answer, the outcome is unknown (3).
   expect_busy(client, 0, 1, "error: the cluster is busy (a replica is not keeping up); try again later");
   expect_busy(client, 1, 3, "error: no answer within 0.3 s (the cluster is busy); the operation may still take effect");
+  expect_silent_remembered(client);
 
   // Pipe mode: the highest status of any line; a summary when any failed.
   // Blank and comment lines are not commands.

@@ -224,6 +224,32 @@ void test_retry() {
   CHECK(many.next_attempt() == 255, "the try number stops at 255");
 }
 
+// The client's choice of server (net::ServerRotation): a server left for
+// silence is passed over for a while, unless every other one is too.
+void test_rotation() {
+  net::ServerRotation r(3, 0, 5'000'000);
+  CHECK(r.current() == 0, "starts at the first server given");
+  r.leave_silent(1'000'000);  // 0 is silent
+  CHECK(r.current() == 1, "silence moves to the next");
+  r.leave(2'000'000);  // 1 says "not in a majority"
+  CHECK(r.current() == 2, "an answer that says go elsewhere moves to the next");
+  r.leave(3'000'000);
+  CHECK(r.current() == 1, "0 was left for silence 2 s ago: passed over");
+  r.leave(6'500'000);
+  CHECK(r.current() == 2, "from 1 the next is 2");
+  r.leave(6'500'000);
+  CHECK(r.current() == 0, "5 s on, 0 is asked again");
+  r.answered();
+  r.leave_silent(7'000'000);  // 0 silent again
+  r.leave_silent(7'100'000);  // 1 silent too
+  CHECK(r.current() == 2, "2 is the only one not silent lately");
+  r.leave_silent(7'200'000);
+  CHECK(r.current() == 0, "every one silent lately: the one left longest ago");
+  net::ServerRotation one(1);
+  one.leave_silent(1);
+  CHECK(one.current() == 0, "a single server stays the one");
+}
+
 
 // Three members on a hand-driven network: the five steps of the slot-reuse
 // bug (a restarted sequencer reassigning a global_seq of its earlier life).
@@ -1112,7 +1138,10 @@ void test_membership() {
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "";
   if (what == "ftqueue") test_ftqueue();
-  else if (what == "retry") test_retry();
+  else if (what == "retry") {
+    test_retry();
+    test_rotation();
+  }
   else if (what == "sequencer") test_sequencer();
   else if (what == "store") test_store();
   else if (what == "membership") test_membership();
