@@ -953,7 +953,7 @@ class Run {
     // A Ready that must reach the disk before it is sent is synced before
     // its events are applied and its datagrams leave (server.cpp): if the
     // crash came after either, the sync was done.
-    if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0)) make_durable(m, m.log.size());
+    if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0)) make_durable(i, m.log.size());
     if (apply) apply_events(i, r.events, now);
     if (m.crash_before_rewrite) {
       m.crash_before_rewrite = false;
@@ -1059,7 +1059,7 @@ class Run {
       m.log.push_back(rec);
       m.add(rec);
     }
-    if (!opt_.deferred) make_durable(m, m.log.size());
+    if (!opt_.deferred) make_durable(i, m.log.size());
   }
 
   // ---- deferred durability (group commit) ----
@@ -1075,8 +1075,16 @@ class Run {
     }
   }
 
-  void make_durable(Member& m, size_t len) {
-    for (; m.durable_len < len && m.durable_len < m.log.size(); ++m.durable_len) m.durable.add(m.log[m.durable_len]);
+  // Records on disk are the ones that count for the checks across members:
+  // an Install a power cut took before any sync was never seen by anyone,
+  // and its id may be used again.
+  void make_durable(size_t i, size_t len) {
+    Member& m = members_[i];
+    for (; m.durable_len < len && m.durable_len < m.log.size(); ++m.durable_len) {
+      const LogRecord& rec = m.log[m.durable_len];
+      m.durable.add(rec);
+      if (rec.kind == LogRecord::Kind::Install) check_install_keeps(i, rec.config, last_now_);
+    }
   }
 
   // After a flush wrote its records: a Ready that must not leave before the
@@ -1087,7 +1095,7 @@ class Run {
     Member& m = members_[i];
     m.written_marks = r.marks;
     if (r.sync_before_send) {
-      make_durable(m, m.log.size());
+      make_durable(i, m.log.size());
       m.process->records_durable(r.marks);
       m.flush_again = true;
       return;
@@ -1108,7 +1116,7 @@ class Run {
       Member& m = members_[i];
       if (!up(i) || m.sync_done_at > now) continue;
       m.sync_done_at = mcast::kNever;
-      make_durable(m, m.syncing_len);
+      make_durable(i, m.syncing_len);
       if (opt_.trace) note(now, who(i) + " sync done: " + std::to_string(m.durable_len) + " records on disk");
       m.process->records_durable(m.syncing_marks);
       flush(i, now);
@@ -1128,7 +1136,7 @@ class Run {
     m.log.resize(keep);
     static_cast<LogSummary&>(m) = m.durable;
     for (size_t r = m.durable_len; r < keep; ++r) m.add(m.log[r]);
-    make_durable(m, keep);
+    make_durable(i, keep);
     m.life.delivered_upto = std::min(m.life.delivered_upto, std::max(m.logged_delivered, m.snapshot_upto));
   }
 
@@ -1165,7 +1173,6 @@ class Run {
         if (rec.config.id != m.logged_promise)
           fail(now, who(i) + " installed " + rec.config.id.text() + " but its log's highest Promise is " +
                         m.logged_promise.text());
-        check_install_keeps(i, rec.config, now);
         break;
       default:
         break;
