@@ -171,7 +171,10 @@ void expect_silent_remembered(const std::string& client) {
   CHECK(second == 0, "the second command asked the replica that was silent a moment ago " + std::to_string(second) +
                          " times; it should pass it over");
   CHECK(r.out.find("0\n") == 0, "the first command's answer comes from the third replica: " + r.out);
-  CHECK(r.out.find("is in a majority") != std::string::npos, "the second command ends refused: " + r.out);
+  // Refused, or, when a stand-in's answer came after the client's retry
+  // timer (a loaded machine), an outcome the client cannot know.
+  CHECK(r.out.find("is in a majority") != std::string::npos || r.out.find("may still take effect") != std::string::npos,
+        "the second command ends refused (or unknown): " + r.out);
 }
 
 int client_test(const std::string& server, const std::string& client) {
