@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -165,16 +166,18 @@ void expect_silent_remembered(const std::string& client) {
   Run r = run(client, {"--servers", servers, "--timeout", "2.5"}, "size 1\nsize 1\n");
   stop = true;
   replicas.join();
+  std::string out_line = r.out;  // for the messages: one line
+  std::replace(out_line.begin(), out_line.end(), '\n', '|');
   size_t first = 0, second = 0;
   for (uint64_t no : s.quiet_got) (no == 1 ? first : second) += 1;
   CHECK(first > 0, std::string("the first command should have tried the quiet replica"));
   CHECK(second == 0, "the second command asked the replica that was silent a moment ago " + std::to_string(second) +
                          " times; it should pass it over");
-  CHECK(r.out.find("0\n") == 0, "the first command's answer comes from the third replica: " + r.out);
+  CHECK(r.out.find("0\n") == 0, "the first command's answer comes from the third replica: " + out_line);
   // Refused, or, when a stand-in's answer came after the client's retry
   // timer (a loaded machine), an outcome the client cannot know.
   CHECK(r.out.find("is in a majority") != std::string::npos || r.out.find("may still take effect") != std::string::npos,
-        "the second command ends refused (or unknown): " + r.out);
+        "the second command ends refused (or unknown): " + out_line);
 }
 
 int client_test(const std::string& server, const std::string& client) {
