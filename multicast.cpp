@@ -772,25 +772,35 @@ std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_a
 
 // Who needs to hear at once that we now claim records from..to: a member
 // that must answer a client and cannot yet count a majority of holders.
-// With a majority of two (n <= 3) every member that got the ASSIGN counts
-// its sequencer and itself, so only the sequencer waits for a second
-// holder, and it answers a client only for a batch it sent itself; for any
-// other batch it learns from our next header (at the latest the heartbeat,
-// while anything is unstable), which costs no datagram. With deferred
-// durability the ASSIGN left before the sequencer's own record was on disk,
-// so the batch's origin waits too: it hears from every holder. With a
-// larger majority everyone may be waiting.
+// With a majority of two (n <= 3), the one that answers for k is its
+// origin, and it needs one holder besides itself. Without deferred
+// durability it has the sequencer's claim with the ASSIGN, unless it is
+// the sequencer; with it, the ASSIGN left before the sequencer's record was
+// on disk. One holder tells it, in one STATUS (or in a datagram going there
+// anyway): the sequencer, or, for the sequencer's own batch, the member
+// that sequences k+1 (it will soon send there anyway). Any other batch
+// everyone learns of from the next header (at the latest the heartbeat,
+// while anything is unstable), which costs no datagram. In lossy mode every
+// holder tells, so that one lost STATUS does not cost a heartbeat. Below
+// the cut the source is told. With a larger majority everyone may be
+// waiting.
 void Multicast::tell_holders_needed(uint64_t from, uint64_t to) {
   if (group_size_ / 2 + 1 > 2) {
     announce();
     return;
   }
+  const bool everyone = lossy_mode();
   for (auto it = assignments_.lower_bound(from); it != assignments_.end() && it->first <= to; ++it) {
     const uint64_t k = it->first;
     const MemberId origin = it->second.origin, sequencer = holder_of(k);
-    if (sequencer != self_ && (origin == sequencer || k <= cut_)) outbox(sequencer).has_status = true;
-    const bool origin_in_view = std::find(view_.begin(), view_.end(), origin) != view_.end();
-    if (config_.deferred_durability && k > cut_ && origin != self_ && origin_in_view) outbox(origin).has_status = true;
+    if (k <= cut_) {
+      if (sequencer != self_) outbox(sequencer).has_status = true;
+      continue;
+    }
+    if (origin == self_ || std::find(view_.begin(), view_.end(), origin) == view_.end()) continue;
+    if (origin != sequencer && !config_.deferred_durability) continue;
+    const MemberId teller = origin != sequencer ? sequencer : sequencer_for(k + 1);
+    if (teller == self_ || everyone) outbox(origin).has_status = true;
   }
 }
 
