@@ -762,8 +762,11 @@ class Server {
     if (fds[0].revents & POLLIN) read_datagrams();
     now = net::now_us();
     if (sync_owed_since_ != mcast::kNever && now >= sync_owed_since_ + kOwedSyncUs) sync_after_send_ = true;
-    group_->tick(now);
+    // Requests go out before the tick: a submit makes the protocol look for
+    // gaps at its next tick (Multicast::recovery_due_), and this tick is it,
+    // rather than one more pass through poll with a timeout of 0.
     submit_waiting(now);
+    group_->tick(now);
     if (stopping_ && waiting_ops_.empty()) group_->close();
     flush_ready();
     if (store_->appended_since_snapshot() >= kSnapshotEvery) {
