@@ -26,6 +26,8 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   delivered_upto_ = assigned_contiguous_ = restored.delivered_upto;
   // stable_upto_ stays 0 until every member has told us how far it got.
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
+  last_sent_us_.assign(peers_.size(), 0);
+  last_heard_us_.assign(peers_.size(), 0);
 }
 
 Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
@@ -58,6 +60,8 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   if (config_.deferred_durability) durable_delivered_ = delivered_upto_;
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
   peers_[self_].held_upto = held;
+  last_sent_us_.assign(peers_.size(), 0);
+  last_heard_us_.assign(peers_.size(), 0);
 }
 
 void Multicast::restore_logged(const Delivery& d) {
@@ -166,6 +170,7 @@ void Multicast::receive(MemberId from, const wire::PeerPacket& p, uint64_t now_u
   // and may say less than the peer holds (an assignment we made and lost).
   if (p.header.receiver_incarnation == incarnation_ || config_.bug == InjectedBug::HeardWithoutEcho)
     peer.heard = true;
+  if (p.header.receiver_incarnation == incarnation_) last_heard_us_[from] = now_us;
   peer.closed = p.header.closed;
   peer.own_highwater = std::max(peer.own_highwater, p.header.own_highwater);
   // delivered_upto only grows: a restarted member resumes from its files,
@@ -636,22 +641,31 @@ void Multicast::recover(uint64_t now_us) {
   }
 }
 
+// A heartbeat goes to a peer only when no datagram went to it for a
+// heartbeat interval (every datagram carries our header), and asks for a
+// reply only when none came from it for as long: under load the traffic
+// itself carries every header, and no datagram is spent on heartbeats. While
+// leaving, a heartbeat goes to all every interval and asks for a reply, as a
+// peer that is still draining counts on it.
 void Multicast::send_heartbeats(uint64_t now_us) {
-  last_heartbeat_ = now_us;
-  heartbeat_sent_ = true;
+  if (closed_) {
+    if (heartbeat_sent_ && now_us < last_heartbeat_ + config_.heartbeat_interval_us) return;
+    last_heartbeat_ = now_us;
+    heartbeat_sent_ = true;
+  }
   for (MemberId m : view_) {
     if (m == self_) continue;
+    if (!closed_ && now_us < last_sent_us_[m] + config_.heartbeat_interval_us) continue;
     wire::PeerPacket& p = outbox(m);
     p.has_status = true;
-    p.want_reply = true;
+    if (closed_ || now_us >= last_heard_us_[m] + config_.heartbeat_interval_us) p.want_reply = true;
     ++stats_.heartbeats;
   }
 }
 
 void Multicast::tick(uint64_t now_us) {
   now_us_ = now_us;
-  bool heartbeat_due = !heartbeat_sent_ || now_us >= last_heartbeat_ + config_.heartbeat_interval_us;
-  if (wants_heartbeat() && heartbeat_due) send_heartbeats(now_us);
+  if (wants_heartbeat()) send_heartbeats(now_us);
   recover(now_us);
   recovery_due_ = false;
 }
@@ -659,8 +673,14 @@ void Multicast::tick(uint64_t now_us) {
 uint64_t Multicast::next_deadline() const {
   if (recovery_due_) return now_us_;
   uint64_t deadline = kNever;
-  if (wants_heartbeat())
-    deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
+  if (wants_heartbeat()) {
+    if (closed_) {
+      deadline = heartbeat_sent_ ? last_heartbeat_ + config_.heartbeat_interval_us : 0;
+    } else {
+      for (MemberId m : view_)
+        if (m != self_) deadline = std::min(deadline, last_sent_us_[m] + config_.heartbeat_interval_us);
+    }
+  }
   return std::min(deadline, next_ask_due_);
 }
 
@@ -686,6 +706,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
     if (lossy) piggyback_assignments(to, packet);
     packet.header = header;
     packet.header.receiver_incarnation = peers_[to].incarnation;
+    if (to < last_sent_us_.size()) last_sent_us_[to] = now_us_;
     for (std::string& bytes : wire::encode_peer(packet)) {
       if (lossy) {
         out.push_back(Outgoing{to, bytes});

@@ -377,6 +377,12 @@ class Multicast {
   void note_repair();
   uint64_t last_heartbeat_ = 0;
   bool heartbeat_sent_ = false;
+  // By member id: when a datagram last went to it, and when one last came
+  // from its current life that echoed ours. A peer that got our header
+  // within the heartbeat interval needs no heartbeat, and one we heard from
+  // within it need not be asked for a reply.
+  std::vector<uint64_t> last_sent_us_;
+  std::vector<uint64_t> last_heard_us_;
   bool closed_ = false;
 
   std::map<MemberId, wire::PeerPacket> outbox_;
