@@ -105,6 +105,10 @@ constexpr uint64_t kLingerQuietUs = 50'000;  // see Server::finished
 constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
 constexpr uint64_t kSnapshotEvery = 5000;      // delivered messages between snapshots
 constexpr int kMaxDatagramsPerWake = 512;
+// The longest a request waits for others to join its batch (batch_ready).
+// Measured at 32 clients on 3 replicas (README, Performance): 0 gave
+// 48k ops/s, 30-60 gave 60-87k, 120 less again.
+constexpr uint64_t kBatchHoldUs = 50;
 
 struct Options {
   int id = -1;
@@ -754,10 +758,16 @@ class Server {
     if (stopping_ && group_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
     if (sync_owed_since_ != mcast::kNever) deadline = std::min(deadline, sync_owed_since_ + kOwedSyncUs);
-    int timeout_ms = -1;
-    if (deadline != mcast::kNever) timeout_ms = deadline <= now ? 0 : static_cast<int>((deadline - now + 999) / 1000);
+    if (!waiting_ops_.empty() && group_->can_submit() && group_->ordering()->unsequenced_own() == 0)
+      deadline = std::min(deadline, first_waiting_us_ + kBatchHoldUs);
+    // ppoll (POSIX.1-2024), not poll: a batch's hold is tens of microseconds.
+    timespec timeout{};
+    if (deadline != mcast::kNever && deadline > now) {
+      timeout.tv_sec = static_cast<time_t>((deadline - now) / 1'000'000);
+      timeout.tv_nsec = static_cast<long>((deadline - now) % 1'000'000) * 1000;
+    }
     pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
-    ::poll(fds, 2, timeout_ms);
+    ::ppoll(fds, 2, deadline == mcast::kNever ? nullptr : &timeout, nullptr);
     if (fds[1].revents & POLLIN) on_signals();
     if (fds[0].revents & POLLIN) read_datagrams();
     now = net::now_us();
@@ -923,6 +933,7 @@ class Server {
       return;
     }
     if (trace_) trace_->request_in(op, attempt, from, "admitted, waits for the next DATA");
+    if (waiting_ops_.empty()) first_waiting_us_ = net::now_us();
     waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
     admitted_.insert(key);
   }
@@ -954,14 +965,26 @@ class Server {
   // global_seq wait too, and go out together. A second message is sent
   // before the first is sequenced only if it is full (like Nagle's rule):
   // under load, batches grow and the rotation carries more per slot.
+  // And a batch waits for the clients this replica just answered, who
+  // come back with their next requests within microseconds: until as many
+  // requests wait as the last burst of replies had, or kBatchHoldUs after
+  // the first one came. (One client: a burst of one, so no wait.) Every
+  // batch costs datagrams and wake-ups at every replica, and on a busy
+  // machine those, not the protocol's steps, are what limit throughput.
+  bool batch_ready(uint64_t now) const {
+    if (waiting_ops_.size() >= wire::kMaxBatchOps) return true;
+    if (group_->ordering()->unsequenced_own() > 0) return false;
+    return waiting_ops_.size() >= expected_back_ || now >= first_waiting_us_ + kBatchHoldUs;
+  }
+
   void submit_waiting(uint64_t now) {
-    while (!waiting_ops_.empty() && group_->can_submit() &&
-           (group_->ordering()->unsequenced_own() == 0 || waiting_ops_.size() >= wire::kMaxBatchOps)) {
+    while (!waiting_ops_.empty() && group_->can_submit() && batch_ready(now)) {
       size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
       std::vector<wire::BatchedOp> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
       mcast::MessageName name = group_->submit(wire::encode_batch(batch, net::wall_clock_ms()), now);
       in_flight_[name] = std::move(batch);
+      if (!waiting_ops_.empty()) first_waiting_us_ = now;
     }
   }
 
@@ -990,6 +1013,7 @@ class Server {
       // Every delivery is applied: the state is the one at delivered_upto.
       if (ready.snapshot_wanted) group_->provide_snapshot(state_.render_snapshot(), state_.applied_upto());
       send_datagrams(ready.to_send);
+      if (!replies.empty()) expected_back_ = std::min(replies.size(), wire::kMaxBatchOps);
       send_replies(replies);
       if (sync_after_send_) sync_log();
       if (!durable_news_) return;
@@ -1325,6 +1349,10 @@ class Server {
   mcast::DurableMarks owed_marks_;
   static constexpr uint64_t kOwedSyncUs = 1000;
   bool sync_after_send_ = false;  // this pass owes a sync (sync_log)
+  // Batching (batch_ready): when the oldest waiting request came, and how
+  // many replies the last burst sent.
+  uint64_t first_waiting_us_ = 0;
+  size_t expected_back_ = 1;
   bool unsynced_ = false;         // records written since the last sync
   bool durable_news_ = false;     // this pass told the protocol of a sync
 };
