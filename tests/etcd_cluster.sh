@@ -11,6 +11,23 @@
 #
 # The caller keeps its own trap: etcd_stop is safe to call more than once.
 
+#   etcd_require FILE...             exits 0 ("skip") without etcd and
+#                                    etcdctl, 2 if a FILE is not executable
+
+etcd_require() {
+  if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+    echo "skip: etcd is not installed (Debian: apt-get install etcd-server etcd-client)"
+    exit 0
+  fi
+  local f
+  for f in "$@"; do
+    if [[ ! -x $f ]]; then
+      echo "error: $f not found; build first (make test), or pass the build directory" >&2
+      exit 2
+    fi
+  done
+}
+
 # Six ports nobody listens on: a random base, checked (bounded tries).
 etcd_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -23,16 +23,8 @@ build=${1:-$root/build}
 bench=$build/tests/bench
 server=$build/server
 
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
-  echo "skip: etcd is not installed (Debian: apt-get install etcd-server etcd-client)"
-  exit 0
-fi
-for f in "$bench" "$server"; do
-  if [[ ! -x $f ]]; then
-    echo "error: $f not found; build first (make test), or pass the build directory" >&2
-    exit 2
-  fi
-done
+source "$root/tests/etcd_cluster.sh"
+etcd_require "$bench" "$server"
 
 tmp=$(mktemp -d /tmp/failover-vs-etcd.XXXXXX)
 pids=()
@@ -43,7 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-source "$root/tests/etcd_cluster.sh"
 if ! etcd_start "$tmp"; then trap - EXIT; exit 1; fi
 pids+=("${etcd_pids[@]}")
 endpoints=$etcd_endpoints

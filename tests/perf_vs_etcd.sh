@@ -25,19 +25,10 @@ seconds=${2:-5}
 bench=$build/tests/bench
 server=$build/server
 
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
-  echo "skip: etcd is not installed (Debian: apt-get install etcd-server etcd-client)"
-  exit 0
-fi
-for f in "$bench" "$server"; do
-  if [[ ! -x $f ]]; then
-    echo "error: $f not found; build first (make test), or pass the build directory" >&2
-    exit 2
-  fi
-done
+source "$root/tests/etcd_cluster.sh"
+etcd_require "$bench" "$server"
 
 tmp=$(mktemp -d /tmp/perf-vs-etcd.XXXXXX)
-source "$root/tests/etcd_cluster.sh"
 cleanup() {
   etcd_stop
   rm -rf "$tmp"
