@@ -96,6 +96,21 @@
 //   A non-primary configuration changes no log, so it cannot break this;
 //   a promised epoch is persisted, so a restarted member never answers an
 //   older PREPARE after a newer one.
+//   Steps the argument takes for granted, and what keeps each:
+//   - A claim survives a crash as it was said: every record a member
+//     claims is in its log first (persist before send; with --fsync, on
+//     disk: Multicast's deferred durability), and LogReplay reads back the
+//     claim the live member had (group_sim --check-replay checks this
+//     after every flush).
+//   - Two members whose last primary is the same P hold the same records
+//     up to the smaller of their claims: within P each k has one assigner,
+//     and both adopted the same prefix up to P's cut at its install (by
+//     induction on P). That is why the install's keep can take records
+//     from any member with the source's last primary.
+//   - After a state transfer a claim's height may stand over the
+//     snapshot rather than over records (finish_transfer drops those at or
+//     below it): the snapshot is the order that prefix delivered, agreed
+//     by everyone who delivered it, so it holds the same k.
 //
 // Delivery order at a change (EVS): the last messages of the old
 // configuration, then TRANSITIONAL (the members of the new configuration
