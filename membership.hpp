@@ -351,6 +351,9 @@ class Membership {
   void records_durable(const DurableMarks& marks);
   // Where the log stands with everything taken so far written.
   DurableMarks written_marks() const;
+  // Deferred durability: a record written and not yet durable is awaited
+  // (Multicast::claims_awaited), so the caller should sync soon.
+  bool claims_awaited() const { return ordering_ && ordering_->claims_awaited(); }
   // State transfer, the sending side: the caller's state rendered as text
   // (FTQueue::render_snapshot) at global_seq `upto`, which must be
   // delivered_upto() (every delivery applied, none after). Ignored otherwise.

@@ -810,19 +810,31 @@ void Multicast::tell_holders_needed(uint64_t from, uint64_t to) {
     announce();
     return;
   }
-  const bool everyone = lossy_mode();
   for (auto it = assignments_.lower_bound(from); it != assignments_.end() && it->first <= to; ++it) {
-    const uint64_t k = it->first;
-    const MemberId origin = it->second.origin, sequencer = holder_of(k);
-    if (k <= cut_) {
-      if (sequencer != self_) outbox(sequencer).has_status = true;
-      continue;
-    }
-    if (origin == self_ || std::find(view_.begin(), view_.end(), origin) == view_.end()) continue;
-    if (origin != sequencer && !config_.deferred_durability) continue;
-    const MemberId teller = origin != sequencer ? sequencer : sequencer_for(k + 1);
-    if (teller == self_ || everyone) outbox(origin).has_status = true;
+    const MemberId waiting = awaits_claim(it->first, it->second);
+    if (waiting != kNobody && waiting != self_) outbox(waiting).has_status = true;
   }
+}
+
+// n <= 3 (see tell_holders_needed): who waits to hear at once that this
+// member holds k: a member to tell, self_ if only this member does (it
+// answers for k, or is the source below the cut), or kNobody.
+MemberId Multicast::awaits_claim(uint64_t k, const MessageName& name) const {
+  const MemberId origin = name.origin, sequencer = holder_of(k);
+  if (k <= cut_) return sequencer;
+  if (origin == self_) return self_;
+  if (std::find(view_.begin(), view_.end(), origin) == view_.end()) return kNobody;
+  if (origin != sequencer && !config_.deferred_durability) return kNobody;
+  const MemberId teller = origin != sequencer ? sequencer : sequencer_for(k + 1);
+  return teller == self_ || lossy_mode() ? origin : kNobody;
+}
+
+bool Multicast::claims_awaited() const {
+  if (group_size_ / 2 + 1 > 2) return written_held_upto_ > logged_held_upto_;
+  for (auto it = assignments_.upper_bound(logged_held_upto_); it != assignments_.end() && it->first <= written_held_upto_;
+       ++it)
+    if (awaits_claim(it->first, it->second) != kNobody) return true;
+  return false;
 }
 
 // Invariant (persist before claim): a record is claimed, in a header or by

@@ -220,6 +220,11 @@ class Multicast {
   // held_upto and the Delivered mark delivered_upto (the values it had when
   // it wrote them). Ignored without deferred durability.
   void records_durable(uint64_t held_upto, uint64_t delivered_upto);
+  // Deferred durability: some record written and not yet durable is one a
+  // member waits to hear this one claim (to answer a client, or it is this
+  // member that answers). The caller syncs soon when so; the others only
+  // add to the margin of safety, and can wait for the next sync.
+  bool claims_awaited() const;
   // Safe mode: every record this member holds and has not freed, 1..held_upto
   // (the view change carries them into the next configuration).
   std::vector<Delivery> held_records() const;
@@ -298,6 +303,8 @@ class Multicast {
   void try_deliver();
   void advance_held();
   void tell_holders_needed(uint64_t from, uint64_t to);
+  static constexpr MemberId kNobody = std::numeric_limits<MemberId>::max();
+  MemberId awaits_claim(uint64_t global_seq, const MessageName& name) const;
   bool held_by_majority(uint64_t global_seq) const;
   uint64_t claimable_held() const;
   MemberId holder_of(uint64_t global_seq) const;

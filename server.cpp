@@ -1163,9 +1163,12 @@ class Server {
     });
     // A Delivered mark alone waits for a client: nobody needs it on disk
     // soon (it only lets the others free what everyone delivered), and the
-    // next sync of held records covers it. It is synced within
-    // kOwedSyncUs all the same, so that a quiet cluster becomes stable.
-    if (only_marks) {
+    // next sync of held records covers it. Nor do records no member waits
+    // to hear this one claim (it neither answers for them nor is the one
+    // holder that tells the one that does): they only add to the margin.
+    // Both are synced within kOwedSyncUs all the same, so that a quiet
+    // cluster becomes stable.
+    if (only_marks || !group_->claims_awaited()) {
       sync_owed_since_ = std::min(sync_owed_since_, net::now_us());
       return;
     }
