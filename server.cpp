@@ -779,7 +779,10 @@ class Server {
     group_->tick(now);
     if (stopping_ && waiting_ops_.empty()) group_->close();
     flush_ready();
-    if (store_->appended_since_snapshot() >= kSnapshotEvery) {
+    // A snapshot is the state at delivered_upto, and the log rewritten to
+    // what the protocol holds: not while a sync has let deliveries through
+    // that are not applied yet (flush_ready's bound cut its passes short).
+    if (store_->appended_since_snapshot() >= kSnapshotEvery && !durable_news_) {
       write_snapshot();
       if (durable_news_) flush_ready();  // --fsync: the rewrite synced what was owed
     }

@@ -971,16 +971,23 @@ class Run {
       crash(i, now);
       return;
     }
-    if (up(i) && failure_.empty() && opt_.compact > 0 &&
-        std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.compact)
-      compact(i, now);
     // records_durable may have let more through (deliveries, a commit): the
     // server takes another pass before it sleeps (flush_ready), and the live
-    // member is ahead of its log until then.
+    // member is ahead of its log and its state until then. Only after such
+    // a pass may it compact (server.cpp takes a snapshot only then).
     if (m.flush_again && up(i) && failure_.empty()) {
       m.flush_again = false;
       flush(i, now);
       return;
+    }
+    if (up(i) && failure_.empty() && opt_.compact > 0 &&
+        std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.compact) {
+      compact(i, now);
+      if (m.flush_again && up(i) && failure_.empty()) {
+        m.flush_again = false;
+        flush(i, now);
+        return;
+      }
     }
     if (up(i) && failure_.empty() && opt_.check_replay) check_replay(i, now);
   }
