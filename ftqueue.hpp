@@ -152,11 +152,6 @@ class ReplicaStore {
   // With fsync: one fdatasync, after which every append before it is on
   // disk (survives a power cut). Without fsync it does nothing.
   bool sync(std::string& error);
-  // The log's descriptor, for a sync in another thread (server.cpp's
-  // LogSyncer). It changes when the log is rewritten (write_snapshot):
-  // no sync of it may be under way then.
-  int log_fd() const { return log_fd_; }
-  bool fsync() const { return fsync_; }
 
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
   // `protocol` (Membership::durable_state()): its promise, last primary, last

@@ -758,8 +758,7 @@ class Server {
     if (stopping_ && group_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
     if (sync_owed_since_ != mcast::kNever) deadline = std::min(deadline, sync_owed_since_ + kOwedSyncUs);
-    if (!waiting_ops_.empty() && group_->can_submit() && group_->ordering()->unsequenced_own() == 0)
-      deadline = std::min(deadline, first_waiting_us_ + kBatchHoldUs);
+    deadline = std::min(deadline, batch_hold_ends());
     // ppoll (POSIX.1-2024), not poll: a batch's hold is tens of microseconds.
     timespec timeout{};
     if (deadline != mcast::kNever && deadline > now) {
@@ -976,8 +975,16 @@ class Server {
   // machine those, not the protocol's steps, are what limit throughput.
   bool batch_ready(uint64_t now) const {
     if (waiting_ops_.size() >= wire::kMaxBatchOps) return true;
-    if (group_->ordering()->unsequenced_own() > 0) return false;
-    return waiting_ops_.size() >= expected_back_ || now >= first_waiting_us_ + kBatchHoldUs;
+    const uint64_t hold_ends = batch_hold_ends();
+    if (hold_ends == mcast::kNever) return false;  // our last batch is not sequenced yet
+    return waiting_ops_.size() >= expected_back_ || now >= hold_ends;
+  }
+
+  // When the waiting requests go out at the latest, as a batch may (none
+  // waits, or our last one is not sequenced yet: kNever).
+  uint64_t batch_hold_ends() const {
+    if (waiting_ops_.empty() || !group_->can_submit() || group_->ordering()->unsequenced_own() > 0) return mcast::kNever;
+    return first_waiting_us_ + kBatchHoldUs;
   }
 
   void submit_waiting(uint64_t now) {

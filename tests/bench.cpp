@@ -505,19 +505,11 @@ FailoverFigures failover_figures(const Result& r, const FailoverOutcome& f, uint
     if (end < f.kill_us && end + 1'000'000 >= f.kill_us) ++out.ops_second_before;
     if (end >= f.kill_us && end < f.kill_us + 1'000'000) ++out.ops_second_after;
   }
-  std::sort(ends.begin(), ends.end());
   // The longest stretch, anywhere in the window, with no call completed;
   // the run's last stretch counts up to its end.
-  uint64_t longest = 0;
-  for (size_t i = 1; i < ends.size(); ++i) {
-    if (ends[i] - ends[i - 1] > longest) out.gap_starts_after_kill_s = (double(ends[i - 1]) - double(f.kill_us)) / 1e6;
-    longest = std::max(longest, ends[i] - ends[i - 1]);
-  }
-  if (!ends.empty() && measure_to > ends.back() && measure_to - ends.back() > longest) {
-    longest = measure_to - ends.back();
-    out.gap_starts_after_kill_s = (double(ends.back()) - double(f.kill_us)) / 1e6;
-  }
-  out.longest_gap_ms = longest / 1000.0;
+  const harness::QuietStretch gap = harness::longest_quiet_stretch(ends, f.kill_us, measure_to);
+  out.gap_starts_after_kill_s = (double(gap.start) - double(f.kill_us)) / 1e6;
+  out.longest_gap_ms = gap.length / 1000.0;
   std::sort(in_flight_us.begin(), in_flight_us.end());
   out.in_flight = in_flight_us.size();
   if (!in_flight_us.empty()) {
@@ -803,17 +795,11 @@ int run_etcd(const Options& o) {
   std::sort(r.latency_us.begin(), r.latency_us.end());
   std::vector<uint64_t> ends;
   for (const auto& call : r.calls) ends.push_back(call.second);
-  std::sort(ends.begin(), ends.end());
-  uint64_t longest = 0, gap_start = measure_from;
-  for (size_t i = 1; i < ends.size(); ++i)
-    if (ends[i] - ends[i - 1] > longest) {
-      longest = ends[i] - ends[i - 1];
-      gap_start = ends[i - 1];
-    }
+  const harness::QuietStretch gap = harness::longest_quiet_stretch(ends, measure_from);
   std::printf("etcd: %.0f writes/s over %.1f s, %" PRIu64 " errors, %" PRIu64 " retries; p50 %s ms, p99 %s ms, max %s ms\n",
               r.ops_per_s(), r.seconds, r.errors, r.retries, format_ms(r.percentile_ms(50)).c_str(),
               format_ms(r.percentile_ms(99)).c_str(), format_ms(r.percentile_ms(100)).c_str());
-  std::printf("longest_gap_ms=%.0f gap_starts_s=%.2f\n", longest / 1000.0, (double(gap_start) - double(measure_from)) / 1e6);
+  std::printf("longest_gap_ms=%.0f gap_starts_s=%.2f\n", gap.length / 1000.0, (double(gap.start) - double(measure_from)) / 1e6);
   print_last_line(r);
   return r.ops > 0 ? 0 : 1;
 }

@@ -747,15 +747,9 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> ends;
   for (const Call& c : history)
     if (c.client < a.clients) ends.push_back(c.end_us);
-  std::sort(ends.begin(), ends.end());
-  uint64_t gap = 0, gap_at = chaos_t0;
-  for (size_t i = 1; i < ends.size(); ++i)
-    if (ends[i] - ends[i - 1] > gap) {
-      gap = ends[i] - ends[i - 1];
-      gap_at = ends[i - 1];
-    }
-  std::printf("longest time in which no call completed anywhere: %.3f s, from %.2f s\n", gap / 1e6,
-              (gap_at - chaos_t0) / 1e6);
+  const harness::QuietStretch gap = harness::longest_quiet_stretch(ends, chaos_t0);
+  std::printf("longest time in which no call completed anywhere: %.3f s, from %.2f s\n", gap.length / 1e6,
+              (gap.start - chaos_t0) / 1e6);
   int stalled = 0;
   for (const Call* c : slow) stalled += c->seconds() > a.stall_bound_s;
   char bound[32];

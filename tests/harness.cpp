@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -402,6 +403,15 @@ void remove_tree(const std::string& dir) {
   if (dir.size() < 8 || dir.find("/ftq-") == std::string::npos) return;  // only our own
   std::string out;
   run_program("/bin/rm", {"-rf", dir}, out);
+}
+
+QuietStretch longest_quiet_stretch(std::vector<uint64_t> ends, uint64_t start_if_none, uint64_t until) {
+  std::sort(ends.begin(), ends.end());
+  QuietStretch q{0, start_if_none};
+  for (size_t i = 1; i < ends.size(); ++i)
+    if (ends[i] - ends[i - 1] > q.length) q = QuietStretch{ends[i] - ends[i - 1], ends[i - 1]};
+  if (!ends.empty() && until > ends.back() && until - ends.back() > q.length) q = QuietStretch{until - ends.back(), ends.back()};
+  return q;
 }
 
 uint64_t test_seed(const char* test_name) {

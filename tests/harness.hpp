@@ -115,6 +115,16 @@ int loopback_socket();
 std::string make_temp_dir(const std::string& name);
 void remove_tree(const std::string& dir);
 
+// The longest stretch with no call completed, from `ends` (completion times,
+// any order): between two of them, or, when `until` is later than the last,
+// from the last to `until`. `start` is where it begins (the first such
+// stretch, if several are as long); start_if_none when there is none.
+struct QuietStretch {
+  uint64_t length = 0;
+  uint64_t start = 0;
+};
+QuietStretch longest_quiet_stretch(std::vector<uint64_t> ends, uint64_t start_if_none, uint64_t until = 0);
+
 // The seed of a test run: FTQ_SEED from the environment if set, else fresh.
 // Printed, so a failure can be replayed with FTQ_SEED=<seed>.
 uint64_t test_seed(const char* test_name);
