@@ -870,11 +870,7 @@ class Run {
       r = reader.finish();
     }
     if (opt_.rewrite_at_open) {
-      m.log = rewritten_log(r);
-      m.logged_delivered = r.delivered_upto;
-      m.voidings = count_voidings(m.log);
-      m.durable_len = m.log.size();
-      m.durable = static_cast<const LogSummary&>(m);
+      rewrite_log(i, r, r.delivered_upto);
     }
     if (r.delivered_upto < m.life.delivered_upto)
       return fail(now, who(i) + " applied deliveries up to k=" + std::to_string(m.life.delivered_upto) +
@@ -1002,12 +998,8 @@ class Run {
     Member& m = members_[i];
     const Restored d = m.process->durable_state();
     if (opt_.trace) note(now, who(i) + " compacts its log (snapshot at k=" + std::to_string(m.life.delivered_upto) + ")");
-    m.log = rewritten_log(d);
     m.snapshot_upto = m.life.delivered_upto;
-    m.logged_delivered = m.life.delivered_upto;
-    m.voidings = count_voidings(m.log);
-    m.life.claims.held_upto.clear();  // keyed by voidings of the old log
-    log_rewritten(i);
+    rewrite_log(i, d, m.life.delivered_upto);
   }
 
   // The log read back as ReplicaStore::open reads it (with the snapshot's
@@ -1071,9 +1063,16 @@ class Run {
 
   // ---- deferred durability (group commit) ----
 
-  // A rewrite is synced (ReplicaStore::write_snapshot): all of it is on disk.
-  void log_rewritten(size_t i) {
+  // The log rewritten as ReplicaStore does (at a snapshot, a state transfer,
+  // a restart): exactly `r`, and a Delivered mark. The claims said so far
+  // were keyed by the old log's voidings, and lie below the new start. A
+  // rewrite is synced: all of it is on disk.
+  void rewrite_log(size_t i, const Restored& r, uint64_t delivered_mark) {
     Member& m = members_[i];
+    m.log = rewritten_log(r);
+    m.logged_delivered = delivered_mark;
+    m.voidings = count_voidings(m.log);
+    m.life.claims.held_upto.clear();
     m.durable_len = m.log.size();
     m.durable = static_cast<const LogSummary&>(m);
     if (opt_.deferred && m.process) {
@@ -1310,11 +1309,7 @@ class Run {
       m.crash_before_rewrite = true;  // the log stays as it was: flush() crashes the member next
       return;
     }
-    m.log = rewritten_log(m.process->durable_state());
-    m.logged_delivered = upto;
-    m.voidings = count_voidings(m.log);
-    log_rewritten(i);
-    m.life.claims.held_upto.clear();  // what it said before is below the snapshot
+    rewrite_log(i, m.process->durable_state(), upto);
   }
 
   void on_deliver(size_t i, const Delivery& d, uint64_t now) {
