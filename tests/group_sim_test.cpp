@@ -967,25 +967,26 @@ class Run {
       crash(i, now);
       return;
     }
-    // records_durable may have let more through (deliveries, a commit): the
-    // server takes another pass before it sleeps (flush_ready), and the live
-    // member is ahead of its log and its state until then. Only after such
-    // a pass may it compact (server.cpp takes a snapshot only then).
-    if (m.flush_again && up(i) && failure_.empty()) {
-      m.flush_again = false;
-      flush(i, now);
-      return;
-    }
+    // Only after a pass with no records_durable news may it compact
+    // (server.cpp takes a snapshot only then).
+    if (flush_again_if_asked(i, now)) return;
     if (up(i) && failure_.empty() && opt_.compact > 0 &&
         std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.compact) {
       compact(i, now);
-      if (m.flush_again && up(i) && failure_.empty()) {
-        m.flush_again = false;
-        flush(i, now);
-        return;
-      }
+      if (flush_again_if_asked(i, now)) return;
     }
     if (up(i) && failure_.empty() && opt_.check_replay) check_replay(i, now);
+  }
+
+  // records_durable may have let more through (deliveries, a commit): the
+  // server takes another pass before it sleeps (flush_ready), and the live
+  // member is ahead of its log and its state until then. True if it did.
+  bool flush_again_if_asked(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    if (!m.flush_again || !up(i) || !failure_.empty()) return false;
+    m.flush_again = false;
+    flush(i, now);
+    return true;
   }
 
   // ---- review instrumentation (--check-replay, --compact, --crash-at-snapshot) ----
