@@ -203,7 +203,6 @@ struct Event {
   uint64_t snapshot_upto = 0;
 };
 
-// etcd raft's Ready: persist to_persist, then apply events, then send to_send.
 // How far a member's log reaches: with deferred durability (group commit,
 // MulticastConfig::deferred_durability), the caller hands these back to
 // records_durable() once the writes that reached them are on disk.
@@ -213,6 +212,7 @@ struct DurableMarks {
   uint64_t delivered_upto = 0;  // the last Delivered mark
 };
 
+// etcd raft's Ready: persist to_persist, then apply events, then send to_send.
 struct Ready {
   std::vector<LogRecord> to_persist;
   std::vector<Event> events;
