@@ -115,6 +115,10 @@ struct Options {
   // The driver's own deliberate bug: datagrams leave before the records of
   // the same Ready are persisted (breaks the rule server.cpp keeps).
   bool send_before_persist = false;
+  // The driver's deliberate bug with --deferred-durability: a Ready that
+  // must be synced before it is sent (a promise, a STATE) is sent at once,
+  // its sync left for later like any other.
+  bool send_before_sync = false;
   // Review instrumentation (review3): after every flush a crash does not
   // strike, read the member's log back (LogReplay) and compare it with the
   // live member: last primary, claim, promise, delivered, records. Also the
@@ -949,7 +953,8 @@ class Run {
     // A Ready that must reach the disk before it is sent is synced before
     // its events are applied and its datagrams leave (server.cpp): if the
     // crash came after either, the sync was done.
-    if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0)) make_durable(i, m.log.size());
+    if (opt_.deferred && crash_now && r.sync_before_send && (apply || sent > 0) && !opt_.send_before_sync)
+      make_durable(i, m.log.size());
     if (apply) apply_events(i, r.events, now);
     if (m.crash_before_rewrite) {
       m.crash_before_rewrite = false;
@@ -1101,7 +1106,7 @@ class Run {
   void after_write(size_t i, const Ready& r) {
     Member& m = members_[i];
     m.written_marks = r.marks;
-    if (r.sync_before_send) {
+    if (r.sync_before_send && !opt_.send_before_sync) {
       make_durable(i, m.log.size());
       m.process->records_durable(r.marks);
       m.flush_again = true;
@@ -1699,7 +1704,8 @@ void usage() {
       "      later sync, and a crash is a power cut that loses what no sync covered\n"
       "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
       "      shrink-claim-at-install, claim-before-durable (with --deferred-durability) (protocol);\n"
-      "      send-before-persist (the driver sends datagrams before logging what they announce)\n"
+      "      send-before-persist (the driver sends datagrams before logging what they announce),\n"
+      "      send-before-sync (with --deferred-durability: it sends what must wait for the disk at once)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
@@ -1749,6 +1755,7 @@ bool parse(int argc, char** argv, Options& opt) {
       else if (b == "claim-before-durable") opt.bug = mcast::GroupBug::ClaimBeforeDurable;
 
       else if (b == "send-before-persist") opt.send_before_persist = true;
+      else if (b == "send-before-sync") opt.send_before_sync = true;
       else return false;
     } else {
       return false;
@@ -1769,6 +1776,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.bug == mcast::GroupBug::ClaimBeforeDurable) cmd += " --bug claim-before-durable";
 
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
+  if (opt.send_before_sync) cmd += " --bug send-before-sync";
   if (opt.check_replay) cmd += " --check-replay";
   if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
   if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
@@ -1782,6 +1790,7 @@ std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
   Options clean = opt;
   clean.bug = mcast::GroupBug::None;
   clean.send_before_persist = false;
+  clean.send_before_sync = false;
   clean.trace = false;
   Run run(seed, clean);
   return run.execute();
