@@ -780,7 +780,10 @@ class Server {
     flush_ready();
     // A snapshot is the state at delivered_upto, and the log rewritten to
     // what the protocol holds: not while a sync has let deliveries through
-    // that are not applied yet (flush_ready's bound cut its passes short).
+    // that are not applied yet (flush_ready's bound cut its passes short):
+    // the records between would be in neither the snapshot nor the log.
+    // The simulator's driver bug compact-before-apply breaks this rule
+    // (group_sim_catches_compact_before_apply).
     if (store_->appended_since_snapshot() >= kSnapshotEvery && !durable_news_) {
       write_snapshot();
       if (durable_news_) flush_ready();  // --fsync: the rewrite synced what was owed

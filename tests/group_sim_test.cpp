@@ -119,6 +119,11 @@ struct Options {
   // must be synced before it is sent (a promise, a STATE) is sent at once,
   // its sync left for later like any other.
   bool send_before_sync = false;
+  // The driver's deliberate bug with --compact: a compaction in the same
+  // flush as a records_durable that let deliveries through, before the
+  // extra pass applies them (breaks the rule server.cpp's step keeps: no
+  // snapshot while durable_news_).
+  bool compact_before_apply = false;
   // Review instrumentation (review3): after every flush a crash does not
   // strike, read the member's log back (LogReplay) and compare it with the
   // live member: last primary, claim, promise, delivered, records. Also the
@@ -974,7 +979,7 @@ class Run {
     }
     // Only after a pass with no records_durable news may it compact
     // (server.cpp takes a snapshot only then).
-    if (flush_again_if_asked(i, now)) return;
+    if (!opt_.compact_before_apply && flush_again_if_asked(i, now)) return;
     if (up(i) && failure_.empty() && opt_.compact > 0 &&
         std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.compact) {
       compact(i, now);
@@ -1706,6 +1711,7 @@ void usage() {
       "      shrink-claim-at-install, claim-before-durable (with --deferred-durability) (protocol);\n"
       "      send-before-persist (the driver sends datagrams before logging what they announce),\n"
       "      send-before-sync (with --deferred-durability: it sends what must wait for the disk at once)\n"
+      "      compact-before-apply (with --compact: it compacts a log before applying what a sync let through)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
@@ -1756,6 +1762,7 @@ bool parse(int argc, char** argv, Options& opt) {
 
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else if (b == "send-before-sync") opt.send_before_sync = true;
+      else if (b == "compact-before-apply") opt.compact_before_apply = true;
       else return false;
     } else {
       return false;
@@ -1777,6 +1784,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
 
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   if (opt.send_before_sync) cmd += " --bug send-before-sync";
+  if (opt.compact_before_apply) cmd += " --bug compact-before-apply";
   if (opt.check_replay) cmd += " --check-replay";
   if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
   if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
@@ -1791,6 +1799,7 @@ std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
   clean.bug = mcast::GroupBug::None;
   clean.send_before_persist = false;
   clean.send_before_sync = false;
+  clean.compact_before_apply = false;
   clean.trace = false;
   Run run(seed, clean);
   return run.execute();
