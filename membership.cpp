@@ -277,6 +277,9 @@ void Membership::freeze() {
     }
     ordering_.reset();
   }
+  // The configuration ends here, and so does its transition: a REGULAR it
+  // did not reach is never due (the next install decides afresh).
+  regular_pending_ = false;
   order_incomplete_ = false;
   start_records_.clear();
 }
