@@ -111,6 +111,14 @@
 //     snapshot rather than over records (finish_transfer drops those at or
 //     below it): the snapshot is the order that prefix delivered, agreed
 //     by everyone who delivered it, so it holds the same k.
+//   - A source's snapshot never reaches past the new configuration's cut:
+//     it is taken at the first request of the configuration, and nothing
+//     past the cut is assigned before every member is heard in the new
+//     ordering (Multicast::try_sequence waits for all_heard), which the
+//     member receiving the transfer is not until it ends. So the state a
+//     receiver installs is from the old order, which the cut keeps. (The
+//     simulator counts snapshots past the cut, also with --late-snapshot
+//     delaying the source's snapshot: 0 in every run so far.)
 //
 // Delivery order at a change (EVS): the last messages of the old
 // configuration, then TRANSITIONAL (the members of the new configuration

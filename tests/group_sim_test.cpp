@@ -144,6 +144,11 @@ struct Options {
   // Review instrumentation: a restart rewrites the log to what it read back,
   // as ReplicaStore::open does.
   bool rewrite_at_open = false;
+  // Review instrumentation: with this probability, a source asked for a
+  // snapshot (state transfer) provides it only some keepalives later, so
+  // that it may have delivered past the new configuration's cut by then.
+  // Draws from the review generator.
+  double late_snapshot = 0;
 };
 
 size_t majority(size_t n) { return n / 2 + 1; }
@@ -464,6 +469,7 @@ struct Member : LogSummary {
   bool flush_again = false;  // records_durable was called mid-flush
   uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
   bool crash_before_rewrite = false;  // --crash-at-snapshot: crash once this flush's events are applied
+  uint64_t snapshot_due_at = mcast::kNever;  // --late-snapshot: when it provides the snapshot asked for
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
   std::set<std::string> delivered_payloads;
@@ -493,6 +499,7 @@ struct Totals {
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;   // state transfers completed
+  uint64_t snapshots_past_cut = 0;  // of those, with a snapshot past the configuration's cut
 };
 
 class Run {
@@ -530,6 +537,7 @@ class Run {
     t.crashes += crashes_done_;
     t.crashes_in_view_change += crashes_in_view_change_;
     t.snapshots += snapshots_installed_;
+    t.snapshots_past_cut += snapshots_past_cut_;
     t.configurations += configs_.size();
     for (const auto& entry : configs_) t.primary_configurations += entry.second.primary ? 1 : 0;
     t.delivered += agreed_.empty() ? 0 : agreed_.rbegin()->first;
@@ -852,6 +860,7 @@ class Run {
     Member& m = members_[i];
     m.process.reset();
     m.sync_done_at = mcast::kNever;
+    m.snapshot_due_at = mcast::kNever;
     m.waiting.clear();
     note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
                   std::to_string(m.logged_delivered) + ")");
@@ -925,6 +934,7 @@ class Run {
 
   void tick_due(uint64_t now) {
     for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      if (up(i) && members_[i].snapshot_due_at <= now) provide_late_snapshot(i, now);
       if (!up(i) || members_[i].process->next_deadline() > now) continue;
       members_[i].process->tick(now);
       flush(i, now);
@@ -969,8 +979,12 @@ class Run {
       crash(i, now);
       return;
     }
-    if (apply && r.snapshot_wanted && up(i))
-      m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
+    if (apply && r.snapshot_wanted && up(i)) {
+      if (opt_.late_snapshot > 0 && std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.late_snapshot)
+        m.snapshot_due_at = std::min(m.snapshot_due_at, now + between_c(1, 4) * cfg_.keepalive_us);
+      else
+        m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
+    }
     note_frozen(i, r.to_persist, wrote);
     if (!opt_.send_before_persist) send(i, r.to_send, sent, now);
     if (crash_now) {
@@ -999,7 +1013,17 @@ class Run {
     return true;
   }
 
-  // ---- review instrumentation (--check-replay, --compact, --crash-at-snapshot) ----
+  // ---- review instrumentation (--check-replay, --compact, --crash-at-snapshot, --late-snapshot) ----
+
+  // --late-snapshot: the snapshot asked for, at what the source has
+  // delivered now (the protocol takes it only at its delivered_upto).
+  void provide_late_snapshot(size_t i, uint64_t now) {
+    Member& m = members_[i];
+    m.snapshot_due_at = mcast::kNever;
+    if (opt_.trace) note(now, who(i) + " provides the snapshot asked for, at k=" + std::to_string(m.life.delivered_upto));
+    m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
+    flush(i, now);
+  }
 
   uint64_t between_c(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(compact_rng_); }
 
@@ -1314,6 +1338,7 @@ class Run {
     }
     life.delivered_upto = upto;
     ++snapshots_installed_;
+    if (upto > m.process->configuration().cut) ++snapshots_past_cut_;
     m.snapshot_upto = upto;
     if (opt_.crash_at_snapshot > 0 && faulty() &&
         std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.crash_at_snapshot) {
@@ -1676,6 +1701,7 @@ class Run {
   size_t crashes_done_ = 0;
   size_t crashes_in_view_change_ = 0;
   size_t snapshots_installed_ = 0;
+  size_t snapshots_past_cut_ = 0;  // of those, snapshots the source took past the configuration's cut
   uint64_t converged_at_ = 0;
   std::vector<PlannedBurst> planned_;
   std::vector<LateRequest> late_;
@@ -1700,10 +1726,13 @@ void usage() {
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
       "                      [--storm] [--deferred-durability] [--bug NAME --expect-violation]\n"
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open]\n"
+      "                      [--late-snapshot P]\n"
       "--check-replay: after every flush, the log read back must match the live member (review)\n"
       "--compact P: compact a member's log at a flush with probability P, as ReplicaStore does\n"
       "--crash-at-snapshot P: crash between snapshot.txt and the log rewrite of a state transfer\n"
       "--rewrite-at-open: a restart rewrites its log to what it read back (ReplicaStore::open)\n"
+      "--late-snapshot P: a source provides a snapshot asked for some keepalives later, so it may\n"
+      "      be past the configuration's cut\n"
       "--storm: a fault phase three times as long, 4-12 partitions and 3-8 crash events\n"
       "--deferred-durability: group commit (server --fsync): records reach the disk at a\n"
       "      later sync, and a crash is a power cut that loses what no sync covered\n"
@@ -1745,6 +1774,8 @@ bool parse(int argc, char** argv, Options& opt) {
       opt.crash_at_snapshot = std::strtod(argv[++i], nullptr);
     } else if (a == "--rewrite-at-open") {
       opt.rewrite_at_open = true;
+    } else if (a == "--late-snapshot" && i + 1 < argc) {
+      opt.late_snapshot = std::strtod(argv[++i], nullptr);
     } else if (a == "--compact" && i + 1 < argc) {
       opt.compact = std::strtod(argv[++i], nullptr);
     } else if (a == "--keep-going") {
@@ -1787,6 +1818,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.compact_before_apply) cmd += " --bug compact-before-apply";
   if (opt.check_replay) cmd += " --check-replay";
   if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
+  if (opt.late_snapshot > 0) cmd += " --late-snapshot " + std::to_string(opt.late_snapshot);
   if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
   if (opt.crash_at_snapshot > 0) cmd += " --crash-at-snapshot " + std::to_string(opt.crash_at_snapshot);
   return cmd;
@@ -1858,9 +1890,9 @@ int main(int argc, char** argv) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf("passing runs: %llu; crashes %llu (%llu amid a view change); configurations %llu (%llu primary);\n"
               "  messages submitted %llu, delivered %llu, dropped with their configuration %llu;\n"
-              "  state transfers %llu; slowest convergence after the heal %.3f s (seed %llu)\n",
+              "  state transfers %llu (%llu with a snapshot past the cut); slowest convergence after the heal %.3f s (seed %llu)\n",
               u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.configurations),
               u(totals.primary_configurations), u(totals.submitted), u(totals.delivered), u(totals.dropped),
-              u(totals.snapshots), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
+              u(totals.snapshots), u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
   return failures == 0 ? 0 : 1;
 }
