@@ -17,11 +17,17 @@
 //   bench --failover-table
 //       The standard failover cases (3 and 5 replicas, loss 0 and 0.1);
 //       `make bench` runs it after the table.
+//   bench --disk-probe [--members N]
+//       What a sync costs on this disk now: small appends, each followed by
+//       fdatasync, by one writer and then by N at once (default 3, each on
+//       its own file, like N replicas' logs), in a temporary directory. The
+//       --fsync figures depend on it more than on anything FTQueue does.
 //
 // Options: --warmup S (default 1), --queues Q (default 4), --push-percent P
 // (default 50; the rest are pops), --pids P1,P2,... (servers whose CPU and
 // memory to report when driving a cluster it did not start).
 // The last line is always: ops_per_s=N p50_ms=X p99_ms=Y errors=E
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -39,6 +45,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../net.hpp"
@@ -56,7 +63,7 @@ struct Options {
   int push_percent = 50;
   std::vector<int> pids;
   // local cluster
-  bool table = false, local = false, fsync = false;
+  bool table = false, local = false, fsync = false, disk_probe = false;
   int members = 3;
   double loss = 0;
   std::string server_bin = "./server";
@@ -804,6 +811,61 @@ int run_etcd(const Options& o) {
   return r.ops > 0 ? 0 : 1;
 }
 
+// --disk-probe: `count` appends of a record-sized line to `path`, each
+// followed by fdatasync; the sync times in microseconds, sorted. Empty if
+// the file cannot be written or synced.
+std::vector<uint64_t> time_syncs(const std::string& path, int count) {
+  std::vector<uint64_t> us;
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_APPEND, 0644);
+  if (fd < 0) return us;
+  const std::string line(200, 'x');
+  for (int i = 0; i < count; ++i) {
+    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) break;
+    const uint64_t start = net::now_us();
+    if (::fdatasync(fd) != 0) break;
+    us.push_back(net::now_us() - start);
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  if (static_cast<int>(us.size()) != count) us.clear();
+  std::sort(us.begin(), us.end());
+  return us;
+}
+
+int run_disk_probe(const Options& o) {
+  char dir_template[] = "/tmp/ftq-disk-probe.XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  if (!dir) {
+    std::perror("bench: mkdtemp");
+    return 1;
+  }
+  const int count = 1000;
+  auto at = [](const std::vector<uint64_t>& v, double q) { return v[static_cast<size_t>(q * (v.size() - 1))]; };
+  const std::vector<uint64_t> alone = time_syncs(std::string(dir) + "/alone", count);
+  std::vector<std::vector<uint64_t>> each(o.members);
+  std::vector<std::thread> writers;
+  const uint64_t start = net::now_us();
+  for (int i = 0; i < o.members; ++i)
+    writers.emplace_back([&each, dir, i, count] { each[i] = time_syncs(std::string(dir) + "/w" + std::to_string(i), count); });
+  for (std::thread& t : writers) t.join();
+  const double seconds = static_cast<double>(net::now_us() - start) / 1e6;
+  ::rmdir(dir);
+  std::vector<uint64_t> together;
+  for (const auto& v : each) together.insert(together.end(), v.begin(), v.end());
+  if (alone.empty() || together.size() != static_cast<size_t>(count) * o.members) {
+    std::fprintf(stderr, "bench: cannot write and sync files in %s\n", dir);
+    return 1;
+  }
+  std::sort(together.begin(), together.end());
+  std::printf("fdatasync of a 200-byte append, %d times: alone p50 %" PRIu64 " us, p99 %" PRIu64
+              " us; %d writers at once p50 %" PRIu64 " us, p99 %" PRIu64 " us, %.0f syncs/s in all\n",
+              count, at(alone, 0.5), at(alone, 0.99), o.members, at(together, 0.5), at(together, 0.99),
+              static_cast<double>(together.size()) / seconds);
+  std::printf("sync_alone_p50_us=%" PRIu64 " sync_together_p50_us=%" PRIu64 " syncs_per_s_together=%.0f\n",
+              at(alone, 0.5), at(together, 0.5), static_cast<double>(together.size()) / seconds);
+  return 0;
+}
+
 const char* kUsage =
     "usage: bench --servers HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             [--queues Q] [--push-percent P] [--pids P1,P2,...]\n"
@@ -815,6 +877,8 @@ const char* kUsage =
     "       bench --failover-table   (the failover cases; `make bench` runs it too)\n"
     "       bench --etcd HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             (closed-loop writes to etcd's JSON gateway, for tests/failover_vs_etcd.sh)\n"
+    "       bench --disk-probe [--members N]\n"
+    "             (what an fdatasync costs on this disk now, alone and N at once; default 3)\n"
     "Closed-loop load: C logical clients, one request outstanding each. Reports\n"
     "ops/s, latency percentiles, errors, retries, and server CPU and memory.\n"
     "Last line: ops_per_s=N p50_ms=X p99_ms=Y errors=E\n";
@@ -861,6 +925,7 @@ bool parse(int argc, char** argv, Options& o) {
     else if (a == "--loss")
       ok = (value(v) && net::parse_probability(v, o.loss)) || fail("--loss needs P with 0 <= P < 1");
     else if (a == "--fsync") o.fsync = true;
+    else if (a == "--disk-probe") o.disk_probe = true;
     else if (a == "--local") o.local = true;
     else if (a == "--table") o.table = true;
     else if (a == "--failover") o.failover = true;
@@ -907,6 +972,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.etcd) return run_etcd(o);
+  if (o.disk_probe) return run_disk_probe(o);
   if (o.failover_table) return run_failover_table(o);
   if (o.failover) {
     if (std::string(o.kill) != "next" && o.kill != "other" && std::atoi(o.kill.c_str()) >= o.members) {

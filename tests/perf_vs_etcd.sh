@@ -68,11 +68,20 @@ compare() {  # LABEL ETCD_FLAGS FTQ_FLAGS
   rows+=("| $label | $er | $fr | $(awk -v a="$fr" -v b="$er" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }') | $ep50 | $fp50 | $(awk -v a="$fp50" -v b="$ep50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | $(echo "$e32" | field errors) / $(echo "$f32" | field errors) |")
 }
 
+# The disk's speed drifts on a shared machine (a lone fdatasync has taken
+# 130 us one day and 500 us another), and the second row is bound by it:
+# measured before and after, so a reader can tell a slow disk from a slow
+# program.
+disk_before=$("$bench" --disk-probe | head -1)
 compare "to the OS: etcd --unsafe-no-fsync, FTQueue default" "--unsafe-no-fsync" ""
 compare "to disk: etcd default, FTQueue --fsync" "" "--fsync"
+disk_after=$("$bench" --disk-probe | head -1)
 
 echo "3 members each, on this machine; 32 clients for writes/s, 1 client for the median; ${seconds} s each"
 echo
 echo "| durability | etcd writes/s | FTQueue ops/s | ratio (target >= 10) | etcd p50 ms | FTQueue p50 ms | ratio (target <= 0.33) | errors etcd / FTQueue |"
 echo "|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do echo "$r"; done
+echo
+echo "disk before: $disk_before"
+echo "disk after:  $disk_after"
