@@ -124,6 +124,18 @@ struct Options {
   // extra pass applies them (breaks the rule server.cpp's step keeps: no
   // snapshot while durable_news_).
   bool compact_before_apply = false;
+  // Review4: what server.cpp's write_snapshot() does when
+  // ReplicaStore::write_snapshot fails (ENOSPC, EIO): it logs the error and
+  // calls after_rewrite() all the same, which tells the protocol that
+  // everything written is durable. Here every compaction "fails" that way:
+  // the log is not rewritten and nothing is synced, but records_durable
+  // (written_marks()) is called.
+  bool snapshot_error_claims = false;
+  // The driver's deliberate bug with --deferred-durability: a Ready synced
+  // before its sends is claimed (records_durable) before its events are
+  // applied, as server.cpp once did; an InstallSnapshot not yet on disk can
+  // then see its order complete (needs --batch-us to arise).
+  bool claim_before_apply = false;
   // Review instrumentation (review3): after every flush a crash does not
   // strike, read the member's log back (LogReplay) and compare it with the
   // live member: last primary, claim, promise, delivered, records. Also the
@@ -149,6 +161,27 @@ struct Options {
   // that it may have delivered past the new configuration's cut by then.
   // Draws from the review generator.
   double late_snapshot = 0;
+  // Review instrumentation (review4): wake as server.cpp's step does. A
+  // datagram is taken in at once (as recvfrom would queue it) but the member
+  // flushes only at its next wake, up to batch_us later: every datagram that
+  // came meanwhile, and a tick if one is due, go into one Ready, as
+  // read_datagrams + tick + flush_ready put them. 0: flush after each one.
+  uint64_t batch_us = 0;
+  // Review instrumentation (review4): flush_ready's bound: at most 4 passes
+  // per wake; what a fifth would take waits for the member's next event,
+  // and no compaction happens meanwhile (step's !durable_news_).
+  bool pass_bound = false;
+  // Review instrumentation (review4): at every restart and after every flush
+  // (with --check-replay), read the log as ReplicaStore::open does (snapshot,
+  // then each Delivered mark applies held records from the replay): it must
+  // neither refuse to start nor stop early at a record that voids what was
+  // applied.
+  bool check_open = false;
+  // Review instrumentation (review4): server.cpp's sync_log: a Ready whose
+  // records some member waits to hear claimed (claims_awaited) is synced at
+  // the end of its pass, synchronously, and records_durable(marks) starts
+  // another pass; the others still sync in the background as before.
+  bool sync_after_send = false;
 };
 
 size_t majority(size_t n) { return n / 2 + 1; }
@@ -470,6 +503,11 @@ struct Member : LogSummary {
   uint64_t snapshot_upto = 0;  // its snapshot (state transfer) holds 1..this
   bool crash_before_rewrite = false;  // --crash-at-snapshot: crash once this flush's events are applied
   uint64_t snapshot_due_at = mcast::kNever;  // --late-snapshot: when it provides the snapshot asked for
+  uint64_t wake_at = mcast::kNever;  // --batch-us: input taken in, flush due then
+  int passes = 0;                    // --pass-bound: extra passes under way in this flush chain
+  bool sync_owed = false;            // --sync-after-send: this pass ends with a sync
+  bool claim_after_apply = false;    // a Ready synced before its sends: claim it once applied
+  mcast::DurableMarks owed_marks;    // --sync-after-send: the last Ready with records
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
   std::set<std::string> delivered_payloads;
@@ -500,6 +538,7 @@ struct Totals {
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;   // state transfers completed
   uint64_t snapshots_past_cut = 0;  // of those, with a snapshot past the configuration's cut
+  uint64_t pass_bound_hits = 0;  // --pass-bound
 };
 
 class Run {
@@ -515,6 +554,7 @@ class Run {
       restart_due(now);
       crash_overdue(now);
       deliver_network(now);
+      wakes_due(now);
       syncs_due(now);
       tick_due(now);
       submit_due(now);
@@ -535,6 +575,7 @@ class Run {
   void add_to(Totals& t) const {
     ++t.runs;
     t.crashes += crashes_done_;
+    t.pass_bound_hits += pass_bound_hits_;
     t.crashes_in_view_change += crashes_in_view_change_;
     t.snapshots += snapshots_installed_;
     t.snapshots_past_cut += snapshots_past_cut_;
@@ -770,7 +811,7 @@ class Run {
     if (!network_.empty()) next = std::min(next, network_.top().at);
     if (!planned_.empty()) next = std::min(next, planned_.back().at);
     for (const Member& m : members_)
-      if (m.process) next = std::min({next, m.process->next_deadline(), m.sync_done_at});
+      if (m.process) next = std::min({next, m.process->next_deadline(), m.sync_done_at, m.wake_at});
     for (const Crash& c : crashes_) {
       if (!c.done) next = std::min(next, c.at > now ? c.at : c.give_up_at);
       if (c.done && !c.restarted) next = std::min(next, c.restart_at);
@@ -861,6 +902,8 @@ class Run {
     m.process.reset();
     m.sync_done_at = mcast::kNever;
     m.snapshot_due_at = mcast::kNever;
+    m.claim_after_apply = false;
+    m.sync_owed = false;
     m.waiting.clear();
     note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
                   std::to_string(m.logged_delivered) + ")");
@@ -881,6 +924,10 @@ class Run {
   // counts as delivered now, as the server would rebuild it.
   void restart(size_t i, uint64_t now) {
     Member& m = members_[i];
+    if (opt_.check_open) {
+      std::string why;
+      if (!opens(m.log, m.snapshot_upto, why)) return fail(now, who(i) + "'s restart: ReplicaStore::open " + why);
+    }
     Restored r = replay(m.log);
     if (opt_.crash_at_snapshot > 0) {  // as ReplicaStore::open reads it: with the snapshot's end
       mcast::LogReplay reader(m.snapshot_upto);
@@ -928,16 +975,38 @@ class Run {
         continue;
       }
       members_[f.to].process->receive(f.from, f.bytes.data(), f.bytes.size(), now);
+      if (opt_.batch_us > 0) {
+        Member& m = members_[f.to];
+        if (m.wake_at == mcast::kNever) m.wake_at = now + between_b(0, opt_.batch_us);
+        continue;
+      }
       flush(f.to, now);
     }
   }
+
+  // --batch-us: the member wakes: a tick if due, then one flush (server.cpp's step).
+  void wakes_due(uint64_t now) {
+    for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
+      Member& m = members_[i];
+      if (m.wake_at > now) continue;
+      m.wake_at = mcast::kNever;
+      if (!up(i)) continue;
+      if (m.process->next_deadline() <= now) m.process->tick(now);
+      wake_flush(i, now);
+    }
+  }
+
+  void wake_flush(size_t i, uint64_t now) { flush(i, now); }
+
+  uint64_t between_b(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(batch_rng_); }
 
   void tick_due(uint64_t now) {
     for (size_t i = 0; i < n_ && failure_.empty(); ++i) {
       if (up(i) && members_[i].snapshot_due_at <= now) provide_late_snapshot(i, now);
       if (!up(i) || members_[i].process->next_deadline() > now) continue;
       members_[i].process->tick(now);
-      flush(i, now);
+      members_[i].wake_at = mcast::kNever;  // this wake takes what came in
+      wake_flush(i, now);
     }
   }
 
@@ -945,6 +1014,7 @@ class Run {
   // send. A due crash strikes amid it. The broken driver sends first.
   void flush(size_t i, uint64_t now) {
     Member& m = members_[i];
+    m.flush_again = false;  // this pass takes whatever news left in ready_
     Ready r = m.process->take_ready();
     if (r.to_persist.empty() && r.events.empty() && r.to_send.empty() && !r.snapshot_wanted) return;
     Crash* crash_now = crash_due(i, now, r);
@@ -985,11 +1055,27 @@ class Run {
       else
         m.process->provide_snapshot(snapshot_text(m.life.delivered_upto), m.life.delivered_upto);
     }
+    // server.cpp's claim_synced_ready: a Ready synced before its sends is
+    // claimed once its events are applied, before the sends.
+    if (m.claim_after_apply && up(i)) {
+      m.claim_after_apply = false;
+      m.process->records_durable(r.marks);
+      m.flush_again = true;
+    }
     note_frozen(i, r.to_persist, wrote);
     if (!opt_.send_before_persist) send(i, r.to_send, sent, now);
     if (crash_now) {
       crash(i, now);
       return;
+    }
+    // --sync-after-send: server.cpp's sync_log at the end of the pass (its
+    // claims_awaited case): one sync of everything written, then
+    // records_durable(the marks of the last Ready with records), and another pass.
+    if (opt_.sync_after_send && opt_.deferred && up(i) && m.sync_owed) {
+      m.sync_owed = false;
+      make_durable(i, m.log.size());
+      m.process->records_durable(m.owed_marks);
+      m.flush_again = true;
     }
     // Only after a pass with no records_durable news may it compact
     // (server.cpp takes a snapshot only then).
@@ -1008,8 +1094,14 @@ class Run {
   bool flush_again_if_asked(size_t i, uint64_t now) {
     Member& m = members_[i];
     if (!m.flush_again || !up(i) || !failure_.empty()) return false;
+    if (opt_.pass_bound && m.passes >= 3) {  // this was the 4th pass of the chain
+      ++pass_bound_hits_;  // flush_ready stops; durable_news_ stays set (no snapshot)
+      return true;
+    }
     m.flush_again = false;
+    ++m.passes;
     flush(i, now);
+    --m.passes;
     return true;
   }
 
@@ -1031,6 +1123,12 @@ class Run {
   // snapshot.txt, the log rewritten to durable_state().
   void compact(size_t i, uint64_t now) {
     Member& m = members_[i];
+    if (opt_.snapshot_error_claims && opt_.deferred) {
+      note(now, who(i) + " compaction fails (write_snapshot error); after_rewrite() claims written_marks() anyway");
+      m.process->records_durable(m.process->written_marks());
+      m.flush_again = true;
+      return;
+    }
     const Restored d = m.process->durable_state();
     if (opt_.trace) note(now, who(i) + " compacts its log (snapshot at k=" + std::to_string(m.life.delivered_upto) + ")");
     m.snapshot_upto = m.life.delivered_upto;
@@ -1068,8 +1166,50 @@ class Run {
     }
   }
 
+  // ReplicaStore::open's loop over a log (snapshot first; each Delivered
+  // mark applies the held records up to it, from the replay so far).
+  static bool opens(const Log& log, uint64_t snapshot_upto, std::string& why) {
+    mcast::LogReplay replay(snapshot_upto);
+    uint64_t applied = snapshot_upto;
+    for (size_t at = 0; at < log.size(); ++at) {
+      const LogRecord& r = log[at];
+      const bool applied_from_log = applied > snapshot_upto;
+      if (r.kind == LogRecord::Kind::Held && applied_from_log && r.held.global_seq > snapshot_upto &&
+          r.held.global_seq <= applied) {
+        const Delivery* had = replay.held(r.held.global_seq);
+        if (!had || !(had->name == r.held.name) || had->payload != r.held.payload) {
+          why = "stops reading at record " + std::to_string(at) + " of " + std::to_string(log.size()) + ": " +
+                record_text(r) + " replaces an applied record";
+          return at + 1 == log.size();  // harmless only if nothing follows
+        }
+      }
+      if (applied_from_log && replay.voids_above(r) < applied) {
+        why = "stops reading at record " + std::to_string(at) + " of " + std::to_string(log.size()) + ": " +
+              record_text(r) + " voids records above " + std::to_string(replay.voids_above(r)) + " < applied " +
+              std::to_string(applied);
+        return false;
+      }
+      replay.add(r);
+      if (r.kind != LogRecord::Kind::Delivered) continue;
+      for (uint64_t k = applied + 1; k <= r.upto; ++k) {
+        if (!replay.held(k)) {
+          why = "refuses to start: the log delivers up to k=" + std::to_string(r.upto) + " (record " +
+                std::to_string(at) + ") but holds no record k=" + std::to_string(k) + "; snapshot at k=" +
+                std::to_string(snapshot_upto);
+          return false;
+        }
+        applied = k;
+      }
+    }
+    return true;
+  }
+
   void check_replay(size_t i, uint64_t now) {
     Member& m = members_[i];
+    if (opt_.check_open) {
+      std::string why;
+      if (!opens(m.log, m.snapshot_upto, why)) return fail(now, who(i) + "'s log: ReplicaStore::open " + why);
+    }
     {
       mcast::LogReplay reader(m.snapshot_upto);
       for (const LogRecord& rec : m.log) reader.add(rec);
@@ -1135,11 +1275,25 @@ class Run {
   void after_write(size_t i, const Ready& r) {
     Member& m = members_[i];
     m.written_marks = r.marks;
+    if (!r.to_persist.empty()) m.owed_marks = r.marks;
     if (r.sync_before_send && !opt_.send_before_sync) {
       make_durable(i, m.log.size());
-      m.process->records_durable(r.marks);
-      m.flush_again = true;
+      m.sync_owed = false;
+      if (opt_.claim_before_apply) {  // deliberately early: before the events are applied
+        m.process->records_durable(r.marks);
+        m.flush_again = true;
+        return;
+      }
+      m.claim_after_apply = true;  // records_durable once the events are applied (flush)
       return;
+    }
+    if (opt_.sync_after_send && !r.to_persist.empty()) {
+      bool only_marks = true;
+      for (const LogRecord& rec : r.to_persist) only_marks &= rec.kind == LogRecord::Kind::Delivered;
+      if (!only_marks && m.process->claims_awaited()) {
+        m.sync_owed = true;  // synced at the end of this pass (flush)
+        return;
+      }
     }
     start_sync(i, r.marks);
   }
@@ -1160,7 +1314,8 @@ class Run {
       make_durable(i, m.syncing_len);
       if (opt_.trace) note(now, who(i) + " sync done: " + std::to_string(m.durable_len) + " records on disk");
       m.process->records_durable(m.syncing_marks);
-      flush(i, now);
+      m.wake_at = mcast::kNever;
+      wake_flush(i, now);
       if (up(i)) start_sync(i, m.written_marks);
     }
   }
@@ -1339,6 +1494,14 @@ class Run {
     life.delivered_upto = upto;
     ++snapshots_installed_;
     if (upto > m.process->configuration().cut) ++snapshots_past_cut_;
+    // The order may complete only once the snapshot is applied (on disk):
+    // Membership::take_ready counts on the caller applying its events
+    // before anything lets the order complete (server.cpp's
+    // claim_synced_ready; review4 found records_durable called first).
+    if (m.process->last_primary() == m.process->configuration().id)
+      return fail(now, who(i) + "'s order completed before its snapshot at k=" + std::to_string(upto) +
+                           " was applied (delivered " + std::to_string(m.process->delivered_upto()) + ", held " +
+                           std::to_string(m.process->held_upto()) + ")");
     m.snapshot_upto = upto;
     if (opt_.crash_at_snapshot > 0 && faulty() &&
         std::uniform_real_distribution<double>(0, 1)(compact_rng_) < opt_.crash_at_snapshot) {
@@ -1687,6 +1850,8 @@ class Run {
   std::mt19937_64 rng_;
   std::mt19937_64 shape_rng_;  // which partitions cut only the ordering's datagrams
   std::mt19937_64 compact_rng_{0xc0ffee};  // --compact (review instrumentation)
+  std::mt19937_64 batch_rng_{0xba7c4};      // --batch-us (review instrumentation)
+  uint64_t pass_bound_hits_ = 0;            // --pass-bound: flushes left with news by the bound
   size_t n_ = 0;
   mcast::MembershipConfig cfg_;
   std::vector<Member> members_;
@@ -1733,6 +1898,10 @@ void usage() {
       "--rewrite-at-open: a restart rewrites its log to what it read back (ReplicaStore::open)\n"
       "--late-snapshot P: a source provides a snapshot asked for some keepalives later, so it may\n"
       "      be past the configuration's cut\n"
+      "--batch-us U: wake as server.cpp's step: datagrams that come within U us go into one Ready (review4)\n"
+      "--pass-bound: at most 4 passes per wake, as flush_ready (review4)\n"
+      "--check-open: the log must open as ReplicaStore::open reads it, at restarts and with --check-replay (review4)\n"
+      "--sync-after-send: a Ready whose claims are awaited is synced at the end of its pass (server sync_log) (review4)\n"
       "--storm: a fault phase three times as long, 4-12 partitions and 3-8 crash events\n"
       "--deferred-durability: group commit (server --fsync): records reach the disk at a\n"
       "      later sync, and a crash is a power cut that loses what no sync covered\n"
@@ -1741,6 +1910,10 @@ void usage() {
       "      send-before-persist (the driver sends datagrams before logging what they announce),\n"
       "      send-before-sync (with --deferred-durability: it sends what must wait for the disk at once)\n"
       "      compact-before-apply (with --compact: it compacts a log before applying what a sync let through)\n"
+      "      snapshot-error-claims (with --compact --deferred-durability: a failed compaction still calls\n"
+      "      records_durable(written_marks()), as server.cpp's write_snapshot once did after an I/O error),\n"
+      "      claim-before-apply (with --deferred-durability --batch-us: a Ready synced before its sends is\n"
+      "      claimed before its events are applied, as server.cpp once did)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
@@ -1778,6 +1951,14 @@ bool parse(int argc, char** argv, Options& opt) {
       opt.late_snapshot = std::strtod(argv[++i], nullptr);
     } else if (a == "--compact" && i + 1 < argc) {
       opt.compact = std::strtod(argv[++i], nullptr);
+    } else if (a == "--batch-us") {
+      if (!value(opt.batch_us)) return false;
+    } else if (a == "--sync-after-send") {
+      opt.sync_after_send = true;
+    } else if (a == "--pass-bound") {
+      opt.pass_bound = true;
+    } else if (a == "--check-open") {
+      opt.check_open = true;
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
@@ -1794,6 +1975,8 @@ bool parse(int argc, char** argv, Options& opt) {
       else if (b == "send-before-persist") opt.send_before_persist = true;
       else if (b == "send-before-sync") opt.send_before_sync = true;
       else if (b == "compact-before-apply") opt.compact_before_apply = true;
+      else if (b == "snapshot-error-claims") opt.snapshot_error_claims = true;
+      else if (b == "claim-before-apply") opt.claim_before_apply = true;
       else return false;
     } else {
       return false;
@@ -1816,11 +1999,17 @@ std::string replay_command(uint64_t seed, const Options& opt) {
   if (opt.send_before_persist) cmd += " --bug send-before-persist";
   if (opt.send_before_sync) cmd += " --bug send-before-sync";
   if (opt.compact_before_apply) cmd += " --bug compact-before-apply";
+  if (opt.snapshot_error_claims) cmd += " --bug snapshot-error-claims";
+  if (opt.claim_before_apply) cmd += " --bug claim-before-apply";
   if (opt.check_replay) cmd += " --check-replay";
   if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
   if (opt.late_snapshot > 0) cmd += " --late-snapshot " + std::to_string(opt.late_snapshot);
   if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
   if (opt.crash_at_snapshot > 0) cmd += " --crash-at-snapshot " + std::to_string(opt.crash_at_snapshot);
+  if (opt.batch_us > 0) cmd += " --batch-us " + std::to_string(opt.batch_us);
+  if (opt.pass_bound) cmd += " --pass-bound";
+  if (opt.sync_after_send) cmd += " --sync-after-send";
+  if (opt.check_open) cmd += " --check-open";
   return cmd;
 }
 
@@ -1832,6 +2021,8 @@ std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
   clean.send_before_persist = false;
   clean.send_before_sync = false;
   clean.compact_before_apply = false;
+  clean.snapshot_error_claims = false;
+  clean.claim_before_apply = false;
   clean.trace = false;
   Run run(seed, clean);
   return run.execute();
@@ -1894,5 +2085,6 @@ int main(int argc, char** argv) {
               u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.configurations),
               u(totals.primary_configurations), u(totals.submitted), u(totals.delivered), u(totals.dropped),
               u(totals.snapshots), u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
+  if (opt.pass_bound) std::printf("  flushes cut short by the 4-pass bound: %llu\n", u(totals.pass_bound_hits));
   return failures == 0 ? 0 : 1;
 }
