@@ -1919,15 +1919,92 @@ void usage() {
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
 }
 
-bool parse(int argc, char** argv, Options& opt) {
+// The command line's switches and probabilities, and the driver's own
+// deliberate bugs (--bug NAME that is not a GroupBug), each named once: the
+// parser, the replay command and the clean rerun read the same tables.
+struct BoolFlag {
+  const char* name;
+  bool Options::*field;
+};
+const BoolFlag kSwitches[] = {
+    {"--storm", &Options::storm},
+    {"--deferred-durability", &Options::deferred},
+    {"--check-replay", &Options::check_replay},
+    {"--rewrite-at-open", &Options::rewrite_at_open},
+    {"--pass-bound", &Options::pass_bound},
+    {"--sync-after-send", &Options::sync_after_send},
+    {"--check-open", &Options::check_open},
+};
+const struct {
+  const char* name;
+  double Options::*field;
+} kProbabilities[] = {
+    {"--compact", &Options::compact},
+    {"--crash-at-snapshot", &Options::crash_at_snapshot},
+    {"--late-snapshot", &Options::late_snapshot},
+};
+const BoolFlag kDriverBugs[] = {
+    {"send-before-persist", &Options::send_before_persist},
+    {"send-before-sync", &Options::send_before_sync},
+    {"compact-before-apply", &Options::compact_before_apply},
+    {"snapshot-error-claims", &Options::snapshot_error_claims},
+    {"claim-before-apply", &Options::claim_before_apply},
+};
+const struct {
+  const char* name;
+  mcast::GroupBug bug;
+} kProtocolBugs[] = {
+    {"deliver-without-majority", mcast::GroupBug::DeliverWithoutMajority},
+    {"cut-at-delivered", mcast::GroupBug::CutAtDelivered},
+    {"minority-delivers", mcast::GroupBug::MinorityDelivers},
+    {"primary-at-install", mcast::GroupBug::PrimaryAtInstall},
+    {"shrink-claim-at-install", mcast::GroupBug::ShrinkClaimAtInstall},
+    {"claim-before-durable", mcast::GroupBug::ClaimBeforeDurable},
+};
+
+bool parse_bug(const std::string& name, Options& opt) {
+  for (const auto& b : kProtocolBugs)
+    if (name == b.name) {
+      opt.bug = b.bug;
+      return true;
+    }
+  for (const BoolFlag& b : kDriverBugs)
+    if (name == b.name) {
+      opt.*b.field = true;
+      return true;
+    }
+  return false;
+}
+
+// On error `bad` is the option that was not understood (or lacked a value).
+bool parse(int argc, char** argv, Options& opt, std::string& bad) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    bad = a;
     auto value = [&](uint64_t& out) {
       if (i + 1 >= argc) return false;
       char* end;
       out = std::strtoull(argv[++i], &end, 10);
       return *end == 0;
     };
+    auto probability = [&](double& out) {
+      if (i + 1 >= argc) return false;
+      char* end;
+      out = std::strtod(argv[++i], &end);
+      return *end == 0 && out >= 0 && out <= 1;
+    };
+    bool known = false;
+    for (const BoolFlag& f : kSwitches)
+      if (a == f.name) {
+        opt.*f.field = true;
+        known = true;
+      }
+    for (const auto& f : kProbabilities)
+      if (a == f.name) {
+        if (!probability(opt.*f.field)) return false;
+        known = true;
+      }
+    if (known) continue;
     if (a == "--seeds") {
       if (!value(opt.seeds)) return false;
     } else if (a == "--first-seed") {
@@ -1935,49 +2012,16 @@ bool parse(int argc, char** argv, Options& opt) {
     } else if (a == "--seed") {
       if (!value(opt.first_seed)) return false;
       opt.seeds = 1;
-    } else if (a == "--trace") {
-      opt.trace = true;
-    } else if (a == "--storm") {
-      opt.storm = true;
-    } else if (a == "--deferred-durability") {
-      opt.deferred = true;
-    } else if (a == "--check-replay") {
-      opt.check_replay = true;
-    } else if (a == "--crash-at-snapshot" && i + 1 < argc) {
-      opt.crash_at_snapshot = std::strtod(argv[++i], nullptr);
-    } else if (a == "--rewrite-at-open") {
-      opt.rewrite_at_open = true;
-    } else if (a == "--late-snapshot" && i + 1 < argc) {
-      opt.late_snapshot = std::strtod(argv[++i], nullptr);
-    } else if (a == "--compact" && i + 1 < argc) {
-      opt.compact = std::strtod(argv[++i], nullptr);
     } else if (a == "--batch-us") {
       if (!value(opt.batch_us)) return false;
-    } else if (a == "--sync-after-send") {
-      opt.sync_after_send = true;
-    } else if (a == "--pass-bound") {
-      opt.pass_bound = true;
-    } else if (a == "--check-open") {
-      opt.check_open = true;
+    } else if (a == "--trace") {
+      opt.trace = true;
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
       opt.expect_violation = true;
     } else if (a == "--bug" && i + 1 < argc) {
-      std::string b = argv[++i];
-      if (b == "deliver-without-majority") opt.bug = mcast::GroupBug::DeliverWithoutMajority;
-      else if (b == "cut-at-delivered") opt.bug = mcast::GroupBug::CutAtDelivered;
-      else if (b == "minority-delivers") opt.bug = mcast::GroupBug::MinorityDelivers;
-      else if (b == "primary-at-install") opt.bug = mcast::GroupBug::PrimaryAtInstall;
-      else if (b == "shrink-claim-at-install") opt.bug = mcast::GroupBug::ShrinkClaimAtInstall;
-      else if (b == "claim-before-durable") opt.bug = mcast::GroupBug::ClaimBeforeDurable;
-
-      else if (b == "send-before-persist") opt.send_before_persist = true;
-      else if (b == "send-before-sync") opt.send_before_sync = true;
-      else if (b == "compact-before-apply") opt.compact_before_apply = true;
-      else if (b == "snapshot-error-claims") opt.snapshot_error_claims = true;
-      else if (b == "claim-before-apply") opt.claim_before_apply = true;
-      else return false;
+      if (!parse_bug(argv[++i], opt)) return false;
     } else {
       return false;
     }
@@ -1987,29 +2031,15 @@ bool parse(int argc, char** argv, Options& opt) {
 
 std::string replay_command(uint64_t seed, const Options& opt) {
   std::string cmd = "group_sim_test --seed " + std::to_string(seed) + " --trace";
-  if (opt.storm) cmd += " --storm";
-  if (opt.deferred) cmd += " --deferred-durability";
-  if (opt.bug == mcast::GroupBug::DeliverWithoutMajority) cmd += " --bug deliver-without-majority";
-  if (opt.bug == mcast::GroupBug::CutAtDelivered) cmd += " --bug cut-at-delivered";
-  if (opt.bug == mcast::GroupBug::MinorityDelivers) cmd += " --bug minority-delivers";
-  if (opt.bug == mcast::GroupBug::PrimaryAtInstall) cmd += " --bug primary-at-install";
-  if (opt.bug == mcast::GroupBug::ShrinkClaimAtInstall) cmd += " --bug shrink-claim-at-install";
-  if (opt.bug == mcast::GroupBug::ClaimBeforeDurable) cmd += " --bug claim-before-durable";
-
-  if (opt.send_before_persist) cmd += " --bug send-before-persist";
-  if (opt.send_before_sync) cmd += " --bug send-before-sync";
-  if (opt.compact_before_apply) cmd += " --bug compact-before-apply";
-  if (opt.snapshot_error_claims) cmd += " --bug snapshot-error-claims";
-  if (opt.claim_before_apply) cmd += " --bug claim-before-apply";
-  if (opt.check_replay) cmd += " --check-replay";
-  if (opt.compact > 0) cmd += " --compact " + std::to_string(opt.compact);
-  if (opt.late_snapshot > 0) cmd += " --late-snapshot " + std::to_string(opt.late_snapshot);
-  if (opt.rewrite_at_open) cmd += " --rewrite-at-open";
-  if (opt.crash_at_snapshot > 0) cmd += " --crash-at-snapshot " + std::to_string(opt.crash_at_snapshot);
+  for (const BoolFlag& f : kSwitches)
+    if (opt.*f.field) cmd += std::string(" ") + f.name;
+  for (const auto& b : kProtocolBugs)
+    if (opt.bug == b.bug) cmd += std::string(" --bug ") + b.name;
+  for (const BoolFlag& b : kDriverBugs)
+    if (opt.*b.field) cmd += std::string(" --bug ") + b.name;
+  for (const auto& f : kProbabilities)
+    if (opt.*f.field > 0) cmd += std::string(" ") + f.name + " " + std::to_string(opt.*f.field);
   if (opt.batch_us > 0) cmd += " --batch-us " + std::to_string(opt.batch_us);
-  if (opt.pass_bound) cmd += " --pass-bound";
-  if (opt.sync_after_send) cmd += " --sync-after-send";
-  if (opt.check_open) cmd += " --check-open";
   return cmd;
 }
 
@@ -2018,11 +2048,7 @@ std::string replay_command(uint64_t seed, const Options& opt) {
 std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
   Options clean = opt;
   clean.bug = mcast::GroupBug::None;
-  clean.send_before_persist = false;
-  clean.send_before_sync = false;
-  clean.compact_before_apply = false;
-  clean.snapshot_error_claims = false;
-  clean.claim_before_apply = false;
+  for (const BoolFlag& b : kDriverBugs) clean.*b.field = false;
   clean.trace = false;
   Run run(seed, clean);
   return run.execute();
@@ -2032,8 +2058,10 @@ std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
 
 int main(int argc, char** argv) {
   Options opt;
-  if (!parse(argc, argv, opt)) {
+  std::string bad;
+  if (!parse(argc, argv, opt, bad)) {
     usage();
+    std::fprintf(stderr, "group_sim_test: bad option, or a bad or missing value after it: %s\n", bad.c_str());
     return 2;
   }
   uint64_t failures = 0;
