@@ -514,14 +514,7 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
     LogLine line;
     if (!parse_log_line(log.substr(start, end - start), line)) break;
     mcast::LogRecord& r = line.record;
-    const uint64_t applied = rebuilt.applied_upto();
-    const bool applied_from_log = applied > snapshot_upto;
-    if (r.kind == Kind::Held && applied_from_log && r.held.global_seq > snapshot_upto &&
-        r.held.global_seq <= applied) {
-      const mcast::Delivery* had = replay.held(r.held.global_seq);  // applied, so remembered
-      if (!had || !(had->name == r.held.name) || had->payload != r.held.payload) break;
-    }
-    if (applied_from_log && replay.voids_above(r) < applied) break;
+    if (replay.undoes_applied(r, rebuilt.applied_upto()) != mcast::LogReplay::Undo::None) break;
     start = end + 1;
 
     uint64_t deliver_upto = 0;  // a delivered mark to apply, if any

@@ -722,6 +722,15 @@ uint64_t LogReplay::voids_above(const LogRecord& r) const {
   return kNever;
 }
 
+LogReplay::Undo LogReplay::undoes_applied(const LogRecord& r, uint64_t applied) const {
+  if (applied <= snapshot_upto_) return Undo::None;  // nothing applied from the log yet
+  if (r.kind == LogRecord::Kind::Held && r.held.global_seq > snapshot_upto_ && r.held.global_seq <= applied) {
+    const Delivery* had = held(r.held.global_seq);  // applied, so remembered
+    if (!had || !(had->name == r.held.name) || had->payload != r.held.payload) return Undo::Replaces;
+  }
+  return voids_above(r) < applied ? Undo::Voids : Undo::None;
+}
+
 const Delivery* LogReplay::held(uint64_t k) const {
   auto it = held_.find(k);
   return it == held_.end() ? nullptr : &it->second;

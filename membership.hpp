@@ -289,6 +289,12 @@ class LogReplay {
   // `record` (kNever: none). The store refuses to replay past a record that
   // voids what it already applied.
   uint64_t voids_above(const LogRecord& record) const;
+  // What reading `record` next would do to what a reader has applied from
+  // the log, up to `applied` (above the snapshot): replace an applied Held
+  // record with another message, or void some. The protocol never does
+  // either, so ReplicaStore::open stops reading at such a record.
+  enum class Undo { None, Replaces, Voids };
+  Undo undoes_applied(const LogRecord& record, uint64_t applied) const;
   // The remembered Held record k, or null.
   const Delivery* held(uint64_t k) const;
   Restored finish() const;

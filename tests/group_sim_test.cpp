@@ -124,10 +124,11 @@ struct Options {
   // extra pass applies them (breaks the rule server.cpp's step keeps: no
   // snapshot while durable_news_).
   bool compact_before_apply = false;
-  // Review4: what server.cpp's write_snapshot() does when
-  // ReplicaStore::write_snapshot fails (ENOSPC, EIO): it logs the error and
-  // calls after_rewrite() all the same, which tells the protocol that
-  // everything written is durable. Here every compaction "fails" that way:
+  // Review4: what server.cpp's write_snapshot() did when
+  // ReplicaStore::write_snapshot failed (ENOSPC, EIO), before it stopped the
+  // replica instead: it logged the error and called after_rewrite() all the
+  // same, which told the protocol that everything written was durable.
+  // Here every compaction "fails" that way:
   // the log is not rewritten and nothing is synced, but records_durable
   // (written_marks()) is called.
   bool snapshot_error_claims = false;
@@ -992,11 +993,9 @@ class Run {
       m.wake_at = mcast::kNever;
       if (!up(i)) continue;
       if (m.process->next_deadline() <= now) m.process->tick(now);
-      wake_flush(i, now);
+      flush(i, now);
     }
   }
-
-  void wake_flush(size_t i, uint64_t now) { flush(i, now); }
 
   uint64_t between_b(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(batch_rng_); }
 
@@ -1006,7 +1005,7 @@ class Run {
       if (!up(i) || members_[i].process->next_deadline() > now) continue;
       members_[i].process->tick(now);
       members_[i].wake_at = mcast::kNever;  // this wake takes what came in
-      wake_flush(i, now);
+      flush(i, now);
     }
   }
 
@@ -1173,17 +1172,13 @@ class Run {
     uint64_t applied = snapshot_upto;
     for (size_t at = 0; at < log.size(); ++at) {
       const LogRecord& r = log[at];
-      const bool applied_from_log = applied > snapshot_upto;
-      if (r.kind == LogRecord::Kind::Held && applied_from_log && r.held.global_seq > snapshot_upto &&
-          r.held.global_seq <= applied) {
-        const Delivery* had = replay.held(r.held.global_seq);
-        if (!had || !(had->name == r.held.name) || had->payload != r.held.payload) {
-          why = "stops reading at record " + std::to_string(at) + " of " + std::to_string(log.size()) + ": " +
-                record_text(r) + " replaces an applied record";
-          return at + 1 == log.size();  // harmless only if nothing follows
-        }
+      const mcast::LogReplay::Undo undo = replay.undoes_applied(r, applied);
+      if (undo == mcast::LogReplay::Undo::Replaces) {
+        why = "stops reading at record " + std::to_string(at) + " of " + std::to_string(log.size()) + ": " +
+              record_text(r) + " replaces an applied record";
+        return at + 1 == log.size();  // harmless only if nothing follows
       }
-      if (applied_from_log && replay.voids_above(r) < applied) {
+      if (undo == mcast::LogReplay::Undo::Voids) {
         why = "stops reading at record " + std::to_string(at) + " of " + std::to_string(log.size()) + ": " +
               record_text(r) + " voids records above " + std::to_string(replay.voids_above(r)) + " < applied " +
               std::to_string(applied);
@@ -1318,7 +1313,7 @@ class Run {
       if (opt_.trace) note(now, who(i) + " sync done: " + std::to_string(m.durable_len) + " records on disk");
       m.process->records_durable(m.syncing_marks);
       m.wake_at = mcast::kNever;
-      wake_flush(i, now);
+      flush(i, now);
       if (up(i)) start_sync(i, m.written_marks);
     }
   }
