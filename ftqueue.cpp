@@ -453,14 +453,14 @@ bool parse_log_line(const std::string& line, LogLine& out) {
 }  // namespace
 
 
-bool write_file_atomically(const std::string& path, const std::string& text, std::string& error) {
+bool write_file_atomically(const std::string& path, const std::string& text, std::string& error, bool sync) {
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     error = errno_text("cannot create " + tmp);
     return false;
   }
-  bool ok = write_all(fd, text) && ::fsync(fd) == 0;
+  bool ok = write_all(fd, text) && (!sync || ::fsync(fd) == 0);
   if (!ok) error = errno_text("cannot write " + tmp);
   ::close(fd);
   if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -469,7 +469,7 @@ bool write_file_atomically(const std::string& path, const std::string& text, std
   }
   // The rename itself must reach the disk too, or a power cut could bring
   // back the old file beside a newer one (a snapshot older than its log).
-  if (ok) {
+  if (ok && sync) {
     std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
     int dir_fd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd >= 0) {
@@ -497,6 +497,7 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
     return false;
   }
   const uint64_t snapshot_upto = rebuilt.applied_upto();
+  const uint64_t snapshot_bytes = text.size();
   mcast::LogReplay replay(snapshot_upto);  // the rules: membership.hpp
   // Replay the log. A torn last line (the server died mid-write) is dropped;
   // an unparsable line, which only a damaged file could contain, ends the
@@ -547,6 +548,8 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
   found.delivered_upto = rebuilt.applied_upto();
   if (!rewrite_log(found, rebuilt.applied_upto(), error)) return false;
   appended_since_snapshot_ = found.held.size();
+  appended_bytes_since_snapshot_ = 0;
+  snapshot_bytes_ = snapshot_bytes;
   state = std::move(rebuilt);
   restored = std::move(found);
   return true;
@@ -570,6 +573,7 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
     return false;
   }
   appended_since_snapshot_ += records.size();
+  appended_bytes_since_snapshot_ += text.size();
   return true;
 }
 
@@ -580,9 +584,12 @@ bool ReplicaStore::sync(std::string& error) {
 }
 
 bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error) {
-  if (!write_file_atomically(path("snapshot.txt"), state.render_snapshot(), error)) return false;
+  const std::string snapshot = state.render_snapshot();
+  if (!write_file_atomically(path("snapshot.txt"), snapshot, error, fsync_)) return false;
   if (!rewrite_log(protocol, state.applied_upto(), error)) return false;
   appended_since_snapshot_ = 0;
+  appended_bytes_since_snapshot_ = 0;
+  snapshot_bytes_ = snapshot.size();
   return true;
 }
 
@@ -615,7 +622,7 @@ bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t deliver
   for (const mcast::Delivery& d : protocol.held) text += "held " + record_fields(d) + "\n";
   for (const mcast::Delivery& d : protocol.staged) text += "staged " + record_fields(d) + "\n";
   text += "delivered " + std::to_string(delivered_mark) + "\n";
-  if (!write_file_atomically(path("log.txt"), text, error)) return false;
+  if (!write_file_atomically(path("log.txt"), text, error, fsync_)) return false;
   if (log_fd_ >= 0) ::close(log_fd_);
   log_fd_ = ::open(path("log.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (log_fd_ < 0) {

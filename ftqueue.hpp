@@ -51,6 +51,7 @@
 // the disk (it survives a power cut).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -127,7 +128,9 @@ class FTQueue {
 
 class ReplicaStore {
  public:
-  ReplicaStore(std::string dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
+  // min_log_growth: see snapshot_due (tests make it small).
+  ReplicaStore(std::string dir, bool fsync, uint64_t min_log_growth = kMinLogGrowth)
+      : dir_(std::move(dir)), fsync_(fsync), min_log_growth_(min_log_growth) {}
   ~ReplicaStore();
   ReplicaStore(const ReplicaStore&) = delete;
   ReplicaStore& operator=(const ReplicaStore&) = delete;
@@ -156,11 +159,26 @@ class ReplicaStore {
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
   // `protocol` (Membership::durable_state()): its promise, last primary, last
   // installed configuration, its held records, and a delivered mark at
-  // state.applied_upto().
+  // state.applied_upto(). Both files are fsynced only with fsync: without
+  // it nothing else is, and the four fsyncs of a snapshot stalled the whole
+  // rotation for a millisecond or so.
   bool write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error);
   // Records appended since the last snapshot (after open: the held records
   // the rewritten log carries).
   uint64_t appended_since_snapshot() const { return appended_since_snapshot_; }
+  // Time for a snapshot: the log has grown, since the last one (or open), by
+  // at least min_log_growth bytes (kMinLogGrowth, 4 MiB, unless the
+  // constructor says otherwise) and by at least the last snapshot's size.
+  // Why by size, not every N records: a snapshot costs time in proportion
+  // to the state, so with a fixed N a big state was rendered over and over
+  // (half a million queued items: 30 ms stalls several times a second).
+  // Tied to the bytes appended, the cost per append stays bounded whatever
+  // the state's size, and the log stays within about twice the snapshot
+  // (or kMinLogGrowth) plus the records it still holds.
+  bool snapshot_due() const {
+    return appended_bytes_since_snapshot_ >= std::max(min_log_growth_, snapshot_bytes_);
+  }
+  static constexpr uint64_t kMinLogGrowth = 4 << 20;
   const std::string& dir() const { return dir_; }
 
  private:
@@ -169,10 +187,16 @@ class ReplicaStore {
 
   std::string dir_;
   bool fsync_;
+  uint64_t min_log_growth_;
   int log_fd_ = -1;
   uint64_t appended_since_snapshot_ = 0;
+  uint64_t appended_bytes_since_snapshot_ = 0;
+  uint64_t snapshot_bytes_ = 0;  // the size of the last snapshot written or loaded
 };
 
-// Writes `text` to `path` atomically: a temporary file, fsync, rename.
-bool write_file_atomically(const std::string& path, const std::string& text, std::string& error);
+// Writes `text` to `path` atomically: a temporary file, then rename. With
+// `sync` (the default) the file and then its directory are fsynced too, so
+// the new file survives a power cut; without, it survives a crash of the
+// process only, as a log append does without --fsync.
+bool write_file_atomically(const std::string& path, const std::string& text, std::string& error, bool sync = true);
 bool read_file(const std::string& path, std::string& out);

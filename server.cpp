@@ -104,7 +104,6 @@ constexpr int kExitOtherMembers = 4;
 constexpr uint64_t kDrainTimeoutUs = 3'000'000;
 constexpr uint64_t kLingerQuietUs = 50'000;  // see Server::finished
 constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
-constexpr uint64_t kSnapshotEvery = 5000;      // delivered messages between snapshots
 constexpr int kMaxDatagramsPerWake = 512;
 // The longest a request waits for others to join its batch (batch_ready).
 // Measured at 32 clients on 3 replicas (README, Performance): 0 gave
@@ -790,7 +789,7 @@ class Server {
     // the records between would be in neither the snapshot nor the log.
     // The simulator's driver bug compact-before-apply breaks this rule
     // (group_sim_catches_compact_before_apply).
-    if (store_->appended_since_snapshot() >= kSnapshotEvery && !durable_news_) {
+    if (store_->snapshot_due() && !durable_news_) {
       write_snapshot();
       if (durable_news_) flush_ready();  // --fsync: the rewrite synced what was owed
     }

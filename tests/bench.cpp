@@ -232,7 +232,9 @@ class Driver {
         next = std::min(next, c.resend_at);
         ++pending_;
       }
-    int timeout = next == UINT64_MAX ? 10 : next <= now ? 0 : static_cast<int>((next - now) / 1000);
+    // Rounded up: rounded down, a retry due in under a millisecond made this
+    // loop spin (poll with timeout 0), burning a core the replicas share.
+    int timeout = next == UINT64_MAX ? 10 : next <= now ? 0 : static_cast<int>((next - now + 999) / 1000);
     pollfd p{fd_, POLLIN, 0};
     ::poll(&p, 1, std::min(timeout, 10));
     char buf[2048];

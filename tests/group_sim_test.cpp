@@ -143,8 +143,8 @@ struct Options {
   // log a compaction would write now (durable_state), read back.
   bool check_replay = false;
   // Review instrumentation: with this probability per flush, compact the
-  // member's log as ReplicaStore::write_snapshot does every kSnapshotEvery
-  // records (snapshot at delivered_upto, log rewritten to durable_state()),
+  // member's log as ReplicaStore::write_snapshot does when snapshot_due()
+  // (snapshot at delivered_upto, log rewritten to durable_state()),
   // so that compactions land mid-install. Draws from its own generator: the
   // seed's schedule is unchanged.
   double compact = 0;

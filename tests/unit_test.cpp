@@ -1012,6 +1012,39 @@ void store_append() {
   harness::remove_tree(dir);
 }
 
+// (9) snapshot_due: once the log has grown by the larger of the minimum
+// and the last snapshot's size, counted from open and from each snapshot.
+void store_snapshot_due() {
+  std::string dir = harness::make_temp_dir("unit-store-due");
+  std::string error;
+  const uint64_t min_growth = 1000;
+  ReplicaStore store(dir, false, min_growth);
+  FTQueue state;
+  mcast::Restored restored;
+  CHECK(store.open(state, restored, error), error);
+  // Appends until due; returns the bytes it took (the log file's growth).
+  auto bytes_until_due = [&](uint64_t limit) {
+    const size_t before = file(dir + "/log.txt").size();
+    for (uint64_t k = 1; !store.snapshot_due() && k < 10000; ++k)
+      CHECK(store.append({held(record(state.applied_upto() + k, 0, k))}, error), error);
+    CHECK(store.snapshot_due(), "due in the end");
+    const uint64_t grown = file(dir + "/log.txt").size() - before;
+    CHECK(grown >= limit && grown < limit + 200,  // a held line here is under 200 bytes
+          "due at the first append that reaches " + std::to_string(limit) + " bytes, not " + std::to_string(grown));
+  };
+  CHECK(!store.snapshot_due(), "not due after open");
+  bytes_until_due(min_growth);
+  // A state whose snapshot is larger than the minimum: then that size counts.
+  for (uint64_t k = 1; k <= 100; ++k) state.apply(record(k, 0, k));
+  const uint64_t snapshot_size = state.render_snapshot().size();
+  CHECK(snapshot_size > 2 * min_growth, "the test needs a snapshot above the minimum: " + std::to_string(snapshot_size));
+  restored.delivered_upto = state.applied_upto();
+  CHECK(store.write_snapshot(state, restored, error), error);
+  CHECK(!store.snapshot_due(), "not due after a snapshot");
+  bytes_until_due(snapshot_size);
+  harness::remove_tree(dir);
+}
+
 void test_store() {
   store_snapshot_then_kill();
   store_held_not_delivered();
@@ -1022,6 +1055,7 @@ void test_store() {
   store_old_snapshot();
   store_phase_one();
   store_append();
+  store_snapshot_due();
 }
 
 
