@@ -151,6 +151,9 @@ class ReplicaStore {
 
   // One write for all of `records`, in order (a Ready's to_persist): they
   // reach the operating system, so they survive a crash of the process.
+  // With fsync the file runs on past them in zeros, preallocated for the
+  // next appends (the log ends at its first NUL; a snapshot's rewrite, as
+  // at a graceful stop, leaves no zeros).
   bool append(const std::vector<mcast::LogRecord>& records, std::string& error);
   // With fsync: one fdatasync, after which every append before it is on
   // disk (survives a power cut). Without fsync it does nothing.
@@ -179,6 +182,7 @@ class ReplicaStore {
     return appended_bytes_since_snapshot_ >= std::max(min_log_growth_, snapshot_bytes_);
   }
   static constexpr uint64_t kMinLogGrowth = 4 << 20;
+  static constexpr size_t kLogPreallocation = 1 << 20;
   const std::string& dir() const { return dir_; }
 
  private:
@@ -189,6 +193,8 @@ class ReplicaStore {
   bool fsync_;
   uint64_t min_log_growth_;
   int log_fd_ = -1;
+  uint64_t log_end_ = 0;   // where the next record goes in log.txt
+  uint64_t log_room_ = 0;  // log.txt's size: log_end_ plus zeros preallocated (fsync only)
   uint64_t appended_since_snapshot_ = 0;
   uint64_t appended_bytes_since_snapshot_ = 0;
   uint64_t snapshot_bytes_ = 0;  // the size of the last snapshot written or loaded
