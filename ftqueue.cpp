@@ -561,7 +561,6 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
   mcast::Restored found = replay.finish();
   found.delivered_upto = rebuilt.applied_upto();
   if (!rewrite_log(found, rebuilt.applied_upto(), error)) return false;
-  appended_since_snapshot_ = found.held.size();
   appended_bytes_since_snapshot_ = 0;
   snapshot_bytes_ = snapshot_bytes;
   state = std::move(rebuilt);
@@ -596,7 +595,6 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
   }
   log_room_ = std::max(log_room_, log_end_ + text.size());
   log_end_ += record_bytes;
-  appended_since_snapshot_ += records.size();
   appended_bytes_since_snapshot_ += record_bytes;
   return true;
 }
@@ -611,7 +609,6 @@ bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& p
   const std::string snapshot = state.render_snapshot();
   if (!write_file_atomically(path("snapshot.txt"), snapshot, error, fsync_)) return false;
   if (!rewrite_log(protocol, state.applied_upto(), error)) return false;
-  appended_since_snapshot_ = 0;
   appended_bytes_since_snapshot_ = 0;
   snapshot_bytes_ = snapshot.size();
   return true;

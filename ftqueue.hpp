@@ -166,9 +166,6 @@ class ReplicaStore {
   // it nothing else is, and the four fsyncs of a snapshot stalled the whole
   // rotation for a millisecond or so.
   bool write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error);
-  // Records appended since the last snapshot (after open: the held records
-  // the rewritten log carries).
-  uint64_t appended_since_snapshot() const { return appended_since_snapshot_; }
   // Time for a snapshot: the log has grown, since the last one (or open), by
   // at least min_log_growth bytes (kMinLogGrowth, 4 MiB, unless the
   // constructor says otherwise) and by at least the last snapshot's size.
@@ -176,8 +173,8 @@ class ReplicaStore {
   // to the state, so with a fixed N a big state was rendered over and over
   // (half a million queued items: 30 ms stalls several times a second).
   // Tied to the bytes appended, the cost per append stays bounded whatever
-  // the state's size, and the log stays within about twice the snapshot
-  // (or kMinLogGrowth) plus the records it still holds.
+  // the state's size, and the log stays within the larger of kMinLogGrowth
+  // and the snapshot's size, plus the records it still holds.
   bool snapshot_due() const {
     return appended_bytes_since_snapshot_ >= std::max(min_log_growth_, snapshot_bytes_);
   }
@@ -195,7 +192,6 @@ class ReplicaStore {
   int log_fd_ = -1;
   uint64_t log_end_ = 0;   // where the next record goes in log.txt
   uint64_t log_room_ = 0;  // log.txt's size: log_end_ plus zeros preallocated (fsync only)
-  uint64_t appended_since_snapshot_ = 0;
   uint64_t appended_bytes_since_snapshot_ = 0;
   uint64_t snapshot_bytes_ = 0;  // the size of the last snapshot written or loaded
 };
