@@ -20,8 +20,10 @@
 //   bench --disk-probe [--members N]
 //       What a sync costs on this disk now: small appends, each followed by
 //       fdatasync, by one writer and then by N at once (default 3, each on
-//       its own file, like N replicas' logs), in a temporary directory. The
-//       --fsync figures depend on it more than on anything FTQueue does.
+//       its own file, like N replicas' logs), in a temporary directory;
+//       then the same with writes into a preallocated file, as the --fsync
+//       log is written. The --fsync figures depend on it more than on
+//       anything FTQueue does.
 //
 // Options: --warmup S (default 1), --queues Q (default 4), --push-percent P
 // (default 50; the rest are pops), --pids P1,P2,... (servers whose CPU and
@@ -813,16 +815,21 @@ int run_etcd(const Options& o) {
   return r.ops > 0 ? 0 : 1;
 }
 
-// --disk-probe: `count` appends of a record-sized line to `path`, each
+// --disk-probe: `count` writes of a record-sized line to `path`, each
 // followed by fdatasync; the sync times in microseconds, sorted. Empty if
-// the file cannot be written or synced.
-std::vector<uint64_t> time_syncs(const std::string& path, int count) {
+// the file cannot be written or synced. The lines are appended, or, with
+// `preallocated`, written over zeros synced beforehand, as the server's log
+// is with --fsync (ReplicaStore::append): no file-size change to commit.
+std::vector<uint64_t> time_syncs(const std::string& path, int count, bool preallocated) {
   std::vector<uint64_t> us;
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_APPEND, 0644);
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
   if (fd < 0) return us;
   const std::string line(200, 'x');
-  for (int i = 0; i < count; ++i) {
-    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) break;
+  const std::string zeros = preallocated ? std::string(line.size() * count, '\0') : std::string();
+  bool ok = ::write(fd, zeros.data(), zeros.size()) == static_cast<ssize_t>(zeros.size()) && ::fdatasync(fd) == 0;
+  for (int i = 0; ok && i < count; ++i) {
+    const off_t at = static_cast<off_t>(line.size()) * i;
+    if (::pwrite(fd, line.data(), line.size(), at) != static_cast<ssize_t>(line.size())) break;
     const uint64_t start = net::now_us();
     if (::fdatasync(fd) != 0) break;
     us.push_back(net::now_us() - start);
@@ -843,28 +850,44 @@ int run_disk_probe(const Options& o) {
   }
   const int count = 1000;
   auto at = [](const std::vector<uint64_t>& v, double q) { return v[static_cast<size_t>(q * (v.size() - 1))]; };
-  const std::vector<uint64_t> alone = time_syncs(std::string(dir) + "/alone", count);
-  std::vector<std::vector<uint64_t>> each(o.members);
-  std::vector<std::thread> writers;
-  const uint64_t start = net::now_us();
-  for (int i = 0; i < o.members; ++i)
-    writers.emplace_back([&each, dir, i, count] { each[i] = time_syncs(std::string(dir) + "/w" + std::to_string(i), count); });
-  for (std::thread& t : writers) t.join();
-  const double seconds = static_cast<double>(net::now_us() - start) / 1e6;
+  struct Figures {
+    std::vector<uint64_t> alone, together;  // sorted sync times, us
+    double syncs_per_s = 0;                 // of all writers at once
+  };
+  // One writer alone, then o.members at once (as the replicas' logs).
+  auto measure = [&](bool preallocated, Figures& f) {
+    f.alone = time_syncs(std::string(dir) + "/alone", count, preallocated);
+    std::vector<std::vector<uint64_t>> each(o.members);
+    std::vector<std::thread> writers;
+    const uint64_t start = net::now_us();
+    for (int i = 0; i < o.members; ++i)
+      writers.emplace_back([&each, dir, i, count, preallocated] {
+        each[i] = time_syncs(std::string(dir) + "/w" + std::to_string(i), count, preallocated);
+      });
+    for (std::thread& t : writers) t.join();
+    f.syncs_per_s = static_cast<double>(count) * o.members / (static_cast<double>(net::now_us() - start) / 1e6);
+    for (const auto& v : each) f.together.insert(f.together.end(), v.begin(), v.end());
+    std::sort(f.together.begin(), f.together.end());
+    return !f.alone.empty() && f.together.size() == static_cast<size_t>(count) * o.members;
+  };
+  Figures appended, preallocated;
+  const bool ok = measure(false, appended) && measure(true, preallocated);
   ::rmdir(dir);
-  std::vector<uint64_t> together;
-  for (const auto& v : each) together.insert(together.end(), v.begin(), v.end());
-  if (alone.empty() || together.size() != static_cast<size_t>(count) * o.members) {
+  if (!ok) {
     std::fprintf(stderr, "bench: cannot write and sync files in %s\n", dir);
     return 1;
   }
-  std::sort(together.begin(), together.end());
-  std::printf("fdatasync of a 200-byte append, %d times: alone p50 %" PRIu64 " us, p99 %" PRIu64
-              " us; %d writers at once p50 %" PRIu64 " us, p99 %" PRIu64 " us, %.0f syncs/s in all\n",
-              count, at(alone, 0.5), at(alone, 0.99), o.members, at(together, 0.5), at(together, 0.99),
-              static_cast<double>(together.size()) / seconds);
-  std::printf("sync_alone_p50_us=%" PRIu64 " sync_together_p50_us=%" PRIu64 " syncs_per_s_together=%.0f\n",
-              at(alone, 0.5), at(together, 0.5), static_cast<double>(together.size()) / seconds);
+  auto print = [&](const char* what, const Figures& f) {
+    std::printf("fdatasync of a 200-byte %s, %d times: alone p50 %" PRIu64 " us, p99 %" PRIu64 " us; %d writers at once p50 %" PRIu64
+                " us, p99 %" PRIu64 " us, %.0f syncs/s in all\n",
+                what, count, at(f.alone, 0.5), at(f.alone, 0.99), o.members, at(f.together, 0.5), at(f.together, 0.99), f.syncs_per_s);
+  };
+  print("append", appended);
+  print("write into a preallocated file (as the --fsync log)", preallocated);
+  std::printf("sync_alone_p50_us=%" PRIu64 " sync_together_p50_us=%" PRIu64 " syncs_per_s_together=%.0f"
+              " preallocated_alone_p50_us=%" PRIu64 " preallocated_together_p50_us=%" PRIu64 "\n",
+              at(appended.alone, 0.5), at(appended.together, 0.5), appended.syncs_per_s, at(preallocated.alone, 0.5),
+              at(preallocated.together, 0.5));
   return 0;
 }
 
@@ -880,7 +903,8 @@ const char* kUsage =
     "       bench --etcd HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             (closed-loop writes to etcd's JSON gateway, for tests/failover_vs_etcd.sh)\n"
     "       bench --disk-probe [--members N]\n"
-    "             (what an fdatasync costs on this disk now, alone and N at once; default 3)\n"
+    "             (what an fdatasync costs on this disk now, alone and N at once, default 3;\n"
+    "             after appends, and after writes into a preallocated file as the --fsync log)\n"
     "Closed-loop load: C logical clients, one request outstanding each. Reports\n"
     "ops/s, latency percentiles, errors, retries, and server CPU and memory.\n"
     "Last line: ops_per_s=N p50_ms=X p99_ms=Y errors=E\n";

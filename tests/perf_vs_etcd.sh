@@ -72,10 +72,10 @@ compare() {  # LABEL ETCD_FLAGS FTQ_FLAGS
 # 130 us one day and 500 us another), and the second row is bound by it:
 # measured before and after, so a reader can tell a slow disk from a slow
 # program.
-disk_before=$("$bench" --disk-probe | head -1)
+disk_before=$("$bench" --disk-probe | head -2)
 compare "to the OS: etcd --unsafe-no-fsync, FTQueue default" "--unsafe-no-fsync" ""
 compare "to disk: etcd default, FTQueue --fsync" "" "--fsync"
-disk_after=$("$bench" --disk-probe | head -1)
+disk_after=$("$bench" --disk-probe | head -2)
 
 echo "3 members each, on this machine; 32 clients for writes/s, 1 client for the median; ${seconds} s each"
 echo
