@@ -286,18 +286,9 @@ bool read_file(const std::string& path, std::string& out) {
 
 namespace {
 
-bool write_all(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool pwrite_all(int fd, const std::string& data, uint64_t offset) {
+// All of `data`, at `offset` in the file (pwrite: the file offset is not
+// used, so the log's appends go exactly where log_end_ says).
+bool write_all(int fd, const std::string& data, uint64_t offset) {
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
@@ -471,7 +462,7 @@ bool write_file_atomically(const std::string& path, const std::string& text, std
     error = errno_text("cannot create " + tmp);
     return false;
   }
-  bool ok = write_all(fd, text) && (!sync || ::fsync(fd) == 0);
+  bool ok = write_all(fd, text, 0) && (!sync || ::fsync(fd) == 0);
   if (!ok) error = errno_text("cannot write " + tmp);
   ::close(fd);
   if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -589,7 +580,7 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
   // overwrite inside the file writes data only. (etcd preallocates its WAL
   // for the same reason.) open() reads up to the first NUL.
   if (fsync_ && log_end_ + record_bytes > log_room_) text.append(kLogPreallocation, '\0');
-  if (!pwrite_all(log_fd_, text, log_end_)) {
+  if (!write_all(log_fd_, text, log_end_)) {
     error = errno_text("cannot append to " + path("log.txt"));
     return false;
   }

@@ -826,7 +826,7 @@ std::vector<uint64_t> time_syncs(const std::string& path, int count, bool preall
   if (fd < 0) return us;
   const std::string line(200, 'x');
   const std::string zeros = preallocated ? std::string(line.size() * count, '\0') : std::string();
-  bool ok = ::write(fd, zeros.data(), zeros.size()) == static_cast<ssize_t>(zeros.size()) && ::fdatasync(fd) == 0;
+  bool ok = !preallocated || (::write(fd, zeros.data(), zeros.size()) == static_cast<ssize_t>(zeros.size()) && ::fdatasync(fd) == 0);
   for (int i = 0; ok && i < count; ++i) {
     const off_t at = static_cast<off_t>(line.size()) * i;
     if (::pwrite(fd, line.data(), line.size(), at) != static_cast<ssize_t>(line.size())) break;
