@@ -206,4 +206,24 @@ void ServerRotation::leave(uint64_t now_us) {
   current_ = oldest;
 }
 
+IdleSpin::IdleSpin(uint64_t window_us, unsigned cpus) : window_us_(cpus > 1 ? window_us : 0) {}
+
+void IdleSpin::batch_delivered(size_t ops) { ops_per_batch_ += (static_cast<double>(ops) - ops_per_batch_) / 16; }
+
+uint64_t IdleSpin::spin_until(uint64_t now_us, uint64_t deadline_us) const {
+  if (window_us_ == 0 || ops_per_batch_ > kLightLoadOps) return 0;
+  if (hit_rate_ < kMinHitRate && now_us < last_spin_us_ + kProbeUs) return 0;
+  const uint64_t until = std::min(last_datagram_us_ + window_us_, deadline_us);
+  return until > now_us ? until : 0;
+}
+
+void IdleSpin::spin_ended(uint64_t now_us, bool arrived) {
+  ++spins_;
+  last_spin_us_ = now_us;
+  if (arrived) ++hits_;
+  // Cut short by the loop's timer: says nothing about whether it pays.
+  if (!arrived && now_us < last_datagram_us_ + window_us_) return;
+  hit_rate_ += ((arrived ? 1.0 : 0.0) - hit_rate_) / 16;
+}
+
 }  // namespace net

@@ -271,8 +271,43 @@ std::string junk_from_member(Rng& r, uint16_t sender, uint16_t n) {
   }
 }
 
+// A wrong server flag exits 2 at once with a message that names it, and
+// leaves no data directory behind; --help lists every flag.
+void server_flags_test(const std::string& server, const std::string& dir) {
+  const std::string data = dir + "/flags-data";
+  const std::vector<std::string> base = {"--id", "0", "--peers", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "--data", data};
+  struct Case {
+    std::vector<std::string> flags;
+    std::string says;
+  };
+  const Case cases[] = {
+      {{"--spin-us", "10001"}, "--spin-us needs microseconds between 0 and 10000, got '10001'"},
+      {{"--spin-us", "-1"}, "--spin-us needs microseconds between 0 and 10000, got '-1'"},
+      {{"--spin-us=fast"}, "--spin-us needs microseconds between 0 and 10000, got 'fast'"},
+      {{"--suspect-ms", "0"}, "--suspect-ms needs milliseconds between 1 and 60000, got '0'"},
+      {{"--keepalive-ms", "200"}, "--keepalive-ms must be at most half of --suspect-ms"},
+      {{"--loss", "1"}, "--loss needs a probability P with 0 <= P < 1, got '1'"},
+      {{"--bogus"}, "unknown option '--bogus'"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    std::string out, err;
+    const int status = harness::run_program(server, args, "", out, err, 10000);
+    CHECK(status == 2 && err.find(c.says) != std::string::npos,
+          "server " + c.flags[0] + ": exit " + std::to_string(status) + ", stderr: " + err);
+  }
+  CHECK(::access(data.c_str(), F_OK) != 0, "a refused start created " + data);
+  std::string out, err;
+  CHECK(harness::run_program(server, {"--help"}, "", out, err, 10000) == 0, "server --help exits 0");
+  for (const char* flag : {"--id", "--peers", "--data", "--loss", "--seed", "--fsync", "--socket-fd", "--cut-file",
+                           "--verbose", "--trace", "--suspect-ms", "--keepalive-ms", "--spin-us"})
+    CHECK(out.find(flag) != std::string::npos, std::string("server --help does not mention ") + flag);
+}
+
 int cluster_test(uint64_t seed, const std::string& server, const std::string& client) {
   std::string dir = harness::make_temp_dir("bad-input");
+  server_flags_test(server, dir);
   harness::Cluster cluster(harness::ClusterConfig{3, 0.05, seed, server, dir, {}});
   cluster.start_all();
   std::vector<net::Endpoint> targets;
