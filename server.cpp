@@ -778,16 +778,10 @@ class Server {
     deadline = std::min(deadline, batch_hold_ends());
     // flush_ready's bound cut the last passes short: take the rest at once.
     if (durable_news_) deadline = now;
-    // ppoll (POSIX.1-2024), not poll: a batch's hold is tens of microseconds.
-    timespec timeout{};
-    if (deadline != mcast::kNever && deadline > now) {
-      timeout.tv_sec = static_cast<time_t>((deadline - now) / 1'000'000);
-      timeout.tv_nsec = static_cast<long>((deadline - now) % 1'000'000) * 1000;
-    }
     pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
     bool ready = false;
     if (const uint64_t until = spin_.spin_until(now, deadline)) ready = spin(fds, until);
-    if (!ready) ::ppoll(fds, 2, deadline == mcast::kNever ? nullptr : &timeout, nullptr);
+    if (!ready) wait(fds, deadline);
     if (fds[1].revents & POLLIN) on_signals();
     now = net::now_us();
     if (fds[0].revents & POLLIN) {
@@ -813,6 +807,19 @@ class Server {
       if (durable_news_) flush_ready();  // --fsync: the rewrite synced what was owed
     }
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
+  }
+
+  // Sleeps until a datagram or signal is ready, or `deadline` (kNever: no
+  // timeout). ppoll (POSIX.1-2024), not poll: a batch's hold is tens of
+  // microseconds. The timeout is taken from the clock now, after any spin.
+  void wait(pollfd (&fds)[2], uint64_t deadline) {
+    const uint64_t now = net::now_us();
+    timespec timeout{};
+    if (deadline != mcast::kNever && deadline > now) {
+      timeout.tv_sec = static_cast<time_t>((deadline - now) / 1'000'000);
+      timeout.tv_nsec = static_cast<long>((deadline - now) % 1'000'000) * 1000;
+    }
+    ::ppoll(fds, 2, deadline == mcast::kNever ? nullptr : &timeout, nullptr);
   }
 
   // Polls without sleeping until a datagram or signal is ready (true) or
