@@ -208,10 +208,14 @@ void ServerRotation::leave(uint64_t now_us) {
 
 IdleSpin::IdleSpin(uint64_t window_us, unsigned cpus) : window_us_(cpus > 1 ? window_us : 0) {}
 
-void IdleSpin::batch_delivered(size_t ops) { ops_per_batch_ += (static_cast<double>(ops) - ops_per_batch_) / 16; }
+void IdleSpin::batch_delivered(size_t ops, uint64_t now_us) {
+  ops_per_batch_ += (static_cast<double>(ops) - ops_per_batch_) / 16;
+  last_batch_us_ = now_us;
+}
 
 uint64_t IdleSpin::spin_until(uint64_t now_us, uint64_t deadline_us) const {
-  if (window_us_ == 0 || ops_per_batch_ > kLightLoadOps) return 0;
+  if (window_us_ == 0 || last_batch_us_ == 0 || now_us >= last_batch_us_ + kQuietUs) return 0;
+  if (ops_per_batch_ > kLightLoadOps) return 0;
   if (hit_rate_ < kMinHitRate && now_us < last_spin_us_ + kProbeUs) return 0;
   const uint64_t until = std::min(last_datagram_us_ + window_us_, deadline_us);
   return until > now_us ? until : 0;

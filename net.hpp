@@ -105,23 +105,26 @@ class ServerRotation {
 // short window after each datagram it reads sees the next one at once.
 //
 // Spinning costs CPU that other processes may need, so it is only done
-// while it pays: the load is light (the batches delivered lately averaged
-// at most kLightLoadOps operations; under heavy load, batching already
-// spreads each wake-up over many operations, and a spinning replica would
-// take a CPU from the ones with work), and at least 9 in 10 recent spins
-// saw a datagram arrive within the window. After that rule stops it, one
-// spin every kProbeUs tells whether spinning pays again. A window of 0, or
-// a machine with one CPU, never spins. The caller does the polling; this
+// while it pays: clients are being served (a batch was delivered within
+// kQuietUs: an idle cluster's keepalives start no spin), the load is light
+// (the batches delivered lately averaged at most kLightLoadOps operations;
+// under heavy load, batching already spreads each wake-up over many
+// operations, and a spinning replica would take a CPU from the ones with
+// work), and at least 9 in 10 recent spins saw a datagram arrive within
+// the window. After that last rule stops it, one spin every kProbeUs tells
+// whether spinning pays again. A window of 0, or a machine with one CPU,
+// never spins. The caller does the polling; this
 // class only decides, so it has no clock or socket of its own.
 class IdleSpin {
  public:
   static constexpr double kLightLoadOps = 2.0;
   static constexpr double kMinHitRate = 0.9;
   static constexpr uint64_t kProbeUs = 10'000;
+  static constexpr uint64_t kQuietUs = 10'000;
 
   IdleSpin(uint64_t window_us, unsigned cpus);
   void datagrams_read(uint64_t now_us) { last_datagram_us_ = now_us; }
-  void batch_delivered(size_t ops);
+  void batch_delivered(size_t ops, uint64_t now_us);
   // Until when to spin before sleeping (never past `deadline_us`, the
   // loop's next timer), or 0: sleep now.
   uint64_t spin_until(uint64_t now_us, uint64_t deadline_us) const;
@@ -135,6 +138,7 @@ class IdleSpin {
   uint64_t window_us_;
   uint64_t last_datagram_us_ = 0;
   uint64_t last_spin_us_ = 0;
+  uint64_t last_batch_us_ = 0;  // 0: none yet
   double ops_per_batch_ = 1;  // moving averages, each sample weighing 1/16
   double hit_rate_ = 1;
   uint64_t spins_ = 0, hits_ = 0;

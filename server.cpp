@@ -1112,7 +1112,7 @@ class Server {
         const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
         if (trace_) trace_->deliver(d, mine);
         const std::vector<AddressedReply> applied = state_.apply(d);
-        spin_.batch_delivered(applied.size());
+        spin_.batch_delivered(applied.size(), net::now_us());
         for (const AddressedReply& r : applied) {
           forget_admitted(r.reply.client_id, r.reply.request_no);
           if (mine) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});

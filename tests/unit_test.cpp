@@ -256,49 +256,64 @@ void test_rotation() {
 // then. Each rule has a check that fails when the rule is dropped.
 void test_idle_spin() {
   constexpr uint64_t kNever = ~uint64_t{0};
+  // A client's operation delivered at `t`, and a datagram read then.
+  auto served = [](net::IdleSpin& spin, uint64_t t) {
+    spin.batch_delivered(1, t);
+    spin.datagrams_read(t);
+  };
   net::IdleSpin s(100, 2);
   s.datagrams_read(1000);
+  CHECK(s.spin_until(1000, kNever) == 0, "no operation delivered yet: a keepalive starts no spin");
+  served(s, 1000);
   CHECK(s.spin_until(1000, kNever) == 1100, "spins for the window after a datagram");
   CHECK(s.spin_until(1050, 1080) == 1080, "never past the loop's next timer");
   CHECK(s.spin_until(1100, kNever) == 0, "sleeps once the window has passed");
-  CHECK(net::IdleSpin(0, 2).spin_until(0, kNever) == 0, "a window of 0 never spins");
+  const uint64_t idle = 1000 + net::IdleSpin::kQuietUs;
+  s.datagrams_read(idle);
+  CHECK(s.spin_until(idle, kNever) == 0, "nothing delivered for kQuietUs: a keepalive starts no spin");
+  net::IdleSpin off(0, 2);
+  served(off, 1000);
+  CHECK(off.spin_until(1000, kNever) == 0, "a window of 0 never spins");
   net::IdleSpin one_cpu(100, 1);
-  one_cpu.datagrams_read(1000);
+  served(one_cpu, 1000);
   CHECK(one_cpu.spin_until(1000, kNever) == 0, "one CPU: never spins");
 
   // Load: batches of 10 operations (32 clients) stop it; single ones bring it back.
-  for (int i = 0; i < 40; ++i) s.batch_delivered(10);
-  CHECK(s.spin_until(1000, kNever) == 0, "heavy load: sleeps");
-  for (int i = 0; i < 80; ++i) s.batch_delivered(1);
-  CHECK(s.spin_until(1000, kNever) == 1100, "light load again: spins");
+  net::IdleSpin l(100, 2);
+  for (int i = 0; i < 40; ++i) l.batch_delivered(10, 1000);
+  l.datagrams_read(1000);
+  CHECK(l.spin_until(1000, kNever) == 0, "heavy load: sleeps");
+  for (int i = 0; i < 80; ++i) l.batch_delivered(1, 1000);
+  CHECK(l.spin_until(1000, kNever) == 1100, "light load again: spins");
 
   // Spins that see nothing stop it (the hit rate, a moving average that
   // starts at 1, falls below 9 in 10 at the second miss in a row); a probe
   // every kProbeUs tries again, and three that pay bring it back.
   net::IdleSpin m(100, 2);
-  m.datagrams_read(1000);
+  served(m, 1000);
   m.spin_ended(1100, false);  // the whole window, nothing came
-  m.datagrams_read(2000);
+  served(m, 2000);
   CHECK(m.spin_until(2000, kNever) == 2100, "one miss: still spins");
   m.spin_ended(2100, false);
-  m.datagrams_read(3000);
+  served(m, 3000);
   CHECK(m.spin_until(3000, kNever) == 0, "two misses in a row: sleeps");
   CHECK(m.hits() == 0 && m.spins() == 2, "spins and hits are counted");
   uint64_t probe = 2100 + net::IdleSpin::kProbeUs;
   for (int i = 0; i < 3; ++i, probe += net::IdleSpin::kProbeUs) {
-    m.datagrams_read(probe);
+    served(m, probe - 1);
     CHECK(m.spin_until(probe - 1, kNever) == 0, "no probe before kProbeUs has passed");
+    served(m, probe);
     CHECK(m.spin_until(probe, kNever) == probe + 100, "a probe after kProbeUs");
     m.spin_ended(probe, true);  // a datagram at once
   }
   const uint64_t soon = probe - net::IdleSpin::kProbeUs + 20;  // 20 us after the third probe
-  m.datagrams_read(soon);
+  served(m, soon);
   CHECK(m.spin_until(soon, kNever) == soon + 100, "three probes that paid bring it back");
 
   // A spin cut short by the timer is not a miss.
   net::IdleSpin c(100, 2);
   for (int i = 0; i < 10; ++i) {
-    c.datagrams_read(1000);
+    served(c, 1000);
     c.spin_ended(1050, false);
   }
   CHECK(c.spin_until(1060, kNever) == 1100, "spins cut short by a timer say nothing about misses");
