@@ -7,7 +7,7 @@ JOBS     ?= 2
 
 COMMON = wire.o net.o
 PROTO  = multicast.o membership.o
-STATE  = ftqueue.o
+STATE  = ftqueue.o replica.o
 
 all: server client bench
 

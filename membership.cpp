@@ -14,7 +14,7 @@ ConfigId from_wire(const wire::WireConfigId& c) { return ConfigId{c.epoch, c.rep
 // incarnation, and message names carry it too: it grows with the id, so
 // names never repeat across configurations, and a packet of another
 // configuration is told apart by its header alone.
-uint64_t ordering_number(ConfigId c) { return (c.epoch << 16) | c.rep; }
+uint64_t ordering_number(ConfigId c) { return c.ordering_number(); }
 
 size_t majority(size_t n) { return n / 2 + 1; }
 
@@ -807,6 +807,11 @@ Ready Membership::take_ready() {
       out.sync_before_send = true;
   sync_needed_ = false;
   return out;
+}
+
+bool Membership::has_ready() const {
+  return !ready_.to_persist.empty() || !ready_.events.empty() || !ready_.to_send.empty() || ready_.snapshot_wanted ||
+         (ordering_ && ordering_->has_output());
 }
 
 DurableMarks Membership::written_marks() const {

@@ -153,6 +153,12 @@ struct ConfigId {
   bool operator<=(const ConfigId& o) const { return !(o < *this); }
   bool none() const { return epoch == 0; }
   std::string text() const;  // "4.2"
+  // A configuration's ordering number, the `incarnation` its Multicast
+  // stamps on every message name and packet; and back.
+  uint64_t ordering_number() const { return (epoch << 16) | rep; }
+  static ConfigId of_ordering_number(uint64_t number) {
+    return ConfigId{number >> 16, static_cast<MemberId>(number & 0xffff)};
+  }
 };
 
 struct Configuration {
@@ -359,6 +365,8 @@ class Membership {
   // events, then send to_send (persist before send; with deferred
   // durability, see Ready::sync_before_send).
   Ready take_ready();
+  // take_ready() would return something.
+  bool has_ready() const;
   // Deferred durability: the log is on disk up to `marks` (a Ready's, or
   // written_marks() after a snapshot rewrote the log). From here the member
   // claims those records and reports that Delivered mark.

@@ -787,6 +787,15 @@ void Multicast::announce() {
     if (m != self_) outbox(m).has_status = true;
 }
 
+bool Multicast::has_output() const {
+  if (!new_held_.empty() || !deliveries_.empty()) return true;
+  for (const auto& [to, packet] : outbox_)
+    if (!packet.data.empty() || !packet.assigns.empty() || !packet.nack_data.empty() || !packet.nack_assign.empty() ||
+        packet.has_status)
+      return true;
+  return false;
+}
+
 std::vector<Delivery> Multicast::take_deliveries() { return std::move(deliveries_); }
 
 std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_assignments_); }

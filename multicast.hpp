@@ -202,6 +202,8 @@ class Multicast {
   uint64_t next_deadline() const;
 
   std::vector<Outgoing> take_outgoing();
+  // Something waits to be taken: records (take_held), deliveries or datagrams.
+  bool has_output() const;
   std::vector<Delivery> take_deliveries();
   // The assignments this member made since the last call, each with the
   // payload it names: to be logged before the next send (see the top).

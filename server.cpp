@@ -1,13 +1,15 @@
-// server.cpp: one FTQueue replica. Owns everything with a side effect: the
-// UDP socket and poll(), the clock, the data directory, signals and the loss
-// flag. The protocol (membership.*, multicast.*) and the state (ftqueue.*)
-// never see them.
+// server.cpp: one FTQueue replica's I/O shell. It owns everything with a
+// side effect: the UDP socket and poll(), the clock, the data directory,
+// signals, the loss and cut test switches, the trace and the options. What
+// the replica decides (admission, batching, ordering, membership, which
+// answer goes to whom, when the log must be synced) is the Replica's
+// (replica.hpp), which the simulator runs too; the shell decides nothing
+// the simulator cannot see.
 //
-// One loop: wait for a datagram or the protocol's next deadline; feed peer
-// datagrams to the Membership state machine and admit client requests; pack
-// waiting requests into one multicast message; then take the protocol's
-// Ready: append its records to the log, apply what it delivered, send its
-// datagrams, and reply to the clients whose batches this replica sent.
+// One loop (Server::step): wait for a datagram or the replica's next
+// deadline; hand it the datagrams that came (client requests, peer
+// datagrams) and the time; then carry out its hand-offs by the one rule
+// (carry_out, replica.hpp): records to the log, datagrams, replies, syncs.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -34,6 +36,7 @@
 #include "membership.hpp"
 #include "multicast.hpp"
 #include "net.hpp"
+#include "replica.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -110,12 +113,7 @@ constexpr int kExitOtherMembers = 4;
 
 constexpr uint64_t kDrainTimeoutUs = 3'000'000;
 constexpr uint64_t kLingerQuietUs = 50'000;  // see Server::finished
-constexpr size_t kMaxWaitingOps = 8192;        // admitted, not yet multicast
 constexpr int kMaxDatagramsPerWake = 512;
-// The longest a request waits for others to join its batch (batch_ready).
-// Measured at 32 clients on 3 replicas (README, Performance): 0 gave
-// 48k ops/s, 30-60 gave 60-87k, 120 less again.
-constexpr uint64_t kBatchHoldUs = 50;
 
 struct Options {
   int id = -1;
@@ -234,12 +232,6 @@ sockaddr_in to_sockaddr(const wire::ClientAddress& a) {
   return s;
 }
 
-// An encoded reply and where it goes.
-struct OutgoingReply {
-  std::string bytes;
-  sockaddr_in to;
-};
-
 int g_signal_pipe[2] = {-1, -1};
 
 // The handler only says which signal came; the loop acts on it.
@@ -304,11 +296,7 @@ struct Counters {
   uint64_t loss_dropped = 0;  // --loss
   uint64_t cut_dropped = 0;   // --cut-file
   uint64_t send_failed = 0;
-  uint64_t busy_replies = 0;
-  uint64_t requests = 0;
-  uint64_t minority_replies = 0;  // refused: not in a primary configuration
-  uint64_t syncs = 0;             // --fsync: fdatasyncs of the log that ended
-  uint64_t log_writes = 0;        // --fsync: appends (group commit: several per sync)
+  uint64_t syncs = 0;         // --fsync: fdatasyncs of the log that ended
 };
 
 // ---- --trace -------------------------------------------------------------
@@ -339,14 +327,12 @@ const char* fate_note(Fate f) {
 }
 
 // A message's name: (origin, configuration, origin_seq). In phase two a
-// name's "incarnation" is the number of the configuration it was sent in
-// (epoch << 16 | rep, membership.cpp), shown as c5.0.
+// name's "incarnation" is the ordering number of the configuration it was
+// sent in (ConfigId::ordering_number), shown as c5.0.
 std::string name_text(const wire::MessageName& n) {
-  return "(" + std::to_string(n.origin) + ",c" + std::to_string(n.incarnation >> 16) + "." +
-         std::to_string(n.incarnation & 0xffff) + "," + std::to_string(n.origin_seq) + ")";
+  return "(" + std::to_string(n.origin) + ",c" + mcast::ConfigId::of_ordering_number(n.incarnation).text() + "," +
+         std::to_string(n.origin_seq) + ")";
 }
-
-std::string config_text(const mcast::ConfigId& id) { return id.text(); }
 
 std::string member_list_text(const std::vector<mcast::MemberId>& members) {
   std::string text = "{";
@@ -603,6 +589,9 @@ class Tracer {
   const mcast::MemberId self_;
 };
 
+// The I/O shell around one Replica (replica.hpp): it owns the socket, the
+// clock, the files and the signals, feeds the replica what arrives, and
+// carries out what the replica hands off.
 class Server {
  public:
   explicit Server(Options o)
@@ -639,12 +628,18 @@ class Server {
     std::fputc('\n', stderr);
   }
 
+  [[noreturn]] void fatal(const std::string& error) const {
+    log("fatal: %s", error);
+    std::exit(kExitError);  // never claim or answer what may not be on disk
+  }
+
   bool start() {
     std::string error;
     store_ = std::make_unique<ReplicaStore>(opt_.data_dir, opt_.fsync);
+    FTQueue state;
     mcast::Restored restored;
     uint64_t incarnation;
-    if (!store_->open(state_, restored, error) ||
+    if (!store_->open(state, restored, error) ||
         !store_->next_incarnation(static_cast<uint64_t>(std::time(nullptr)) * 1000000u, incarnation, error)) {
       log("error: %s", error);
       return false;
@@ -659,20 +654,22 @@ class Server {
     cuts_ = LinkCuts{std::vector<bool>(opt_.peers.size()), std::vector<bool>(opt_.peers.size())};
     if (!opt_.cut_file.empty()) load_cuts();
 
-    mcast::MembershipConfig config;
-    config.suspect_after_us = opt_.suspect_ms * 1000;
-    config.keepalive_us = opt_.keepalive_ms * 1000;
-    config.view_change_timeout_us = std::max<uint64_t>(config.suspect_after_us * 2 / 3, 2 * config.keepalive_us);
-    config.multicast.deferred_durability = opt_.fsync;  // group commit: see persist()
-    group_ = std::make_unique<mcast::Membership>(self_, opt_.peers.size(), incarnation, config, restored);
+    ReplicaOptions options;
+    options.fsync = opt_.fsync;
+    options.membership.suspect_after_us = opt_.suspect_ms * 1000;
+    options.membership.keepalive_us = opt_.keepalive_ms * 1000;
+    options.membership.view_change_timeout_us =
+        std::max<uint64_t>(options.membership.suspect_after_us * 2 / 3, 2 * options.membership.keepalive_us);
+    const uint64_t resumed_at = state.applied_upto();
+    replica_ = std::make_unique<Replica>(self_, opt_.peers.size(), incarnation, options, std::move(state),
+                                         std::move(restored));
     if (opt_.trace) trace_ = std::make_unique<Tracer>(self_);
     loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
     char line[256];
     std::snprintf(line, sizeof line,
                   "listening on %s, %zu members, data %s, resumed at global_seq %llu, loss %.3f%s",
                   opt_.peers[self_].text.c_str(), opt_.peers.size(), opt_.data_dir.c_str(),
-                  static_cast<unsigned long long>(state_.applied_upto()), opt_.loss,
-                  opt_.fsync ? ", fsync" : "");
+                  static_cast<unsigned long long>(resumed_at), opt_.loss, opt_.fsync ? ", fsync" : "");
     log("%s", line);
     return true;
   }
@@ -743,41 +740,40 @@ class Server {
     if (!stopping_) return false;
     const uint64_t now = net::now_us();
     if (now >= drain_deadline_) return true;
-    return group_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
+    return replica_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
   }
 
   int stop() {
     // Tell the others how far we got, a few times over a lossy network.
+    // No datagram is read here, so the hand-offs soon run dry.
     for (int i = 0; i < 5; ++i) {
-      group_->announce();
-      flush_ready();
+      replica_->announce();
+      carry_out_handoffs(net::now_us());
     }
-    // As in step: no snapshot while a sync has let deliveries through that
-    // are not applied yet. No datagram is read here, so this ends at once.
-    for (int i = 0; i < 8 && durable_news_; ++i) flush_ready();
+    for (int i = 0; i < 8 && !replica_->may_compact(); ++i) carry_out_handoffs(net::now_us());
     std::string error;
-    if (!store_->write_snapshot(state_, group_->durable_state(), error)) {
+    if (!store_->write_snapshot(replica_->state(), replica_->durable_state(), error)) {
       log("error: %s", error);
       return 1;
     }
     char line[200];
     std::snprintf(line, sizeof line, "stopped at global_seq %llu; snapshot written%s",
-                  static_cast<unsigned long long>(state_.applied_upto()),
-                  group_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
+                  static_cast<unsigned long long>(replica_->state().applied_upto()),
+                  replica_->done_leaving() ? "" : " (drain timed out: some peer did not confirm it is done)");
     log("%s", line);
-    return group_->done_leaving() ? 0 : kExitDrainTimedOut;
+    return replica_->done_leaving() ? 0 : kExitDrainTimedOut;
   }
 
+  // One wake: wait, read what came, let the replica's timers run, carry out
+  // what it decided, and compact the log when it is due.
   void step() {
     uint64_t now = net::now_us();
-    uint64_t deadline = group_->next_deadline();
+    uint64_t deadline = replica_->next_deadline();
     if (stopping_) deadline = std::min(deadline, drain_deadline_);
-    if (stopping_ && group_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
+    if (stopping_ && replica_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
-    if (sync_owed_since_ != mcast::kNever) deadline = std::min(deadline, sync_owed_since_ + kOwedSyncUs);
-    deadline = std::min(deadline, batch_hold_ends());
-    // flush_ready's bound cut the last passes short: take the rest at once.
-    if (durable_news_) deadline = now;
+    // carry_out_handoffs' bound left some: take the rest at once.
+    if (replica_->has_handoff(now)) deadline = now;
     pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
     bool ready = false;
     if (const uint64_t until = spin_.spin_until(now, deadline)) ready = spin(fds, until);
@@ -788,23 +784,13 @@ class Server {
       read_datagrams();
       spin_.datagrams_read(now);
     }
-    if (sync_owed_since_ != mcast::kNever && now >= sync_owed_since_ + kOwedSyncUs) sync_after_send_ = true;
-    // Requests go out before the tick: a submit makes the protocol look for
-    // gaps at its next tick (Multicast::recovery_due_), and this tick is it,
-    // rather than one more pass through poll with a timeout of 0.
-    submit_waiting(now);
-    group_->tick(now);
-    if (stopping_ && waiting_ops_.empty()) group_->close();
-    flush_ready();
-    // A snapshot is the state at delivered_upto, and the log rewritten to
-    // what the protocol holds: not while a sync has let deliveries through
-    // that are not applied yet (flush_ready's bound cut its passes short):
-    // the records between would be in neither the snapshot nor the log.
-    // The simulator's driver bug compact-before-apply breaks this rule
-    // (group_sim_catches_compact_before_apply).
-    if (store_->snapshot_due() && !durable_news_) {
+    replica_->tick(now, net::wall_clock_ms());
+    carry_out_handoffs(now);
+    // A snapshot is the state at delivered_upto and the log rewritten to
+    // what the protocol holds: only when every delivery taken is applied.
+    if (store_->snapshot_due() && replica_->may_compact()) {
       write_snapshot();
-      if (durable_news_) flush_ready();  // --fsync: the rewrite synced what was owed
+      carry_out_handoffs(now);  // --fsync: the rewrite synced what was owed
     }
     if (opt_.verbose && now >= last_report_ + 1'000'000) report(now);
   }
@@ -867,6 +853,7 @@ class Server {
       return;
     }
     stopping_ = true;
+    replica_->begin_drain();
     drain_deadline_ = net::now_us() + kDrainTimeoutUs;
     log("stopping: finishing what is in flight");
   }
@@ -904,19 +891,15 @@ class Server {
   }
 
   // With --trace, the datagram's records are traced once the protocol has
-  // taken them, with a note if it refused them (the counters say which).
+  // taken them, with a note if it refused them.
   void receive_peer(mcast::MemberId member, const char* data, size_t len) {
     last_peer_datagram_us_ = net::now_us();
-    if (!trace_) {
-      group_->receive(member, data, len, net::now_us());
-      return;
-    }
-    const uint64_t malformed = rejected(), stale = stale_count(), other = group_->stats().other_config;
-    group_->receive(member, data, len, net::now_us());
-    const char* note = rejected() > malformed                 ? " (rejected: malformed or implausible)"
-                       : stale_count() > stale                ? " (dropped: stale, from an earlier life)"
-                       : group_->stats().other_config > other ? " (dropped: another configuration's)"
-                                                              : "";
+    const PeerVerdict verdict = replica_->peer_datagram(member, data, len, last_peer_datagram_us_);
+    if (!trace_) return;
+    const char* note = verdict == PeerVerdict::Malformed     ? " (rejected: malformed or implausible)"
+                       : verdict == PeerVerdict::Stale       ? " (dropped: stale, from an earlier life)"
+                       : verdict == PeerVerdict::OtherConfig ? " (dropped: another configuration's)"
+                                                             : "";
     trace_->peer_in(member, data, len, note);
   }
 
@@ -926,15 +909,20 @@ class Server {
     return -1;
   }
 
+  // A request goes to the replica (its answer, if any, leaves with the next
+  // hand-off); a status request is answered here and now.
   void on_client_datagram(const char* data, size_t len, const sockaddr_in& from) {
     wire::Operation op;
     uint8_t attempt;
     uint64_t nonce;
     if (wire::decode_request(data, len, op, attempt)) {
-      on_request(op, attempt, from);
+      const Admission a = replica_->client_request(op, attempt, to_client_address(from), net::now_us());
+      if (trace_) trace_->request_in(op, attempt, from, admission_text(a));
     } else if (wire::decode_status_request(data, len, nonce)) {
       if (trace_) trace_->client_in(data, len, from, "");
-      const wire::ReplicaStatus s = status(nonce);
+      wire::ReplicaStatus s = replica_->status_view();
+      s.nonce = nonce;
+      s.dropped_datagrams = dropped();
       Fate fate = send(wire::encode_status_reply(s), from);
       if (trace_) trace_->status_out(s, from, fate);
     } else {
@@ -943,375 +931,85 @@ class Server {
     }
   }
 
-  // A request is admitted once. A copy that arrives while it is in flight
-  // is dropped: whoever sequences it will answer, and a retry that comes
-  // after it was applied here gets the stored reply.
-  void on_request(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
-    ++counters_.requests;
-    if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
-      if (trace_) trace_->request_in(op, attempt, from, "applied before, its stored reply goes back");
-      cached->attempt = attempt;
-      send_reply(*cached, from);
-      return;
-    }
-    if (state_.superseded(op.client_id, op.request_no)) {
-      if (trace_) trace_->request_in(op, attempt, from, "older than this client's latest, ignored");
-      return;
-    }
-    auto key = std::make_pair(op.client_id, op.request_no);
-    if (admitted_.count(key)) {
-      if (trace_) trace_->request_in(op, attempt, from, "in flight already, ignored (this replica replies once it is delivered)");
-      return;
-    }
-    if (!may_serve()) {
-      if (trace_) trace_->request_in(op, attempt, from, "refused: not in a majority");
-      ++counters_.minority_replies;
-      send_reply(not_in_majority(op, attempt), from);
-      return;
-    }
-    const mcast::Multicast* ordering = group_->ordering();
-    if (stopping_ || (ordering && ordering->backlogged()) || waiting_ops_.size() >= kMaxWaitingOps) {
-      if (trace_) trace_->request_in(op, attempt, from, stopping_ ? "refused: stopping" : "refused: backlogged");
-      ++counters_.busy_replies;
-      wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
-      busy.attempt = attempt;
-      send_reply(busy, from);
-      return;
-    }
-    if (trace_) trace_->request_in(op, attempt, from, "admitted, waits for the next DATA");
-    if (waiting_ops_.empty()) first_waiting_us_ = net::now_us();
-    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
-    admitted_.insert(key);
-  }
-
-  // A replica serves while it is in a primary configuration, and waits (holds
-  // requests) while a view change is under way among a majority it hears;
-  // otherwise it says at once that it is not in a majority, so the client
-  // asks another replica instead of waiting here for nothing.
-  bool may_serve() const {
-    if (group_->primary()) return true;
-    const bool changing = !group_->installed() || group_->promised() != group_->configuration().id;
-    return changing && group_->reachable_count() >= opt_.peers.size() / 2 + 1;
-  }
-
-  wire::Reply not_in_majority(const wire::Operation& op, uint8_t attempt) const {
-    wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::NotInMajority, 0};
-    r.value = static_cast<int32_t>((group_->reachable_count() << 16) | opt_.peers.size());
-    r.attempt = attempt;
-    return r;
-  }
-
-  void send_reply(const wire::Reply& r, const sockaddr_in& to) {
-    const std::string bytes = encode_reply(r);
-    Fate fate = send(bytes, to);
-    if (trace_) trace_->reply_out(bytes, to, fate);
-  }
-
-  // Batching: requests that arrive while a message of ours awaits its
-  // global_seq wait too, and go out together. A second message is sent
-  // before the first is sequenced only if it is full (like Nagle's rule):
-  // under load, batches grow and the rotation carries more per slot.
-  // And a batch waits for the clients this replica just answered, who
-  // come back with their next requests within microseconds: until as many
-  // requests wait as the last burst of replies had, or kBatchHoldUs after
-  // the first one came. (One client: a burst of one, so no wait.) Every
-  // batch costs datagrams and wake-ups at every replica, and on a busy
-  // machine those, not the protocol's steps, are what limit throughput.
-  bool batch_ready(uint64_t now) const {
-    if (waiting_ops_.size() >= wire::kMaxBatchOps) return true;
-    const uint64_t hold_ends = batch_hold_ends();
-    if (hold_ends == mcast::kNever) return false;  // our last batch is not sequenced yet
-    return waiting_ops_.size() >= expected_back_ || now >= hold_ends;
-  }
-
-  // When the waiting requests go out at the latest, as a batch may (none
-  // waits, or our last one is not sequenced yet: kNever).
-  uint64_t batch_hold_ends() const {
-    if (waiting_ops_.empty() || !group_->can_submit() || group_->ordering()->unsequenced_own() > 0) return mcast::kNever;
-    return first_waiting_us_ + kBatchHoldUs;
-  }
-
-  void submit_waiting(uint64_t now) {
-    while (!waiting_ops_.empty() && group_->can_submit() && batch_ready(now)) {
-      size_t take = std::min(waiting_ops_.size(), wire::kMaxBatchOps);
-      std::vector<wire::BatchedOp> batch(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
-      waiting_ops_.erase(waiting_ops_.begin(), waiting_ops_.begin() + static_cast<long>(take));
-      mcast::MessageName name = group_->submit(wire::encode_batch(batch, net::wall_clock_ms()), now);
-      in_flight_[name] = std::move(batch);
-      if (!waiting_ops_.empty()) first_waiting_us_ = now;
-    }
-  }
-
-  // The protocol's Ready, in the one safe order: its records to the log
-  // (persist before send: a datagram may say this replica holds them), then
-  // the deliveries and configuration changes applied, then protocol
-  // datagrams, then replies. Protocol traffic goes before replies: any send
-  // may hand the CPU to the process it wakes, and a client answered before
-  // the others heard from us would only bring its next request to a replica
-  // that must wait for them.
-  //
-  // With --fsync a sync (before the sends, or after them: see persist) lets
-  // the protocol claim more, which may let more through: a STATUS saying
-  // so, deliveries and their replies. They go out in another pass at once,
-  // not at the next wake-up. No datagram is read in between, so the passes
-  // soon run dry (the second writes at most Delivered marks); the bound is
-  // only a guard.
-  void flush_ready() {
-    for (int pass = 0; pass < 4; ++pass) {
-      durable_news_ = false;
-      mcast::Ready ready = group_->take_ready();
-      persist(ready);
-      // status reports what is written to the log (with --fsync a sync may
-      // still be owed: it is not what the member claims to hold)
-      logged_held_upto_ = group_->held_upto();
-      std::vector<OutgoingReply> replies;
-      for (const mcast::Event& e : ready.events) apply_event(e, replies);
-      // Every delivery is applied: the state is the one at delivered_upto.
-      if (ready.snapshot_wanted) group_->provide_snapshot(state_.render_snapshot(), state_.applied_upto());
-      claim_synced_ready();
-      send_datagrams(ready.to_send);
-      if (!replies.empty()) expected_back_ = std::min(replies.size(), wire::kMaxBatchOps);
-      send_replies(replies);
-      if (sync_after_send_) sync_log();
-      if (!durable_news_) return;
-    }
-  }
-
-  // --fsync, group commit: the sync this pass owes, now that its datagrams
-  // are out. The records it covers are claimed only from here (Multicast's
-  // deferred durability).
-  void sync_log() {
-    sync_now();
-    records_durable(owed_marks_);
-  }
-
-  void records_durable(const mcast::DurableMarks& marks) {
-    group_->records_durable(marks);
-    durable_news_ = true;
-  }
-
-  void sync_now() {
-    std::string error;
-    if (!store_->sync(error)) {
-      log("fatal: %s", error);
-      std::exit(1);  // never claim what may not be on disk
-    }
-    ++counters_.syncs;
-    unsynced_ = sync_after_send_ = false;
-    sync_owed_since_ = mcast::kNever;
-  }
-
-  // Who answers: the replica the client asked (the batch's origin), once the
-  // batch is delivered, which safe delivery allows only when a majority of
-  // the members hold it. (Should that reply be lost, the client's retry
-  // finds the stored reply.)
-  void apply_event(const mcast::Event& e, std::vector<OutgoingReply>& replies) {
-    switch (e.kind) {
-      case mcast::Event::Kind::Deliver: {
-        const mcast::Delivery& d = e.delivery;
-        const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
-        if (trace_) trace_->deliver(d, mine);
-        const std::vector<AddressedReply> applied = state_.apply(d);
-        spin_.batch_delivered(applied.size(), net::now_us());
-        for (const AddressedReply& r : applied) {
-          forget_admitted(r.reply.client_id, r.reply.request_no);
-          if (mine) replies.push_back(OutgoingReply{encode_reply(r.reply), to_sockaddr(r.to)});
-        }
-        break;
+  // Carries out the replica's hand-offs by the one rule (replica.hpp,
+  // carry_out) until none is left. A sync lets the protocol claim more,
+  // which may let more through: a STATUS saying so, deliveries and their
+  // replies; they come as the next hand-off, at once, not at the next
+  // wake. No datagram is read in between, so they soon run dry; the bound
+  // is only a guard (step takes the rest without sleeping).
+  void carry_out_handoffs(uint64_t now) {
+    for (int pass = 0; pass < 8 && replica_->has_handoff(now); ++pass) {
+      Handoff h = replica_->take_handoff(now);
+      if (!h.fatal.empty()) fatal(h.fatal);
+      for (const std::string& note : h.notes) {
+        log("%s", note);
+        if (trace_) trace_->config(note);
       }
-      case mcast::Event::Kind::Transitional:
-        // Our batches not yet delivered were sent in the old configuration:
-        // each is delivered up to the cut, or never (see on_regular).
-        for (auto& [name, batch] : in_flight_) orphans_[name] = std::move(batch);
-        in_flight_.clear();
-        log("%s", "transitional configuration " + config_text(e.config.id) + ": " + member_list_text(e.config.members) +
-                      " move on together");
-        break;
-      case mcast::Event::Kind::Regular:
-        on_regular(e, replies);
-        break;
-      case mcast::Event::Kind::InstallSnapshot:
-        install_snapshot(e);
-        break;
+      if (trace_)
+        for (const AppliedEvent& a : h.applied)
+          if (a.event.kind == mcast::Event::Kind::Deliver) trace_->deliver(a.event.delivery, a.answered_here);
+      for (size_t ops : h.delivered_batch_sizes) spin_.batch_delivered(ops, now);
+      Effects effects(*this);
+      carry_out(*replica_, h, effects);
+      effects.trace_datagrams(h);
     }
   }
 
-  // State transfer, the receiving side: this replica was away while the
-  // others freed what it lacks. The source's state replaces ours, and is on
-  // disk (snapshot, then the log rewritten to match) before anything else
-  // leaves: from here on this replica says it has delivered up to it.
-  void install_snapshot(const mcast::Event& e) {
-    std::string error;
-    FTQueue fresh;
-    if (!fresh.load_snapshot(e.snapshot, error) || fresh.applied_upto() != e.snapshot_upto) {
-      log("fatal: the snapshot received does not load (%s)", error);
-      std::exit(1);  // the protocol counts on it; never go on without it
+  // The server's side of carry_out (replica.hpp): the log file, the socket.
+  // A write or sync that fails ends the process: a crash is a failure the
+  // others ride out, while a replica that went on would claim or answer
+  // what may not be on disk.
+  class Effects : public HandoffEffects {
+   public:
+    explicit Effects(Server& s) : s_(s) {}
+    bool append(const std::vector<mcast::LogRecord>& records) override {
+      std::string error;
+      if (!s_.store_->append(records, error)) s_.fatal(error);
+      return true;
     }
-    state_ = std::move(fresh);
-    if (!store_->write_snapshot(state_, group_->durable_state(), error)) {
-      log("fatal: %s", error);
-      std::exit(1);
+    bool write_snapshot() override {
+      std::string error;
+      if (!s_.store_->write_snapshot(s_.replica_->state(), s_.replica_->durable_state(), error)) s_.fatal(error);
+      return true;
     }
-    after_rewrite();
-    log("%s", "state transfer: installed a snapshot at k=" + std::to_string(e.snapshot_upto) + " (" +
-                  std::to_string(e.snapshot.size()) + " bytes)");
-  }
-
-  // The new configuration is regular: everything up to the cut is
-  // delivered, so a batch of ours from an older configuration that is not
-  // delivered by now never will be (membership.hpp). In a primary
-  // configuration its operations are sent again (the exactly-once table
-  // makes that safe even were one applied after all); in a minority its
-  // clients are told to ask another replica.
-  void on_regular(const mcast::Event& e, std::vector<OutgoingReply>& replies) {
-    const mcast::Configuration& c = e.config;
-    std::string line = "configuration " + config_text(c.id) + " " + (c.primary ? "primary " : "non-primary ") +
-                       member_list_text(c.members) + " of " + std::to_string(opt_.peers.size());
-    if (c.primary) line += "; ordering resumes at k=" + std::to_string(c.cut + 1);
-    if (!e.reason.empty()) line += "; " + e.reason;
-    log("%s", line);
-    if (trace_) trace_->config(line);
-    std::vector<wire::BatchedOp> again;
-    for (auto& [name, batch] : orphans_) again.insert(again.end(), batch.begin(), batch.end());
-    orphans_.clear();
-    if (c.primary) {
-      waiting_ops_.insert(waiting_ops_.begin(), again.begin(), again.end());
-      return;
+    bool sync() override {
+      std::string error;
+      if (!s_.store_->sync(error)) s_.fatal(error);
+      ++s_.counters_.syncs;
+      return true;
     }
-    again.insert(again.end(), waiting_ops_.begin(), waiting_ops_.end());
-    waiting_ops_.clear();
-    for (const wire::BatchedOp& b : again) {
-      admitted_.erase(std::make_pair(b.op.client_id, b.op.request_no));
-      replies.push_back(OutgoingReply{encode_reply(not_in_majority(b.op, b.attempt)), to_sockaddr(b.reply_to)});
+    bool send(const mcast::Outgoing& o) override {
+      Fate fate = Fate::Cut;
+      if (s_.cuts_.out[o.to]) ++s_.counters_.cut_dropped;
+      else fate = s_.send(o.bytes, s_.opt_.peers[o.to].addr);
+      if (s_.trace_) fates_.push_back(fate);
+      return true;
     }
-  }
-
-  // Persist before send. Without --fsync a record is persisted once
-  // written (to the operating system). With --fsync it must be on disk
-  // before anything claims it, and the rule is kept by group commit: a
-  // pass writes its records, sends its datagrams (they claim only what is
-  // synced already: Multicast's deferred durability), and only then syncs,
-  // once (sync_log). Every record that arrived during the previous sync is
-  // in this pass, so one fdatasync covers them all, and each replica's sync
-  // runs while the others' datagrams are on their way and their own syncs
-  // run. Measured against a sync thread (which went on receiving and
-  // sending during the sync), this was faster both for one client and for
-  // 32 (README, Performance): the thread's extra wake-ups cost more than it
-  // saved. A Ready with a membership record or message (a promise, a
-  // STATE reporting a claim) is synced before it is sent, as before.
-  void persist(const mcast::Ready& ready) {
-    std::string error;
-    if (!store_->append(ready.to_persist, error)) {
-      log("fatal: %s", error);
-      std::exit(1);  // never answer or announce what is not logged
-    }
-    if (!opt_.fsync) return;
-    if (!ready.to_persist.empty()) {
-      ++counters_.log_writes;
-      unsynced_ = true;
-      owed_marks_ = ready.marks;
-    }
-    if (ready.sync_before_send) {
-      if (unsynced_) sync_now();
-      synced_ready_marks_ = ready.marks;  // claimed once its events are applied
-      return;
-    }
-    if (ready.to_persist.empty()) return;
-    const bool only_marks = std::all_of(ready.to_persist.begin(), ready.to_persist.end(), [](const mcast::LogRecord& r) {
-      return r.kind == mcast::LogRecord::Kind::Delivered;
-    });
-    // A Delivered mark alone waits for a client: nobody needs it on disk
-    // soon (it only lets the others free what everyone delivered), and the
-    // next sync of held records covers it. Nor do records no member waits
-    // to hear this one claim (it neither answers for them nor is the one
-    // holder that tells the one that does): they only add to the margin.
-    // Both are synced within kOwedSyncUs all the same, so that a quiet
-    // cluster becomes stable.
-    if (only_marks || !group_->claims_awaited()) {
-      sync_owed_since_ = std::min(sync_owed_since_, net::now_us());
-      return;
-    }
-    sync_after_send_ = true;
-  }
-
-  // A Ready synced before its sends is claimed only once its events are
-  // applied: Membership::take_ready counts on the caller applying them
-  // (an InstallSnapshot on disk) before anything else lets its order
-  // complete, and records_durable may complete it.
-  void claim_synced_ready() {
-    if (!synced_ready_marks_) return;
-    const mcast::DurableMarks marks = *synced_ready_marks_;
-    synced_ready_marks_.reset();
-    records_durable(marks);
-  }
-
-  // A snapshot rewrites the log and syncs it: everything written is on disk.
-  void after_rewrite() {
-    if (!opt_.fsync) return;
-    unsynced_ = sync_after_send_ = false;
-    sync_owed_since_ = mcast::kNever;
-    records_durable(group_->written_marks());
-  }
-
-  // Every reply says whether this replica is in lossy mode, so that its
-  // client sends its requests twice for a while too.
-  std::string encode_reply(wire::Reply r) const {
-    r.lossy = lossy_mode();
-    return wire::encode_reply(r);
-  }
-
-  // Request `request_no` of a client was applied: neither it nor any older
-  // request of that client is in flight any more. (An older one the state
-  // skipped, because the client had given up on it and moved on, would
-  // otherwise stay here for ever.)
-  void forget_admitted(uint64_t client_id, uint64_t request_no) {
-    admitted_.erase(admitted_.lower_bound(std::make_pair(client_id, uint64_t{0})),
-                    admitted_.upper_bound(std::make_pair(client_id, request_no)));
-  }
-
-  // While the protocol sees heavy loss, replies go out twice too: a lost
-  // reply costs the client a whole retry timeout.
-  void send_replies(const std::vector<OutgoingReply>& replies) {
-    int copies = lossy_mode() ? 2 : 1;
-    for (const OutgoingReply& r : replies)
-      for (int i = 0; i < copies; ++i) {
-        Fate fate = send(r.bytes, r.to);
-        if (trace_) trace_->reply_out(r.bytes, r.to, fate);
+    bool reply(const ReplyOut& r) override {
+      const std::string bytes = wire::encode_reply(r.reply);
+      const sockaddr_in to = to_sockaddr(r.to);
+      for (int i = 0; i < r.copies; ++i) {
+        Fate fate = s_.send(bytes, to);
+        if (s_.trace_) s_.trace_->reply_out(bytes, to, fate);
       }
-  }
+      return true;
+    }
+    void trace_datagrams(const Handoff& h) const {
+      if (s_.trace_ && !h.datagrams.empty()) s_.trace_->peers_out(h.datagrams, fates_);
+    }
+
+   private:
+    Server& s_;
+    std::vector<Fate> fates_;  // with --trace: what became of each datagram
+  };
 
   // A snapshot that cannot be written stops the replica, as a failed log
-  // append does: the log may be half rewritten, and after_rewrite would
-  // claim records no sync covered (with --fsync). A crash is a failure the
-  // others ride out; a replica that cannot persist must not go on. (The
-  // simulator's --bug snapshot-error-claims claims after a failed snapshot:
-  // group_sim_catches_snapshot_error_claims.)
+  // append does: the log may be half rewritten, and log_rewritten would
+  // claim records no sync covered (with --fsync).
   void write_snapshot() {
     std::string error;
-    if (!store_->write_snapshot(state_, group_->durable_state(), error)) {
-      log("fatal: %s", error);
-      std::exit(1);
-    }
-    after_rewrite();
-  }
-
-  bool lossy_mode() const { return group_->ordering() && group_->ordering()->lossy_mode(); }
-
-  // The protocol's datagrams, the next sequencer's first: it may assign the
-  // next global_seq only once it knows this one, and everyone waits for it.
-  void send_datagrams(std::vector<mcast::Outgoing>& out) {
-    if (const mcast::Multicast* ordering = group_->ordering()) {
-      const mcast::MemberId next = ordering->next_sequencer();
-      std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
-    }
-    std::vector<Fate> fates;  // with --trace: what became of each
-    for (const mcast::Outgoing& o : out) {
-      Fate fate = Fate::Cut;
-      if (cuts_.out[o.to]) ++counters_.cut_dropped;
-      else fate = send(o.bytes, opt_.peers[o.to].addr);
-      if (trace_) fates.push_back(fate);
-    }
-    if (trace_ && !out.empty()) trace_->peers_out(out, fates);
+    if (!store_->write_snapshot(replica_->state(), replica_->durable_state(), error)) fatal(error);
+    replica_->log_rewritten();
   }
 
   Fate send(const std::string& bytes, const sockaddr_in& to) {
@@ -1326,57 +1024,17 @@ class Server {
     return Fate::Passed;
   }
 
-  // Peer datagrams the protocol refused as malformed or implausible, and
-  // those from an earlier life of their sender.
-  uint64_t rejected() const {
-    const mcast::Multicast* ordering = group_->ordering();
-    return group_->stats().malformed + (ordering ? ordering->stats().malformed : 0);
-  }
-  uint64_t stale_count() const {
-    const mcast::Multicast* ordering = group_->ordering();
-    return group_->stats().stale + (ordering ? ordering->stats().stale : 0);
-  }
-
   uint64_t dropped() const {
-    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + rejected() + stale_count() +
-           group_->stats().other_config;
-  }
-
-  wire::ReplicaStatus status(uint64_t nonce) const {
-    wire::ReplicaStatus s;
-    s.nonce = nonce;
-    s.member = self_;
-    // What is logged, not what the protocol reached since the last persist:
-    // a status answered mid-pass must not report progress a kill -9 loses.
-    s.delivered_upto = state_.applied_upto();
-    s.stable_upto = std::min(group_->stable_upto(), state_.applied_upto());
-    s.queues = static_cast<uint32_t>(state_.queue_count());
-    const mcast::Multicast* ordering = group_->ordering();
-    s.buffered_messages = static_cast<uint32_t>(ordering ? ordering->buffered_messages() : 0);
-    s.dropped_datagrams = dropped();
-    if (group_->installed()) {
-      const mcast::Configuration& c = group_->configuration();
-      s.config_epoch = c.id.epoch;
-      s.config_rep = c.id.rep;
-      for (mcast::MemberId m : c.members) s.config_members |= uint64_t{1} << m;
-      s.primary = group_->primary();
-    }
-    s.group_size = static_cast<uint16_t>(opt_.peers.size());
-    s.reachable = static_cast<uint16_t>(group_->reachable_count());
-    s.held_upto = logged_held_upto_;
-    return s;
+    const ReplicaCounts c = replica_->counts();
+    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + c.malformed + c.stale + c.other_config;
   }
 
   void report(uint64_t now) {
     last_report_ = now;
-    mcast::MulticastStats s;
-    size_t buffered = 0;
-    if (const mcast::Multicast* ordering = group_->ordering()) {
-      s = ordering->stats();
-      buffered = ordering->buffered_messages();
-    }
-    const mcast::Configuration& c = group_->configuration();
-    const mcast::MembershipStats& g = group_->stats();
+    const ReplicaCounts c = replica_->counts();
+    const mcast::Membership& group = replica_->group();
+    const mcast::MulticastStats& s = c.ordering;
+    const mcast::MembershipStats& g = c.membership;
     char line[700];
     std::snprintf(line, sizeof line,
                   "config %s%s %s hears %zu | delivered %llu held %llu stable %llu buffered %zu waiting %zu | "
@@ -1384,22 +1042,22 @@ class Server {
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
                   "dropped: malformed %llu stale %llu other-config %llu non-member %llu loss %llu cut %llu "
                   "send-failed %llu | log writes %llu syncs %llu | spins %llu with a datagram %llu",
-                  group_->installed() ? c.id.text().c_str() : "none",
-                  group_->primary() ? " primary" : (group_->installed() ? " non-primary" : ""),
-                  member_list_text(c.members).c_str(), group_->reachable_count(),
-                  (unsigned long long)group_->delivered_upto(), (unsigned long long)group_->held_upto(),
-                  (unsigned long long)group_->stable_upto(), buffered, waiting_ops_.size(),
-                  (unsigned long long)counters_.requests, (unsigned long long)counters_.busy_replies,
-                  (unsigned long long)counters_.minority_replies, (unsigned long long)g.view_changes,
+                  group.installed() ? group.configuration().id.text().c_str() : "none",
+                  group.primary() ? " primary" : (group.installed() ? " non-primary" : ""),
+                  member_list_text(group.configuration().members).c_str(), group.reachable_count(),
+                  (unsigned long long)group.delivered_upto(), (unsigned long long)group.held_upto(),
+                  (unsigned long long)group.stable_upto(), c.buffered, c.waiting,
+                  (unsigned long long)c.requests, (unsigned long long)c.busy_replies,
+                  (unsigned long long)c.minority_replies, (unsigned long long)g.view_changes,
                   (unsigned long long)g.installs, (unsigned long long)s.assignments_made,
                   (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
                   (unsigned long long)s.retransmitted, (unsigned long long)s.redundant_copies,
-                  (unsigned long long)s.heartbeats, (unsigned long long)(s.malformed + g.malformed),
-                  (unsigned long long)s.stale, (unsigned long long)g.other_config,
-                  (unsigned long long)counters_.nonmember, (unsigned long long)counters_.loss_dropped,
-                  (unsigned long long)counters_.cut_dropped, (unsigned long long)counters_.send_failed,
-                  (unsigned long long)counters_.log_writes, (unsigned long long)counters_.syncs,
-                  (unsigned long long)spin_.spins(), (unsigned long long)spin_.hits());
+                  (unsigned long long)s.heartbeats, (unsigned long long)c.malformed, (unsigned long long)c.stale,
+                  (unsigned long long)c.other_config, (unsigned long long)counters_.nonmember,
+                  (unsigned long long)counters_.loss_dropped, (unsigned long long)counters_.cut_dropped,
+                  (unsigned long long)counters_.send_failed, (unsigned long long)c.log_writes,
+                  (unsigned long long)counters_.syncs, (unsigned long long)spin_.spins(),
+                  (unsigned long long)spin_.hits());
     log("%s", line);
   }
 
@@ -1408,16 +1066,7 @@ class Server {
   std::unique_ptr<Tracer> trace_;  // null unless --trace
   int fd_ = -1;
   std::unique_ptr<ReplicaStore> store_;
-  std::unique_ptr<mcast::Membership> group_;
-  FTQueue state_;
-  std::deque<wire::BatchedOp> waiting_ops_;
-  // Batches this replica multicast and has not seen delivered, by name; and
-  // those sent in a configuration that has since been replaced (on_regular).
-  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> in_flight_;
-  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> orphans_;
-  // Requests this replica admitted and has not yet seen delivered, as
-  // (client id, request number).
-  std::set<std::pair<uint64_t, uint64_t>> admitted_;
+  std::unique_ptr<Replica> replica_;
   std::mt19937_64 loss_rng_;
   Counters counters_;
   net::IdleSpin spin_;
@@ -1426,24 +1075,6 @@ class Server {
   uint64_t drain_deadline_ = 0;
   uint64_t last_peer_datagram_us_ = 0;
   uint64_t last_report_ = 0;
-  uint64_t logged_held_upto_ = 0;
-  // --fsync: Delivered marks written and not synced (since when), and
-  // where the log stands.
-  uint64_t sync_owed_since_ = mcast::kNever;
-  mcast::DurableMarks owed_marks_;
-  std::optional<mcast::DurableMarks> synced_ready_marks_;  // see claim_synced_ready
-  // 10 ms, not 1: with one client the owed syncs of all three replicas
-  // competed on the shared disk with the two that answer; 12 interleaved
-  // pairs of 1-client --fsync runs gave a lower median in 10 (by about 8%).
-  // The cost: a quiet cluster's buffers are freed up to 10 ms later.
-  static constexpr uint64_t kOwedSyncUs = 10'000;
-  bool sync_after_send_ = false;  // this pass owes a sync (sync_log)
-  // Batching (batch_ready): when the oldest waiting request came, and how
-  // many replies the last burst sent.
-  uint64_t first_waiting_us_ = 0;
-  size_t expected_back_ = 1;
-  bool unsynced_ = false;         // records written since the last sync
-  bool durable_news_ = false;     // this pass told the protocol of a sync
 };
 
 }  // namespace

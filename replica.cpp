@@ -1,0 +1,463 @@
+// replica.cpp: one replica's decisions (replica.hpp). No I/O, no clock.
+#include "replica.hpp"
+
+#include <algorithm>
+
+const char* admission_text(Admission a) {
+  switch (a) {
+    case Admission::Admitted: return "admitted, waits for the next DATA";
+    case Admission::AnsweredAgain: return "applied before, its stored reply goes back";
+    case Admission::Superseded: return "older than this client's latest, ignored";
+    case Admission::InFlight: return "in flight already, ignored (this replica replies once it is delivered)";
+    case Admission::NotInMajority: return "refused: not in a majority";
+    case Admission::Stopping: return "refused: stopping";
+    case Admission::Backlogged: return "refused: backlogged";
+  }
+  return "?";
+}
+
+namespace {
+mcast::MembershipConfig with_durability(ReplicaOptions o) {
+  o.membership.multicast.deferred_durability = o.fsync;
+  return o.membership;
+}
+}  // namespace
+
+Replica::Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, ReplicaOptions options,
+                 FTQueue state, mcast::Restored restored)
+    : self_(self),
+      n_(group_size),
+      options_(std::move(options)),
+      group_(self, group_size, incarnation, with_durability(options_), std::move(restored)),
+      state_(std::move(state)) {}
+
+// ---- carrying out a hand-off (the order is stated in replica.hpp) ----------
+
+bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder misorder) {
+  auto send_all = [&] {
+    for (const mcast::Outgoing& d : h.datagrams)
+      if (!fx.send(d)) return false;
+    for (const ReplyOut& r : h.replies)
+      if (!fx.reply(r)) return false;
+    return true;
+  };
+  if (misorder == Misorder::SendBeforePersist && !send_all()) return false;
+  if (!h.records.empty() && !fx.append(h.records)) return false;               // 1
+  if (h.write_snapshot) {                                                       // 2
+    if (!fx.write_snapshot()) return false;
+    replica.log_rewritten();
+  }
+  const bool sync_before = h.sync == Handoff::Sync::BeforeSend && misorder != Misorder::SendBeforeSync;
+  if (sync_before) {                                                            // 3
+    if (!fx.sync()) return false;
+    replica.sync_completed(h.sync_marks);
+  }
+  if (misorder != Misorder::SendBeforePersist && !send_all()) return false;    // 4
+  if (h.sync == Handoff::Sync::AfterSend || (h.sync == Handoff::Sync::BeforeSend && !sync_before)) {  // 5
+    if (!fx.sync()) return false;
+    replica.sync_completed(h.sync_marks);
+  }
+  return true;
+}
+
+// ---- clients ----------------------------------------------------------------
+
+// A request is admitted once. A copy that arrives while it is in flight
+// is ignored: whoever sequences it will answer, and a retry that comes
+// after it was applied here gets the stored reply.
+Admission Replica::client_request(const wire::Operation& op, uint8_t attempt, wire::ClientAddress from,
+                                  uint64_t now_us) {
+  ++counts_.requests;
+  if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
+    cached->attempt = attempt;
+    answer(*cached, from);
+    return Admission::AnsweredAgain;
+  }
+  if (state_.superseded(op.client_id, op.request_no)) return Admission::Superseded;
+  const auto key = std::make_pair(op.client_id, op.request_no);
+  if (admitted_.count(key)) return Admission::InFlight;
+  if (!may_serve()) {
+    ++counts_.minority_replies;
+    answer(not_in_majority(op, attempt), from);
+    return Admission::NotInMajority;
+  }
+  const mcast::Multicast* ordering = group_.ordering();
+  if (stopping_ || (ordering && ordering->backlogged()) || waiting_.size() >= options_.max_waiting_ops) {
+    ++counts_.busy_replies;
+    wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
+    busy.attempt = attempt;
+    answer(busy, from);
+    return stopping_ ? Admission::Stopping : Admission::Backlogged;
+  }
+  if (waiting_.empty()) first_waiting_us_ = now_us;
+  waiting_.push_back(Waiting{wire::BatchedOp{op, from, attempt}, false});
+  admitted_.insert(key);
+  return Admission::Admitted;
+}
+
+// A replica serves while it is in a primary configuration, and waits (holds
+// requests) while a view change is under way among a majority it hears;
+// otherwise it says at once that it is not in a majority, so the client
+// asks another replica instead of waiting here for nothing.
+bool Replica::may_serve() const {
+  if (group_.primary()) return true;
+  const bool changing = !group_.installed() || group_.promised() != group_.configuration().id;
+  return changing && group_.reachable_count() >= n_ / 2 + 1;
+}
+
+wire::Reply Replica::not_in_majority(const wire::Operation& op, uint8_t attempt) const {
+  wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::NotInMajority, 0};
+  r.value = static_cast<int32_t>((group_.reachable_count() << 16) | n_);
+  r.attempt = attempt;
+  return r;
+}
+
+// Every reply says whether this replica is in lossy mode, so that its
+// client sends its requests twice for a while too.
+void Replica::answer(wire::Reply r, wire::ClientAddress to, int copies) {
+  r.lossy = lossy_mode();
+  replies_.push_back(ReplyOut{r, to, copies});
+}
+
+bool Replica::lossy_mode() const { return group_.ordering() && group_.ordering()->lossy_mode(); }
+
+// ---- peers and time -----------------------------------------------------------
+
+PeerVerdict Replica::peer_datagram(mcast::MemberId from, const void* data, size_t len, uint64_t now_us) {
+  const Refused before = refused();
+  group_.receive(from, data, len, now_us);
+  const Refused after = refused();
+  if (after.malformed > before.malformed) return PeerVerdict::Malformed;
+  if (after.stale > before.stale) return PeerVerdict::Stale;
+  if (after.other_config > before.other_config) return PeerVerdict::OtherConfig;
+  return PeerVerdict::Taken;
+}
+
+Replica::Refused Replica::refused() const {
+  const mcast::Multicast* ordering = group_.ordering();
+  const mcast::MembershipStats& g = group_.stats();
+  return Refused{g.malformed + (ordering ? ordering->stats().malformed : 0),
+                 g.stale + (ordering ? ordering->stats().stale : 0), g.other_config};
+}
+
+// Requests go out before the protocol's tick: a submit makes it look for
+// gaps at its next tick (Multicast::recovery_due_), and this tick is it.
+void Replica::tick(uint64_t now_us, uint64_t wall_ms) {
+  submit_waiting(now_us, wall_ms);
+  group_.tick(now_us);
+  if (stopping_ && waiting_.empty()) group_.close();
+  if (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs) sync_due_ = true;
+}
+
+uint64_t Replica::next_deadline() const {
+  uint64_t deadline = std::min(group_.next_deadline(), batch_hold_ends());
+  if (sync_owed_since_ != mcast::kNever) deadline = std::min(deadline, sync_owed_since_ + kOwedSyncUs);
+  return deadline;
+}
+
+void Replica::begin_drain() { stopping_ = true; }
+void Replica::announce() { group_.announce(); }
+
+// ---- batching -------------------------------------------------------------------
+
+// Requests that arrive while a message of ours awaits its global_seq wait
+// too, and go out together. A second message is sent before the first is
+// sequenced only if it is full (like Nagle's rule): under load, batches
+// grow and the rotation carries more per slot. And a batch waits for the
+// clients this replica just answered, who come back with their next
+// requests within microseconds: until as many requests wait as the last
+// burst of replies had, or batch_hold_us after the first one came. (One
+// client: a burst of one, so no wait.) Every batch costs datagrams and
+// wake-ups at every replica, and on a busy machine those, not the
+// protocol's steps, are what limit throughput.
+bool Replica::batch_ready(uint64_t now) const {
+  if (waiting_.size() >= wire::kMaxBatchOps) return true;
+  const uint64_t hold_ends = batch_hold_ends();
+  if (hold_ends == mcast::kNever) return false;  // our last batch is not sequenced yet
+  return waiting_.size() >= expected_back_ || now >= hold_ends;
+}
+
+// When the waiting requests go out at the latest, as a batch may (none
+// waits, or our last one is not sequenced yet: kNever).
+uint64_t Replica::batch_hold_ends() const {
+  if (waiting_.empty() || !group_.can_submit() || group_.ordering()->unsequenced_own() > 0) return mcast::kNever;
+  return first_waiting_us_ + options_.batch_hold_us;
+}
+
+void Replica::submit_waiting(uint64_t now, uint64_t wall_ms) {
+  while (!waiting_.empty() && group_.can_submit() && batch_ready(now)) {
+    const size_t take = std::min(waiting_.size(), wire::kMaxBatchOps);
+    std::vector<wire::BatchedOp> batch;
+    for (size_t i = 0; i < take; ++i) batch.push_back(waiting_[i].op);
+    waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<long>(take));
+    const mcast::MessageName name = group_.submit(wire::encode_batch(batch, wall_ms), now);
+    in_flight_[name] = std::move(batch);
+    if (!waiting_.empty()) first_waiting_us_ = now;
+  }
+}
+
+// ---- the hand-off ---------------------------------------------------------------
+
+bool Replica::has_handoff(uint64_t now_us) const {
+  return group_.has_ready() || !replies_.empty() || sync_due_ ||
+         (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs);
+}
+
+// Everything the protocol produced, with its events applied to the state
+// here (so a sync's claims, reported later by sync_completed, always come
+// after the events they cover are applied), the answers decided, and the
+// durability the records need.
+Handoff Replica::take_handoff(uint64_t now_us) {
+  Handoff out;
+  mcast::Ready ready = group_.take_ready();
+  out.records = std::move(ready.to_persist);
+  logged_held_upto_ = group_.held_upto();  // `status` reports what is written to the log
+  const size_t replies_before = replies_.size();
+  for (const mcast::Event& e : ready.events) apply(e, out);
+  const size_t delivered_replies = replies_.size() - replies_before;
+  if (delivered_replies > 0) expected_back_ = std::min(delivered_replies, wire::kMaxBatchOps);
+  // Every delivery is applied: the state is the one at delivered_upto.
+  if (ready.snapshot_wanted) group_.provide_snapshot(state_.render_snapshot(), state_.applied_upto());
+  decide_sync(ready, now_us, out);
+  out.datagrams = std::move(ready.to_send);
+  order_datagrams(out.datagrams);
+  out.replies = std::move(replies_);
+  replies_.clear();
+  return out;
+}
+
+// The protocol's datagrams, the next sequencer's first: it may assign the
+// next global_seq only once it knows this one, and everyone waits for it.
+void Replica::order_datagrams(std::vector<mcast::Outgoing>& out) const {
+  if (const mcast::Multicast* ordering = group_.ordering()) {
+    const mcast::MemberId next = ordering->next_sequencer();
+    std::stable_partition(out.begin(), out.end(), [next](const mcast::Outgoing& o) { return o.to == next; });
+  }
+}
+
+// Persist before send. Without --fsync a record is persisted once written
+// (to the operating system) and no sync is ever asked for. With --fsync it
+// must be on disk before anything claims it, and group commit keeps that
+// rule: a hand-off's records are written, its datagrams sent (they claim
+// only what is synced already: Multicast's deferred durability), and only
+// then is the log synced, once, and its records claimed (sync_completed).
+// Every record that arrived during the previous sync is in this hand-off,
+// so one fdatasync covers them all, and each replica's sync runs while the
+// others' datagrams are on their way and their own syncs run. (Measured
+// against a sync thread, four designs, this was faster: README,
+// Performance.) A Ready with a membership record or message (a promise, a
+// STATE reporting a claim) is synced before it is sent.
+void Replica::decide_sync(const mcast::Ready& ready, uint64_t now, Handoff& out) {
+  if (!options_.fsync) return;
+  if (!out.records.empty()) {
+    ++counts_.log_writes;
+    unsynced_ = true;
+    owed_marks_ = ready.marks;
+  }
+  if (ready.sync_before_send) {
+    if (!unsynced_) {
+      group_.records_durable(ready.marks);  // on disk already; its events are applied above
+      return;
+    }
+    out.sync = Handoff::Sync::BeforeSend;
+    out.sync_marks = ready.marks;
+    unsynced_ = sync_due_ = false;
+    sync_owed_since_ = mcast::kNever;
+    return;
+  }
+  if (!out.records.empty()) {
+    const bool only_marks = std::all_of(out.records.begin(), out.records.end(), [](const mcast::LogRecord& r) {
+      return r.kind == mcast::LogRecord::Kind::Delivered;
+    });
+    // A Delivered mark alone waits for a client: nobody needs it on disk
+    // soon (it only lets the others free what everyone delivered), and the
+    // next sync of held records covers it. Nor do records no member waits
+    // to hear this one claim (it neither answers for them nor is the one
+    // holder that tells the one that does): they only add to the margin.
+    // Both are synced within kOwedSyncUs all the same, so that a quiet
+    // cluster becomes stable.
+    if (only_marks || !group_.claims_awaited()) sync_owed_since_ = std::min(sync_owed_since_, now);
+    else sync_due_ = true;
+  }
+  if (sync_owed_since_ != mcast::kNever && now >= sync_owed_since_ + kOwedSyncUs) sync_due_ = true;
+  if (!sync_due_) return;
+  if (unsynced_) {
+    out.sync = Handoff::Sync::AfterSend;
+    out.sync_marks = owed_marks_;
+  }
+  unsynced_ = sync_due_ = false;
+  sync_owed_since_ = mcast::kNever;
+}
+
+void Replica::sync_completed(const mcast::DurableMarks& marks) { group_.records_durable(marks); }
+
+// A snapshot rewrote the log (and synced it, under --fsync): everything
+// written is on disk.
+void Replica::log_rewritten() {
+  if (!options_.fsync) return;
+  unsynced_ = sync_due_ = false;
+  sync_owed_since_ = mcast::kNever;
+  group_.records_durable(group_.written_marks());
+}
+
+// ---- applying what the protocol delivered ----------------------------------------
+
+void Replica::apply(const mcast::Event& e, Handoff& out) {
+  switch (e.kind) {
+    case mcast::Event::Kind::Deliver:
+      on_deliver(e.delivery, out);
+      return;
+    case mcast::Event::Kind::Transitional: {
+      // Our batches not yet delivered were sent in the old configuration:
+      // orphans from here on (see the top of replica.hpp).
+      for (auto& [name, batch] : in_flight_) orphans_[name] = std::move(batch);
+      in_flight_.clear();
+      std::string members;
+      for (mcast::MemberId m : e.config.members) members += (members.empty() ? "" : ",") + std::to_string(m);
+      out.notes.push_back("transitional configuration " + e.config.id.text() + ": {" + members + "} move on together");
+      out.applied.push_back(AppliedEvent{e, false});
+      return;
+    }
+    case mcast::Event::Kind::Regular:
+      on_regular(e, out);
+      return;
+    case mcast::Event::Kind::InstallSnapshot:
+      install_snapshot(e, out);
+      return;
+  }
+}
+
+// Who answers: the replica the client asked (the batch's origin), once the
+// batch is delivered, which safe delivery allows only when a majority of
+// the members hold it. (Should that reply be lost, the client's retry
+// finds the stored reply.)
+void Replica::on_deliver(const mcast::Delivery& d, Handoff& out) {
+  const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
+  const std::vector<AddressedReply> applied = state_.apply(d);
+  out.delivered_batch_sizes.push_back(applied.size());
+  const int copies = lossy_mode() ? 2 : 1;
+  for (const AddressedReply& r : applied) {
+    forget_admitted(r.reply.client_id, r.reply.request_no);
+    if (mine) answer(r.reply, r.to, copies);
+  }
+  mcast::Event e;
+  e.kind = mcast::Event::Kind::Deliver;
+  e.delivery = d;
+  out.applied.push_back(AppliedEvent{std::move(e), mine});
+}
+
+// The new configuration is regular. In a primary one, the orphans'
+// operations are multicast again (the exactly-once table makes that safe
+// were the first copy delivered after all). In a non-primary one, the
+// requests that were never multicast are refused, truly "no effect"; an
+// orphan's are not, since it may still be delivered (replica.hpp): they
+// stay admitted and unanswered until a primary configuration sends them
+// again or a delivery answers them.
+void Replica::on_regular(const mcast::Event& e, Handoff& out) {
+  const mcast::Configuration& c = e.config;
+  std::string members;
+  for (mcast::MemberId m : c.members) members += (members.empty() ? "" : ",") + std::to_string(m);
+  std::string line = "configuration " + c.id.text() + " " + (c.primary ? "primary" : "non-primary") + " {" + members +
+                     "} of " + std::to_string(n_);
+  if (c.primary) line += "; ordering resumes at k=" + std::to_string(c.cut + 1);
+  if (!e.reason.empty()) line += "; " + e.reason;
+  out.notes.push_back(line);
+  out.applied.push_back(AppliedEvent{e, false});
+  std::vector<Waiting> again;
+  for (auto& [name, batch] : orphans_)
+    for (const wire::BatchedOp& op : batch) again.push_back(Waiting{op, true});
+  if (c.primary) {
+    orphans_.clear();
+    waiting_.insert(waiting_.begin(), again.begin(), again.end());
+    return;
+  }
+  std::deque<Waiting> kept;
+  for (const Waiting& w : waiting_) {
+    const bool refuse = !w.multicast_before || options_.bug == ReplicaOptions::Bug::OrphansNotInMajority;
+    if (!refuse) {
+      kept.push_back(w);
+      continue;
+    }
+    admitted_.erase(std::make_pair(w.op.op.client_id, w.op.op.request_no));
+    ++counts_.minority_replies;
+    answer(not_in_majority(w.op.op, w.op.attempt), w.op.reply_to, lossy_mode() ? 2 : 1);
+  }
+  waiting_ = std::move(kept);
+  if (options_.bug == ReplicaOptions::Bug::OrphansNotInMajority) {  // the lie the answer checker must catch
+    for (const Waiting& w : again) {
+      admitted_.erase(std::make_pair(w.op.op.client_id, w.op.op.request_no));
+      answer(not_in_majority(w.op.op, w.op.attempt), w.op.reply_to);
+    }
+    orphans_.clear();
+  }
+}
+
+// State transfer, the receiving side: this replica was away while the
+// others freed what it lacks. The source's state replaces ours, and is on
+// disk (snapshot, then the log rewritten to match) before anything else
+// leaves (Handoff::write_snapshot): from here on this replica says it has
+// delivered up to it. The protocol checked the transfer; a snapshot that
+// does not load is a bug, and the replica must stop (Handoff::fatal) rather
+// than go on without the state the others count on.
+void Replica::install_snapshot(const mcast::Event& e, Handoff& out) {
+  FTQueue fresh;
+  std::string error;
+  if (!fresh.load_snapshot(e.snapshot, error) || fresh.applied_upto() != e.snapshot_upto) {
+    out.fatal = "the snapshot received does not load (" + error + ")";
+    return;
+  }
+  state_ = std::move(fresh);
+  out.write_snapshot = true;
+  out.notes.push_back("state transfer: installed a snapshot at k=" + std::to_string(e.snapshot_upto) + " (" +
+                      std::to_string(e.snapshot.size()) + " bytes)");
+  out.applied.push_back(AppliedEvent{e, false});
+}
+
+// Request `request_no` of a client was applied: neither it nor any older
+// request of that client is in flight any more. (An older one the state
+// skipped, because the client had given up on it and moved on, would
+// otherwise stay here for ever.)
+void Replica::forget_admitted(uint64_t client_id, uint64_t request_no) {
+  admitted_.erase(admitted_.lower_bound(std::make_pair(client_id, uint64_t{0})),
+                  admitted_.upper_bound(std::make_pair(client_id, request_no)));
+}
+
+// ---- views --------------------------------------------------------------------------
+
+wire::ReplicaStatus Replica::status_view() const {
+  wire::ReplicaStatus s;
+  s.member = self_;
+  // What is logged, not what the protocol reached since the last persist:
+  // a status answered mid-pass must not report progress a kill -9 loses.
+  s.delivered_upto = state_.applied_upto();
+  s.stable_upto = std::min(group_.stable_upto(), state_.applied_upto());
+  s.queues = static_cast<uint32_t>(state_.queue_count());
+  const mcast::Multicast* ordering = group_.ordering();
+  s.buffered_messages = static_cast<uint32_t>(ordering ? ordering->buffered_messages() : 0);
+  if (group_.installed()) {
+    const mcast::Configuration& c = group_.configuration();
+    s.config_epoch = c.id.epoch;
+    s.config_rep = c.id.rep;
+    for (mcast::MemberId m : c.members) s.config_members |= uint64_t{1} << m;
+    s.primary = group_.primary();
+  }
+  s.group_size = static_cast<uint16_t>(n_);
+  s.reachable = static_cast<uint16_t>(group_.reachable_count());
+  s.held_upto = logged_held_upto_;
+  return s;
+}
+
+ReplicaCounts Replica::counts() const {
+  ReplicaCounts c = counts_;
+  c.membership = group_.stats();
+  if (const mcast::Multicast* ordering = group_.ordering()) {
+    c.ordering = ordering->stats();
+    c.buffered = ordering->buffered_messages();
+  }
+  const Refused r = refused();
+  c.malformed = r.malformed;
+  c.stale = r.stale;
+  c.other_config = r.other_config;
+  c.waiting = waiting_.size();
+  return c;
+}

@@ -1,0 +1,260 @@
+// replica.hpp: everything one FTQueue replica decides, with no I/O.
+//
+// A Replica is one member of the cluster as a state machine: it admits
+// client requests, packs them into batches, multicasts them through its
+// Membership (configurations, total order, safe delivery), applies what is
+// delivered to its FTQueue, and decides which answer goes to which client
+// and when the log must reach the disk. It reads no clock, touches no
+// socket or file and never exits: the time comes in with every input, and
+// everything it wants done goes out in one Handoff. server.cpp carries the
+// hand-offs out with sockets and files; tests/replica_sim_test.cpp carries
+// them out in a simulated world with crashes. Both call the same
+// carry_out() below, so the order of the steps is written once.
+//
+// Inputs: client_request, peer_datagram, tick, and sync_completed /
+// log_rewritten (the disk did what a hand-off asked).
+// Output: take_handoff(), whenever has_handoff().
+//
+// What a client is told, and why each answer is true:
+//   ok / no such queue / empty / ids exhausted: the operation was applied
+//     at one point of the total order, once (FTQueue's exactly-once table),
+//     and this is its result. Only the replica that multicast the batch
+//     answers it, once it is delivered here (safe delivery: a majority
+//     holds it, so no later configuration loses it).
+//   busy, not in a majority: this try was never multicast and never will
+//     be (it is forgotten when refused), so it has no effect.
+//   nothing: the try may still take effect. That is the case of an
+//     *orphan*: a batch this replica multicast in a configuration that has
+//     since been replaced, not yet delivered here. The view change that
+//     replaced it may have kept it below its cut (then it is delivered,
+//     here or after a heal, in whatever configuration comes next), or not
+//     (then it never is). Which one this replica cannot know while it is
+//     cut off, and a primary configuration may deliver it later still (a
+//     member that held it can be the source of a cut much later). So an
+//     orphan gets no definite failure, ever: its client times out and says
+//     "outcome unknown", or hears the real result if it is delivered while
+//     this replica still remembers it. In a primary configuration its
+//     operations are multicast again: the exactly-once table makes the
+//     second copy a repeat if the first is delivered too.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ftqueue.hpp"
+#include "membership.hpp"
+#include "multicast.hpp"
+#include "wire.hpp"
+
+struct ReplicaOptions {
+  mcast::MembershipConfig membership;
+  // --fsync: a record is claimed only once on disk (Multicast's deferred
+  // durability, group commit). Sets membership.multicast.deferred_durability.
+  bool fsync = false;
+  // The longest a request waits for others to join its batch (batch_ready).
+  // Measured at 32 clients on 3 replicas (README, Performance): 0 gave
+  // 48k ops/s, 30-60 gave 60-87k, 120 less again.
+  uint64_t batch_hold_us = 50;
+  size_t max_waiting_ops = 8192;  // admitted, not yet multicast
+  // Test only: the bug the answer checker must catch (replica_sim_test).
+  enum class Bug { None, OrphansNotInMajority } bug = Bug::None;
+};
+
+// What became of a client's request (for the trace and the counters).
+enum class Admission {
+  Admitted,       // waits for the next batch
+  AnsweredAgain,  // applied before: its stored reply goes back
+  Superseded,     // older than the client's latest request: ignored
+  InFlight,       // admitted already: whoever sequences it answers
+  NotInMajority,  // refused, no effect
+  Stopping,       // refused (busy), no effect
+  Backlogged,     // refused (busy), no effect
+};
+const char* admission_text(Admission a);
+
+// What the protocol made of a peer's datagram (for the trace).
+enum class PeerVerdict { Taken, Malformed, Stale, OtherConfig };
+
+struct ReplyOut {
+  wire::Reply reply;  // lossy bit set
+  wire::ClientAddress to;
+  int copies = 1;     // 2 for a delivered operation's reply while the protocol repairs heavy loss
+};
+
+// A delivery or configuration change applied while producing a hand-off,
+// for observers (the trace, the simulator's checks). Already applied.
+struct AppliedEvent {
+  mcast::Event event;
+  bool answered_here = false;  // Deliver: this replica replies to its clients
+};
+
+// One hand-off: carry it out with carry_out(), completely, before taking
+// the next one. Its events are applied already.
+struct Handoff {
+  std::vector<mcast::LogRecord> records;  // append, in order, in one write
+  // Write a snapshot of state() and rewrite the log to durable_state(),
+  // then call log_rewritten() (a state transfer installed a snapshot).
+  bool write_snapshot = false;
+  // When the log must be synced (--fsync only), and the marks to hand back
+  // to sync_completed() once it is.
+  enum class Sync { None, BeforeSend, AfterSend } sync = Sync::None;
+  mcast::DurableMarks sync_marks;
+  std::vector<mcast::Outgoing> datagrams;  // the next sequencer's first
+  std::vector<ReplyOut> replies;
+  std::vector<AppliedEvent> applied;
+  std::vector<std::string> notes;  // configuration changes, state transfers: for the log
+  std::vector<size_t> delivered_batch_sizes;  // for net::IdleSpin
+  // Not empty: this replica cannot go on (a state transfer's snapshot does
+  // not load). Stop the process without carrying anything out.
+  std::string fatal;
+  bool empty() const {
+    return records.empty() && !write_snapshot && sync == Sync::None && datagrams.empty() && replies.empty() &&
+           applied.empty() && notes.empty() && fatal.empty();
+  }
+};
+
+// What carry_out needs from the world. Each step returns false if the
+// process died there (the simulator's crash points); the server exits
+// instead of returning false, since a failed write or sync must never be
+// reported as done.
+class HandoffEffects {
+ public:
+  virtual ~HandoffEffects() = default;
+  virtual bool append(const std::vector<mcast::LogRecord>& records) = 0;
+  virtual bool write_snapshot() = 0;  // state() and durable_state(), as ReplicaStore::write_snapshot
+  virtual bool sync() = 0;
+  virtual bool send(const mcast::Outgoing& datagram) = 0;
+  virtual bool reply(const ReplyOut& reply) = 0;
+};
+
+// The order of carrying out a hand-off, the rule the whole protocol's
+// safety argument leans on (membership.hpp, "Safe delivery"), stated once:
+//   1. Append `records` in one write, before anything of this hand-off
+//      leaves: a datagram may tell peers this replica holds them, and a
+//      restarted replica must still hold whatever it said (persist before
+//      send).
+//   2. If `write_snapshot`: write the snapshot and the rewritten log, then
+//      log_rewritten(). A state transfer's snapshot is on disk before this
+//      replica says anything that counts on it.
+//   3. If Sync::BeforeSend: sync, then sync_completed(). Something here (a
+//      promise, a STATE reporting a claim) may not leave before it survives
+//      a power cut.
+//   4. Send `datagrams`, then `replies`. Under --fsync a datagram claims
+//      only what an earlier, completed sync covered, so it may leave before
+//      this hand-off's records are on disk. Peers go first: a reply wakes a
+//      client whose next request needs the peers' progress. A reply rests
+//      on safe delivery (a majority's claims), not on this replica's disk.
+//   5. If Sync::AfterSend: sync, then sync_completed() (group commit: one
+//      sync covers every record written since the last one, and overlaps
+//      the peers' own syncs).
+// Returns false if an effect reported a crash (the rest is not done).
+// `misorder` is for tests only: the simulator's deliberately broken
+// drivers, which its checks must catch.
+enum class Misorder { None, SendBeforePersist, SendBeforeSync };
+class Replica;
+bool carry_out(Replica& replica, const Handoff& handoff, HandoffEffects& effects, Misorder misorder = Misorder::None);
+
+// What `status` and the -v report show, besides the shell's own counters.
+struct ReplicaCounts {
+  uint64_t requests = 0, busy_replies = 0, minority_replies = 0;
+  uint64_t log_writes = 0;          // --fsync: appends with records (several per sync)
+  uint64_t malformed = 0, stale = 0, other_config = 0;  // peer datagrams refused
+  size_t waiting = 0, buffered = 0;
+  mcast::MulticastStats ordering;
+  mcast::MembershipStats membership;
+};
+
+class Replica {
+ public:
+  Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, ReplicaOptions options, FTQueue state,
+          mcast::Restored restored);
+
+  // ---- inputs ----
+  Admission client_request(const wire::Operation& op, uint8_t attempt, wire::ClientAddress from, uint64_t now_us);
+  PeerVerdict peer_datagram(mcast::MemberId from, const void* data, size_t len, uint64_t now_us);
+  // Sends the batches that are ready and lets the protocol's timers run.
+  // `wall_ms` is the origin time stamped into a batch (FTQueue's clock).
+  void tick(uint64_t now_us, uint64_t wall_ms);
+  void sync_completed(const mcast::DurableMarks& marks);
+  void log_rewritten();  // a snapshot rewrote the log (and synced it, under --fsync)
+  void begin_drain();    // graceful stop: refuse new work, close once nothing waits
+  void announce();       // tell every member where this one stands (about to exit)
+
+  // ---- output ----
+  bool has_handoff(uint64_t now_us) const;
+  Handoff take_handoff(uint64_t now_us);
+  uint64_t next_deadline() const;
+
+  // ---- views ----
+  const FTQueue& state() const { return state_; }
+  mcast::Restored durable_state() const { return group_.durable_state(); }
+  // A snapshot may be taken (compaction): every delivery taken is applied.
+  bool may_compact() const { return !group_.has_ready(); }
+  bool done_leaving() const { return group_.done_leaving(); }
+  const mcast::Membership& group() const { return group_; }
+  wire::ReplicaStatus status_view() const;  // nonce and dropped_datagrams are the shell's
+  ReplicaCounts counts() const;
+
+ private:
+  struct Waiting {
+    wire::BatchedOp op;
+    bool multicast_before = false;  // an orphan's operation, waiting to be sent again
+  };
+  struct Refused {
+    uint64_t malformed, stale, other_config;
+  };
+  Refused refused() const;
+  bool may_serve() const;
+  wire::Reply not_in_majority(const wire::Operation& op, uint8_t attempt) const;
+  void answer(wire::Reply r, wire::ClientAddress to, int copies = 1);
+  bool batch_ready(uint64_t now) const;
+  uint64_t batch_hold_ends() const;
+  void submit_waiting(uint64_t now, uint64_t wall_ms);
+  void apply(const mcast::Event& e, Handoff& out);
+  void on_deliver(const mcast::Delivery& d, Handoff& out);
+  void on_regular(const mcast::Event& e, Handoff& out);
+  void install_snapshot(const mcast::Event& e, Handoff& out);
+  void decide_sync(const mcast::Ready& ready, uint64_t now, Handoff& out);
+  void forget_admitted(uint64_t client_id, uint64_t request_no);
+  bool lossy_mode() const;
+  void order_datagrams(std::vector<mcast::Outgoing>& out) const;
+
+  const mcast::MemberId self_;
+  const size_t n_;
+  const ReplicaOptions options_;
+  mcast::Membership group_;
+  FTQueue state_;
+  std::deque<Waiting> waiting_;
+  // Batches this replica multicast in the installed configuration and has
+  // not seen delivered, by name; and orphans (see the top of this file).
+  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> in_flight_;
+  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> orphans_;
+  // Requests admitted and not yet seen delivered, as (client id, request
+  // number): a copy that arrives meanwhile is ignored.
+  std::set<std::pair<uint64_t, uint64_t>> admitted_;
+  std::vector<ReplyOut> replies_;  // decided, not yet handed off
+  bool stopping_ = false;
+  // Batching (batch_ready): when the oldest waiting request came, and how
+  // many replies the last burst sent.
+  uint64_t first_waiting_us_ = 0;
+  size_t expected_back_ = 1;
+  // --fsync, group commit (decide_sync): records written since the last
+  // sync asked for; Delivered marks or unawaited records owed a sync since
+  // when; and the marks the next sync reports.
+  bool unsynced_ = false;
+  uint64_t sync_owed_since_ = mcast::kNever;
+  bool sync_due_ = false;
+  mcast::DurableMarks owed_marks_;
+  uint64_t logged_held_upto_ = 0;  // what `status` reports: written to the log
+  ReplicaCounts counts_;
+  // 10 ms, not 1: with one client the owed syncs of all three replicas
+  // competed on the shared disk with the two that answer; 12 interleaved
+  // pairs of 1-client --fsync runs gave a lower median in 10 (by about 8%).
+  // The cost: a quiet cluster's buffers are freed up to 10 ms later.
+  static constexpr uint64_t kOwedSyncUs = 10'000;
+};
