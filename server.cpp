@@ -488,7 +488,7 @@ class Tracer {
   explicit Tracer(mcast::MemberId self) : self_(self) {}
 
   // A client's request and what this replica did with it (`outcome`).
-  void request_in(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from, const std::string& outcome) const {
+  void request_in(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from, const std::string& outcome) const {
     line("REQUEST", "in", request_text(op, attempt, from) + ": " + outcome);
   }
 
@@ -504,7 +504,7 @@ class Tracer {
   // as a request (`note` says why), or a client's `status`.
   void client_in(const char* data, size_t len, const sockaddr_in& from, const char* note) const {
     wire::Operation op;
-    uint8_t attempt;
+    uint32_t attempt;
     uint64_t nonce;
     if (wire::decode_request(data, len, op, attempt))
       line("REQUEST", "in", request_text(op, attempt, from) + note);
@@ -571,11 +571,11 @@ class Tracer {
   void config(const std::string& text) const { line("CONFIG", "", text); }
 
  private:
-  static std::string try_text(uint8_t attempt) {
+  static std::string try_text(uint32_t attempt) {
     return attempt ? " try " + std::to_string(attempt + 1) : "";
   }
 
-  static std::string request_text(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
+  static std::string request_text(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from) {
     return "from " + net::to_string(from) + " " + op_text(op) + try_text(attempt);
   }
 
@@ -928,7 +928,7 @@ class Server {
 
   void on_client_datagram(const char* data, size_t len, const sockaddr_in& from) {
     wire::Operation op;
-    uint8_t attempt;
+    uint32_t attempt;
     uint64_t nonce;
     if (wire::decode_request(data, len, op, attempt)) {
       on_request(op, attempt, from);
@@ -946,7 +946,7 @@ class Server {
   // A request is admitted once. A copy that arrives while it is in flight
   // is dropped: whoever sequences it will answer, and a retry that comes
   // after it was applied here gets the stored reply.
-  void on_request(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
+  void on_request(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from) {
     ++counters_.requests;
     if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
       if (trace_) trace_->request_in(op, attempt, from, "applied before, its stored reply goes back");
@@ -980,7 +980,7 @@ class Server {
     }
     if (trace_) trace_->request_in(op, attempt, from, "admitted, waits for the next DATA");
     if (waiting_ops_.empty()) first_waiting_us_ = net::now_us();
-    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), attempt});
+    waiting_ops_.push_back(wire::BatchedOp{op, to_client_address(from), wire::batched_attempt(attempt)});
     admitted_.insert(key);
   }
 
@@ -994,7 +994,7 @@ class Server {
     return changing && group_->reachable_count() >= opt_.peers.size() / 2 + 1;
   }
 
-  wire::Reply not_in_majority(const wire::Operation& op, uint8_t attempt) const {
+  wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const {
     wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::NotInMajority, 0};
     r.value = static_cast<int32_t>((group_->reachable_count() << 16) | opt_.peers.size());
     r.attempt = attempt;
