@@ -263,7 +263,7 @@ class Client {
     for (;;) {
       uint64_t now = net::now_us();
       if (now >= deadline) break;
-      const uint8_t attempt = tries.next_attempt();
+      const uint32_t attempt = tries.next_attempt();
       const int copies = retry_.copies();
       const std::string request = wire::encode_request(op, attempt);
       for (int copy = 0; copy < copies; ++copy) net::send_to(fd_, request, servers_[rotation_.current()].addr);
@@ -271,7 +271,7 @@ class Client {
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       if (wait_for_reply(op, until, reply)) {
         if (reply.code == wire::ReplyCode::NotInMajority) {
-          if (reply.attempt != attempt || copies > 1 || attempt == 255) unsure = true;
+          if (reply.attempt != attempt || copies > 1) unsure = true;
           if (!told[rotation_.current()]) {  // once per replica and call: the stdout line stays the answer
             told[rotation_.current()] = true;
             std::fprintf(stderr, "client: replica at %s is not in a majority (it sees %u of %u members); trying another\n",
@@ -297,8 +297,8 @@ class Client {
           return true;
         }
         // This try was surely not admitted only if it was one datagram and
-        // the reply names it (copies share a try number, which stops at 255).
-        if (reply.attempt != attempt || copies > 1 || attempt == 255) unsure = true;
+        // the reply names it (copies share a try number).
+        if (reply.attempt != attempt || copies > 1) unsure = true;
         saw_busy = true;
         // Again after a pause, but only with time left to hear the answer:
         // a try cut off by the deadline would make the outcome unknown.

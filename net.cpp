@@ -158,11 +158,11 @@ void Tries::sent(uint64_t now_us) {
   ++count;
 }
 
-void RetryPolicy::on_reply(const Tries& tries, uint8_t answered, bool lossy, uint64_t now_us) {
+void RetryPolicy::on_reply(const Tries& tries, uint32_t answered, bool lossy, uint64_t now_us) {
   lossy_ = lossy;
   if (answered == 0) {
     sample(now_us - tries.first_sent_us);
-  } else if (answered + 1 == tries.count && answered < 255) {
+  } else if (answered + 1 == tries.count) {
     sample(now_us - tries.latest_sent_us);
   }
 }

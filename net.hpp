@@ -38,12 +38,14 @@ bool parse_probability(const std::string& s, double& out);  // 0 <= p < 1
 
 uint64_t random_u64();  // from the OS's entropy source
 
-// The sends of one request. Its tries are numbered 0, 1, 2, ... (staying
-// at 255), and a reply echoes the number of the try it answers.
+// The sends of one request. Its tries are numbered 0, 1, 2, ..., and a
+// reply echoes the number of the try it answers. 32 bits never run out: a
+// call of ./client lasts at most 300 s, and 2^32 tries, even at one a
+// microsecond, would take over an hour.
 struct Tries {
-  int count = 0;
+  uint32_t count = 0;
   uint64_t first_sent_us = 0, latest_sent_us = 0;
-  uint8_t next_attempt() const { return static_cast<uint8_t>(count < 255 ? count : 255); }
+  uint32_t next_attempt() const { return count; }
   void sent(uint64_t now_us);
 };
 
@@ -64,7 +66,7 @@ class RetryPolicy {
   uint64_t timeout_us(int silent_tries) const;
   // A reply to `tries` that answers try number `answered`. The first and
   // the latest try are timed; a reply to one in between is no clean sample.
-  void on_reply(const Tries& tries, uint8_t answered, bool lossy, uint64_t now_us);
+  void on_reply(const Tries& tries, uint32_t answered, bool lossy, uint64_t now_us);
   int copies() const { return lossy_ ? 2 : 1; }
 
  private:

@@ -65,7 +65,7 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
 // A request is admitted once. A copy that arrives while it is in flight
 // is ignored: whoever sequences it will answer, and a retry that comes
 // after it was applied here gets the stored reply.
-Admission Replica::client_request(const wire::Operation& op, uint8_t attempt, wire::ClientAddress from,
+Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from,
                                   uint64_t now_us) {
   ++counts_.requests;
   if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
@@ -90,7 +90,7 @@ Admission Replica::client_request(const wire::Operation& op, uint8_t attempt, wi
     return stopping_ ? Admission::Stopping : Admission::Backlogged;
   }
   if (waiting_.empty()) first_waiting_us_ = now_us;
-  waiting_.push_back(Waiting{wire::BatchedOp{op, from, attempt}, false});
+  waiting_.push_back(Waiting{wire::BatchedOp{op, from, wire::batched_attempt(attempt)}, attempt, false});
   admitted_.insert(key);
   return Admission::Admitted;
 }
@@ -105,7 +105,7 @@ bool Replica::may_serve() const {
   return changing && group_.reachable_count() >= n_ / 2 + 1;
 }
 
-wire::Reply Replica::not_in_majority(const wire::Operation& op, uint8_t attempt) const {
+wire::Reply Replica::not_in_majority(const wire::Operation& op, uint32_t attempt) const {
   wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::NotInMajority, 0};
   r.value = static_cast<int32_t>((group_.reachable_count() << 16) | n_);
   r.attempt = attempt;
@@ -365,7 +365,7 @@ void Replica::on_regular(const mcast::Event& e, Handoff& out) {
   out.applied.push_back(AppliedEvent{e, false});
   std::vector<Waiting> again;
   for (auto& [name, batch] : orphans_)
-    for (const wire::BatchedOp& op : batch) again.push_back(Waiting{op, true});
+    for (const wire::BatchedOp& op : batch) again.push_back(Waiting{op, op.attempt, true});
   if (c.primary) {
     orphans_.clear();
     waiting_.insert(waiting_.begin(), again.begin(), again.end());
@@ -380,13 +380,13 @@ void Replica::on_regular(const mcast::Event& e, Handoff& out) {
     }
     admitted_.erase(std::make_pair(w.op.op.client_id, w.op.op.request_no));
     ++counts_.minority_replies;
-    answer(not_in_majority(w.op.op, w.op.attempt), w.op.reply_to, lossy_mode() ? 2 : 1);
+    answer(not_in_majority(w.op.op, w.attempt), w.op.reply_to, lossy_mode() ? 2 : 1);
   }
   waiting_ = std::move(kept);
   if (options_.bug == ReplicaOptions::Bug::OrphansNotInMajority) {  // the lie the answer checker must catch
     for (const Waiting& w : again) {
       admitted_.erase(std::make_pair(w.op.op.client_id, w.op.op.request_no));
-      answer(not_in_majority(w.op.op, w.op.attempt), w.op.reply_to);
+      answer(not_in_majority(w.op.op, w.attempt), w.op.reply_to);
     }
     orphans_.clear();
   }

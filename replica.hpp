@@ -175,7 +175,7 @@ class Replica {
           mcast::Restored restored);
 
   // ---- inputs ----
-  Admission client_request(const wire::Operation& op, uint8_t attempt, wire::ClientAddress from, uint64_t now_us);
+  Admission client_request(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from, uint64_t now_us);
   PeerVerdict peer_datagram(mcast::MemberId from, const void* data, size_t len, uint64_t now_us);
   // Sends the batches that are ready and lets the protocol's timers run.
   // `wall_ms` is the origin time stamped into a batch (FTQueue's clock).
@@ -203,6 +203,7 @@ class Replica {
  private:
   struct Waiting {
     wire::BatchedOp op;
+    uint32_t attempt = 0;           // the try admitted (op.attempt is it saturated at 255)
     bool multicast_before = false;  // an orphan's operation, waiting to be sent again
   };
   struct Refused {
@@ -210,7 +211,7 @@ class Replica {
   };
   Refused refused() const;
   bool may_serve() const;
-  wire::Reply not_in_majority(const wire::Operation& op, uint8_t attempt) const;
+  wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const;
   void answer(wire::Reply r, wire::ClientAddress to, int copies = 1);
   bool batch_ready(uint64_t now) const;
   uint64_t batch_hold_ends() const;

@@ -474,7 +474,7 @@ class Tracer {
   explicit Tracer(mcast::MemberId self) : self_(self) {}
 
   // A client's request and what this replica did with it (`outcome`).
-  void request_in(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from, const std::string& outcome) const {
+  void request_in(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from, const std::string& outcome) const {
     line("REQUEST", "in", request_text(op, attempt, from) + ": " + outcome);
   }
 
@@ -490,7 +490,7 @@ class Tracer {
   // as a request (`note` says why), or a client's `status`.
   void client_in(const char* data, size_t len, const sockaddr_in& from, const char* note) const {
     wire::Operation op;
-    uint8_t attempt;
+    uint32_t attempt;
     uint64_t nonce;
     if (wire::decode_request(data, len, op, attempt))
       line("REQUEST", "in", request_text(op, attempt, from) + note);
@@ -557,11 +557,11 @@ class Tracer {
   void config(const std::string& text) const { line("CONFIG", "", text); }
 
  private:
-  static std::string try_text(uint8_t attempt) {
-    return attempt ? " try " + std::to_string(attempt + 1) : "";
+  static std::string try_text(uint32_t attempt) {
+    return attempt ? " try " + std::to_string(uint64_t{attempt} + 1) : "";
   }
 
-  static std::string request_text(const wire::Operation& op, uint8_t attempt, const sockaddr_in& from) {
+  static std::string request_text(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from) {
     return "from " + net::to_string(from) + " " + op_text(op) + try_text(attempt);
   }
 
@@ -913,7 +913,7 @@ class Server {
   // hand-off); a status request is answered here and now.
   void on_client_datagram(const char* data, size_t len, const sockaddr_in& from) {
     wire::Operation op;
-    uint8_t attempt;
+    uint32_t attempt;
     uint64_t nonce;
     if (wire::decode_request(data, len, op, attempt)) {
       const Admission a = replica_->client_request(op, attempt, to_client_address(from), net::now_us());

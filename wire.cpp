@@ -405,19 +405,19 @@ bool read_operation(Reader& r, Operation& op) {
 }
 }  // namespace
 
-std::string encode_request(const Operation& op, uint8_t attempt) {
+std::string encode_request(const Operation& op, uint32_t attempt) {
   Writer w;
   write_preamble(w, Kind::ClientRequest);
   write_operation(w, op);
-  w.u8(attempt);
+  w.u32(attempt);
   return w.take();
 }
 
-bool decode_request(const void* data, size_t len, Operation& out, uint8_t& attempt) {
+bool decode_request(const void* data, size_t len, Operation& out, uint32_t& attempt) {
   Reader r(data, len);
   Kind kind;
   return read_preamble(r, kind) && kind == Kind::ClientRequest && read_operation(r, out) &&
-         r.u8(attempt) && r.at_end();
+         r.u32(attempt) && r.at_end();
 }
 
 std::string encode_reply(const Reply& rep) {
@@ -427,7 +427,7 @@ std::string encode_reply(const Reply& rep) {
   w.u64(rep.request_no);
   w.u8(static_cast<uint8_t>(rep.code));
   w.i32(rep.value);
-  w.u8(rep.attempt);
+  w.u32(rep.attempt);
   w.u8(rep.lossy ? 1 : 0);
   return w.take();
 }
@@ -438,7 +438,7 @@ bool decode_reply(const void* data, size_t len, Reply& out) {
   uint8_t code, lossy;
   if (!read_preamble(r, kind) || kind != Kind::ClientReply) return false;
   if (!r.u64(out.client_id) || !r.u64(out.request_no) || !r.u8(code) || !r.i32(out.value) ||
-      !r.u8(out.attempt) || !r.u8(lossy))
+      !r.u32(out.attempt) || !r.u8(lossy))
     return false;
   if (!valid_reply_code(code) || lossy > 1 || !r.at_end()) return false;
   out.code = static_cast<ReplyCode>(code);

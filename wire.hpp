@@ -23,7 +23,11 @@ namespace wire {
 
 constexpr uint8_t kMagic0 = 'F';
 constexpr uint8_t kMagic1 = 'Q';
-constexpr uint8_t kVersion = 3;  // 2: headers echo the receiver's incarnation; 3: held_upto, membership
+// 2: headers echo the receiver's incarnation; 3: held_upto, membership;
+// 4: 32-bit try numbers in client requests and replies. Only datagrams carry
+// it: nothing a replica stores does (its log holds batches and its snapshot
+// is text, neither with a preamble), so a bump leaves the files readable.
+constexpr uint8_t kVersion = 4;
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -265,18 +269,19 @@ struct Reply {
   // Transport hints, not part of the replicated state:
   // which try of the request this answers, echoed from the request (as in
   // TCP's timestamp option), so that the client can time every reply, even
-  // after a retry, without guessing which try it answers;
-  uint8_t attempt = 0;
+  // after a retry, without guessing which try it answers (a reply built
+  // from a BatchedOp echoes the try saturated at 255, see there);
+  uint32_t attempt = 0;
   // the answering replica is repairing heavy loss (its lossy mode): the
   // client should send each request twice while this stays set.
   bool lossy = false;
 };
 
 // A request datagram is one Operation and the number of this try (0 for the
-// first send, counting up to 255 and staying there).
-std::string encode_request(const Operation& op, uint8_t attempt);
+// first send, then 1, 2, ...: 32 bits, so a call never runs out of them).
+std::string encode_request(const Operation& op, uint32_t attempt);
 std::string encode_reply(const Reply& r);
-bool decode_request(const void* data, size_t len, Operation& out, uint8_t& attempt);
+bool decode_request(const void* data, size_t len, Operation& out, uint32_t& attempt);
 bool decode_reply(const void* data, size_t len, Reply& out);
 
 // Where a client asked from (IPv4 address and UDP port, host byte order).
@@ -289,11 +294,18 @@ struct ClientAddress {
 // that was admitted. They travel with the operation so that any member, not
 // only the one the client asked, can answer: the member that sequences a
 // batch replies to its clients directly, one hop sooner than the origin.
+// The try is one byte, saturated at 255 (batched_attempt): batches are kept
+// in the replicas' logs, and the try only serves the client's reply timing.
+// A reply built from a batch may thus echo 255 for a later try; a client
+// whose latest try is later sees a number other than its own and treats
+// the reply as it treats one to an earlier try (no round-trip sample, and
+// a refusal leaves the outcome unsure).
 struct BatchedOp {
   Operation op;
   ClientAddress reply_to;
   uint8_t attempt = 0;
 };
+inline uint8_t batched_attempt(uint32_t attempt) { return static_cast<uint8_t>(attempt < 255 ? attempt : 255); }
 constexpr size_t kBatchedOpBytes = kOperationBytes + 4 + 2 + 1;
 
 // A batch of operations is the payload of one multicast message: a count,

@@ -130,7 +130,7 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
               back.want_reply == p.want_reply;
     CHECK(ok, "peer packet round trip failed at iteration " + std::to_string(it));
     wire::Operation op = random_op(r), op_back;
-    uint8_t attempt = static_cast<uint8_t>(r()), attempt_back = 0;
+    uint32_t attempt = static_cast<uint32_t>(r()), attempt_back = 0;
     std::string req = wire::encode_request(op, attempt);
     CHECK(wire::decode_request(req.data(), req.size(), op_back, attempt_back) && same_op(op, op_back) &&
               attempt == attempt_back,
@@ -148,7 +148,7 @@ int decoder_test(uint64_t seed, uint64_t iterations) {
     CHECK(same_batch, std::string("batch round trip"));
     wire::Reply rep{r(), pick(r, 1, 1000), static_cast<wire::ReplyCode>(pick(r, 0, 4)), static_cast<int32_t>(r())},
         rep_back;
-    rep.attempt = static_cast<uint8_t>(r());
+    rep.attempt = static_cast<uint32_t>(r());
     rep.lossy = r() % 2 == 0;
     std::string rep_bytes = wire::encode_reply(rep);
     CHECK(wire::decode_reply(rep_bytes.data(), rep_bytes.size(), rep_back) && rep_back.client_id == rep.client_id &&

@@ -5,8 +5,10 @@
 // In pipe mode the client exits with the highest status of any line and says
 // on stderr how many failed. A stand-in replica that answers "busy" checks
 // when busy is a definite "not applied": only if no try went unanswered.
+// With --test no-majority: 5 replicas split so that no side has a majority
+// give the definite "not in a majority" (1), even with a long timeout.
 //
-//   client_test --server BIN --client BIN
+//   client_test --server BIN --client BIN [--test exit-status|no-majority]
 // Nothing here is random: the cluster runs without --loss.
 #include <netinet/in.h>
 #include <poll.h>
@@ -56,7 +58,7 @@ void busy_replica(int fd, int ignore, const std::atomic<bool>& stop) {
     socklen_t len = sizeof from;
     ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
     wire::Operation op;
-    uint8_t attempt = 0;
+    uint32_t attempt = 0;
     if (n <= 0 || !wire::decode_request(buf, static_cast<size_t>(n), op, attempt)) continue;
     if (ignore > 0) {
       --ignore;
@@ -88,7 +90,7 @@ struct StandIns {
         socklen_t len = sizeof from;
         ssize_t n = ::recvfrom(p[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
         wire::Operation op;
-        uint8_t attempt = 0;
+        uint32_t attempt = 0;
         if (n <= 0 || !wire::decode_request(buf, static_cast<size_t>(n), op, attempt)) continue;
         if (p[i].fd == quiet) {
           quiet_got.push_back(op.request_no);
@@ -180,6 +182,72 @@ void expect_silent_remembered(const std::string& client) {
         "the second command ends refused (or unknown): " + out_line);
 }
 
+size_t occurrences(const std::string& text, const std::string& word) {
+  size_t count = 0;
+  for (size_t pos = text.find(word); pos != std::string::npos; pos = text.find(word, pos + 1)) ++count;
+  return count;
+}
+
+// No majority anywhere: 5 replicas cut into {0,1} | {2,3} | {4}. Every
+// replica refuses at once, so the answer is the definite "not in a
+// majority" (1), whatever the timeout. The client pauses only once per
+// round of the servers, so in 6 s it makes hundreds of tries; each must
+// have a number of its own (with try numbers that stopped at 255, a
+// refusal could have answered an earlier try, and after ~2.6 s the
+// outcome became unknown, 3).
+int no_majority_test(const std::string& server, const std::string& client) {
+  std::string dir = harness::make_temp_dir("client-no-majority");
+  harness::ClusterConfig config{5, 0, 1, server, dir, {}};
+  config.cut_files = true;
+  harness::Cluster cluster(config);
+  cluster.start_all();
+  const std::string servers = cluster.servers();
+  Run created = run(client, {"--servers", servers, "--timeout", "10", "create", "5"});
+  CHECK(created.status == 0 && created.out == "1\n", "create a queue: " + created.out + created.err);
+
+  const char* cuts[] = {"2 3 4", "2 3 4", "0 1 4", "0 1 4", "0 1 2 3"};  // whom each cannot reach
+  for (int i = 0; i < 5; ++i) cluster.cut(i, cuts[i]);
+  // Until every replica answers `status` and none is in a primary
+  // configuration ("non-primary {" does not contain " primary {").
+  std::string status;
+  bool split = false;
+  for (const uint64_t give_up = net::now_us() + 20'000'000; !split && net::now_us() < give_up;) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    split = occurrences(status, "up: replica ") == 5 && status.find(" primary {") == std::string::npos;
+    if (!split) ::usleep(100'000);
+  }
+  CHECK(split, "within 20 s no replica should be primary any more: " + status);
+
+  const uint64_t start = net::now_us();
+  Run push = run(client, {"--servers", servers, "--timeout", "6", "push", "1", "7"});
+  const double took_s = static_cast<double>(net::now_us() - start) / 1e6;
+  std::printf("no majority, --timeout 6: exit %d after %.1f s: %s", push.status, took_s, push.out.c_str());
+  CHECK(push.status == 1, "exit status: expected 1 (not in a majority), got " + std::to_string(push.status) +
+                              " (" + push.out + ")");
+  CHECK(push.out.find("error: no replica is in a majority (") == 0 &&
+            push.out.find("; the operation had no effect\n") != std::string::npos,
+        "output: " + push.out);
+  CHECK(push.err.find("is not in a majority") != std::string::npos, "stderr: " + push.err);
+
+  // Heal, so that the replicas can drain and stop gracefully.
+  for (int i = 0; i < 5; ++i) cluster.cut(i, "");
+  bool healed = false;
+  for (const uint64_t give_up = net::now_us() + 20'000'000; !healed && net::now_us() < give_up;) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    healed = occurrences(status, " primary {0,1,2,3,4}") == 5;
+    if (!healed) ::usleep(100'000);
+  }
+  CHECK(healed, "healed, all 5 should be primary again: " + status);
+  CHECK(cluster.stop_all(), std::string("graceful stop"));
+  if (harness::g_failures == 0) {
+    harness::remove_tree(dir);
+    std::printf("client no majority: passed\n");
+    return 0;
+  }
+  std::printf("client no majority: %d checks failed; logs and data kept in %s\n", harness::g_failures, dir.c_str());
+  return 1;
+}
+
 int client_test(const std::string& server, const std::string& client) {
   std::string dir = harness::make_temp_dir("client");
   harness::Cluster cluster(harness::ClusterConfig{1, 0, 1, server, dir, {}});
@@ -261,15 +329,16 @@ int client_test(const std::string& server, const std::string& client) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string server, client;
+  std::string server, client, test = "exit-status";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--server") server = argv[i + 1];
     else if (k == "--client") client = argv[i + 1];
+    else if (k == "--test") test = argv[i + 1];
   }
-  if (server.empty() || client.empty()) {
-    std::fprintf(stderr, "usage: client_test --server BIN --client BIN\n");
+  if (server.empty() || client.empty() || (test != "exit-status" && test != "no-majority")) {
+    std::fprintf(stderr, "usage: client_test --server BIN --client BIN [--test exit-status|no-majority]\n");
     return 2;
   }
-  return client_test(server, client);
+  return test == "no-majority" ? no_majority_test(server, client) : client_test(server, client);
 }

@@ -4,7 +4,8 @@
 //                         exactly-once table, replies carrying the address
 //                         and try from the batch, snapshot determinism
 //   unit_test retry       the client's retry policy: bounds, estimator,
-//                         which replies are timed, copies under loss
+//                         which replies are timed, copies under loss; try
+//                         numbers past 255, through requests and replies
 //   unit_test sequencer   who may assign k; headers pass on no hearsay; the
 //                         slot-reuse scenario of a restarted sequencer
 //   unit_test store       the replica's files: the protocol's log records
@@ -219,9 +220,42 @@ void test_retry() {
   CHECK(q.copies() == 2, "a lossy reply asks for two copies");
   q.on_reply(three, 2, false, 2100);
   CHECK(q.copies() == 1, "a clean reply goes back to one");
+
+  // Try numbers never run out: past 255 each try has its own, and a reply
+  // to the latest is timed. (With one byte, every try from 255 on was
+  // number 255, and a refusal naming it could answer any of them.)
   net::Tries many;
-  for (int i = 0; i < 300; ++i) many.sent(static_cast<uint64_t>(i));
-  CHECK(many.next_attempt() == 255, "the try number stops at 255");
+  std::set<uint32_t> numbers;
+  for (uint64_t i = 0; i < 300; ++i) {
+    numbers.insert(many.next_attempt());
+    many.sent(i * 1000);
+  }
+  CHECK(numbers.size() == 300 && *numbers.rbegin() == 299 && many.next_attempt() == 300,
+        "tries past 255 are numbered 255, 256, ... apart");
+  net::RetryPolicy past;
+  past.on_reply(many, 255, false, 299'100);
+  CHECK(past.timeout_us(0) == 20000, "a reply to try 255 is no sample when try 299 is the latest");
+  past.on_reply(many, 299, false, 299'100);
+  CHECK(past.timeout_us(0) == 1000, "a reply to the latest try past 255 is timed from its send");
+  // Requests and replies carry the whole 32-bit number; a batch (kept in
+  // the replicas' logs, one byte) keeps it saturated at 255.
+  for (uint32_t attempt : {256u, 300u, 70'000u, 0xffffffffu}) {
+    const wire::Operation op{7, 3, wire::OpCode::Push, 1, 42};
+    wire::Operation op_back;
+    uint32_t attempt_back = 0;
+    const std::string request = wire::encode_request(op, attempt);
+    CHECK(wire::decode_request(request.data(), request.size(), op_back, attempt_back) && attempt_back == attempt &&
+              op_back.request_no == 3,
+          "a request round-trips try " + std::to_string(attempt));
+    wire::Reply reply{7, 3, wire::ReplyCode::NotInMajority, 0}, reply_back;
+    reply.attempt = attempt;
+    const std::string bytes = wire::encode_reply(reply);
+    CHECK(wire::decode_reply(bytes.data(), bytes.size(), reply_back) && reply_back.attempt == attempt,
+          "a reply round-trips try " + std::to_string(attempt));
+    CHECK(wire::batched_attempt(attempt) == 255, "a batch saturates try " + std::to_string(attempt) + " at 255");
+  }
+  CHECK(wire::batched_attempt(0) == 0 && wire::batched_attempt(254) == 254 && wire::batched_attempt(255) == 255,
+        "a batch keeps a try below 256 as it is");
 }
 
 // The client's choice of server (net::ServerRotation): a server left for
