@@ -38,7 +38,7 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
     const wire::Operation& op = b.op;
     ClientRecord& client = touch_client(op.client_id);
     if (op.request_no < client.last_request) continue;
-    if (op.request_no > client.last_request) {
+    if (op.request_no > client.last_request || (!exactly_once_ && op.request_no == client.last_request)) {
       Reply r = execute(op);
       client = ClientRecord{op.request_no, r.code, r.value, client.last_seen_ms};
     }

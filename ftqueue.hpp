@@ -94,6 +94,9 @@ class FTQueue {
   uint64_t malformed_batches() const { return malformed_batches_; }
 
   std::string render_snapshot() const;
+  // Test only (the simulator's answer checker must catch it): apply a
+  // repeated request again, as if there were no exactly-once table.
+  void break_exactly_once_for_tests() { exactly_once_ = false; }
   // Replaces this state with the one in `text`. On error the state is unchanged.
   bool load_snapshot(const std::string& text, std::string& error);
 
@@ -124,6 +127,7 @@ class FTQueue {
   uint64_t cluster_time_ms_ = 0;
   std::set<std::pair<uint64_t, uint64_t>> clients_by_last_seen_;  // (last_seen_ms, client id)
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
+  bool exactly_once_ = true;        // false only in a test's deliberate bug
 };
 
 class ReplicaStore {

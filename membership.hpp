@@ -168,8 +168,9 @@ struct Configuration {
   uint64_t cut = 0;               // primary: the order up to here came from earlier ones
 };
 
-// One line of the member's log. The caller writes every record of a Ready,
-// in order, before it sends any datagram of that Ready.
+// One line of the member's log. A Ready's records are written, in order,
+// before any datagram of it leaves: carry_out (replica.hpp) states the whole
+// order once.
 struct LogRecord {
   enum class Kind {
     Held,       // `held`: this member holds k (assignment and payload) of its claimed order
@@ -226,7 +227,9 @@ struct DurableMarks {
   uint64_t delivered_upto = 0;  // the last Delivered mark
 };
 
-// etcd raft's Ready: persist to_persist, then apply events, then send to_send.
+// What the member produced since the last take_ready(), as etcd raft's
+// Ready. Replica::take_handoff applies the events and carry_out
+// (replica.hpp) writes to_persist before to_send leaves.
 struct Ready {
   std::vector<LogRecord> to_persist;
   std::vector<Event> events;
@@ -361,9 +364,9 @@ class Membership {
   // Only in an installed primary configuration, with room in the window.
   bool can_submit() const;
   MessageName submit(std::string payload, uint64_t now_us);
-  // Everything produced since the last call. Persist to_persist, then apply
-  // events, then send to_send (persist before send; with deferred
-  // durability, see Ready::sync_before_send).
+  // Everything produced since the last call (carried out by the order
+  // carry_out in replica.hpp states; with deferred durability, see
+  // Ready::sync_before_send).
   Ready take_ready();
   // take_ready() would return something.
   bool has_ready() const;

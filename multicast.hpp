@@ -31,7 +31,8 @@
 //     have delivered. A payload or assignment at or below stable_upto is
 //     never asked for again and is freed: memory stays flat.
 //
-// The caller's one rule, persist before send (as in etcd raft's Ready):
+// The caller's one rule, persist before send (as in etcd raft's Ready; the
+// replica's carry_out, replica.hpp, keeps it for the servers):
 // whatever take_new_assignments() and take_deliveries() return must be in the
 // member's log (and, with --fsync, synced) before any datagram from a later
 // take_outgoing() leaves. A datagram tells the others what this member holds:

@@ -29,7 +29,9 @@ Replica::Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, 
       n_(group_size),
       options_(std::move(options)),
       group_(self, group_size, incarnation, with_durability(options_), std::move(restored)),
-      state_(std::move(state)) {}
+      state_(std::move(state)) {
+  if (options_.bug == ReplicaOptions::Bug::NoExactlyOnce) state_.break_exactly_once_for_tests();
+}
 
 // ---- carrying out a hand-off (the order is stated in replica.hpp) ----------
 
@@ -407,6 +409,7 @@ void Replica::install_snapshot(const mcast::Event& e, Handoff& out) {
     return;
   }
   state_ = std::move(fresh);
+  if (options_.bug == ReplicaOptions::Bug::NoExactlyOnce) state_.break_exactly_once_for_tests();
   out.write_snapshot = true;
   out.notes.push_back("state transfer: installed a snapshot at k=" + std::to_string(e.snapshot_upto) + " (" +
                       std::to_string(e.snapshot.size()) + " bytes)");

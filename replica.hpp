@@ -7,7 +7,7 @@
 // and when the log must reach the disk. It reads no clock, touches no
 // socket or file and never exits: the time comes in with every input, and
 // everything it wants done goes out in one Handoff. server.cpp carries the
-// hand-offs out with sockets and files; tests/replica_sim_test.cpp carries
+// hand-offs out with sockets and files; tests/group_sim_test.cpp carries
 // them out in a simulated world with crashes. Both call the same
 // carry_out() below, so the order of the steps is written once.
 //
@@ -61,8 +61,10 @@ struct ReplicaOptions {
   // 48k ops/s, 30-60 gave 60-87k, 120 less again.
   uint64_t batch_hold_us = 50;
   size_t max_waiting_ops = 8192;  // admitted, not yet multicast
-  // Test only: the bug the answer checker must catch (replica_sim_test).
-  enum class Bug { None, OrphansNotInMajority } bug = Bug::None;
+  // Test only: the bugs the simulator's answer checker must catch
+  // (tests/group_sim_test.cpp): the lie issue 21 found (an orphan answered
+  // "not in a majority"), and a state without its exactly-once table.
+  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce } bug = Bug::None;
 };
 
 // What became of a client's request (for the trace and the counters).

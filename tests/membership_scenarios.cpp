@@ -2,8 +2,11 @@
 // each a hole a review found by reading the code (the random simulator had
 // not produced them in 65,000 seeds). Each replays a schedule of
 // partitions, lost datagrams, crashes and restarts step by step, drives
-// every member as the server does (persist, apply, send; a crash keeps only
-// the log), and fails if two members deliver different messages at one k.
+// every member in the order the server's carry_out keeps (persist, apply,
+// send; a crash keeps only the log), and fails if two members deliver
+// different messages at one k. These are protocol tests: they drive
+// Membership directly, not through Replica (group_sim_test runs whole
+// replicas).
 //   a   members still fetching below a configuration's cut helped deliver
 //       there, then their STATEs named an older configuration
 //       (Multicast::claimable_held)

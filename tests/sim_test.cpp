@@ -1,5 +1,7 @@
 // sim_test: n Multicast state machines over a simulated faulty network and a
-// simulated clock, every random choice drawn from one seed.
+// simulated clock, every random choice drawn from one seed. A protocol test
+// of the ordering alone (phase one's all-members mode): it drives Multicast
+// directly, not through Replica (group_sim_test runs whole replicas).
 //
 // Each run: n in 2..7; the network drops (up to 50%), duplicates, delays and
 // reorders datagrams of every type, and some runs partition it for a while
