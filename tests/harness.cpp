@@ -245,6 +245,16 @@ void Cluster::cut(int i, const std::string& links) {
   if (pids_[i] > 0) ::kill(pids_[i], SIGHUP);
 }
 
+void Cluster::cut_all(const std::vector<std::string>& links) {
+  CHECK(static_cast<int>(links.size()) == config_.members, std::string("cut_all needs one cut list per replica"));
+  for (size_t i = 0; i < links.size() && static_cast<int>(i) < config_.members; ++i) {
+    std::string path = config_.dir + "/cut-" + std::to_string(i), error;
+    CHECK(config_.cut_files && write_file_atomically(path, links[i] + "\n", error), "write " + path + ": " + error);
+  }
+  for (size_t i = 0; i < links.size() && static_cast<int>(i) < config_.members; ++i)
+    if (pids_[i] > 0) ::kill(pids_[i], SIGHUP);
+}
+
 std::string Cluster::log_text(int i) const {
   std::string text;
   read_file(config_.dir + "/replica-" + std::to_string(i) + ".log", text);

@@ -53,6 +53,11 @@ class Cluster {
   // With cut_files: writes replica i's cut file (server --help: "0 1",
   // "in:2", "" to heal) and sends it SIGHUP to read it.
   void cut(int i, const std::string& links);
+  // The same for every replica at once (links[i] is replica i's): all the
+  // files are written first, then the signals sent one after another, so a
+  // split takes effect everywhere within a fraction of a millisecond (the
+  // writes are synced, and one by one they took milliseconds each).
+  void cut_all(const std::vector<std::string>& links);
   std::string log_text(int i) const;  // replica i's log so far
   bool wait_stopped(int i, int timeout_ms);
   int wait_status(int i, int timeout_ms);  // as stop_status, without the signal
