@@ -209,8 +209,13 @@ class Client {
 
   // "replica 2 sees 1 of 3 members", from a NotInMajority reply's value.
   static std::string minority_text(const wire::Reply& r) {
-    uint32_t v = static_cast<uint32_t>(r.value);
-    return "the last one asked sees " + std::to_string(v >> 16) + " of " + std::to_string(v & 0xffff) + " members";
+    const uint32_t v = static_cast<uint32_t>(r.value), sees = v >> 16, n = v & 0xffff;
+    std::string text = "the last one asked sees " + std::to_string(sees) + " of " + std::to_string(n) + " members";
+    // It hears a majority and still has none: too many of them restarted
+    // after an OS crash and may have lost their logs' tails (README,
+    // 'Durability'), or a view change is under way.
+    if (sees >= n / 2 + 1) text += ", but they form no primary configuration now (see the replicas' logs)";
+    return text;
   }
 
   // "config 5.0 primary {0,1} (hears 2 of 3)": the replica's configuration.

@@ -471,15 +471,17 @@ bool write_file_atomically(const std::string& path, const std::string& text, std
   }
   // The rename itself must reach the disk too, or a power cut could bring
   // back the old file beside a newer one (a snapshot older than its log).
-  if (ok && sync) {
-    std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-    int dir_fd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
-  }
+  if (ok && sync) sync_directory_of(path);
   return ok;
+}
+
+void sync_directory_of(const std::string& path) {
+  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  int dir_fd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 ReplicaStore::~ReplicaStore() {
@@ -551,7 +553,8 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
   }
   mcast::Restored found = replay.finish();
   found.delivered_upto = rebuilt.applied_upto();
-  if (!rewrite_log(found, rebuilt.applied_upto(), error)) return false;
+  if (!rewrite_log(found, rebuilt.applied_upto(), error, fsync_)) return false;
+  files_unsynced_ = !fsync_;
   appended_bytes_since_snapshot_ = 0;
   snapshot_bytes_ = snapshot_bytes;
   state = std::move(rebuilt);
@@ -591,15 +594,30 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
 }
 
 bool ReplicaStore::sync(std::string& error) {
-  if (!fsync_ || ::fdatasync(log_fd_) == 0) return true;
+  if (files_unsynced_) {  // a snapshot rewrote them unsynced (without fsync): the snapshot, then the directory
+    std::string text;
+    if (read_file(path("snapshot.txt"), text) && !write_file_atomically(path("snapshot.txt"), text, error, true))
+      return false;
+    if (::fdatasync(log_fd_) != 0) {
+      error = errno_text("cannot sync " + path("log.txt"));
+      return false;
+    }
+    sync_directory_of(path("log.txt"));
+    files_unsynced_ = false;
+    return true;
+  }
+  if (::fdatasync(log_fd_) == 0) return true;
   error = errno_text("cannot sync " + path("log.txt"));
   return false;
 }
 
-bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error) {
+bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error,
+                                  bool durable) {
   const std::string snapshot = state.render_snapshot();
-  if (!write_file_atomically(path("snapshot.txt"), snapshot, error, fsync_)) return false;
-  if (!rewrite_log(protocol, state.applied_upto(), error)) return false;
+  const bool sync = fsync_ || durable;
+  if (!write_file_atomically(path("snapshot.txt"), snapshot, error, sync)) return false;
+  if (!rewrite_log(protocol, state.applied_upto(), error, sync)) return false;
+  files_unsynced_ = !sync;
   appended_bytes_since_snapshot_ = 0;
   snapshot_bytes_ = snapshot.size();
   return true;
@@ -609,7 +627,8 @@ bool ReplicaStore::write_snapshot(const FTQueue& state, const mcast::Restored& p
 // line does not say it already), the last installed configuration, the held
 // records, and a delivered mark at `delivered_mark` (the state's
 // applied_upto: never above what the snapshot and these records rebuild).
-bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error) {
+bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error,
+                               bool sync) {
   using Kind = mcast::LogRecord::Kind;
   std::string text;
   mcast::LogRecord r;
@@ -634,7 +653,7 @@ bool ReplicaStore::rewrite_log(const mcast::Restored& protocol, uint64_t deliver
   for (const mcast::Delivery& d : protocol.held) text += "held " + record_fields(d) + "\n";
   for (const mcast::Delivery& d : protocol.staged) text += "staged " + record_fields(d) + "\n";
   text += "delivered " + std::to_string(delivered_mark) + "\n";
-  if (!write_file_atomically(path("log.txt"), text, error, fsync_)) return false;
+  if (!write_file_atomically(path("log.txt"), text, error, sync)) return false;
   if (log_fd_ >= 0) ::close(log_fd_);
   log_fd_ = ::open(path("log.txt").c_str(), O_WRONLY | O_CLOEXEC);
   if (log_fd_ < 0) {

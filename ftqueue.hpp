@@ -159,8 +159,10 @@ class ReplicaStore {
   // next appends (the log ends at its first NUL; a snapshot's rewrite, as
   // at a graceful stop, leaves no zeros).
   bool append(const std::vector<mcast::LogRecord>& records, std::string& error);
-  // With fsync: one fdatasync, after which every append before it is on
-  // disk (survives a power cut). Without fsync it does nothing.
+  // One fdatasync, after which every append before it is on disk (survives
+  // a power cut). With fsync after each hand-off that needs it; without,
+  // only before a promise leaves (replica.hpp): then, if a snapshot rewrote
+  // the files unsynced since, they and their directory are synced first.
   bool sync(std::string& error);
 
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
@@ -168,8 +170,10 @@ class ReplicaStore {
   // installed configuration, its held records, and a delivered mark at
   // state.applied_upto(). Both files are fsynced only with fsync: without
   // it nothing else is, and the four fsyncs of a snapshot stalled the whole
-  // rotation for a millisecond or so.
-  bool write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error);
+  // rotation for a millisecond or so; `durable` syncs them anyway (a
+  // graceful stop).
+  bool write_snapshot(const FTQueue& state, const mcast::Restored& protocol, std::string& error,
+                      bool durable = false);
   // Time for a snapshot: the log has grown, since the last one (or open), by
   // at least min_log_growth bytes (kMinLogGrowth, 4 MiB, unless the
   // constructor says otherwise) and by at least the last snapshot's size.
@@ -187,11 +191,12 @@ class ReplicaStore {
   const std::string& dir() const { return dir_; }
 
  private:
-  bool rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error);
+  bool rewrite_log(const mcast::Restored& protocol, uint64_t delivered_mark, std::string& error, bool sync);
   std::string path(const char* name) const { return dir_ + "/" + name; }
 
   std::string dir_;
   bool fsync_;
+  bool files_unsynced_ = false;  // a snapshot or open rewrote them without a sync (no fsync)
   uint64_t min_log_growth_;
   int log_fd_ = -1;
   uint64_t log_end_ = 0;   // where the next record goes in log.txt
@@ -206,3 +211,4 @@ class ReplicaStore {
 // process only, as a log append does without --fsync.
 bool write_file_atomically(const std::string& path, const std::string& text, std::string& error, bool sync = true);
 bool read_file(const std::string& path, std::string& out);
+void sync_directory_of(const std::string& path);  // fsync of the directory holding `path`

@@ -28,6 +28,7 @@ Membership::Membership(MemberId self, size_t group_size, uint64_t incarnation, M
   peers_.resize(n_);
   last_delivered_.resize(n_);
   peers_[self_].incarnation = incarnation_;
+  amnesiac_ = restored.amnesiac;
   promised_ = restored.promised;
   last_primary_ = restored.last_primary;
   install_keep_ = restored.install_keep;
@@ -230,7 +231,8 @@ void Membership::start_round() {
   change_wanted_since_us_ = now_us_;
   promise(proposal_);
   reports_[self_] = StateReport{incarnation_, installed_ ? config_.id : ConfigId{}, last_primary_,
-                                claimed_held_upto(), delivered_upto_, freed_upto()};
+                                claimed_held_upto(), delivered_upto_, freed_upto(),
+                                amnesiac_ && options_.bug != GroupBug::CountAmnesiac};
   resend_round_messages();
   decide();  // a group of one
 }
@@ -298,6 +300,7 @@ void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
   s.last_primary = to_wire(last_primary_);
   s.held_upto = claimed_held_upto();
   s.freed_upto = freed_upto();
+  s.amnesiac = amnesiac_;
   send(from, s);
 }
 
@@ -305,25 +308,31 @@ void Membership::on_state(MemberId from, const wire::MembershipMessage& m) {
   if (proposal_.none() || from_wire(m.config) != proposal_ || promised_ != proposal_) return;
   if (std::find(proposed_.begin(), proposed_.end(), from) == proposed_.end()) return;
   reports_[from] = StateReport{m.incarnation, from_wire(m.installed), from_wire(m.last_primary), m.held_upto,
-                               m.delivered_upto, m.freed_upto};
+                               m.delivered_upto, m.freed_upto, m.amnesiac && options_.bug != GroupBug::CountAmnesiac};
   decide();
 }
 
-// With every proposed member's STATE in: the configuration is primary if it
-// holds a majority of all n; its order continues from the source, the member
-// with the newest last primary configuration and, among those, the most held.
+// With every proposed member's STATE in: the configuration is primary if a
+// majority of all n sent STATEs that are not amnesiac ("Amnesia" in the
+// header: an amnesiac member may be in it, but counts for nothing); its
+// order continues from the source, the trusted member with the newest last
+// primary configuration and, among those, the most held.
 void Membership::decide() {
   if (reports_.size() != proposed_.size()) return;
   wire::MembershipMessage m = header(wire::MembershipType::Install);
   m.config = to_wire(proposal_);
-  m.primary = proposed_.size() >= majority(n_) || options_.bug == GroupBug::MinorityDelivers;
-  MemberId source = self_;
+  size_t trusted = 0;
+  std::optional<MemberId> trusted_source;
   for (const auto& [member, report] : reports_) {
-    const StateReport& best = reports_.at(source);
-    if (best.last_primary < report.last_primary ||
-        (best.last_primary == report.last_primary && best.held_upto < report.held_upto))
-      source = member;
+    if (report.amnesiac) continue;
+    ++trusted;
+    const StateReport* best = trusted_source ? &reports_.at(*trusted_source) : nullptr;
+    if (!best || best->last_primary < report.last_primary ||
+        (best->last_primary == report.last_primary && best->held_upto < report.held_upto))
+      trusted_source = member;
   }
+  m.primary = (trusted >= majority(n_) && trusted_source) || options_.bug == GroupBug::MinorityDelivers;
+  const MemberId source = trusted_source ? *trusted_source : self_;  // non-primary: it names nothing
   const StateReport& chosen = reports_.at(source);
   m.source = source;
   m.cut = options_.bug == GroupBug::CutAtDelivered ? chosen.delivered_upto : chosen.held_upto;
@@ -658,6 +667,7 @@ void Membership::pull_from_ordering() {
 void Membership::complete_order() {
   order_incomplete_ = false;
   last_primary_ = config_.id;
+  amnesiac_ = false;  // its claim is made in this life from here ("Amnesia")
   claim_.clear();  // the ordering's records are the claim now
   if (ordering_) ordering_->mark_order_complete();
   LogRecord r;

@@ -128,6 +128,34 @@
 // Restarts: a restarted member comes back with a new incarnation and what
 // its log holds (Restored). It is in no configuration, so it counts in no
 // majority, until a new configuration installs with it.
+//
+// Amnesia (a restart that may have lost a claimed tail). Without --fsync a
+// record is claimed once written to the operating system: a process crash
+// keeps it, an OS crash or power cut may not. A member whose log may have
+// lost a tail (Restored::amnesiac; the server knows it from the boot id,
+// ReplicaStore's trust file) could report in its STATE less than it once
+// claimed, and the argument above ("m's claim holds k") would fail: with
+// n = 3, A and C hold k, C delivers it, A loses k in an OS crash, C is cut
+// off, and A and B form a primary whose cut is below k: k is assigned
+// again (found by review; group_sim --bug trust-log-after-os-crash).
+// So, as Viewstamped Replication's recovery (Liskov & Cowling 2012, 4.3):
+// an amnesiac member takes part, but counts for nothing it might have
+// forgotten. Its STATE says it is amnesiac; a configuration is primary only
+// if a majority of the n members sent STATEs that are not (it may be a
+// member of it, beyond that majority), and the source is never amnesiac.
+// Then the argument above holds among the trusted STATEs: S's trusted
+// majority meets M in a member whose claim is whole. (So an amnesiac
+// member's delivered prefix is never beyond the cut either: what it
+// delivered a majority held, and the trusted majority meets that one.) Its promises it never
+// forgets (the server syncs every Promise before it leaves, with or without
+// --fsync), so it never answers an older PREPARE after a newer one and,
+// coordinating, never uses an id twice. It is amnesiac no more once it holds the order of a primary configuration up to
+// its cut (OrderComplete): its claim from then on was made in this life, of
+// records it fetched, and the server records that (trust file) after the
+// OrderComplete record is written. If a majority is amnesiac at once (a
+// whole-cluster power cut without --fsync), no primary configuration can
+// form: the cluster refuses until an operator vouches for enough logs
+// (server --trust-log), which may lose what those logs lost.
 #pragma once
 
 #include <cstdint>
@@ -272,6 +300,10 @@ struct Restored {
   // them. LogReplay::finish() leaves it empty: a restarted life installs
   // nothing until a new configuration forms.
   std::vector<Delivery> staged;
+  // The log may have lost a tail this member had claimed (an OS crash or a
+  // power cut without --fsync: see "Amnesia" above). The caller knows, not
+  // the log: LogReplay::finish() leaves it false.
+  bool amnesiac = false;
 };
 
 // Reads a log back: the rules every restart follows (ReplicaStore::open,
@@ -325,6 +357,7 @@ enum class GroupBug {
   MinorityDelivers,        // a non-primary configuration orders and delivers
   PrimaryAtInstall,        // claim a primary configuration as last primary at install, before holding its cut
   ShrinkClaimAtInstall,    // drop the claim to where the new ordering starts, at install (hole B)
+  CountAmnesiac,           // count an amnesiac member's STATE like any other
   ClaimBeforeDurable,      // deferred durability: claim a record once written, before it is on disk
 };
 
@@ -399,6 +432,9 @@ class Membership {
   const Configuration& configuration() const { return config_; }
   ConfigId promised() const { return promised_; }
   ConfigId last_primary() const { return last_primary_; }
+  // Its log may have lost a claimed tail, and it has not caught up yet (see
+  // "Amnesia" above).
+  bool amnesiac() const { return amnesiac_; }
   // Members heard from lately, this one included.
   size_t reachable_count() const;
   uint64_t delivered_upto() const { return delivered_upto_; }
@@ -435,6 +471,7 @@ class Membership {
     uint64_t held_upto = 0;
     uint64_t delivered_upto = 0;
     uint64_t freed_upto = 0;
+    bool amnesiac = false;
   };
   // A state transfer this member receives: the source's snapshot, in order.
   struct Transfer {
@@ -511,6 +548,7 @@ class Membership {
   std::vector<Delivery> start_records_;
   std::unique_ptr<Multicast> ordering_;
   bool closed_ = false;
+  bool amnesiac_ = false;  // see "Amnesia"
 
   // The view change this member coordinates, if any.
   ConfigId proposal_;

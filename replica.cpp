@@ -30,6 +30,7 @@ Replica::Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, 
       options_(std::move(options)),
       group_(self, group_size, incarnation, with_durability(options_), std::move(restored)),
       state_(std::move(state)) {
+  amnesiac_ = group_.amnesiac();
   if (options_.bug == ReplicaOptions::Bug::NoExactlyOnce) state_.break_exactly_once_for_tests();
 }
 
@@ -49,6 +50,7 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
     if (!fx.write_snapshot()) return false;
     replica.log_rewritten();
   }
+  if (h.log_trusted && !fx.log_trusted()) return false;
   const bool sync_before = h.sync == Handoff::Sync::BeforeSend && misorder != Misorder::SendBeforeSync;
   if (sync_before) {                                                            // 3
     if (!fx.sync()) return false;
@@ -221,6 +223,11 @@ Handoff Replica::take_handoff(uint64_t now_us) {
   // Every delivery is applied: the state is the one at delivered_upto.
   if (ready.snapshot_wanted) group_.provide_snapshot(state_.render_snapshot(), state_.applied_upto());
   decide_sync(ready, now_us, out);
+  if (amnesiac_ && !group_.amnesiac()) {
+    out.log_trusted = true;  // its OrderComplete is among out.records ("Amnesia")
+    out.notes.push_back("caught up: its log holds everything it claims again");
+  }
+  amnesiac_ = group_.amnesiac();
   out.datagrams = std::move(ready.to_send);
   order_datagrams(out.datagrams);
   out.replies = std::move(replies_);
@@ -250,7 +257,15 @@ void Replica::order_datagrams(std::vector<mcast::Outgoing>& out) const {
 // Performance.) A Ready with a membership record or message (a promise, a
 // STATE reporting a claim) is synced before it is sent.
 void Replica::decide_sync(const mcast::Ready& ready, uint64_t now, Handoff& out) {
-  if (!options_.fsync) return;
+  if (!options_.fsync) {
+    // Without --fsync only a promise is synced before it leaves
+    // (membership.hpp, "Amnesia"): view changes are rare, and a forgotten
+    // promise could let one configuration id name two configurations.
+    for (const mcast::LogRecord& r : out.records)
+      if (r.kind == mcast::LogRecord::Kind::Promise) out.sync = Handoff::Sync::BeforeSend;
+    out.sync_marks = ready.marks;
+    return;
+  }
   if (!out.records.empty()) {
     ++counts_.log_writes;
     unsynced_ = true;

@@ -102,6 +102,9 @@ struct Handoff {
   // Write a snapshot of state() and rewrite the log to durable_state(),
   // then call log_rewritten() (a state transfer installed a snapshot).
   bool write_snapshot = false;
+  // An amnesiac replica caught up (membership.hpp, "Amnesia"): once these
+  // records are written, its log holds all it claims again; record that.
+  bool log_trusted = false;
   // When the log must be synced (--fsync only), and the marks to hand back
   // to sync_completed() once it is.
   enum class Sync { None, BeforeSend, AfterSend } sync = Sync::None;
@@ -115,7 +118,7 @@ struct Handoff {
   // not load). Stop the process without carrying anything out.
   std::string fatal;
   bool empty() const {
-    return records.empty() && !write_snapshot && sync == Sync::None && datagrams.empty() && replies.empty() &&
+    return records.empty() && !write_snapshot && !log_trusted && sync == Sync::None && datagrams.empty() && replies.empty() &&
            applied.empty() && notes.empty() && fatal.empty();
   }
 };
@@ -129,6 +132,7 @@ class HandoffEffects {
   virtual ~HandoffEffects() = default;
   virtual bool append(const std::vector<mcast::LogRecord>& records) = 0;
   virtual bool write_snapshot() = 0;  // state() and durable_state(), as ReplicaStore::write_snapshot
+  virtual bool log_trusted() = 0;     // the log is whole again: a restart need not be amnesiac
   virtual bool sync() = 0;
   virtual bool send(const mcast::Outgoing& datagram) = 0;
   virtual bool reply(const ReplyOut& reply) = 0;
@@ -142,10 +146,13 @@ class HandoffEffects {
 //      send).
 //   2. If `write_snapshot`: write the snapshot and the rewritten log, then
 //      log_rewritten(). A state transfer's snapshot is on disk before this
-//      replica says anything that counts on it.
+//      replica says anything that counts on it. If `log_trusted`, record
+//      that the log is whole again, only now that the records that made it
+//      so (an OrderComplete) are written.
 //   3. If Sync::BeforeSend: sync, then sync_completed(). Something here (a
 //      promise, a STATE reporting a claim) may not leave before it survives
-//      a power cut.
+//      a power cut. Without --fsync only a Promise asks for it: a promise
+//      an OS crash took could let a configuration id be used twice.
 //   4. Send `datagrams`, then `replies`. Under --fsync a datagram claims
 //      only what an earlier, completed sync covered, so it may leave before
 //      this hand-off's records are on disk. Peers go first: a reply wakes a
@@ -250,6 +257,7 @@ class Replica {
   // sync asked for; Delivered marks or unawaited records owed a sync since
   // when; and the marks the next sync reports.
   bool unsynced_ = false;
+  bool amnesiac_ = false;  // as the hand-offs so far have told the shell
   uint64_t sync_owed_since_ = mcast::kNever;
   bool sync_due_ = false;
   mcast::DurableMarks owed_marks_;

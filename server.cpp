@@ -88,6 +88,13 @@ const char* kUsage =
     "                   0: always sleep). Halves one client's latency on a\n"
     "                   machine whose idle CPUs are slow to wake, for CPU time\n"
     "                   (README, 'Spinning while the load is light')\n"
+    "  --trust-log      vouch for this replica's log after an OS crash or power\n"
+    "                   cut without --fsync, when a majority lost theirs and the\n"
+    "                   cluster refuses (README, 'Durability'); what the log lost\n"
+    "                   may be lost for good\n"
+    "  --boot-id ID     test switch: take ID as the OS's boot id (default: from\n"
+    "                   /proc/sys/kernel/random/boot_id); another ID than the\n"
+    "                   last run's acts as an OS restart\n"
     "  -h, --help       show this help\n"
     "\n"
     "SIGTERM or SIGINT stops it gracefully: it finishes what is in flight\n"
@@ -130,6 +137,8 @@ struct Options {
   uint64_t suspect_ms = 300;
   uint64_t keepalive_ms = 20;
   uint64_t spin_us = 100;  // net::IdleSpin's window
+  bool trust_log = false;  // --trust-log: the operator vouches for the log
+  std::string boot_id;     // --boot-id (test switch): the OS's, else
 };
 
 int usage_error(const std::string& msg) {
@@ -169,6 +178,11 @@ int parse_options(int argc, char** argv, Options& o) {
       o.verbose = o.trace = true;
     } else if (arg == "--fsync") {
       o.fsync = true;
+    } else if (arg == "--trust-log") {
+      o.trust_log = true;
+    } else if (arg == "--boot-id") {
+      if (!need(o.boot_id) || o.boot_id.empty() || o.boot_id.find_first_of(" \n") != std::string::npos)
+        return usage_error("--boot-id needs an id without spaces");
     } else if (arg == "--id") {
       int32_t id;
       if (!need(v) || !net::parse_i32(v, id) || id < 0) return usage_error("--id needs a member index (0, 1, ...)");
@@ -653,6 +667,15 @@ class Server {
     ::sigaction(SIGHUP, &sa, nullptr);
     cuts_ = LinkCuts{std::vector<bool>(opt_.peers.size()), std::vector<bool>(opt_.peers.size())};
     if (!opt_.cut_file.empty()) load_cuts();
+    restored.amnesiac = !log_trusted_at_start(state, restored);
+    if (restored.amnesiac)
+      log("%s", "recovering: the OS may have restarted since this replica last wrote its log without --fsync, so "
+                "it may have lost a tail it had claimed; it takes part but counts for no majority until it has "
+                "caught up from a primary configuration (README, 'Durability')");
+    if (!write_trust(restored.amnesiac ? "recovering" : "boot " + boot_id_, true, error)) {
+      log("error: %s", error);
+      return false;
+    }
 
     ReplicaOptions options;
     options.fsync = opt_.fsync;
@@ -686,6 +709,36 @@ class Server {
     std::string peers;
     for (const net::Endpoint& p : opt_.peers) peers += (peers.empty() ? "" : ",") + net::to_string(p.addr);
     return "id " + std::to_string(opt_.id) + "\npeers " + peers + "\n";
+  }
+
+  // DIR/trust says when the log holds everything this replica claimed
+  // (membership.hpp, "Amnesia"): "clean" after a graceful stop (everything
+  // synced), "boot ID" while the OS that booted as ID keeps the page cache
+  // (a process crash loses nothing written), "recovering" while it catches
+  // up. With --fsync the log itself is proof: a record is claimed only once
+  // synced. A new directory has nothing to lose. Anything else (another
+  // boot id, no file, an unknown boot id) means the worst: amnesiac.
+  bool log_trusted_at_start(const FTQueue& state, const mcast::Restored& restored) {
+    boot_id_ = opt_.boot_id;
+    if (boot_id_.empty() && read_file("/proc/sys/kernel/random/boot_id", boot_id_))
+      boot_id_.erase(boot_id_.find_last_not_of(" \n") + 1);
+    if (boot_id_.empty()) boot_id_ = "unknown";
+    if (opt_.fsync) return true;
+    const bool fresh = state.applied_upto() == 0 && restored.held.empty() && restored.promised.none() &&
+                       !restored.last_installed;
+    if (fresh) return true;
+    if (opt_.trust_log) {
+      log("%s", "--trust-log: this replica's log is taken as whole; what an OS crash took from it may be lost");
+      return true;
+    }
+    std::string trust;
+    read_file(opt_.data_dir + "/trust", trust);
+    trust.erase(trust.find_last_not_of(" \n") + 1);
+    return trust == "clean" || (boot_id_ != "unknown" && trust == "boot " + boot_id_);
+  }
+
+  bool write_trust(const std::string& text, bool sync, std::string& error) {
+    return write_file_atomically(opt_.data_dir + "/trust", text + "\n", error, sync);
   }
 
   // Returns 0 if the directory may be used; `recorded` says whether it
@@ -751,8 +804,12 @@ class Server {
       carry_out_handoffs(net::now_us());
     }
     for (int i = 0; i < 8 && !replica_->may_compact(); ++i) carry_out_handoffs(net::now_us());
+    // Synced even without --fsync, and then marked clean, so that the log
+    // is trusted after an OS restart too (a lab machine rebooted after a
+    // graceful stop). An amnesiac replica stays so: its log is not whole.
     std::string error;
-    if (!store_->write_snapshot(replica_->state(), replica_->durable_state(), error)) {
+    if (!store_->write_snapshot(replica_->state(), replica_->durable_state(), error, true) ||
+        (!replica_->group().amnesiac() && !write_trust("clean", true, error))) {
       log("error: %s", error);
       return 1;
     }
@@ -972,6 +1029,11 @@ class Server {
       if (!s_.store_->write_snapshot(s_.replica_->state(), s_.replica_->durable_state(), error)) s_.fatal(error);
       return true;
     }
+    bool log_trusted() override {
+      std::string error;
+      if (!s_.write_trust("boot " + s_.boot_id_, false, error)) s_.fatal(error);
+      return true;
+    }
     bool sync() override {
       std::string error;
       if (!s_.store_->sync(error)) s_.fatal(error);
@@ -1075,6 +1137,7 @@ class Server {
   uint64_t drain_deadline_ = 0;
   uint64_t last_peer_datagram_us_ = 0;
   uint64_t last_report_ = 0;
+  std::string boot_id_;  // the OS's boot id, or "unknown"
 };
 
 }  // namespace

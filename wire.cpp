@@ -230,6 +230,7 @@ std::string encode_membership(const MembershipMessage& m) {
       write_config_id(w, m.last_primary);
       w.u64(m.held_upto);
       w.u64(m.freed_upto);
+      w.u8(m.amnesiac ? 1 : 0);
       break;
     case MembershipType::Install:
       write_config_id(w, m.config);
@@ -284,11 +285,15 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
       for (uint16_t& id : out.members)
         if (!r.u16(id)) return false;
       break;
-    case MembershipType::State:
+    case MembershipType::State: {
+      uint8_t amnesiac;
       if (!(read_config_id(r, out.config) && read_config_id(r, out.last_primary) && r.u64(out.held_upto) &&
-            r.u64(out.freed_upto)))
+            r.u64(out.freed_upto) && r.u8(amnesiac)) ||
+          amnesiac > 1)
         return false;
+      out.amnesiac = amnesiac == 1;
       break;
+    }
     case MembershipType::Install: {
       uint8_t primary;
       if (!(read_config_id(r, out.config) && r.u8(primary) && r.u64(out.cut) && r.u16(out.source) &&

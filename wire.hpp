@@ -199,6 +199,9 @@ struct MembershipMessage {
   WireConfigId last_primary;
   uint64_t held_upto = 0;
   uint64_t freed_upto = 0;
+  // State: the sender's log may have lost a claimed tail (membership.hpp,
+  // "Amnesia"): its claim counts for nothing
+  bool amnesiac = false;
   // Install
   bool primary = false;
   uint64_t cut = 0;

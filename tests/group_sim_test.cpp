@@ -57,7 +57,11 @@
 //      configuration once a newer id is promised.
 //   4. Persist before send, at every crash: whatever the dead life's
 //      datagrams said of its log is in its log (held_upto, delivered_upto,
-//      promised, the configurations it said it had installed).
+//      promised, the configurations it said it had installed). Checked
+//      before an OS crash takes the log's unwritten tail: a third of the
+//      crashes without --deferred-durability (--os-crashes), and the
+//      restart after one is amnesiac (membership.hpp, "Amnesia"); with it,
+//      every crash is a power cut, and the log holds what was claimed.
 //   5. Liveness: once the faults stop (partitions healed, every crashed
 //      member back, no more loss), within 20 s of simulated time every member
 //      is installed in one primary configuration of all n members, with the
@@ -130,6 +134,9 @@ struct Options {
   // partitions, crash events and pauses it plans.
   double loss_scale = 1;
   double fault_scale = 1;
+  // Without --deferred-durability: the share of crashes that are OS crashes
+  // (the log loses what the OS had not written back: an amnesiac restart).
+  double os_crashes = 1.0 / 3;
   // Splits: the faults are only splits that leave no majority anywhere
   // (three sides, or two even halves), each lasting 2 to 6 suspicion
   // timeouts, with no loss and no crash, and more clients: the windows in
@@ -144,6 +151,10 @@ struct Options {
   // sent (a promise, a STATE) is sent first.
   bool send_before_persist = false;
   bool send_before_sync = false;
+  // The shell's deliberate bug: a replica restarted after an OS crash
+  // without --fsync trusts its log (ReplicaStore's trust file ignored), so
+  // the tail the crash took was never claimed as far as it knows.
+  bool trust_log_after_os_crash = false;
   // Review instrumentation (review3): after every hand-off a crash does not
   // strike, read the member's log back (LogReplay) and compare it with the
   // live member: last primary, claim, promise, delivered, records. Also the
@@ -482,6 +493,7 @@ enum class Phase {
 
 struct Life {
   uint64_t number = 0;
+  bool started_amnesiac = false;  // its log may have lost a claimed tail (an OS crash)
   uint64_t incarnation = 0;
   uint64_t delivered_upto = 0;  // deliveries applied (or read back from the log)
   Phase phase = Phase::Unconfigured;
@@ -545,6 +557,10 @@ struct Member : LogSummary {
   uint64_t wake_at = mcast::kNever;    // --batch-us: input taken in, hand-off due then
   uint64_t busy_until = 0;             // paused, or inside a sync: what comes waits
   uint64_t wall_offset_ms = 0;         // this life's wall clock, ahead of the simulated one
+  // OS crashes: the machine's boot (an OS crash starts a new one), and the
+  // boot in which its log is known whole (the server's trust file; -1 none).
+  int boot = 0;
+  int trusted_boot = 0;
   // Across lives: the newest configuration installed (event or log).
   ConfigId installed_id;
 };
@@ -556,6 +572,7 @@ struct Totals {
   uint64_t crashes = 0;
   uint64_t crashes_in_view_change = 0;  // struck a hand-off persisting a Promise or an Install
   uint64_t pauses = 0;
+  uint64_t os_crashes = 0, amnesiac_restarts = 0;
   uint64_t configurations = 0;
   uint64_t primary_configurations = 0;
   uint64_t delivered = 0;  // highest k, summed
@@ -603,6 +620,8 @@ class Run {
     t.crashes += crashes_done_;
     t.crashes_in_view_change += crashes_in_view_change_;
     t.pauses += pauses_.size();
+    t.os_crashes += os_crashes_;
+    t.amnesiac_restarts += amnesiac_restarts_;
     t.snapshots += snapshots_installed_;
     t.snapshots_past_cut += snapshots_past_cut_;
     t.configurations += configs_.size();
@@ -964,6 +983,7 @@ class Run {
     m.life.number = ++m.lives;
     m.life.incarnation = m.lives;
     m.life.delivered_upto = restored.delivered_upto;
+    m.life.started_amnesiac = restored.amnesiac;
     m.wall_offset_ms = between(0, 5000);
     m.busy_until = 0;
     m.process = std::make_unique<Replica>(static_cast<MemberId>(i), n_, m.life.incarnation, ropt_, std::move(state),
@@ -1018,9 +1038,28 @@ class Run {
       c.restart_at = std::max(now + c.down, c.restart_not_before);
     }
     ++crashes_done_;
+    Member& m = members_[i];
+    // A third of the crashes are OS crashes (or power cuts): what is not on
+    // disk is lost. With --deferred-durability every crash is one, and the
+    // log is whole as far as it claimed (it claims only what a sync
+    // covered). Without it, a record is claimed once written, so the log
+    // may lose a claimed tail: the check of what it claimed is made before
+    // the loss, and the restart is amnesiac (membership.hpp, "Amnesia").
+    // (Without --fsync, an OS crash only while a majority would still have
+    // whole logs: with a majority amnesiac the cluster refuses for good, by
+    // design, until an operator vouches for logs: a real-process test,
+    // smoke_lost_tail_majority, covers that.)
+    size_t untrusted = 0;
+    for (const Member& x : members_) untrusted += x.trusted_boot != x.boot;
+    const bool os_crash = opt_.deferred || (std::uniform_real_distribution<double>(0, 1)(os_rng_) < opt_.os_crashes &&
+                                            untrusted + 1 <= n_ - majority(n_));
     if (opt_.deferred) power_cut(i, now);
     check_claims(i, now);
-    Member& m = members_[i];
+    if (os_crash && !opt_.deferred) {
+      ++os_crashes_;
+      power_cut(i, now);
+      ++m.boot;
+    }
     m.process.reset();
     m.wake_at = mcast::kNever;
     note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
@@ -1055,6 +1094,11 @@ class Run {
     if (r.delivered_upto < m.life.delivered_upto)
       return fail(now, who(i) + " applied deliveries up to k=" + std::to_string(m.life.delivered_upto) +
                            " but its log says delivered up to k=" + std::to_string(r.delivered_upto));
+    // The server's trust file: whole if written in this boot, or with
+    // --fsync; else amnesiac until it catches up (Effects::log_trusted).
+    r.amnesiac = !opt_.deferred && m.trusted_boot != m.boot && !opt_.trust_log_after_os_crash;
+    m.trusted_boot = r.amnesiac ? -1 : m.boot;
+    if (r.amnesiac) ++amnesiac_restarts_;
     FTQueue state;
     std::string error;
     if (!m.snapshot.empty() && !state.load_snapshot(m.snapshot, error))
@@ -1075,7 +1119,7 @@ class Run {
                                                           std::to_string(r.held.back().global_seq);
     note(now, "member " + std::to_string(i) + " RESTARTS as life " + std::to_string(m.lives + 1) + ": delivered " +
                   std::to_string(r.delivered_upto) + ", held " + held_text + ", promised " + r.promised.text() +
-                  ", last primary " + r.last_primary.text());
+                  ", last primary " + r.last_primary.text() + (r.amnesiac ? ", amnesiac" : ""));
     start_life(m, now, std::move(r), std::move(state));
   }
 
@@ -1171,6 +1215,10 @@ class Run {
       return true;
     }
     bool write_snapshot() override { return run_.write_snapshot(i_, now_) || die(); }
+    bool log_trusted() override {
+      run_.members_[i_].trusted_boot = run_.members_[i_].boot;
+      return true;
+    }
     bool sync() override {
       run_.make_durable(i_, run_.members_[i_].log.size());
       synced = true;
@@ -1384,7 +1432,9 @@ class Run {
       m.log.push_back(rec);
       m.add(rec);
     }
-    if (!opt_.deferred) make_durable(i, m.log.size());
+    // Without --fsync the OS writes the log back when it likes: here at a
+    // tenth of the hand-offs (and at every sync a promise asks for).
+    if (!opt_.deferred && std::uniform_real_distribution<double>(0, 1)(os_rng_) < 0.1) make_durable(i, m.log.size());
   }
 
   // ---- deferred durability (group commit) ----
@@ -1751,9 +1801,16 @@ class Run {
     if (!std::count(c.members.begin(), c.members.end(), static_cast<MemberId>(i)))
       return fail(now, head + "does not contain the member itself");
     if (!std::is_sorted(c.members.begin(), c.members.end())) return fail(now, head + "members not ascending");
-    if (c.primary != (c.members.size() >= majority(n_)))
+    // Primary iff a majority of n sent trusted STATEs: an amnesiac member
+    // counts for nothing (membership.hpp, "Amnesia"). The checker knows
+    // which lives started amnesiac (a superset of those amnesiac when they
+    // sent their STATE).
+    size_t surely_trusted = 0;
+    for (MemberId x : c.members) surely_trusted += !members_[x].life.started_amnesiac;
+    if (c.primary ? c.members.size() < majority(n_) : surely_trusted >= majority(n_))
       return fail(now, head + (c.primary ? "primary" : "non-primary") + " with " + std::to_string(c.members.size()) +
-                           " of " + std::to_string(n_) + " members");
+                           " of " + std::to_string(n_) + " members (" + std::to_string(surely_trusted) +
+                           " not amnesiac)");
   }
 
   // Every member's REGULAR for one id says the same.
@@ -2089,6 +2146,8 @@ class Run {
   std::mt19937_64 shape_rng_;  // which partitions cut only the ordering's datagrams; pauses
   std::mt19937_64 compact_rng_{0xc0ffee};  // --compact, --crash-at-snapshot, sync times
   std::mt19937_64 batch_rng_{0xba7c4};      // --batch-us
+  std::mt19937_64 os_rng_{0x05c4a54};       // OS crashes and write-back
+  size_t os_crashes_ = 0, amnesiac_restarts_ = 0;
   size_t n_ = 0;
   ReplicaOptions ropt_;
   std::vector<Member> members_;
@@ -2133,6 +2192,8 @@ void usage() {
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open] [--check-open]\n"
       "--loss-scale X: multiply the loss rate drawn for each seed (capped at 0.9)\n"
       "--fault-scale X: multiply the number of partitions, crash events and pauses\n"
+      "--os-crashes P: without --deferred-durability, the share of crashes that are OS crashes\n"
+      "      (the log loses its unwritten tail; the restart is amnesiac; default 0.33)\n"
       "--batch-us U: wake as server.cpp's step: input that comes within U us goes into one hand-off\n"
       "--check-replay: after every hand-off, the log read back must match the live member (review)\n"
       "--compact P: compact a member's log after a hand-off with probability P, as the server does\n"
@@ -2147,7 +2208,9 @@ void usage() {
       "      orphans-not-in-majority (an orphan answered 'not in a majority', issue 21's lie),\n"
       "      no-exactly-once (the state applies a repeated request again) (the Replica's answers);\n"
       "      send-before-persist (carry_out sends datagrams before logging what they announce),\n"
-      "      send-before-sync (with --deferred-durability: it sends what must wait for the disk first)\n"
+      "      send-before-sync (with --deferred-durability: it sends what must wait for the disk first),\n"
+      "      trust-log-after-os-crash (a restart after an OS crash trusts its log: the lost tail diverges),\n"
+      "      count-amnesiac (an amnesiac member's STATE counts toward a primary configuration)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
@@ -2178,10 +2241,12 @@ const NumberFlag kNumbers[] = {
     {"--crash-at-snapshot", &Options::crash_at_snapshot, 1},
     {"--loss-scale", &Options::loss_scale, 10},
     {"--fault-scale", &Options::fault_scale, 10},
+    {"--os-crashes", &Options::os_crashes, 1},
 };
 const BoolFlag kDriverBugs[] = {
     {"send-before-persist", &Options::send_before_persist},
     {"send-before-sync", &Options::send_before_sync},
+    {"trust-log-after-os-crash", &Options::trust_log_after_os_crash},
 };
 const struct {
   const char* name;
@@ -2193,6 +2258,7 @@ const struct {
     {"primary-at-install", mcast::GroupBug::PrimaryAtInstall},
     {"shrink-claim-at-install", mcast::GroupBug::ShrinkClaimAtInstall},
     {"claim-before-durable", mcast::GroupBug::ClaimBeforeDurable},
+    {"count-amnesiac", mcast::GroupBug::CountAmnesiac},
 };
 const struct {
   const char* name;
@@ -2356,10 +2422,12 @@ int main(int argc, char** argv) {
   std::printf("%llu seeds from %llu: %llu failed\n", static_cast<unsigned long long>(opt.seeds),
               static_cast<unsigned long long>(opt.first_seed), static_cast<unsigned long long>(failures));
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  std::printf("passing runs: %llu; crashes %llu (%llu amid a view change); pauses %llu; configurations %llu (%llu primary);\n"
+  std::printf("passing runs: %llu; crashes %llu (%llu amid a view change; %llu OS crashes without --fsync, %llu amnesiac restarts);\n"
+              "  pauses %llu; configurations %llu (%llu primary);\n"
               "  calls answered %llu, refused (no effect) %llu, unknown %llu (of those, applied %llu); delivered k %llu;\n"
               "  state transfers %llu (%llu with a snapshot past the cut); slowest convergence after the heal %.3f s (seed %llu)\n",
-              u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.pauses),
+              u(totals.runs), u(totals.crashes), u(totals.crashes_in_view_change), u(totals.os_crashes),
+              u(totals.amnesiac_restarts), u(totals.pauses),
               u(totals.configurations), u(totals.primary_configurations), u(totals.answered), u(totals.refused),
               u(totals.unknown), u(totals.unknown_applied), u(totals.delivered), u(totals.snapshots),
               u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));

@@ -194,7 +194,9 @@ std::string Cluster::check_snapshots_identical() const {
   return s0;
 }
 
-void Cluster::start(int i) {
+void Cluster::start(int i) { start(i, {}); }
+
+void Cluster::start(int i, const std::vector<std::string>& more_flags) {
   std::vector<std::string> argv = {config_.server_bin, "--id", std::to_string(i), "--peers", servers(),
                                    "--data", data_dir(i), "--socket-fd", "3"};
   if (config_.loss > 0) {
@@ -203,6 +205,7 @@ void Cluster::start(int i) {
     argv.insert(argv.end(), {"--loss", loss, "--seed", std::to_string(config_.seed + 7919u * restarts_)});
   }
   argv.insert(argv.end(), config_.extra.begin(), config_.extra.end());
+  argv.insert(argv.end(), more_flags.begin(), more_flags.end());
   if (config_.cut_files) argv.insert(argv.end(), {"--cut-file", config_.dir + "/cut-" + std::to_string(i)});
   // FTQ_SERVER_ARGS="-v" adds flags to every server, for digging into a failure.
   if (const char* more = std::getenv("FTQ_SERVER_ARGS")) {

@@ -41,6 +41,7 @@ class Cluster {
   Cluster& operator=(const Cluster&) = delete;
 
   void start(int i);
+  void start(int i, const std::vector<std::string>& more_flags);  // this start only
   void start_all();
   // SIGTERM, then wait (bounded); SIGKILL if it does not exit in time.
   // Returns its exit status, or -1 if it had to be killed or died of a signal.
