@@ -16,6 +16,11 @@
 //             drops are marked, junk datagrams are traced and harmless
 // pause       as concurrent, with one replica stopped (SIGSTOP) for 1.5 s
 //             mid-run and resumed
+// lost_tail   as concurrent, twice a replica killed, its log's tail cut off
+//             (an OS crash without --fsync) and restarted as in a new boot:
+//             it recovers, counting for no majority, and nothing is lost
+// lost_tail_majority  every replica so: the cluster refuses until
+//             --trust-log, then serves again
 // Seeded (printed); FTQ_SEED=<seed> replays the same choices and drops.
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "../ftqueue.hpp"
 #include "../net.hpp"
 #include "../wire.hpp"
 #include "harness.hpp"
@@ -304,6 +310,124 @@ void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
   for (int i = 0; i < 3; ++i) transfers += count_lines(cluster.log_text(i), "state transfer: installed a snapshot");
   std::printf("state transfers: %zu\n", transfers);
   CHECK(transfers > 0, std::string("a replica kept down while the others served must come back by state transfer"));
+  stop_and_compare(cluster);
+}
+
+// What an OS crash without --fsync does to a log: the lines the OS had not
+// written back are gone. Cuts between 1 and a third of the lines after the
+// last promise (a promise is synced before it leaves, so it survives);
+// returns how many.
+size_t cut_log_tail(const std::string& path, std::mt19937_64& rng) {
+  std::string text;
+  if (!read_file(path, text)) return 0;
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  size_t last_promise = 0;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].rfind("promise ", 0) == 0) last_promise = i + 1;
+  const size_t after = lines.size() - last_promise;
+  if (after == 0) return 0;
+  const size_t cut = 1 + rng() % std::max<size_t>(1, after / 3);
+  lines.resize(lines.size() - cut);
+  std::string kept;
+  for (const std::string& line : lines) kept += line + "\n";
+  std::string error;
+  CHECK(write_file_atomically(path, kept, error), "rewrite " + path + ": " + error);
+  return cut;
+}
+
+// Waits (bounded) until replica i's log holds `line`.
+bool wait_for_log_line(Cluster& cluster, int i, const std::string& line, int timeout_ms) {
+  for (int waited_ms = 0; waited_ms < timeout_ms; waited_ms += 10) {
+    if (cluster.log_text(i).find(line) != std::string::npos) return true;
+    ::usleep(10'000);
+  }
+  return false;
+}
+
+// A replica that lost its log's tail (an OS crash without --fsync: killed,
+// the last lines of its log cut off, restarted as in a new boot) while
+// clients work: it says it is recovering, counts for no majority, catches
+// up, and nothing acknowledged is lost or applied twice (issue 22).
+void scenario_lost_tail(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
+  for (int i = 0; i < 3; ++i) cluster.start(i, {"--boot-id", "boot-1"});
+  std::mt19937_64 rng(seed ^ 0x1057);
+  int victims[2] = {-1, -1};
+  run_with_fault(a, cluster, seed, "lost tail", [&](const WaitForCalls& wait_for_calls) {
+    int calls = 40;
+    for (int round = 0; round < 2; ++round) {
+      wait_for_calls(calls);
+      const int victim = victims[round] = static_cast<int>(rng() % 3);
+      cluster.crash(victim);
+      const size_t cut = cut_log_tail(cluster.data_dir(victim) + "/log.txt", rng);
+      std::printf("lost tail %d: replica %d killed after %d calls, the last %zu lines of its log cut off\n", round + 1,
+                  victim, calls, cut);
+      cluster.start(victim, {"--boot-id", "boot-" + std::to_string(round + 2)});
+      CHECK(wait_for_log_line(cluster, victim, "recovering:", 5000),
+            "replica " + std::to_string(victim) + " restarted in a new boot must say it is recovering");
+      calls += 40;
+      wait_for_calls(calls);
+      CHECK(wait_for_log_line(cluster, victim, "caught up:", 10000),
+            "replica " + std::to_string(victim) + " must catch up while the others serve");
+      // The next restart in the same boot trusts its log again (a process
+      // crash keeps what the OS has).
+    }
+  });
+  for (int i = 0; i < 3; ++i) CHECK(cluster.running(i), "replica " + std::to_string(i) + " must be running at the end");
+  stop_and_compare(cluster);
+}
+
+// A whole-cluster OS crash without --fsync: every replica killed, every
+// log's tail cut, all restarted in a new boot. No majority has a whole log,
+// so the cluster refuses (definitely: "not in a majority", no effect)
+// until an operator vouches for the logs (--trust-log); then it serves,
+// and every replica agrees (what the cut tails held may be gone: that is
+// what the refusal warned of).
+void scenario_lost_tail_majority(const Args& a, uint64_t seed, const std::string& dir) {
+  Cluster cluster(ClusterConfig{3, 0, seed, a.server, dir, {}});
+  for (int i = 0; i < 3; ++i) cluster.start(i, {"--boot-id", "boot-1"});
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "create 7", "1");
+    for (int i = 1; i <= 30; ++i) expect(c, "push 1 " + std::to_string(i), "ok");
+  }
+  std::mt19937_64 rng(seed ^ 0x1058);
+  for (int i = 0; i < 3; ++i) cluster.crash(i);
+  for (int i = 0; i < 3; ++i) {
+    const size_t cut = cut_log_tail(cluster.data_dir(i) + "/log.txt", rng);
+    std::printf("replica %d: the last %zu lines of its log cut off\n", i, cut);
+  }
+  for (int i = 0; i < 3; ++i) cluster.start(i, {"--boot-id", "boot-2"});
+  for (int i = 0; i < 3; ++i)
+    CHECK(wait_for_log_line(cluster, i, "recovering:", 5000), "replica " + std::to_string(i) + " must say it is recovering");
+  // They hear each other and form a configuration, which cannot be primary.
+  bool refused = false;
+  std::string out, err;
+  for (int tries = 0; tries < 50 && !refused; ++tries) {
+    const int status = harness::run_program(a.client, {"--servers", cluster.servers(), "--timeout", "2", "push", "1", "99"},
+                                            "", out, err);
+    refused = status == 1 && out.find("no replica is in a majority") != std::string::npos;
+    if (!refused) ::usleep(100'000);
+  }
+  CHECK(refused, "with every log cut, a push must be refused as 'not in a majority', got: " + out + err);
+  CHECK(out.find("form no primary configuration") != std::string::npos,
+        "the refusal must say a majority is heard but forms no primary configuration: " + out);
+  // The way out: the operator vouches for every log.
+  for (int i = 0; i < 3; ++i) {
+    cluster.crash(i);
+    cluster.start(i, {"--boot-id", "boot-2", "--trust-log"});
+  }
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    const std::string size = c.call("size 1");
+    CHECK(!size.empty() && std::isdigit(static_cast<unsigned char>(size[0])) && std::stoi(size) <= 30,
+          "after --trust-log the cluster answers size 1 with at most the 30 items pushed: " + size);
+    expect(c, "push 1 100", "ok");
+    const std::string refused_item = c.call("size 1");
+    CHECK(refused_item == std::to_string(std::stoi(size) + 1), "the refused push of 99 had no effect: size " + refused_item);
+  }
   stop_and_compare(cluster);
 }
 
@@ -665,6 +789,8 @@ int main(int argc, char** argv) {
   else if (a.scenario == "concurrent") scenario_concurrent(a, seed, dir);
   else if (a.scenario == "restart") scenario_restart(a, seed, dir);
   else if (a.scenario == "crash") scenario_crash(a, seed, dir);
+  else if (a.scenario == "lost_tail") scenario_lost_tail(a, seed, dir);
+  else if (a.scenario == "lost_tail_majority") scenario_lost_tail_majority(a, seed, dir);
   else if (a.scenario == "partition") scenario_partition(a, seed, dir);
   else if (a.scenario == "pause") scenario_pause(a, seed, dir);
   else if (a.scenario == "trace") scenario_trace(a, seed, dir);
