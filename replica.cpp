@@ -12,6 +12,7 @@ const char* admission_text(Admission a) {
     case Admission::NotInMajority: return "refused: not in a majority";
     case Admission::Stopping: return "refused: stopping";
     case Admission::Backlogged: return "refused: backlogged";
+    case Admission::RefusedAgain: return "a copy of a try refused before: refused again";
   }
   return "?";
 }
@@ -72,6 +73,7 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
 Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from,
                                   uint64_t now_us) {
   ++counts_.requests;
+  now_us_ = std::max(now_us_, now_us);
   if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
     cached->attempt = attempt;
     answer(*cached, from);
@@ -80,9 +82,18 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
   if (state_.superseded(op.client_id, op.request_no)) return Admission::Superseded;
   const auto key = std::make_pair(op.client_id, op.request_no);
   if (admitted_.count(key)) return Admission::InFlight;
+  auto refused = refused_.find(op.client_id);
+  if (refused != refused_.end() && refused->second.request_no == op.request_no && attempt <= refused->second.highest_try &&
+      options_.bug != ReplicaOptions::Bug::ForgetRefusals) {
+    wire::Reply again = not_in_majority(op, attempt);
+    again.code = refused->second.code;
+    answer(again, from);
+    return Admission::RefusedAgain;
+  }
   if (!may_serve()) {
     ++counts_.minority_replies;
     answer(not_in_majority(op, attempt), from);
+    note_refused(op, attempt, wire::ReplyCode::NotInMajority, now_us);
     return Admission::NotInMajority;
   }
   const mcast::Multicast* ordering = group_.ordering();
@@ -91,10 +102,11 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
     wire::Reply busy{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
     busy.attempt = attempt;
     answer(busy, from);
+    note_refused(op, attempt, wire::ReplyCode::Busy, now_us);
     return stopping_ ? Admission::Stopping : Admission::Backlogged;
   }
   if (waiting_.empty()) first_waiting_us_ = now_us;
-  waiting_.push_back(Waiting{wire::BatchedOp{op, from, wire::batched_attempt(attempt)}, attempt, false});
+  waiting_.push_back(Waiting{wire::BatchedOp{op, from, wire::batched_attempt(attempt)}, attempt, false, 0});
   admitted_.insert(key);
   return Admission::Admitted;
 }
@@ -107,6 +119,17 @@ bool Replica::may_serve() const {
   if (group_.primary()) return true;
   const bool changing = !group_.installed() || group_.promised() != group_.configuration().id;
   return changing && group_.reachable_count() >= n_ / 2 + 1;
+}
+
+void Replica::note_refused(const wire::Operation& op, uint32_t attempt, wire::ReplyCode code, uint64_t now) {
+  if (refused_.size() >= kRefusalsKept)
+    for (auto it = refused_.begin(); it != refused_.end();)
+      it = now > it->second.at_us + kRefusalMemoryUs ? refused_.erase(it) : std::next(it);
+  Refusal& r = refused_[op.client_id];
+  if (r.request_no != op.request_no) r = Refusal{op.request_no, attempt, code, now};
+  r.highest_try = std::max(r.highest_try, attempt);
+  r.code = code;
+  r.at_us = now;
 }
 
 wire::Reply Replica::not_in_majority(const wire::Operation& op, uint32_t attempt) const {
@@ -128,6 +151,7 @@ bool Replica::lossy_mode() const { return group_.ordering() && group_.ordering()
 // ---- peers and time -----------------------------------------------------------
 
 PeerVerdict Replica::peer_datagram(mcast::MemberId from, const void* data, size_t len, uint64_t now_us) {
+  now_us_ = std::max(now_us_, now_us);
   const Refused before = refused();
   group_.receive(from, data, len, now_us);
   const Refused after = refused();
@@ -147,9 +171,13 @@ Replica::Refused Replica::refused() const {
 // Requests go out before the protocol's tick: a submit makes it look for
 // gaps at its next tick (Multicast::recovery_due_), and this tick is it.
 void Replica::tick(uint64_t now_us, uint64_t wall_ms) {
+  now_us_ = std::max(now_us_, now_us);
   submit_waiting(now_us, wall_ms);
   group_.tick(now_us);
-  if (stopping_ && waiting_.empty()) group_.close();
+  // Closing ends this replica's sending; orphans' operations waiting to be
+  // sent again may stay unsent (their clients were told nothing definite).
+  if (stopping_ && std::all_of(waiting_.begin(), waiting_.end(), [](const Waiting& w) { return w.multicast_before; }))
+    group_.close();
   if (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs) sync_due_ = true;
 }
 
@@ -191,10 +219,13 @@ uint64_t Replica::batch_hold_ends() const {
 void Replica::submit_waiting(uint64_t now, uint64_t wall_ms) {
   while (!waiting_.empty() && group_.can_submit() && batch_ready(now)) {
     const size_t take = std::min(waiting_.size(), wire::kMaxBatchOps);
-    std::vector<wire::BatchedOp> batch;
-    for (size_t i = 0; i < take; ++i) batch.push_back(waiting_[i].op);
+    Sent batch{{}, now};
+    for (size_t i = 0; i < take; ++i) {
+      batch.ops.push_back(waiting_[i].op);
+      if (waiting_[i].multicast_before) batch.first_sent_us = std::min(batch.first_sent_us, waiting_[i].first_sent_us);
+    }
     waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<long>(take));
-    const mcast::MessageName name = group_.submit(wire::encode_batch(batch, wall_ms), now);
+    const mcast::MessageName name = group_.submit(wire::encode_batch(batch.ops, wall_ms), now);
     in_flight_[name] = std::move(batch);
     if (!waiting_.empty()) first_waiting_us_ = now;
   }
@@ -212,6 +243,7 @@ bool Replica::has_handoff(uint64_t now_us) const {
 // after the events they cover are applied), the answers decided, and the
 // durability the records need.
 Handoff Replica::take_handoff(uint64_t now_us) {
+  now_us_ = std::max(now_us_, now_us);
   Handoff out;
   mcast::Ready ready = group_.take_ready();
   out.records = std::move(ready.to_persist);
@@ -272,10 +304,10 @@ void Replica::decide_sync(const mcast::Ready& ready, uint64_t now, Handoff& out)
     owed_marks_ = ready.marks;
   }
   if (ready.sync_before_send) {
-    if (!unsynced_) {
-      group_.records_durable(ready.marks);  // on disk already; its events are applied above
-      return;
-    }
+    // Synced and claimed in carry_out's step 3, after a state transfer's
+    // snapshot is written, even when nothing is unsynced (then the sync is
+    // cheap): a claim may complete the order, which must not come before
+    // the snapshot is on disk.
     out.sync = Handoff::Sync::BeforeSend;
     out.sync_marks = ready.marks;
     unsynced_ = sync_due_ = false;
@@ -381,8 +413,23 @@ void Replica::on_regular(const mcast::Event& e, Handoff& out) {
   out.notes.push_back(line);
   out.applied.push_back(AppliedEvent{e, false});
   std::vector<Waiting> again;
-  for (auto& [name, batch] : orphans_)
-    for (const wire::BatchedOp& op : batch) again.push_back(Waiting{op, op.attempt, true});
+  for (auto it = orphans_.begin(); it != orphans_.end();) {
+    if (too_old(it->second.first_sent_us)) {  // beyond what the exactly-once table remembers
+      forget_orphan_ops(it->second.ops);
+      it = orphans_.erase(it);
+      continue;
+    }
+    for (const wire::BatchedOp& op : it->second.ops) again.push_back(Waiting{op, op.attempt, true, it->second.first_sent_us});
+    ++it;
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (it->multicast_before && too_old(it->first_sent_us)) {
+      forget_orphan_ops({it->op});
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   if (c.primary) {
     orphans_.clear();
     waiting_.insert(waiting_.begin(), again.begin(), again.end());
@@ -398,6 +445,7 @@ void Replica::on_regular(const mcast::Event& e, Handoff& out) {
     admitted_.erase(std::make_pair(w.op.op.client_id, w.op.op.request_no));
     ++counts_.minority_replies;
     answer(not_in_majority(w.op.op, w.attempt), w.op.reply_to, lossy_mode() ? 2 : 1);
+    note_refused(w.op.op, w.attempt, wire::ReplyCode::NotInMajority, now_us_);
   }
   waiting_ = std::move(kept);
   if (options_.bug == ReplicaOptions::Bug::OrphansNotInMajority) {  // the lie the answer checker must catch
@@ -429,6 +477,10 @@ void Replica::install_snapshot(const mcast::Event& e, Handoff& out) {
   out.notes.push_back("state transfer: installed a snapshot at k=" + std::to_string(e.snapshot_upto) + " (" +
                       std::to_string(e.snapshot.size()) + " bytes)");
   out.applied.push_back(AppliedEvent{e, false});
+}
+
+void Replica::forget_orphan_ops(const std::vector<wire::BatchedOp>& ops) {
+  for (const wire::BatchedOp& op : ops) admitted_.erase(std::make_pair(op.op.client_id, op.op.request_no));
 }
 
 // Request `request_no` of a client was applied: neither it nor any older

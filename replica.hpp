@@ -22,7 +22,11 @@
 //     answers it, once it is delivered here (safe delivery: a majority
 //     holds it, so no later configuration loses it).
 //   busy, not in a majority: this try was never multicast and never will
-//     be (it is forgotten when refused), so it has no effect.
+//     be, so it has no effect. A refused try is remembered (refused_) for a
+//     minute, so that a copy the network duplicates, arriving after the
+//     replica could serve again, is refused again rather than admitted: the
+//     client counts the try as refused (a review found a copy admitted and
+//     applied after its client was told "no effect").
 //   nothing: the try may still take effect. That is the case of an
 //     *orphan*: a batch this replica multicast in a configuration that has
 //     since been replaced, not yet delivered here. The view change that
@@ -35,7 +39,10 @@
 //     "outcome unknown", or hears the real result if it is delivered while
 //     this replica still remembers it. In a primary configuration its
 //     operations are multicast again: the exactly-once table makes the
-//     second copy a repeat if the first is delivered too.
+//     second copy a repeat if the first is delivered too. That table
+//     forgets a client idle for 10 minutes of cluster time, so an orphan
+//     first multicast more than kOrphanLifetimeUs ago is dropped instead
+//     (silently: its client, long gone, was told nothing definite).
 #pragma once
 
 #include <cstdint>
@@ -64,7 +71,8 @@ struct ReplicaOptions {
   // Test only: the bugs the simulator's answer checker must catch
   // (tests/group_sim_test.cpp): the lie issue 21 found (an orphan answered
   // "not in a majority"), and a state without its exactly-once table.
-  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce } bug = Bug::None;
+  // A third: a copy of a refused try admitted (refusals not remembered).
+  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce, ForgetRefusals } bug = Bug::None;
 };
 
 // What became of a client's request (for the trace and the counters).
@@ -76,6 +84,7 @@ enum class Admission {
   NotInMajority,  // refused, no effect
   Stopping,       // refused (busy), no effect
   Backlogged,     // refused (busy), no effect
+  RefusedAgain,   // a copy of a try refused before: refused again, no effect
 };
 const char* admission_text(Admission a);
 
@@ -214,7 +223,23 @@ class Replica {
     wire::BatchedOp op;
     uint32_t attempt = 0;           // the try admitted (op.attempt is it saturated at 255)
     bool multicast_before = false;  // an orphan's operation, waiting to be sent again
+    uint64_t first_sent_us = 0;     // if so, when it was first multicast
   };
+  // A batch this replica multicast: its operations, and when the oldest of
+  // them was first multicast (an orphan's may be sent again).
+  struct Sent {
+    std::vector<wire::BatchedOp> ops;
+    uint64_t first_sent_us = 0;
+  };
+  struct Refusal {
+    uint64_t request_no = 0;
+    uint32_t highest_try = 0;
+    wire::ReplyCode code = wire::ReplyCode::NotInMajority;
+    uint64_t at_us = 0;
+  };
+  void note_refused(const wire::Operation& op, uint32_t attempt, wire::ReplyCode code, uint64_t now);
+  bool too_old(uint64_t first_sent_us) const { return now_us_ > first_sent_us + kOrphanLifetimeUs; }
+  void forget_orphan_ops(const std::vector<wire::BatchedOp>& ops);
   struct Refused {
     uint64_t malformed, stale, other_config;
   };
@@ -242,8 +267,10 @@ class Replica {
   std::deque<Waiting> waiting_;
   // Batches this replica multicast in the installed configuration and has
   // not seen delivered, by name; and orphans (see the top of this file).
-  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> in_flight_;
-  std::map<mcast::MessageName, std::vector<wire::BatchedOp>> orphans_;
+  std::map<mcast::MessageName, Sent> in_flight_;
+  std::map<mcast::MessageName, Sent> orphans_;
+  std::map<uint64_t, Refusal> refused_;  // by client id: its latest refused try
+  uint64_t now_us_ = 0;                  // the latest input's time
   // Requests admitted and not yet seen delivered, as (client id, request
   // number): a copy that arrives meanwhile is ignored.
   std::set<std::pair<uint64_t, uint64_t>> admitted_;
@@ -268,4 +295,9 @@ class Replica {
   // pairs of 1-client --fsync runs gave a lower median in 10 (by about 8%).
   // The cost: a quiet cluster's buffers are freed up to 10 ms later.
   static constexpr uint64_t kOwedSyncUs = 10'000;
+  // Well below FTQueue::kClientExpiryMs (10 min), and beyond any client's
+  // --timeout (at most 300 s).
+  static constexpr uint64_t kOrphanLifetimeUs = 360'000'000;
+  static constexpr uint64_t kRefusalMemoryUs = 60'000'000;
+  static constexpr size_t kRefusalsKept = 4096;  // beyond this, those older than kRefusalMemoryUs go
 };

@@ -139,7 +139,8 @@ struct Options {
   double os_crashes = 1.0 / 3;
   // Splits: the faults are only splits that leave no majority anywhere
   // (three sides, or two even halves), each lasting 2 to 6 suspicion
-  // timeouts, with no loss and no crash, and more clients: the windows in
+  // timeouts, with no loss and no crash (but 20-50% duplicates), and
+  // more clients: the windows in
   // which a client hears "not in a majority" from every replica while an
   // orphan of its request may still be delivered after the heal.
   bool splits = false;
@@ -678,7 +679,7 @@ class Run {
     ropt_.fsync = opt_.deferred;
     ropt_.bug = opt_.replica_bug;
     drop_ = uniform() < 0.25 || opt_.splits ? 0 : std::min(0.9, uniform() * 0.3 * opt_.loss_scale);
-    dup_ = uniform() < 0.5 ? 0 : uniform() * 0.1;
+    dup_ = opt_.splits ? 0.2 + uniform() * 0.3 : uniform() < 0.5 ? 0 : uniform() * 0.1;
     max_delay_ = between(20, 3000);
     straggle_ = uniform() < 0.3 ? uniform() * 0.03 : 0;
     fault_end_ = (opt_.storm ? between(10, 30) : between(3, 10)) * suspect();
@@ -2206,7 +2207,8 @@ void usage() {
       "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
       "      shrink-claim-at-install, claim-before-durable (with --deferred-durability) (protocol);\n"
       "      orphans-not-in-majority (an orphan answered 'not in a majority', issue 21's lie),\n"
-      "      no-exactly-once (the state applies a repeated request again) (the Replica's answers);\n"
+      "      no-exactly-once (the state applies a repeated request again), forget-refusals (a duplicated\n"
+      "      copy of a refused try is admitted) (the Replica's answers);\n"
       "      send-before-persist (carry_out sends datagrams before logging what they announce),\n"
       "      send-before-sync (with --deferred-durability: it sends what must wait for the disk first),\n"
       "      trust-log-after-os-crash (a restart after an OS crash trusts its log: the lost tail diverges),\n"
@@ -2266,6 +2268,7 @@ const struct {
 } kReplicaBugs[] = {
     {"orphans-not-in-majority", ReplicaOptions::Bug::OrphansNotInMajority},
     {"no-exactly-once", ReplicaOptions::Bug::NoExactlyOnce},
+    {"forget-refusals", ReplicaOptions::Bug::ForgetRefusals},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
