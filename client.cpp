@@ -2,6 +2,8 @@
 //
 //   client [--servers HOST:PORT,...] [--timeout SECONDS] [COMMAND ARGS...]
 //
+// The servers: --servers, else the environment's FTQ_SERVERS (as etcdctl
+// reads ETCDCTL_ENDPOINTS), else the three default ports.
 // With a command on its command line it runs it and exits with its status:
 //   0  success
 //   1  an error reply (no such queue, empty, busy): the operation had no effect
@@ -27,6 +29,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -48,7 +51,8 @@ const char* kUsage =
     "operation may still take effect). Without a COMMAND it reads commands, one\n"
     "a line, and exits with the highest status of any of them.\n"
     "\n"
-    "  --servers LIST   servers to try, in order (default " "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003)\n"
+    "  --servers LIST   servers to try, in order (default: $FTQ_SERVERS if set,\n"
+    "                   else 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003)\n"
     "  --timeout S      give up on a command after S seconds (default 3, at most\n"
     "                   300: the replicas forget a client idle for 10 minutes)\n"
     "  -h, --help       show this help\n";
@@ -425,6 +429,11 @@ int usage_error(const std::string& msg) {
 
 int main(int argc, char** argv) {
   std::string servers = kDefaultServers;
+  std::string servers_from = "--servers";
+  if (const char* env = std::getenv("FTQ_SERVERS"); env && *env) {
+    servers = env;
+    servers_from = "FTQ_SERVERS";
+  }
   double timeout_s = 3;
   int i = 1;
   for (; i < argc; ++i) {
@@ -436,6 +445,7 @@ int main(int argc, char** argv) {
     } else if (a == "--servers" || a.rfind("--servers=", 0) == 0) {
       if (a == "--servers" && i + 1 >= argc) return usage_error("--servers needs HOST:PORT,...");
       servers = a == "--servers" ? argv[++i] : a.substr(10);
+      servers_from = "--servers";
     } else if (a == "--timeout" || a.rfind("--timeout=", 0) == 0) {
       if (a == "--timeout" && i + 1 >= argc) return usage_error("--timeout needs a number of seconds");
       std::string v = a == "--timeout" ? argv[++i] : a.substr(10);
@@ -454,7 +464,7 @@ int main(int argc, char** argv) {
   }
   std::vector<net::Endpoint> endpoints;
   std::string error;
-  if (!net::parse_endpoints(servers, endpoints, error)) return usage_error("--servers: " + error);
+  if (!net::parse_endpoints(servers, endpoints, error)) return usage_error(servers_from + ": " + error);
   Client client(endpoints, static_cast<uint64_t>(timeout_s * 1e6));
   if (!client.open(error)) {
     std::fprintf(stderr, "client: %s\n", error.c_str());

@@ -266,6 +266,17 @@ int client_test(const std::string& server, const std::string& client) {
   expect(client, on_cluster({"pop", "1"}), 1, "error: queue 1 is empty");
   expect(client, on_cluster({"size", "2"}), 1, "error: no queue with id 2");
 
+  // The servers from the environment (FTQ_SERVERS), as etcdctl reads
+  // ETCDCTL_ENDPOINTS; --servers wins over it; a bad list names where it
+  // came from. (env(1) sets the variable for the client alone.)
+  Run from_env = run("/usr/bin/env", {"FTQ_SERVERS=" + servers, client, "size", "1"});
+  CHECK(from_env.status == 0 && from_env.out == "0\n", "FTQ_SERVERS names the cluster: " + from_env.out + from_env.err);
+  Run overridden = run("/usr/bin/env", {"FTQ_SERVERS=nonsense", client, "--servers", servers, "size", "1"});
+  CHECK(overridden.status == 0 && overridden.out == "0\n", "--servers wins over FTQ_SERVERS: " + overridden.out + overridden.err);
+  Run bad_env = run("/usr/bin/env", {"FTQ_SERVERS=nonsense", client, "size", "1"});
+  CHECK(bad_env.status == 2 && bad_env.err.find("FTQ_SERVERS: ") != std::string::npos,
+        "a bad FTQ_SERVERS exits 2 naming it: " + bad_env.err);
+
   // 2: usage errors, on the command line and in the command.
   Run bogus = run(client, {"--bogus"});
   CHECK(bogus.status == 2 && bogus.out.empty() && bogus.err.find("unknown option '--bogus'") != std::string::npos,
