@@ -18,6 +18,13 @@ const char* admission_text(Admission a) {
 }
 
 namespace {
+// "0,2,3"
+std::string members_text(const std::vector<mcast::MemberId>& members) {
+  std::string text;
+  for (mcast::MemberId m : members) text += (text.empty() ? "" : ",") + std::to_string(m);
+  return text;
+}
+
 mcast::MembershipConfig with_durability(ReplicaOptions o) {
   o.membership.multicast.deferred_durability = o.fsync;
   return o.membership;
@@ -361,9 +368,8 @@ void Replica::apply(const mcast::Event& e, Handoff& out) {
       // orphans from here on (see the top of replica.hpp).
       for (auto& [name, batch] : in_flight_) orphans_[name] = std::move(batch);
       in_flight_.clear();
-      std::string members;
-      for (mcast::MemberId m : e.config.members) members += (members.empty() ? "" : ",") + std::to_string(m);
-      out.notes.push_back("transitional configuration " + e.config.id.text() + ": {" + members + "} move on together");
+      out.notes.push_back("transitional configuration " + e.config.id.text() + ": {" + members_text(e.config.members) +
+                          "} move on together");
       out.applied.push_back(AppliedEvent{e, false});
       return;
     }
@@ -404,10 +410,8 @@ void Replica::on_deliver(const mcast::Delivery& d, Handoff& out) {
 // again or a delivery answers them.
 void Replica::on_regular(const mcast::Event& e, Handoff& out) {
   const mcast::Configuration& c = e.config;
-  std::string members;
-  for (mcast::MemberId m : c.members) members += (members.empty() ? "" : ",") + std::to_string(m);
-  std::string line = "configuration " + c.id.text() + " " + (c.primary ? "primary" : "non-primary") + " {" + members +
-                     "} of " + std::to_string(n_);
+  std::string line = "configuration " + c.id.text() + " " + (c.primary ? "primary" : "non-primary") + " {" +
+                     members_text(c.members) + "} of " + std::to_string(n_);
   if (c.primary) line += "; ordering resumes at k=" + std::to_string(c.cut + 1);
   if (!e.reason.empty()) line += "; " + e.reason;
   out.notes.push_back(line);

@@ -1206,7 +1206,6 @@ class Run {
     size_t send_budget = ~size_t{0};   // datagrams and replies it sends before it dies
     bool crash_after_write = false;    // and dies right after its write
     bool events_checked = false;
-    bool crashed = false;
 
     bool append(const std::vector<LogRecord>& records) override {
       const size_t count = std::min(records.size(), write_budget);
@@ -1248,10 +1247,7 @@ class Run {
     bool synced = false;
 
    private:
-    bool die() {
-      crashed = true;
-      return false;
-    }
+    static bool die() { return false; }  // the process died at this step
     Run& run_;
     size_t i_;
     const Handoff& h_;
