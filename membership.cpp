@@ -131,6 +131,12 @@ void Membership::on_membership(MemberId from, const wire::MembershipMessage& m) 
     case wire::MembershipType::SnapshotChunk:
       on_snapshot_chunk(from, m);
       break;
+    case wire::MembershipType::Probe:
+      on_probe(from, m);
+      break;
+    case wire::MembershipType::ProbeReply:
+      on_probe_reply(from, m);
+      break;
   }
   // A member that missed our INSTALL shows it in its header: send it again.
   if (has_install_sent_ && peer.promised == from_wire(install_sent_.config) &&
@@ -147,6 +153,8 @@ void Membership::tick(uint64_t now_us) {
   }
   if (now_us >= next_keepalive_us_) send_keepalives();
   if (transfer_.active && now_us >= transfer_.last_progress_us + options_.keepalive_us) ask_for_snapshot();
+  if (probe_ && now_us >= probe_->started_us + options_.view_change_timeout_us) finish_probe();
+  if (probe_ && now_us >= probe_->resent_us + options_.keepalive_us) resend_probe();
   maybe_start_view_change();
   if (!proposal_.none() && now_us >= round_resent_us_ + options_.keepalive_us) resend_round_messages();
 }
@@ -171,30 +179,151 @@ size_t Membership::reachable_count() const {
   return count;
 }
 
+// Whether `a` hears `b`, as far as this member knows: for itself, whom it
+// heard lately; for another member it hears, what that one's last
+// keepalive said. A member it does not hear it knows nothing about.
+bool Membership::hears(MemberId a, MemberId b) const {
+  if (a == b) return true;
+  if (a == self_) return reachable(b);
+  return reachable(a) && (peers_[a].hears >> b & 1);
+}
+
+bool Membership::hear_each_other(const std::vector<MemberId>& members) const {
+  for (MemberId a : members)
+    for (MemberId b : members)
+      if (a < b && !(hears(a, b) && hears(b, a))) return false;
+  return true;
+}
+
 // Members I hear, whose last keepalive says they hear me: a one-way link
 // counts for neither side, so both sides agree to be apart.
 std::vector<MemberId> Membership::mutual_members() const {
   std::vector<MemberId> out;
-  for (MemberId m = 0; m < n_; ++m) {
-    if (m == self_ || (reachable(m) && (peers_[m].hears >> self_ & 1))) out.push_back(m);
-  }
+  for (MemberId m = 0; m < n_; ++m)
+    if (hears(self_, m) && hears(m, self_)) out.push_back(m);
   return out;
 }
 
-bool Membership::wants_change() const {
-  if (promised_ != config_.id || !installed_) return true;
-  std::vector<MemberId> mutual = mutual_members();
-  if (mutual != config_.members) return true;
-  for (MemberId m : mutual)
-    if (m != self_ && peers_[m].installed != config_.id) return true;
-  return false;
+namespace {
+// The largest clique of `adjacent` (bit b of adjacent[a]: a and b hear each
+// other) that contains `chosen` and draws the rest from `candidates`; ties
+// go to the most members of `keep`, then to the lowest ids (the search
+// takes lower ids first and replaces only on a strictly better set). The
+// search is bounded: groups are small, and past the bound the best set
+// found so far is still a clique.
+struct CliqueSearch {
+  const std::vector<uint64_t>& adjacent;
+  uint64_t keep;
+  uint64_t best = 0;
+  size_t steps = 0;
+  static constexpr size_t kMaxSteps = 200'000;
+
+  static int count(uint64_t bits) { return __builtin_popcountll(bits); }
+  bool better(uint64_t set) const {
+    if (count(set) != count(best)) return count(set) > count(best);
+    return count(set & keep) > count(best & keep);
+  }
+  void extend(uint64_t chosen, uint64_t candidates) {
+    if (++steps > kMaxSteps) return;
+    if (candidates == 0) {
+      if (better(chosen)) best = chosen;
+      return;
+    }
+    if (count(chosen) + count(candidates) < count(best)) return;  // cannot beat it
+    const int low = __builtin_ctzll(candidates);
+    const uint64_t bit = uint64_t{1} << low;
+    extend(chosen | bit, candidates & adjacent[low] & ~bit);
+    extend(chosen, candidates & ~bit);
+  }
+};
+}  // namespace
+
+// The set rule 1 of "Partial partitions" allows (all hear each other, as
+// far as I know) that contains me and `required` and is best by rule 4.
+// Empty if `required` itself is no such set.
+std::vector<MemberId> Membership::best_clique(const std::vector<MemberId>& required) const {
+  std::vector<uint64_t> adjacent(n_, 0);
+  for (MemberId a = 0; a < n_; ++a)
+    for (MemberId b = 0; b < n_; ++b)
+      if (a != b && hears(a, b) && hears(b, a)) adjacent[a] |= uint64_t{1} << b;
+  uint64_t chosen = uint64_t{1} << self_;
+  for (MemberId m : required) chosen |= uint64_t{1} << m;
+  uint64_t candidates = ~uint64_t{0} >> (64 - n_);
+  for (MemberId m = 0; m < n_; ++m)
+    if (chosen >> m & 1) candidates &= adjacent[m] | (uint64_t{1} << m);
+  if ((candidates & chosen) != chosen) return {};
+  uint64_t keep = 0;
+  if (installed_)
+    for (MemberId m : config_.members) keep |= uint64_t{1} << m;
+  CliqueSearch search{adjacent, keep};
+  search.extend(chosen, candidates & ~chosen);
+  std::vector<MemberId> out;
+  for (MemberId m = 0; m < n_; ++m)
+    if (search.best >> m & 1) out.push_back(m);
+  return out;
 }
 
-// The coordinator is the lowest member of the mutual set. Others step in
+// Rule 2's "works": installed, no newer promise, every member hearing every
+// other, and each saying it is installed here and promised nothing newer.
+bool Membership::configuration_works() const {
+  if (!installed_ || promised_ != config_.id || !hear_each_other(config_.members)) return false;
+  for (MemberId m : config_.members)
+    if (m != self_ && (peers_[m].installed != config_.id || peers_[m].promised != config_.id)) return false;
+  return true;
+}
+
+namespace {
+bool contains_all(const std::vector<MemberId>& set, const std::vector<MemberId>& subset) {
+  return std::includes(set.begin(), set.end(), subset.begin(), subset.end());
+}
+}  // namespace
+
+// Rule 4: the members this member would propose now, or nothing if it
+// wants no change.
+std::optional<std::vector<MemberId>> Membership::wanted_members() const {
+  if (options_.bug == GroupBug::ProposeHeardSet) {  // deliberately wrong: today's set, cliques or not
+    std::vector<MemberId> mutual = mutual_members();
+    bool same = installed_ && promised_ == config_.id && mutual == config_.members;
+    for (MemberId m : mutual)
+      if (m != self_ && peers_[m].installed != config_.id) same = false;
+    return same ? std::nullopt : std::optional<std::vector<MemberId>>(mutual);
+  }
+  if (!configuration_works()) return best_clique({});
+  std::vector<MemberId> wanted = best_clique(config_.members);
+  if (wanted.size() <= config_.members.size()) {
+    if (config_.primary) return std::nullopt;
+    wanted = best_clique({});
+    if (wanted.size() < majority(n_)) return std::nullopt;
+  }
+  if (wanted == refused_set_ && now_us_ < refused_until_us_) return std::nullopt;
+  return wanted;
+}
+
+// Rules 1 and 2 (and, for a probe, "another round is under way"): whether
+// this member would join a configuration of `proposed`, put forward by
+// `from`.
+wire::Verdict Membership::judge_proposal(MemberId from, const std::vector<MemberId>& proposed, bool probe) const {
+  std::vector<MemberId> sorted = proposed;
+  std::sort(sorted.begin(), sorted.end());
+  if (!std::binary_search(sorted.begin(), sorted.end(), self_)) return wire::Verdict::NotNamed;
+  if (options_.bug == GroupBug::ProposeHeardSet) return wire::Verdict::Join;
+  if (!hear_each_other(sorted)) return wire::Verdict::NotMutual;
+  if (options_.bug != GroupBug::YieldWorkingPrimary && configuration_works() && !contains_all(sorted, config_.members)) {
+    if (config_.primary) return wire::Verdict::PrimaryWorks;
+    if (sorted.size() < majority(n_)) return wire::Verdict::ConfigurationWorks;
+  }
+  if (probe && promised_ != config_.id && promised_.rep != from && promised_.rep != self_ &&
+      now_us_ < last_progress_us_ + options_.view_change_timeout_us)
+    return wire::Verdict::RoundUnderWay;
+  return wire::Verdict::Join;
+}
+
+// The coordinator is the lowest member of the set it wants. Others step in
 // only after a wait that grows with their place in the set, so that two
 // members rarely start rounds at once (they would outbid each other).
 void Membership::maybe_start_view_change() {
-  if (!wants_change()) {
+  std::optional<std::vector<MemberId>> wanted = wanted_members();
+  if (!wanted) {
     change_wanted_ = false;
     return;
   }
@@ -203,11 +332,10 @@ void Membership::maybe_start_view_change() {
     change_wanted_since_us_ = now_us_;
   }
   bool round_running = !proposal_.none() && now_us_ < round_started_us_ + options_.view_change_timeout_us;
-  if (round_running) return;
+  if (round_running || probe_) return;
   // A promise made lately: its coordinator is still at work.
   if (promised_ != config_.id && now_us_ < last_progress_us_ + options_.view_change_timeout_us) return;
-  std::vector<MemberId> mutual = mutual_members();
-  size_t rank = std::find(mutual.begin(), mutual.end(), self_) - mutual.begin();
+  size_t rank = std::find(wanted->begin(), wanted->end(), self_) - wanted->begin();
   uint64_t wait = rank == 0 ? 0 : options_.view_change_timeout_us * (1 + rank);
   // Wait a few keepalives for the picture to settle (who is there, who has
   // installed what) before starting a round. A life that has installed
@@ -215,17 +343,90 @@ void Membership::maybe_start_view_change() {
   // timeout to show up: members started one after another (a cluster's
   // start) then form one configuration together, not one each.
   wait = std::max(wait, options_.keepalive_us * 3);
-  if (!ever_installed_ && mutual.size() < n_ && now_us_ < first_tick_us_ + options_.suspect_after_us) return;
+  if (!ever_installed_ && wanted->size() < n_ && now_us_ < first_tick_us_ + options_.suspect_after_us) return;
   if (now_us_ < change_wanted_since_us_ + wait) return;
-  start_round();
+  if (options_.bug == GroupBug::NoPreVote || options_.bug == GroupBug::ProposeHeardSet)
+    start_round(*wanted);
+  else
+    start_probe(*wanted);
 }
 
 // ---- the view change ---------------------------------------------------------
 
-void Membership::start_round() {
+// ---- asking first (rule 3 of "Partial partitions") ----
+
+void Membership::start_probe(std::vector<MemberId> members) {
+  ++stats_.probes;
+  Probe probe;
+  probe.tag = ConfigId{max_epoch_seen_ + 1, self_};
+  probe.members = std::move(members);
+  probe.started_us = now_us_;
+  probe.answers[self_] = wire::Verdict::Join;
+  probe_ = std::move(probe);
+  resend_probe();
+  if (probe_->answers.size() == probe_->members.size()) finish_probe();  // a group of one
+}
+
+// To every member that has not answered yet (at the start, and every
+// keepalive period after: a datagram may be lost).
+void Membership::resend_probe() {
+  probe_->resent_us = now_us_;
+  wire::MembershipMessage m = header(wire::MembershipType::Probe);
+  m.config = to_wire(probe_->tag);
+  m.members.assign(probe_->members.begin(), probe_->members.end());
+  for (MemberId to : probe_->members)
+    if (!probe_->answers.count(to)) send(to, m);
+}
+
+void Membership::on_probe(MemberId from, const wire::MembershipMessage& m) {
+  std::vector<MemberId> proposed(m.members.begin(), m.members.end());
+  wire::MembershipMessage reply = header(wire::MembershipType::ProbeReply);
+  reply.config = m.config;
+  reply.verdict = judge_proposal(from, proposed, true);
+  if (reply.verdict != wire::Verdict::Join) ++stats_.refusals;
+  send(from, reply);
+}
+
+void Membership::on_probe_reply(MemberId from, const wire::MembershipMessage& m) {
+  if (!probe_ || from_wire(m.config) != probe_->tag) return;
+  if (!std::binary_search(probe_->members.begin(), probe_->members.end(), from)) return;
+  probe_->answers[from] = m.verdict;
+  if (probe_->answers.size() == probe_->members.size()) finish_probe();
+}
+
+// Every answer is in, or the time is up (a member that did not answer said
+// no). All joined: the round starts. Some refused: if this member's
+// configuration still works it stays, and asks again later; if not, it
+// forms one with those who joined (all of whom hear each other).
+void Membership::finish_probe() {
+  // "Not all of them hear each other" may only mean the answering member's
+  // picture lags (a keepalive lost, a member just started): ask everyone
+  // again once, a keepalive later, before leaving anyone out.
+  bool picture_differs = false;
+  for (const auto& answer : probe_->answers) picture_differs |= answer.second == wire::Verdict::NotMutual;
+  if (picture_differs && !probe_->asked_again) {
+    probe_->asked_again = true;
+    probe_->answers = {{self_, wire::Verdict::Join}};
+    probe_->started_us = probe_->resent_us = now_us_;
+    return;
+  }
+  Probe probe = std::move(*probe_);
+  probe_.reset();
+  std::vector<MemberId> joined;
+  for (const auto& [member, verdict] : probe.answers)
+    if (verdict == wire::Verdict::Join) joined.push_back(member);
+  if (joined == probe.members || !configuration_works()) {
+    start_round(joined);
+    return;
+  }
+  refused_set_ = probe.members;
+  refused_until_us_ = now_us_ + options_.refused_retry_us;
+}
+
+void Membership::start_round(std::vector<MemberId> members) {
   ++stats_.view_changes;
   proposal_ = ConfigId{max_epoch_seen_ + 1, self_};
-  proposed_ = mutual_members();
+  proposed_ = std::move(members);
   reports_.clear();
   round_started_us_ = now_us_;
   change_wanted_since_us_ = now_us_;
@@ -292,6 +493,11 @@ void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
   if (std::find(m.members.begin(), m.members.end(), self_) == m.members.end()) return;
   if (id < promised_) return;
   if (id != promised_) {
+    std::vector<MemberId> proposed(m.members.begin(), m.members.end());
+    if (judge_proposal(from, proposed, false) != wire::Verdict::Join) {
+      ++stats_.refusals;
+      return;
+    }
     if (!proposal_.none() && proposal_ != id) proposal_ = ConfigId{};  // outbid
     promise(id);
   }

@@ -120,6 +120,68 @@
 //     simulator counts snapshots past the cut, also with --late-snapshot
 //     delaying the source's snapshot: 0 in every run so far.)
 //
+// Partial partitions: which sets may form, and who may refuse. Links do
+// not always fail cleanly: a bridge (0 and 2 cannot talk, 1 talks to both),
+// a one-way cut (2 hears 0, 0 does not hear 2), a ring (each member hears
+// only its neighbours). Each keepalive says whom its sender hears (`hears`),
+// so a member knows, up to a keepalive's age, who hears whom among the
+// members it hears itself. Four rules:
+//   1. Cliques only. A configuration is proposed, and joined, only if all
+//      its members hear each other, as far as the member deciding knows
+//      (best_clique, judge_proposal). An ordering needs every member to
+//      hear every other: each owns slots, and each acknowledgement counts.
+//      A set with one deaf pair installs and delivers nothing (the ring was
+//      a total outage), or breaks at once and forms again (the bridge
+//      cycled through 40 configurations in 8 s).
+//   2. A working configuration is kept (Raft's CheckQuorum, turned around).
+//      A configuration works for me while I am installed in it and have
+//      promised nothing newer, all its members hear each other, and each
+//      says it is installed in it and has promised nothing newer
+//      (configuration_works). A member whose primary configuration works
+//      joins no proposal that drops one of its members; in a non-primary
+//      one that works, it joins one that drops a member only if the
+//      proposal is a majority. Without this the member left out of a
+//      bridge proposes {itself, the middle}, the middle gives up a
+//      primary that serves, the other end proposes again, and so on.
+//   3. Ask before anyone freezes (Raft's PreVote). A would-be coordinator
+//      first sends PROBE to the members it would propose; a probe changes
+//      nothing anywhere, and each answers PROBEREPLY with its verdict (the
+//      rules above; also "another round is under way" if it promised
+//      another coordinator lately). Only if all say join does it start the
+//      round (PREPARE, which each judges again before promising). Else, if
+//      its own configuration no longer works, it proposes those who said
+//      join; if it still works, it stays and asks the same set again no
+//      sooner than refused_retry_us. So the member left out asks, is told
+//      no, and nobody has frozen anything.
+//   4. What to propose (wanted_members): the largest set containing me that
+//      rule 1 allows (ties: the one keeping most of my configuration, then
+//      the lowest ids) when my configuration does not work; when it works,
+//      only the largest such set that contains all of it, if larger (a
+//      merge), or, in a non-primary configuration, a majority.
+// Why the changes end (the paper argument; group_sim --partial checks it):
+// say the links stop changing, and every member's picture is up to date
+// (a suspicion timeout and a keepalive later). Two working primary
+// configurations cannot coexist (two majorities share a member, installed
+// in one). Once a primary P works, no proposal that drops a member of P
+// gets all its joins (every majority meets P, and a member of P refuses
+// it), so P only grows, by merges, at most n times. Outside P, a member
+// joins a set only as a strict superset of its working configuration or
+// when its configuration broke; in fixed links a configuration breaks only
+// when one of its members promises a newer round, which rule 3 lets happen
+// only when every member named joins. So each change makes some working
+// configuration strictly larger, or re-forms the members of one that a
+// larger one took from (fewer, and at most once per merge): finitely many
+// changes. And if some majority all hear each other, a primary forms:
+// without a working primary every member in that majority wants a majority
+// set (rule 4), and nobody refuses one with rule 2. Concurrent coordinators
+// may still cost a change: the ids decide, and the staggered waits make it
+// rare. What rule 1 gives up: with no majority whose members all hear each
+// other (the ring at n=5, where each hears only its two neighbours), no
+// primary forms; every member says "not in a majority" at once, and the
+// cluster serves again when the links come back. Serving through such a
+// ring needs members to relay each other's messages, which this protocol
+// does not do.
+//
 // Delivery order at a change (EVS): the last messages of the old
 // configuration, then TRANSITIONAL (the members of the new configuration
 // that come from my old one), then the messages up to the cut that are
@@ -358,6 +420,10 @@ enum class GroupBug {
   PrimaryAtInstall,        // claim a primary configuration as last primary at install, before holding its cut
   ShrinkClaimAtInstall,    // drop the claim to where the new ordering starts, at install (hole B)
   CountAmnesiac,           // count an amnesiac member's STATE like any other
+  // Deliberately broken partial-partition rules (liveness, not safety):
+  ProposeHeardSet,         // propose and join the members that hear me, all hearing each other or not (rule 1)
+  YieldWorkingPrimary,     // join any proposal, even one that drops a member of a working configuration (rule 2)
+  NoPreVote,               // PREPARE without asking first (rule 3)
   ClaimBeforeDurable,      // deferred durability: claim a record once written, before it is on disk
 };
 
@@ -365,6 +431,9 @@ struct MembershipConfig {
   uint64_t keepalive_us = 20'000;        // keepalive period to all n members
   uint64_t suspect_after_us = 300'000;   // silent this long: no longer reachable
   uint64_t view_change_timeout_us = 200'000;  // a PREPARE round left unanswered is retried
+  // A probe refused while this member's configuration works: the same set
+  // is asked again no sooner than this (rule 3 of "Partial partitions").
+  uint64_t refused_retry_us = 1'000'000;
   MulticastConfig multicast;
   GroupBug bug = GroupBug::None;
 };
@@ -374,6 +443,8 @@ struct MembershipStats {
   uint64_t stale = 0;            // membership messages of an earlier life of their sender
   uint64_t other_config = 0;     // multicast packets of a configuration not ours
   uint64_t view_changes = 0;     // PREPARE rounds this member started
+  uint64_t probes = 0;           // PROBE rounds this member started
+  uint64_t refusals = 0;         // PROBEs and PREPAREs this member refused to join
   uint64_t installs = 0;
 };
 
@@ -489,10 +560,20 @@ class Membership {
   void on_state(MemberId from, const wire::MembershipMessage& m);
   void on_install(const wire::MembershipMessage& m);
   bool reachable(MemberId m) const;
+  bool hears(MemberId a, MemberId b) const;
+  bool hear_each_other(const std::vector<MemberId>& members) const;
   std::vector<MemberId> mutual_members() const;
-  bool wants_change() const;
+  std::vector<MemberId> best_clique(const std::vector<MemberId>& required) const;
+  bool configuration_works() const;
+  std::optional<std::vector<MemberId>> wanted_members() const;
+  wire::Verdict judge_proposal(MemberId from, const std::vector<MemberId>& proposed, bool probe) const;
   void maybe_start_view_change();
-  void start_round();
+  void start_probe(std::vector<MemberId> members);
+  void resend_probe();
+  void on_probe(MemberId from, const wire::MembershipMessage& m);
+  void on_probe_reply(MemberId from, const wire::MembershipMessage& m);
+  void finish_probe();
+  void start_round(std::vector<MemberId> members);
   void promise(ConfigId id);
   void freeze();
   void decide();
@@ -549,6 +630,22 @@ class Membership {
   std::unique_ptr<Multicast> ordering_;
   bool closed_ = false;
   bool amnesiac_ = false;  // see "Amnesia"
+
+  // The probe this member runs before a round (rule 3), if any: the set it
+  // asks about, the tag the answers carry, and each answer so far.
+  struct Probe {
+    ConfigId tag;
+    std::vector<MemberId> members;
+    std::map<MemberId, wire::Verdict> answers;
+    uint64_t started_us = 0;
+    uint64_t resent_us = 0;
+    bool asked_again = false;  // once, after an answer "not all of them hear each other"
+  };
+  std::optional<Probe> probe_;
+  // The last set a probe was refused while this member's configuration
+  // worked, and when it may be asked again.
+  std::vector<MemberId> refused_set_;
+  uint64_t refused_until_us_ = 0;
 
   // The view change this member coordinates, if any.
   ConfigId proposal_;

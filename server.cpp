@@ -479,6 +479,13 @@ std::string membership_text(const wire::MembershipMessage& m) {
     case wire::MembershipType::SnapshotChunk:
       return text + ": snapshot at k=" + std::to_string(m.snapshot_upto) + ", bytes " + std::to_string(m.offset) +
              ".." + std::to_string(m.offset + m.bytes.size()) + " of " + std::to_string(m.total);
+    case wire::MembershipType::Probe: {
+      std::vector<mcast::MemberId> members(m.members.begin(), m.members.end());
+      return "would you join " + member_list_text(members) + "? (asking first; tag " + text + ")";
+    }
+    case wire::MembershipType::ProbeReply:
+      return std::string(m.verdict == wire::Verdict::Join ? "yes" : "no: ") +
+             (m.verdict == wire::Verdict::Join ? "" : wire::verdict_text(m.verdict)) + " (tag " + text + ")";
   }
   return text;
 }

@@ -201,6 +201,20 @@ const char* membership_type_name(MembershipType t) {
     case MembershipType::Install: return "INSTALL";
     case MembershipType::SnapshotRequest: return "SNAPREQ";
     case MembershipType::SnapshotChunk: return "SNAPSHOT";
+    case MembershipType::Probe: return "PROBE";
+    case MembershipType::ProbeReply: return "PROBEREPLY";
+  }
+  return "?";
+}
+
+const char* verdict_text(Verdict v) {
+  switch (v) {
+    case Verdict::Join: return "join";
+    case Verdict::NotNamed: return "not named";
+    case Verdict::NotMutual: return "not all of them hear each other";
+    case Verdict::PrimaryWorks: return "my primary configuration works";
+    case Verdict::ConfigurationWorks: return "my configuration works";
+    case Verdict::RoundUnderWay: return "another round is under way";
   }
   return "?";
 }
@@ -221,9 +235,14 @@ std::string encode_membership(const MembershipMessage& m) {
     case MembershipType::Keepalive:
       break;
     case MembershipType::Prepare:
+    case MembershipType::Probe:
       write_config_id(w, m.config);
       w.u16(static_cast<uint16_t>(m.members.size()));
       for (uint16_t id : m.members) w.u16(id);
+      break;
+    case MembershipType::ProbeReply:
+      write_config_id(w, m.config);
+      w.u8(static_cast<uint8_t>(m.verdict));
       break;
     case MembershipType::State:
       write_config_id(w, m.config);
@@ -272,7 +291,7 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
         read_config_id(r, out.installed) && r.u8(installed_primary) && read_config_id(r, out.promised) &&
         r.u64(out.delivered_upto) && r.u64(out.hears)))
     return false;
-  if (type < 1 || type > 6 || installed_primary > 1) return false;
+  if (type < 1 || type > 8 || installed_primary > 1) return false;
   out.type = static_cast<MembershipType>(type);
   out.installed_primary = installed_primary == 1;
   uint16_t count = 0;
@@ -280,11 +299,18 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
     case MembershipType::Keepalive:
       break;
     case MembershipType::Prepare:
+    case MembershipType::Probe:
       if (!read_config_id(r, out.config) || !r.u16(count) || count > kMaxMembers) return false;
       out.members.resize(count);
       for (uint16_t& id : out.members)
         if (!r.u16(id)) return false;
       break;
+    case MembershipType::ProbeReply: {
+      uint8_t verdict;
+      if (!read_config_id(r, out.config) || !r.u8(verdict) || verdict > kLastVerdict) return false;
+      out.verdict = static_cast<Verdict>(verdict);
+      break;
+    }
     case MembershipType::State: {
       uint8_t amnesiac;
       if (!(read_config_id(r, out.config) && read_config_id(r, out.last_primary) && r.u64(out.held_upto) &&

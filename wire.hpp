@@ -27,7 +27,7 @@ constexpr uint8_t kMagic1 = 'Q';
 // 4: 32-bit try numbers in client requests and replies. Only datagrams carry
 // it: nothing a replica stores does (its log holds batches and its snapshot
 // is text, neither with a preamble), so a bump leaves the files readable.
-constexpr uint8_t kVersion = 4;
+constexpr uint8_t kVersion = 5;
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -169,7 +169,23 @@ enum class MembershipType : uint8_t {
   Install = 4,    // coordinator -> members
   SnapshotRequest = 5,  // joining member -> source: send the snapshot from `offset`
   SnapshotChunk = 6,    // source -> joining member: bytes of its snapshot
+  // Asking before anyone freezes (membership.hpp, "Partial partitions"):
+  Probe = 7,       // would-be coordinator -> proposed members: would you join `members`?
+  ProbeReply = 8,  // member -> would-be coordinator: `verdict`
 };
+
+// A member's answer to a Probe (and, unsent, its reason to ignore a
+// PREPARE): join, or why not.
+enum class Verdict : uint8_t {
+  Join = 0,
+  NotNamed = 1,            // the proposal does not name me
+  NotMutual = 2,           // two of its members do not hear each other, as far as I know
+  PrimaryWorks = 3,        // my primary configuration works, and the proposal drops some of it
+  ConfigurationWorks = 4,  // my configuration works, and the proposal drops some of it without being a majority
+  RoundUnderWay = 5,       // I promised another coordinator's round lately
+};
+constexpr uint8_t kLastVerdict = 5;
+const char* verdict_text(Verdict v);
 
 struct InstallEntry {  // one member of an installed configuration
   uint16_t member = 0;
@@ -190,9 +206,10 @@ struct MembershipMessage {
   WireConfigId promised;         // highest id the sender promised
   uint64_t delivered_upto = 0;
   uint64_t hears = 0;            // bit m: the sender hears member m lately
-  // Prepare, State, Install: the configuration being formed
+  // Prepare, State, Install: the configuration being formed (Probe,
+  // ProbeReply: the round's tag, the id it would have)
   WireConfigId config;
-  // Prepare: the proposed members; Install: see entries
+  // Prepare, Probe: the proposed members; Install: see entries
   std::vector<uint16_t> members;
   // State (and Install, for the source): the order 1..freed_upto is gone
   // from the member's memory and log (in its snapshot only)
@@ -202,6 +219,8 @@ struct MembershipMessage {
   // State: the sender's log may have lost a claimed tail (membership.hpp,
   // "Amnesia"): its claim counts for nothing
   bool amnesiac = false;
+  // ProbeReply
+  Verdict verdict = Verdict::Join;
   // Install
   bool primary = false;
   uint64_t cut = 0;
@@ -220,8 +239,8 @@ struct MembershipMessage {
 // The most snapshot bytes one SnapshotChunk carries.
 constexpr size_t kSnapshotChunkBytes = 1200;
 
-// "KEEPALIVE", "PREPARE", "STATE", "INSTALL", "SNAPREQ", "SNAPSHOT": the
-// names the trace, the simulator and the README use.
+// "KEEPALIVE", "PREPARE", "STATE", "INSTALL", "SNAPREQ", "SNAPSHOT",
+// "PROBE", "PROBEREPLY": the names the trace, the simulator and the README use.
 const char* membership_type_name(MembershipType t);
 std::string encode_membership(const MembershipMessage& m);
 bool decode_membership(const void* data, size_t len, MembershipMessage& out);

@@ -77,6 +77,17 @@
 //      outcome allows either. And every member's state at the end is the
 //      reference's, byte for byte (so no operation was applied twice).
 //
+//   8. With --partial, partial partitions settle (membership.hpp, "Partial
+//      partitions"): 2 s after the cut (scaled to the simulator's timeouts)
+//      every member is installed, not in a view change, in a configuration
+//      whose members all hear each other, and, if some majority all hear
+//      each other, one of them is a primary configuration; from then until
+//      the cut ends at most 2 more ids are promised anywhere (a left-out
+//      member asks, is refused, and freezes nobody); with a primary, no
+//      call started after settling ends unknown or takes 0.5 s (scaled);
+//      without one, every member refuses every request at once. After the
+//      heal, everyone is in one configuration within 2 s (scaled).
+//
 //   group_sim_test --seeds 3000             # seeds 1..3000
 //   group_sim_test --seed 1234 --trace      # one seed, print every event
 //   group_sim_test --first-seed 1000000 --seeds 1000000   # an overnight run
@@ -144,6 +155,12 @@ struct Options {
   // which a client hears "not in a majority" from every replica while an
   // orphan of its request may still be delivered after the heal.
   bool splits = false;
+  // Partial: one partial partition (a bridge, a hub between two sides, a
+  // one-way cut, a ring, a clean cut as a control, or one flapping link)
+  // held for 20 to 40 suspicion timeouts, with no loss, crash or pause, and
+  // the liveness rules of "Partial partitions" (membership.hpp) checked
+  // while it holds (check 8).
+  bool partial = false;
   mcast::GroupBug bug = mcast::GroupBug::None;
   ReplicaOptions::Bug replica_bug = ReplicaOptions::Bug::None;
   // The driver's own deliberate bugs, in carry_out (replica.hpp):
@@ -347,8 +364,10 @@ std::string datagram_text(const std::string& bytes) {
     if (!wire::decode_membership(bytes.data(), bytes.size(), m)) return "undecodable membership datagram";
     std::string s = std::string(wire::membership_type_name(m.type)) + " inst=" + from_wire(m.installed).text() +
                     " prom=" + from_wire(m.promised).text() + " d=" + std::to_string(m.delivered_upto);
-    if (m.type == wire::MembershipType::Prepare)
+    if (m.type == wire::MembershipType::Prepare || m.type == wire::MembershipType::Probe)
       s += " " + from_wire(m.config).text() + " " + members_text(m.members);
+    if (m.type == wire::MembershipType::ProbeReply)
+      s += " " + from_wire(m.config).text() + " " + wire::verdict_text(m.verdict);
     if (m.type == wire::MembershipType::State)
       s += " " + from_wire(m.config).text() + " last_primary=" + from_wire(m.last_primary).text() +
            " held=" + std::to_string(m.held_upto) + " freed=" + std::to_string(m.freed_upto);
@@ -442,6 +461,7 @@ struct SimClient {
   uint64_t next_try_at = mcast::kNever;
   uint64_t next_call_at = mcast::kNever;
   uint64_t retry_us = 0;  // its first retry timeout (./client's adapts: 1 to 200 ms)
+  uint64_t call_started_at = 0;
   int tries = 0;   // this call's, numbered 0, 1, ...
   int silent = 0;  // tries in a row this replica did not answer
   std::set<uint32_t> refused;
@@ -455,6 +475,17 @@ struct CallRecord {
   wire::ReplyCode code = wire::ReplyCode::Ok;
   int32_t value = 0;
   uint64_t ended_at = 0;
+  uint64_t started_at = 0;
+};
+
+// --partial: the one long partial partition and what check 8 asks of it.
+struct Settling {
+  uint64_t from = 0, settle_at = 0, to = 0;
+  bool steady = false;           // one shape for the whole time (a flapping link is not)
+  bool majority_hears_each_other = false;  // some majority of members all hear each other
+  std::string shape;
+  std::set<std::pair<MemberId, MemberId>> cut;
+  bool checked_settled = false, checked_end = false;
 };
 
 // A datagram between a client and a member (clients are outside every
@@ -562,8 +593,10 @@ struct Member : LogSummary {
   // boot in which its log is known whole (the server's trust file; -1 none).
   int boot = 0;
   int trusted_boot = 0;
-  // Across lives: the newest configuration installed (event or log).
+  // Across lives: the newest configuration installed (event or log), and
+  // the newest any of its datagrams said it was installed in.
   ConfigId installed_id;
+  ConfigId announced_installed;
 };
 
 // What the runs did, summed over seeds, so that a passing count says how
@@ -603,6 +636,7 @@ class Run {
       tick_due(now);
       clients_due(now);
       check_can_submit(now);
+      check_settling(now);
       if (!failure_.empty()) return failure_;
       if (!healed_at_ && faults_over(now)) heal(now);
       if (healed_at_) {
@@ -667,7 +701,7 @@ class Run {
   // ---- the schedule ----
 
   void setup() {
-    n_ = between(2, 7);
+    n_ = opt_.partial ? between(3, 7) : between(2, 7);
     members_.resize(n_);
     // MembershipConfig's defaults at half scale (keepalive 10 ms, suspect
     // 150 ms, view change retry 100 ms): the same ratios, shorter runs.
@@ -683,14 +717,17 @@ class Run {
     max_delay_ = between(20, 3000);
     straggle_ = uniform() < 0.3 ? uniform() * 0.03 : 0;
     fault_end_ = (opt_.storm ? between(10, 30) : between(3, 10)) * suspect();
-    if (opt_.splits) {
+    if (opt_.partial) {
+      drop_ = 0;
+      plan_partial();
+    } else if (opt_.splits) {
       plan_splits();
     } else {
       if (opt_.storm || uniform() < 0.6) plan_partitions();
       if (opt_.storm || uniform() < 0.6) plan_crashes();
     }
     plan_clients();
-    if (std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 0.3) plan_pauses();
+    if (std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 0.3 && !opt_.partial) plan_pauses();
   }
 
   size_t scaled(size_t count) const { return std::max<size_t>(1, static_cast<size_t>(count * opt_.fault_scale + 0.5)); }
@@ -876,9 +913,106 @@ class Run {
     fault_end_ = std::max(fault_end_, at);
   }
 
+  // 2 s of the server's default timeouts (suspect_after 300 ms), at the
+  // simulator's scale.
+  uint64_t two_seconds() const { return suspect() * 20 / 3; }
+
+  // --partial: after the cluster formed, one partial shape held for 20 to
+  // 40 suspicion timeouts (check 8).
+  void plan_partial() {
+    Settling s;
+    s.from = between(5, 8) * suspect();
+    s.to = s.from + between(20, 40) * suspect();
+    s.settle_at = s.from + two_seconds();
+    s.steady = true;
+    Partition part;
+    part.from = s.from;
+    part.to = s.to;
+    const MemberId x = any_member();
+    const MemberId y = static_cast<MemberId>((x + between(1, n_ - 1)) % n_);
+    const double shape = uniform();
+    if (shape < 0.2) {
+      part.shape = "bridge: " + std::to_string(x) + " and " + std::to_string(y) + " cut";
+      part.cut = {{x, y}, {y, x}};
+    } else if (shape < 0.35 && n_ >= 4) {
+      // A hub that hears everyone between two sides that hear only it.
+      std::vector<MemberId> others;
+      for (MemberId m = 0; m < n_; ++m)
+        if (m != x) others.push_back(m);
+      std::shuffle(others.begin(), others.end(), rng_);
+      const size_t first = between(1, others.size() - 1);
+      part.shape = "hub " + std::to_string(x) + " between {";
+      for (size_t j = 0; j < others.size(); ++j) part.shape += (j == first ? "} and {" : j ? "," : "") + std::to_string(others[j]);
+      part.shape += "}";
+      for (size_t a = 0; a < first; ++a)
+        for (size_t b = first; b < others.size(); ++b) {
+          part.cut.insert({others[a], others[b]});
+          part.cut.insert({others[b], others[a]});
+        }
+    } else if (shape < 0.5) {
+      part.shape = "one-way: " + std::to_string(x) + " cannot send to " + std::to_string(y);
+      part.cut = {{x, y}};
+    } else if (shape < 0.6) {
+      const bool deaf = uniform() < 0.5;
+      part.shape = "one-way: " + std::to_string(x) + (deaf ? " hears no one" : " is heard by no one");
+      for (MemberId m = 0; m < n_; ++m)
+        if (m != x) part.cut.insert(deaf ? std::make_pair(m, x) : std::make_pair(x, m));
+    } else if (shape < 0.75) {
+      const size_t radius = uniform() < 0.5 ? 1 : (majority(n_) - 1 + 1) / 2;
+      part.shape = "ring (each hears those within " + std::to_string(radius) + ")";
+      for (MemberId a = 0; a < n_; ++a)
+        for (MemberId b = 0; b < n_; ++b) {
+          size_t d = (a + n_ - b) % n_;
+          if (std::min(d, n_ - d) > radius) part.cut.insert({a, b});
+        }
+    } else if (shape < 0.85) {
+      std::vector<bool> side = split_sides();
+      part.shape = "clean cut {";
+      for (MemberId m = 0; m < n_; ++m) part.shape += side[m] ? std::to_string(m) : "";
+      part.shape += "} from the rest";
+      for (MemberId a = 0; a < n_; ++a)
+        for (MemberId b = 0; b < n_; ++b)
+          if (side[a] != side[b]) part.cut.insert({a, b});
+    } else {
+      // One link that goes down and up, each for a third of a suspicion
+      // timeout to three of them: safety and progress only.
+      s.steady = false;
+      part.shape = "flapping link " + std::to_string(x) + "-" + std::to_string(y);
+      part.cut = {{x, y}, {y, x}};
+      for (uint64_t at = s.from; at < s.to;) {
+        Partition pulse = part;
+        pulse.from = at;
+        pulse.to = std::min(s.to, at + between(suspect() / 3, 3 * suspect()));
+        partitions_.push_back(pulse);
+        at = pulse.to + between(suspect() / 3, 3 * suspect());
+      }
+    }
+    s.shape = part.shape;
+    s.cut = part.cut;
+    s.majority_hears_each_other = largest_clique(part.cut) >= majority(n_);
+    if (s.steady) partitions_.push_back(part);
+    note(s.from, "partial partition (" + s.shape + ") until t=" + std::to_string(s.to) + "; settled by t=" +
+                     std::to_string(s.settle_at) + (s.majority_hears_each_other ? "" : "; no majority all hear each other"));
+    fault_end_ = s.to;
+    settling_ = s;
+  }
+
+  // The most members that all hear each other with the links in `cut` down.
+  size_t largest_clique(const std::set<std::pair<MemberId, MemberId>>& cut) const {
+    size_t best = 0;
+    for (uint32_t set = 1; set < (1u << n_); ++set) {
+      bool clique = true;
+      for (MemberId a = 0; a < n_ && clique; ++a)
+        for (MemberId b = 0; b < n_ && clique; ++b)
+          if (a != b && (set >> a & 1) && (set >> b & 1) && cut.count({a, b})) clique = false;
+      if (clique) best = std::max<size_t>(best, __builtin_popcount(set));
+    }
+    return best;
+  }
+
   // Clients that call during the fault phase, each one call at a time.
   void plan_clients() {
-    const size_t count = opt_.storm || opt_.splits ? between(3, 10) : between(1, 6);
+    const size_t count = opt_.storm || opt_.splits || opt_.partial ? between(3, 10) : between(1, 6);
     for (size_t c = 0; c < count; ++c) {
       SimClient client;
       client.id = 0x100000000ull * (c + 1) + seed_ % 0xffff;
@@ -954,6 +1088,11 @@ class Run {
     for (const Pause& p : pauses_)
       if (p.from > now) next = std::min(next, p.from);
     if (!healed_at_ && fault_end_ > now) next = std::min(next, fault_end_);
+    if (settling_) {
+      if (!settling_->checked_settled) next = std::min(next, settling_->settle_at);
+      if (!settling_->checked_end) next = std::min(next, settling_->to);
+      if (healed_at_ && !one_configuration_at_) next = std::min(next, healed_at_ + two_seconds());
+    }
     return std::max(next, now + 1);
   }
 
@@ -1476,6 +1615,12 @@ class Run {
     for (size_t r = m.durable_len; r < keep; ++r) m.add(m.log[r]);
     make_durable(i, keep);
     m.life.delivered_upto = std::min(m.life.delivered_upto, std::max(m.logged_delivered, m.snapshot_upto));
+    // An install the cut took, which no datagram of this life announced,
+    // never happened as far as anyone can know: a later life may install
+    // that id (found as a false alarm in storm seed 2089).
+    ConfigId known = m.announced_installed;
+    if (!m.installs.empty()) known = std::max(known, *m.installs.rbegin());
+    m.installed_id = std::min(m.installed_id, known);
   }
 
   // A Promise above the last REGULAR freezes the old configuration: no
@@ -1501,6 +1646,7 @@ class Run {
                         std::to_string(m.logged_delivered));
         break;
       case LogRecord::Kind::Promise:
+        first_promised_.emplace(rec.config.id, now);
         if (rec.config.id <= m.logged_promise)
           fail(now, who(i) + " logged a Promise of " + rec.config.id.text() + " after one of " + m.logged_promise.text());
         break;
@@ -1543,7 +1689,10 @@ class Run {
         return fail(now, who(i) + " sent an undecodable membership datagram");
       c.delivered_upto = std::max(c.delivered_upto, msg.delivered_upto);
       c.promised = std::max(c.promised, from_wire(msg.promised));
-      if (msg.installed.epoch != 0) c.installed.insert(from_wire(msg.installed));
+      if (msg.installed.epoch != 0) {
+        c.installed.insert(from_wire(msg.installed));
+        m.announced_installed = std::max(m.announced_installed, from_wire(msg.installed));
+      }
       if (msg.type == wire::MembershipType::State) {
         uint64_t& held = c.held_upto[m.voidings];
         held = std::max(held, msg.held_upto);
@@ -1889,6 +2038,7 @@ class Run {
     c.next_call_at = mcast::kNever;
     c.op = next_operation(c);
     c.calling = true;
+    c.call_started_at = now;
     c.tries = c.silent = 0;
     c.refused.clear();
     if (!c.late) {
@@ -1950,6 +2100,11 @@ class Run {
         return fail(now, "a client sent an undecodable request");
       const wire::ClientAddress from{static_cast<uint32_t>(d.client + 1), 7};
       const Admission a = members_[d.member].process->client_request(op, attempt, from, now);
+      if (settling_ && settling_->steady && !settling_->majority_hears_each_other && now >= settling_->settle_at &&
+          now < settling_->to && a == Admission::Admitted)  // (an orphan from before the cut stays in flight)
+        return fail(now, "check 8: " + who(d.member) + " did not refuse a request at once (" + admission_text(a) +
+                             ") after settling, with no majority that all hear each other (" + settling_->shape + ")" +
+                             where_members());
       if (opt_.trace) note(now, who(d.member) + " request from client " + std::to_string(d.client) + ": " + admission_text(a));
       took_input(d.member, now);
     }
@@ -1975,7 +2130,7 @@ class Run {
       outcome = Outcome::Refused;  // every try was refused by a reply naming it
       code = c.refusal;
     }
-    calls_.push_back(CallRecord{ci, c.op, outcome, code, value, now});
+    calls_.push_back(CallRecord{ci, c.op, outcome, code, value, now, c.call_started_at});
     note(now, "client " + std::to_string(ci) + " " + wire::opcode_name(c.op.op) + " #" + std::to_string(c.op.request_no) +
                   (outcome == Outcome::Answered  ? " answered " + std::to_string(static_cast<int>(code)) + " value " +
                                                        std::to_string(value)
@@ -1984,6 +2139,111 @@ class Run {
     c.calling = false;
     c.deadline = c.next_try_at = mcast::kNever;
     if (!c.late && !healed_at_ && now < fault_end_) c.next_call_at = now + between(0, 20'000);
+  }
+
+  // ---- partial partitions settle (check 8) ----
+
+  bool hear_each_other(const std::vector<MemberId>& members) const {
+    for (MemberId a : members)
+      for (MemberId b : members)
+        if (a != b && settling_->cut.count({a, b})) return false;
+    return true;
+  }
+
+  void check_settling(uint64_t now) {
+    if (!settling_ || !failure_.empty()) return;
+    Settling& s = *settling_;
+    if (!s.checked_settled && now >= s.settle_at) {
+      s.checked_settled = true;
+      if (s.steady) check_settled(now);
+    }
+    if (!s.checked_end && now >= s.to) {
+      s.checked_end = true;
+      if (s.steady) check_changes_while_cut(now);
+      check_progress_while_cut(now);
+    }
+    if (healed_at_ && !one_configuration_at_) {
+      bool one = true;
+      for (size_t i = 0; i < n_ && one; ++i) {
+        const Membership& p = members_[i].process->group();
+        one = p.installed() && p.promised() == p.configuration().id && p.configuration().members.size() == n_;
+      }
+      if (one) one_configuration_at_ = now;
+      else if (now >= healed_at_ + two_seconds())
+        fail(now, "check 8: not all in one configuration 2 s (scaled) after the partial partition healed" + where_members());
+    }
+  }
+
+  std::string where_members() const {
+    std::string s;
+    for (size_t i = 0; i < n_; ++i) {
+      const Membership& p = members_[i].process->group();
+      s += "\n    member " + std::to_string(i) + ": " + (p.installed() ? "installed " : "not installed, last ") +
+           config_text(p.configuration()) + ", promised " + p.promised().text() + ", probes " +
+           std::to_string(p.stats().probes) + ", rounds " + std::to_string(p.stats().view_changes) + ", refusals " +
+           std::to_string(p.stats().refusals);
+    }
+    return s;
+  }
+
+  // Two seconds (scaled) after the cut: everyone installed, in a
+  // configuration whose members all hear each other, none in a view
+  // change; and a primary one if some majority all hear each other.
+  void check_settled(uint64_t now) {
+    const Settling& s = *settling_;
+    bool primary = false;
+    for (size_t i = 0; i < n_; ++i) {
+      const Membership& p = members_[i].process->group();
+      const Configuration& c = p.configuration();
+      if (!p.installed() || p.promised() != c.id || !hear_each_other(c.members))
+        return fail(now, "check 8: not settled 2 s (scaled) after the cut (" + s.shape + "): member " + std::to_string(i) +
+                             (p.installed() ? " in " + config_text(c) : " not installed") + ", promised " +
+                             p.promised().text() + where_members());
+      primary = primary || (p.primary() && members_[i].life.phase == Phase::Primary);
+    }
+    if (s.majority_hears_each_other && !primary)
+      fail(now, "check 8: no primary configuration 2 s (scaled) after the cut (" + s.shape +
+                    "), though a majority all hear each other" + where_members());
+  }
+
+  // From settling to the end of the cut: at most 2 more ids promised.
+  void check_changes_while_cut(uint64_t now) {
+    const Settling& s = *settling_;
+    std::string ids;
+    size_t changes = 0;
+    for (const auto& [id, at] : first_promised_)
+      if (at >= s.settle_at && at < s.to) {
+        ++changes;
+        ids += " " + id.text() + "@" + std::to_string(at);
+      }
+    if (changes > 2)
+      fail(now, "check 8: " + std::to_string(changes) + " ids promised while the cut (" + s.shape +
+                    ") held after settling (at most 2):" + ids + where_members());
+  }
+
+  // No call started after settling ended unknown (a stall until its
+  // deadline); with a primary, no client went 0.5 s (scaled) without a
+  // call ending.
+  void check_progress_while_cut(uint64_t now) {
+    const Settling& s = *settling_;
+    const uint64_t gap_bound = two_seconds() / 4;
+    size_t answered = 0;
+    for (const CallRecord& c : calls_) {
+      if (c.started_at < s.settle_at || c.ended_at > s.to) continue;
+      if (s.steady && s.majority_hears_each_other && c.outcome == Outcome::Unknown)
+        return fail(now, "check 8: client " + std::to_string(c.client) + "'s call #" + std::to_string(c.op.request_no) +
+                             " started at t=" + std::to_string(c.started_at) + ", after settling, and ended unknown (" +
+                             s.shape + ")" + where_members());
+      if (s.steady && s.majority_hears_each_other && c.ended_at > c.started_at + gap_bound)
+        return fail(now, "check 8: client " + std::to_string(c.client) + "'s call #" + std::to_string(c.op.request_no) +
+                             " took " + std::to_string(c.ended_at - c.started_at) + " us (" + s.shape +
+                             "), up to t=" + std::to_string(c.ended_at) + where_members());
+      answered += c.outcome == Outcome::Answered;
+    }
+    // A flapping link: view changes come and go with it; still, some
+    // majority all hear each other throughout, so calls are answered.
+    if (!s.steady && s.majority_hears_each_other && answered == 0)
+      fail(now, "check 8: no call answered while the link flapped (" + s.shape + ")" + where_members());
   }
 
   // ---- the heal and liveness (check 5) ----
@@ -2140,6 +2400,9 @@ class Run {
   uint64_t seed_;
   Options opt_;
   std::mt19937_64 rng_;
+  std::optional<Settling> settling_;                 // --partial
+  std::map<ConfigId, uint64_t> first_promised_;       // when each id was first promised, anywhere
+  uint64_t one_configuration_at_ = 0;                 // --partial: all in one configuration after the heal
   std::mt19937_64 shape_rng_;  // which partitions cut only the ordering's datagrams; pauses
   std::mt19937_64 compact_rng_{0xc0ffee};  // --compact, --crash-at-snapshot, sync times
   std::mt19937_64 batch_rng_{0xba7c4};      // --batch-us
@@ -2184,7 +2447,7 @@ class Run {
 void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
-      "                      [--storm] [--deferred-durability] [--bug NAME --expect-violation]\n"
+      "                      [--storm] [--splits] [--partial] [--deferred-durability] [--bug NAME --expect-violation]\n"
       "                      [--loss-scale X] [--fault-scale X] [--batch-us U]\n"
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open] [--check-open]\n"
       "--loss-scale X: multiply the loss rate drawn for each seed (capped at 0.9)\n"
@@ -2208,7 +2471,11 @@ void usage() {
       "      send-before-persist (carry_out sends datagrams before logging what they announce),\n"
       "      send-before-sync (with --deferred-durability: it sends what must wait for the disk first),\n"
       "      trust-log-after-os-crash (a restart after an OS crash trusts its log: the lost tail diverges),\n"
-      "      count-amnesiac (an amnesiac member's STATE counts toward a primary configuration)\n"
+      "      count-amnesiac (an amnesiac member's STATE counts toward a primary configuration);\n"
+      "      propose-heard-set, yield-working-primary, no-prevote (with --partial: the partial-partition\n"
+      "      rules broken: sets whose members do not all hear each other; a working primary given up; no probe)\n"
+      "--partial: one partial partition held long (bridge, hub, one-way, ring, clean cut, flapping link)\n"
+      "      with no loss, crash or pause, and check 8 (it settles, then few changes, no stalls)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
       "`group_sim_test --seed S --trace` replays it event by event. It stops after five\n"
       "failures; --keep-going lists every failing seed, one line each, for a survey.");
@@ -2228,6 +2495,7 @@ const BoolFlag kSwitches[] = {
     {"--rewrite-at-open", &Options::rewrite_at_open},
     {"--check-open", &Options::check_open},
     {"--splits", &Options::splits},
+    {"--partial", &Options::partial},
 };
 struct NumberFlag {
   const char* name;
@@ -2257,6 +2525,9 @@ const struct {
     {"shrink-claim-at-install", mcast::GroupBug::ShrinkClaimAtInstall},
     {"claim-before-durable", mcast::GroupBug::ClaimBeforeDurable},
     {"count-amnesiac", mcast::GroupBug::CountAmnesiac},
+    {"propose-heard-set", mcast::GroupBug::ProposeHeardSet},
+    {"yield-working-primary", mcast::GroupBug::YieldWorkingPrimary},
+    {"no-prevote", mcast::GroupBug::NoPreVote},
 };
 const struct {
   const char* name;
