@@ -6,6 +6,10 @@
 //   chaos_test --server BIN --client BIN [--checker LINEAR_TEST_BIN]
 //              [--seconds S] [--think-ms MS] [--stall-bound S]
 //
+// Crashes are of two kinds: a process crash, whose log the OS keeps, and
+// a lost tail (an OS crash without --fsync: the log's unsynced tail cut
+// off, the restart in a new boot, amnesiac until it has caught up, and
+// counted out for 3 s after it restarts).
 // The schedule never has more than a minority (2 of 5) down or cut off at
 // once, so 3 replicas are always up and hear each other, and some of its
 // moments have exactly 2 out: two replicas crashed together, a 2|3 split.
@@ -106,6 +110,10 @@ int below(std::mt19937_64& rng, int n) { return static_cast<int>(rng() % static_
 
 enum class Kind {
   Crash,    // SIGKILL at start, restarted on its files at end
+  // SIGKILL at start; at end the unsynced tail of its log is cut off (as an
+  // OS crash without --fsync would) and it restarts in a new boot, so it
+  // is amnesiac until it catches up (membership.hpp, "Amnesia")
+  LostTail,
   Isolate,  // every link of one replica cut, both ways
   Split,    // two replicas on one side, three on the other
   OneWay,   // `hearer` hears nothing from `silenced` (cut file "in:ID")
@@ -134,6 +142,10 @@ std::string describe(const Fault& f) {
     case Kind::Crash:
       what = "crash replica " + std::to_string(f.out[0]) + " (SIGKILL), then restart it";
       break;
+    case Kind::LostTail:
+      what = "crash replica " + std::to_string(f.out[0]) +
+             " (SIGKILL), cut its log's unsynced tail, restart it in a new boot (amnesiac)";
+      break;
     case Kind::Isolate:
       what = "isolate replica " + std::to_string(f.out[0]) + " (every link cut, both ways)";
       break;
@@ -154,16 +166,25 @@ std::string describe(const Fault& f) {
 
 bool active_at(const Fault& f, double t) { return f.start <= t && t < f.end; }
 
+// A replica restarted after a lost tail counts for nothing until it has
+// caught up: it stays out of the budget for this long after its restart,
+// so that a trusted majority is always up and connected.
+constexpr double kAmnesiaAllowanceS = 3.0;
+// Every replica's boot id at the start (server --boot-id, a test switch):
+// a crash in the same boot keeps the log's tail, so the restart trusts it.
+const char* const kFirstBoot = "chaos-boot-0";
+
 std::set<int> out_at(const std::vector<Fault>& faults, double t) {
   std::set<int> out;
   for (const Fault& f : faults)
-    if (active_at(f, t)) out.insert(f.out.begin(), f.out.end());
+    if (active_at(f, t) || (f.kind == Kind::LostTail && f.start <= t && t < f.end + kAmnesiaAllowanceS))
+      out.insert(f.out.begin(), f.out.end());
   return out;
 }
 
 int crashed_at(const std::vector<Fault>& faults, double t) {
   int n = 0;
-  for (const Fault& f : faults) n += active_at(f, t) && f.kind == Kind::Crash;
+  for (const Fault& f : faults) n += active_at(f, t) && (f.kind == Kind::Crash || f.kind == Kind::LostTail);
   return n;
 }
 
@@ -185,9 +206,9 @@ std::vector<Fault> make_schedule(uint64_t seed, double seconds) {
       for (int i = 0; i < kMembers; ++i)
         if (!out.count(i)) free.push_back(i);
       std::shuffle(free.begin(), free.end(), rng);
-      // Weights: crash 4, isolate 2, one-way 1, split 2 (the last two need
-      // two free slots of the budget).
-      std::vector<Kind> kinds = {Kind::Crash, Kind::Crash, Kind::Crash, Kind::Crash, Kind::Isolate, Kind::Isolate};
+      // Weights: crash 3, lost tail 1, isolate 2, one-way 1, split 2 (the
+      // last two need two free slots of the budget).
+      std::vector<Kind> kinds = {Kind::Crash, Kind::Crash, Kind::Crash, Kind::LostTail, Kind::Isolate, Kind::Isolate};
       if (budget >= 2) kinds.insert(kinds.end(), {Kind::OneWay, Kind::Split, Kind::Split});
       Fault f;
       f.kind = kinds[static_cast<size_t>(below(rng, static_cast<int>(kinds.size())))];
@@ -202,7 +223,7 @@ std::vector<Fault> make_schedule(uint64_t seed, double seconds) {
     auto has = [&](Kind k) {
       return std::any_of(faults.begin(), faults.end(), [k](const Fault& f) { return f.kind == k; });
     };
-    if (two_crashed && has(Kind::Isolate) && has(Kind::Split) && has(Kind::OneWay)) return faults;
+    if (two_crashed && has(Kind::Isolate) && has(Kind::Split) && has(Kind::OneWay) && has(Kind::LostTail)) return faults;
   }
 }
 
@@ -248,7 +269,9 @@ size_t count_of(const std::string& text, const std::string& part) {
 // that started the servers: a server dies with the thread that forked it).
 class Chaos {
  public:
-  Chaos(Cluster& cluster, std::vector<Fault> faults) : cluster_(cluster), faults_(std::move(faults)) {
+  Chaos(Cluster& cluster, std::vector<Fault> faults, uint64_t seed)
+      : cluster_(cluster), faults_(std::move(faults)), tail_rng_(seed ^ 0x7461696cull) {  // "tail"
+    boot_ids_.assign(kMembers, kFirstBoot);
     active_.assign(faults_.size(), false);
     cuts_.assign(kMembers, "none");
     life_starts_at_.assign(kMembers, 0);
@@ -292,15 +315,22 @@ class Chaos {
     const double late = (net::now_us() - t0) / 1e6 - (begin ? f.start : f.end);
     worst_lag_s_ = std::max(worst_lag_s_, late);
     active_[k] = begin;
-    if (f.kind == Kind::Crash) {
+    if (f.kind == Kind::Crash || f.kind == Kind::LostTail) {
       const int r = f.out[0];
+      std::string lost;
       if (begin) {
         cluster_.crash(r);
       } else {
         life_starts_at_[r] = cluster_.log_text(r).size();
-        cluster_.start(r);
+        if (f.kind == Kind::LostTail) {
+          const size_t cut = harness::cut_log_tail(cluster_.data_dir(r) + "/log.txt", tail_rng_);
+          lost = " in a new boot, the last " + std::to_string(cut) + " lines of its log cut off";
+          boot_ids_[r] = "chaos-boot-" + std::to_string(++boots_);
+        }
+        cluster_.start(r, {"--boot-id", boot_ids_[r]});
       }
-      std::printf("chaos %7.2f s: %s replica %d\n", (net::now_us() - t0) / 1e6, begin ? "crashed" : "restarted", r);
+      std::printf("chaos %7.2f s: %s replica %d%s\n", (net::now_us() - t0) / 1e6, begin ? "crashed" : "restarted", r,
+                  lost.c_str());
     } else {
       set_cuts();
       std::printf("chaos %7.2f s: %s %s\n", (net::now_us() - t0) / 1e6, begin ? "cut" : "healed",
@@ -351,6 +381,9 @@ class Chaos {
 
   Cluster& cluster_;
   std::vector<Fault> faults_;
+  std::mt19937_64 tail_rng_;          // how much of a log's tail a LostTail cuts
+  std::vector<std::string> boot_ids_;  // each replica's boot (--boot-id), new after a LostTail
+  int boots_ = 0;
   std::vector<bool> active_;
   std::vector<std::string> cuts_;
   std::vector<size_t> life_starts_at_;  // each replica's log size when its current life started
@@ -649,7 +682,7 @@ int main(int argc, char** argv) {
   std::string last_status;
   {
     Cluster cluster(config);
-    cluster.start_all();
+    for (int i = 0; i < kMembers; ++i) cluster.start(i, {"--boot-id", kFirstBoot});
     // Client processes are started from this thread (it outlives them),
     // with their stderr in the run's directory (only while each is started:
     // the test's own messages stay on its stderr).
@@ -676,7 +709,7 @@ int main(int argc, char** argv) {
     for (int c = 0; c < a.clients; ++c)
       threads.emplace_back([&, c] { client_loop(a, seed, c, *clients[static_cast<size_t>(c)], stop, calls[static_cast<size_t>(c)]); });
 
-    Chaos chaos(cluster, faults);
+    Chaos chaos(cluster, faults, seed);
     chaos.run(t0);
     const uint64_t end = t0 + static_cast<uint64_t>(a.seconds * 1e6);
     if (net::now_us() < end) ::usleep(static_cast<useconds_t>(end - net::now_us()));

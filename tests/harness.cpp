@@ -400,6 +400,27 @@ int run_program(const std::string& program, const std::vector<std::string>& args
 
 // ---- misc ----------------------------------------------------------------------
 
+size_t cut_log_tail(const std::string& path, std::mt19937_64& rng) {
+  std::string text;
+  if (!read_file(path, text)) return 0;
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  size_t last_promise = 0;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].rfind("promise ", 0) == 0) last_promise = i + 1;
+  const size_t after = lines.size() - last_promise;
+  if (after == 0) return 0;
+  const size_t cut = 1 + rng() % std::max<size_t>(1, after / 3);
+  lines.resize(lines.size() - cut);
+  std::string kept;
+  for (const std::string& line : lines) kept += line + "\n";
+  std::string error;
+  const bool written = write_file_atomically(path, kept, error);
+  CHECK(written, "rewrite " + path + ": " + error);
+  return written ? cut : 0;
+}
+
 std::string make_temp_dir(const std::string& name) {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ftq-" + name + "-XXXXXX";

@@ -117,6 +117,14 @@ int run_program(const std::string& program, const std::vector<std::string>& args
 // runs never share one. Exits the test (status 2) if none can be had.
 int loopback_socket();
 
+// What an OS crash without --fsync does to a replica's log (server
+// --data-dir's log.txt): the lines the OS had not written back are gone.
+// Cuts between 1 and a third of the lines after the last promise (a promise
+// is synced before it leaves, so it survives); returns how many (0: none
+// after the last promise, or the file could not be rewritten, which is
+// also CHECKed).
+size_t cut_log_tail(const std::string& path, std::mt19937_64& rng);
+
 // A new empty directory for one test run.
 std::string make_temp_dir(const std::string& name);
 void remove_tree(const std::string& dir);

@@ -313,30 +313,6 @@ void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
   stop_and_compare(cluster);
 }
 
-// What an OS crash without --fsync does to a log: the lines the OS had not
-// written back are gone. Cuts between 1 and a third of the lines after the
-// last promise (a promise is synced before it leaves, so it survives);
-// returns how many.
-size_t cut_log_tail(const std::string& path, std::mt19937_64& rng) {
-  std::string text;
-  if (!read_file(path, text)) return 0;
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  size_t last_promise = 0;
-  for (size_t i = 0; i < lines.size(); ++i)
-    if (lines[i].rfind("promise ", 0) == 0) last_promise = i + 1;
-  const size_t after = lines.size() - last_promise;
-  if (after == 0) return 0;
-  const size_t cut = 1 + rng() % std::max<size_t>(1, after / 3);
-  lines.resize(lines.size() - cut);
-  std::string kept;
-  for (const std::string& line : lines) kept += line + "\n";
-  std::string error;
-  CHECK(write_file_atomically(path, kept, error), "rewrite " + path + ": " + error);
-  return cut;
-}
-
 // Waits (bounded) until replica i's log holds `line`.
 bool wait_for_log_line(Cluster& cluster, int i, const std::string& line, int timeout_ms) {
   for (int waited_ms = 0; waited_ms < timeout_ms; waited_ms += 10) {
@@ -361,7 +337,7 @@ void scenario_lost_tail(const Args& a, uint64_t seed, const std::string& dir) {
       wait_for_calls(calls);
       const int victim = victims[round] = static_cast<int>(rng() % 3);
       cluster.crash(victim);
-      const size_t cut = cut_log_tail(cluster.data_dir(victim) + "/log.txt", rng);
+      const size_t cut = harness::cut_log_tail(cluster.data_dir(victim) + "/log.txt", rng);
       std::printf("lost tail %d: replica %d killed after %d calls, the last %zu lines of its log cut off\n", round + 1,
                   victim, calls, cut);
       cluster.start(victim, {"--boot-id", "boot-" + std::to_string(round + 2)});
@@ -396,7 +372,7 @@ void scenario_lost_tail_majority(const Args& a, uint64_t seed, const std::string
   std::mt19937_64 rng(seed ^ 0x1058);
   for (int i = 0; i < 3; ++i) cluster.crash(i);
   for (int i = 0; i < 3; ++i) {
-    const size_t cut = cut_log_tail(cluster.data_dir(i) + "/log.txt", rng);
+    const size_t cut = harness::cut_log_tail(cluster.data_dir(i) + "/log.txt", rng);
     std::printf("replica %d: the last %zu lines of its log cut off\n", i, cut);
   }
   for (int i = 0; i < 3; ++i) cluster.start(i, {"--boot-id", "boot-2"});
