@@ -352,8 +352,10 @@ scenario_faults() {
     "$("$client" --servers "127.0.0.1:$((base + 1)),127.0.0.1:$base" --timeout 3 create 43 2>/dev/null)" "2"
   "$client" --servers "127.0.0.1:$((base + 2))" --timeout 1 size 1 > "$work/minority.out" 2> "$work/minority.err"
   # (At --loss 0.02 a try may go unanswered, and then the outcome is unknown.)
-  grep -qE "^error: (no replica is in a majority|no answer within)" "$work/minority.out" ||
-    fail "size asked of replica 2 alone: $(cat "$work/minority.out")"
+  # (A one-shot client's error goes to stderr, after its notes.)
+  grep -qE "^error: (no replica is in a majority|no answer within)" "$work/minority.err" ||
+    fail "size asked of replica 2 alone: $(cat "$work/minority.out" "$work/minority.err")"
+  [ ! -s "$work/minority.out" ] || fail "size asked of replica 2 alone printed on stdout: $(cat "$work/minority.out")"
   expect_in "size asked of replica 2 alone" "$(cat "$work/minority.err")" "is not in a majority (it sees 1 of 3 members)"
   d2_after=$(delivered_of 2)
   if [ -z "$d2" ] || [ -z "$d2_after" ]; then
