@@ -148,19 +148,32 @@ parse_id() {
   ID=$((10#$word))
 }
 
+# PID is a process that has not exited. A process that has exited but not
+# been reaped yet (a zombie: its parent, init for our servers, may take a
+# second or two to reap it on some machines) has released its port and its
+# files: it counts as gone.
+running_pid() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }  # after the command name, which may hold spaces
+  [ "${stat%% *}" != Z ]
+}
+
 # SIGTERM once (a second one would cut the drain short), wait for the
-# drains (a server gives up on its own after 3 s), then SIGKILL what is left.
+# drains (on an idle cluster they end within a tenth of a second; a server
+# gives up on its own after 3 s), then SIGKILL what is left.
 terminate() {
   local pid left _
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 300); do
     left=0
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    for pid in "$@"; do running_pid "$pid" && left=1; done
     [ "$left" = 0 ] && return 0
-    sleep 0.1
+    sleep 0.02
   done
   for pid in "$@"; do
-    if kill -0 "$pid" 2>/dev/null; then
+    if running_pid "$pid"; then
       echo "run_cluster.sh: pid $pid did not stop in time; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
