@@ -7,20 +7,30 @@
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
-#                                     itself. Exits 1 if a replica failed (its error
-#                                     is shown and the replicas started are
-#                                     stopped), 2 for a bad argument or a cluster/
-#                                     of other members. --trace: each replica logs
-#                                     one line per protocol event (README)
+#                                     itself, and says how to reach the cluster.
+#                                     Exits 1 if a replica failed (its error is
+#                                     shown as soon as it exits, and the replicas
+#                                     started are stopped), 2 for a bad argument or
+#                                     a cluster/ of other members. --trace: each
+#                                     replica logs one line per protocol event
+#                                     (README)
 #   ./run_cluster.sh stop             stop the replicas this script started (each
-#                                     drains and writes its snapshot)
+#                                     drains and writes its snapshot; an idle
+#                                     cluster stops in a fraction of a second)
 #   ./run_cluster.sh status           each replica: its pid or "not running", what
 #                                     it reports (delivered and stable global_seq,
 #                                     queues, buffered, dropped) and its link cuts;
 #                                     exits 1 if no cluster is running
 #   ./run_cluster.sh watch            status again every second until Ctrl-C (the
 #                                     screen is cleared only on a terminal)
-#   ./run_cluster.sh client           open the client on the running cluster
+#   ./run_cluster.sh client [COMMAND ARGS...]
+#                                     run one client command on the running cluster
+#                                     (the servers start recorded) and exit with the
+#                                     client's status (./client --help: 0 ok, 1 an
+#                                     error reply, 3 outcome unknown, ...); without a
+#                                     COMMAND, the interactive client. Client options
+#                                     go first ('client --timeout 10 push 1 5').
+#                                     Exits 2 if no cluster is running
 #
 # Faults, to break the cluster and watch it heal (README: "Break it and watch
 # it heal"). Each exits 0 once done; 1 if the cluster is not in a state that
@@ -52,7 +62,10 @@
 # answers clients "not in a majority" and the client asks another.
 #
 # Replicas listen on 127.0.0.1, ports 7001, 7002, ... (FTQ_BASE_PORT to
-# change). Logs, data, pids, start's flags (cluster/flags) and the link cuts
+# change: on a shared machine, pick a base of your own, e.g.
+# FTQ_BASE_PORT=23400 ./run_cluster.sh start; the later commands find the
+# ports in cluster/servers, and start prints the FTQ_SERVERS line for
+# ./client). Logs, data, pids, start's flags (cluster/flags) and the link cuts
 # (cluster/cut-I, each replica's --cut-file) live under ./cluster
 # (FTQ_CLUSTER_DIR). Only processes recorded in cluster/pids are ever
 # signalled, and only while they still run a replica's server.
@@ -249,7 +262,14 @@ start() {
   FLAGS=()
   while [ $# -gt 0 ]; do
     case "$1" in
-      --loss) [ $# -ge 2 ] || die "--loss needs a probability"; FLAGS+=(--loss "$2"); shift 2 ;;
+      --loss)
+        # As the server reads it (0 <= P < 1), so that a bad one is a bad
+        # argument (2) here, not a replica that fails to start (1).
+        [ $# -ge 2 ] && [[ "$2" =~ ^0*(\.[0-9]*)?$ ]] && [[ "$2" =~ [0-9] ]] ||
+          die "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '${2:-}'"
+        FLAGS+=(--loss "$2")
+        shift 2
+        ;;
       --fsync) FLAGS+=(--fsync); shift ;;
       -v) FLAGS+=(-v); shift ;;
       --trace|-vv) FLAGS+=(--trace); shift ;;
@@ -279,6 +299,7 @@ start() {
   done
   if wait_until_up $(seq 0 $((n - 1))); then
     echo "started $n replicas on $peers (logs and data in $DIR/)"
+    reach_text "$peers"
     return 0
   fi
   # Our own children, signalled by pid whether or not they have exec'd yet.
@@ -286,6 +307,16 @@ start() {
   terminate "${STARTED[@]}"
   rm -f "$PIDS"
   exit 1
+}
+
+# How to reach the cluster just started: this script's client command (with
+# FTQ_CLUSTER_DIR, if it was set, since that is where it finds the ports),
+# and FTQ_SERVERS for ./client run by hand.
+reach_text() {
+  local self=$0 prefix=""
+  [ -z "${FTQ_CLUSTER_DIR:-}" ] || prefix="FTQ_CLUSTER_DIR=$(cd "$DIR" && pwd) "
+  echo "reach it with:  $prefix$self client [COMMAND ARGS...]   (no COMMAND: the interactive client)"
+  echo "or, for ./client in your shell:  export FTQ_SERVERS=$1"
 }
 
 stop() {
@@ -507,9 +538,11 @@ watch() {
   done
 }
 
+# The client on the running cluster's servers, with the caller's arguments
+# (options, then a command); its exit status is ours.
 client() {
-  running || die "no cluster running (./run_cluster.sh start)"
-  "$CLIENT" --servers "$(servers_list)"
+  running || die "no cluster running in $DIR/ (./run_cluster.sh start)"
+  exec "$CLIENT" --servers "$(servers_list)" "$@"
 }
 
 no_arguments() {  # COMMAND ARGS...
@@ -540,7 +573,7 @@ case "$command" in
   stop) no_arguments stop "$@"; stop ;;
   status) no_arguments status "$@"; status_view ;;
   watch) watch "$@" ;;
-  client) no_arguments client "$@"; client ;;
+  client) client "$@" ;;
   kill) kill_replica "$@" ;;
   restart) restart "$@" ;;
   partition) partition "$@" ;;

@@ -5,8 +5,11 @@
 #   run_cluster_test.sh SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL
 #
 # start          `out=$(run_cluster.sh start)` returns (the replicas do not
-#                hold its stdout), the cluster answers, stop completes every
-#                replica's drain, in well under a second (under 2 s)
+#                hold its stdout) and says how to reach the cluster (the
+#                client command, FTQ_SERVERS); the cluster answers, through
+#                `run_cluster.sh client COMMAND` too (the client's exit
+#                status, answer and errors); stop completes every replica's
+#                drain, in well under a second (under 2 s)
 # other_members  after start 3 and stop, `start 5` is refused within seconds
 #                naming both member lists, starts nothing and changes nothing;
 #                so is a server run by hand with 5 peers or another id; start 3
@@ -32,7 +35,8 @@
 #                already down/up or no cluster runs; a pid in cluster/pids
 #                that is not our server is never signalled (kill, partition,
 #                heal, restart, stop); watch refreshes every second without
-#                clearing a screen that is not a terminal
+#                clearing a screen that is not a terminal; start --loss with a
+#                bad probability exits 2; client with no cluster exits 2
 #
 # Every run has its own cluster directory and port range (port_tool free,
 # from the printed seed), and stops everything it started, by pid, on every
@@ -157,12 +161,36 @@ scenario_start() {
   expect_rc "out=\$(run_cluster.sh start)" 0
   expect_in "start" "$out" "started 3 replicas on $list3"
   [ "$took" -le 10 ] || fail "start took ${took}s"
+  # How to reach it: this script's client command (with the cluster
+  # directory, which is not the default here), and FTQ_SERVERS.
+  expect_in "start says how to reach it" "$out" "reach it with:  FTQ_CLUSTER_DIR=$cdir $script client [COMMAND ARGS...]"
+  expect_in "start says how to reach it" "$out" "export FTQ_SERVERS=$list3"
   local status
   status=$(call status)
   for i in 0 1 2; do expect_in "status" "$status" "127.0.0.1:$((base + i)) up: replica $i,"; done
+  # A line per replica.
+  expect_eq "lines of a one-shot status" "$(grep -c ' up: replica ' <<< "$status")" 3
   expect_eq "create" "$(call create 42)" "1"
   expect_eq "push" "$(call push 1 7)" "ok"
   expect_eq "pop" "$(call pop 1)" "7"
+
+  # run_cluster.sh client COMMAND: one command on this cluster, with the
+  # client's exit status, its answer on stdout and its errors on stderr.
+  run_bounded 10 "$script" client size 1
+  expect_rc "run_cluster.sh client size 1" 0
+  expect_eq "run_cluster.sh client size 1" "$out" "0"
+  run_bounded 10 "$script" client pop 1
+  expect_rc "run_cluster.sh client pop 1 (empty)" 1
+  expect_eq "run_cluster.sh client pop 1 (empty): stdout" "$out" ""
+  expect_eq "run_cluster.sh client pop 1 (empty): stderr" "$err" "error: queue 1 is empty"
+  run_bounded 10 "$script" client --timeout 5 -- push 1 -3
+  expect_rc "run_cluster.sh client --timeout 5 -- push 1 -3" 0
+  expect_eq "run_cluster.sh client --timeout 5 -- push 1 -3" "$out" "ok"
+  run_bounded 10 "$script" client frobnicate
+  expect_rc "run_cluster.sh client frobnicate" 2
+  expect_in "run_cluster.sh client frobnicate" "$err" "unknown command 'frobnicate'"
+  # The FTQ_SERVERS line start printed works for ./client.
+  expect_eq "FTQ_SERVERS from start's line" "$(FTQ_SERVERS=$list3 "$client" pop 1 2>&1)" "-3"
   # What the replicas say goes to their logs, not to the caller.
   expect_in "replica 0's log" "$(cat "$cdir/replica-0.log")" "listening on 127.0.0.1:$base"
   run_bounded 20 "$script" stop
@@ -431,6 +459,11 @@ scenario_fault_arguments() {
   expect_refused "stop takes no arguments" stop now
   expect_refused "unknown command 'bogus'" bogus
   expect_refused "start: unknown argument 'x'" start x
+  # A bad --loss is a bad argument (2), not a replica that fails (1).
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '2'" start --loss 2
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '1.0'" start --loss 1.0
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got 'x'" start --loss x
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got ''" start --loss
   expect_refused "a cluster is already running" start
 
   local before servers
@@ -483,6 +516,16 @@ scenario_fault_arguments() {
   kill "$stranger"
   wait "$stranger" 2>/dev/null
   stranger=""
+
+  # Without a running cluster, a bad --loss starts nothing and exits 2 (it
+  # used to start the replicas, which refused it: exit 1).
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '2'" start --loss 2
+  [ ! -e "$cdir/pids" ] || fail "start --loss 2 left $cdir/pids"
+
+  # Without a running cluster: the client is not run, exit 2 (nothing sent).
+  run_bounded 10 "$script" client size 1
+  expect_rc "client size 1 with no cluster running" 2
+  expect_in "client size 1 with no cluster running" "$err" "no cluster running"
 
   # Without a running cluster: refused, exit 1.
   for cmd in "kill 1" "restart 1" "partition 0,1 2" "heal" "status"; do
