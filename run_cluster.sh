@@ -17,10 +17,14 @@
 #   ./run_cluster.sh stop             stop the replicas this script started (each
 #                                     drains and writes its snapshot; an idle
 #                                     cluster stops in a fraction of a second)
-#   ./run_cluster.sh status           each replica: its pid or "not running", what
-#                                     it reports (delivered and stable global_seq,
-#                                     queues, buffered, dropped) and its link cuts;
-#                                     exits 1 if no cluster is running
+#   ./run_cluster.sh status           a line per replica: its pid or "not running",
+#                                     what it reports (its configuration, delivered
+#                                     and stable global_seq, queues, buffered,
+#                                     dropped) and its link cuts; then which
+#                                     replicas are down, not answering or cut off,
+#                                     and whether the ones running and reaching
+#                                     each other are a majority and serve. Exits 1
+#                                     if no cluster is running
 #   ./run_cluster.sh watch            status again every second until Ctrl-C (the
 #                                     screen is cleared only on a terminal)
 #   ./run_cluster.sh client [COMMAND ARGS...]
@@ -336,51 +340,176 @@ cuts_of() {
   echo "${text:-none}"
 }
 
+# "replica 1" or "replicas 0, 2", from ids.
+replicas_text() {
+  local ids="$*"
+  [ $# -eq 1 ] && echo "replica $1" || echo "replicas ${ids// /, }"
+}
+
 # One line per replica: pid or "not running", what it reports (asked with
-# a 1 s bound, running replicas only) and its link cuts. Returns 1 if no
-# cluster is recorded.
+# a 1 s bound, running replicas only) and its link cuts; then what that
+# means for service (service_view). Returns 1 if no cluster is recorded.
 status_view() {
   if [ ! -f "$PIDS" ] || [ ! -f "$DIR/servers" ]; then
     echo "no cluster running"
     return 1
   fi
-  local n i pid addrs=() ask="" ask_ids=() reports=() entries=() out entry cuts note="" line
+  local n i pid addrs=() ask="" ask_ids=() reports=() entries=() out entry cuts line
+  STATE=()
+  CUTS=()
+  REPORT=()
   n=$(cluster_size)
   IFS=, read -ra addrs < "$DIR/servers"
   for ((i = 0; i < n; i++)); do
     pid=$(pid_of "$i")
+    STATE[i]=down
     if alive "$pid" "$i"; then
       ask+="${ask:+,}${addrs[i]}"
       ask_ids+=("$i")
     fi
   done
   if [ -n "$ask" ]; then
+    # A line per replica (older clients: one line, joined by "; ").
     out=$("$CLIENT" --servers "$ask" --timeout 1 status 2>/dev/null || true)
     mapfile -t entries <<< "${out//; /$'\n'}"
     for ((i = 0; i < ${#ask_ids[@]}; i++)); do
       entry=${entries[i]:-}
       entry=${entry#"${addrs[ask_ids[i]]} "}
       case "$entry" in
-        "up: replica ${ask_ids[i]}, "*) reports[ask_ids[i]]=${entry#"up: replica ${ask_ids[i]}, "} ;;
-        up:*) reports[ask_ids[i]]="another server answers: ${entry#up: }" ;;
-        *) reports[ask_ids[i]]="no answer within 1 s" ;;
+        "up: replica ${ask_ids[i]}, "*)
+          reports[ask_ids[i]]=${entry#"up: replica ${ask_ids[i]}, "}
+          STATE[ask_ids[i]]=up
+          REPORT[ask_ids[i]]=${reports[ask_ids[i]]}
+          ;;
+        up:*) reports[ask_ids[i]]="another server answers: ${entry#up: }"; STATE[ask_ids[i]]=other ;;
+        *) reports[ask_ids[i]]="no answer within 1 s"; STATE[ask_ids[i]]=silent ;;
       esac
     done
   fi
   for ((i = 0; i < n; i++)); do
     pid=$(pid_of "$i")
     cuts=$(cuts_of "$i")
-    [[ "$cuts" == none* ]] || note="cut"
+    CUTS[i]=$cuts
     if [ -n "${reports[i]+set}" ]; then
       line="pid $pid: ${reports[i]}"
     else
       line="not running"
-      note="down"
     fi
     echo "replica $i (${addrs[i]}) $line; link cuts: $cuts"
   done
-  [ -z "$note" ] ||
-    echo "(a majority of the replicas keeps serving; a replica that comes back rejoins and catches up)"
+  service_view "$n"
+}
+
+# What the replicas' states (STATE: up, down, silent, other), link cuts
+# (CUTS) and reports (REPORT) mean for service: which replicas are down,
+# not answering or cut off; the largest group of running replicas that
+# reach each other (no link cut between any two, either way), and whether
+# it is a majority; and whether a replica of it reports a primary
+# configuration of that group's members (it serves) or not yet.
+service_view() {
+  local n=$1 majority i j k tok id down=() silent=() cut=() group=() best=() queue=() seen=() config="" members
+  majority=$((n / 2 + 1))
+  declare -A blocked=()  # "i j": replica i cuts some link with j
+  for ((i = 0; i < n; i++)); do
+    case "${STATE[i]}" in
+      down) down+=("$i") ;;
+      silent | other) silent+=("$i") ;;
+    esac
+    [[ "${CUTS[i]}" == none* ]] && continue
+    for tok in ${CUTS[i]}; do
+      id=${tok#*:}
+      [[ "$id" =~ ^[0-9]+$ ]] || continue
+      blocked["$i $((10#$id))"]=1
+      blocked["$((10#$id)) $i"]=1
+    done
+    [ "${STATE[i]}" = down ] || cut+=("$i")
+  done
+  # The largest group of answering replicas connected through uncut links
+  # (a side of a partition; with cuts that are no clean partition, an upper
+  # bound, checked below).
+  for ((i = 0; i < n; i++)); do
+    [ "${STATE[i]}" = up ] && [ -z "${seen[i]:-}" ] || continue
+    group=()
+    queue=("$i")
+    seen[i]=1
+    while [ ${#queue[@]} -gt 0 ]; do
+      j=${queue[0]}
+      queue=("${queue[@]:1}")
+      group+=("$j")
+      for ((k = 0; k < n; k++)); do
+        [ "${STATE[k]}" = up ] && [ -z "${seen[k]:-}" ] && [ -z "${blocked["$j $k"]:-}" ] || continue
+        seen[k]=1
+        queue+=("$k")
+      done
+    done
+    [ ${#group[@]} -le ${#best[@]} ] || best=("${group[@]}")
+  done
+  mapfile -t best < <(printf '%s\n' ${best[@]+"${best[@]}"} | sort -n)
+  [ -n "${best[0]:-}" ] || best=()
+  local clean=1
+  for i in ${best[@]+"${best[@]}"}; do
+    for j in "${best[@]}"; do [ -z "${blocked["$i $j"]:-}" ] || clean=0; done
+  done
+  [ ${#down[@]} -eq 0 ] || echo "down: $(replicas_text "${down[@]}") (not running; ./run_cluster.sh restart I starts replica I again)"
+  [ ${#silent[@]} -eq 0 ] || echo "not answering: $(replicas_text "${silent[@]}") (running, but no status answer as itself within 1 s)"
+  if [ ${#cut[@]} -gt 0 ]; then
+    local pairs=""
+    for ((i = 0; i < n; i++)); do
+      for ((j = i + 1; j < n; j++)); do [ -z "${blocked["$i $j"]:-}" ] || pairs+="${pairs:+, }$i-$j"; done
+    done
+    echo "links cut: $pairs (./run_cluster.sh heal restores them)"
+  fi
+  local up=0
+  for ((i = 0; i < n; i++)); do [ "${STATE[i]}" != up ] || up=$((up + 1)); done
+  if [ ${#best[@]} -eq 0 ]; then
+    echo "service: NO: no replica is up and answering, and a majority is $majority of $n"
+    return 0
+  fi
+  if [ ${#best[@]} -lt "$majority" ]; then
+    local who
+    if [ "$up" -eq 1 ]; then
+      who="only $(replicas_text "${best[@]}") is up"
+    elif [ ${#best[@]} -eq 1 ]; then
+      who="no two of the $up replicas up reach each other"
+    else
+      who="at most ${#best[@]} of the replicas up reach each other ($(replicas_text "${best[@]}"))"
+    fi
+    echo "service: NO: $who, and a majority is $majority of $n: clients are told \"not in a majority\" (no effect) until enough replicas are restarted or links healed"
+    return 0
+  fi
+  local who count="${#best[@]} of $n; a majority is $majority"
+  who=$(replicas_text "${best[@]}")
+  [ ${#best[@]} -gt 1 ] && who+=" are up and reach each other" || who+=" is up"
+  [ "$clean" = 1 ] || count+="; with link cuts that are no clean partition, at most this many"
+  # A primary configuration reported by one of the group, of members all in it.
+  for i in "${best[@]}"; do
+    [[ "${REPORT[i]:-}" =~ config\ [0-9.]+\ primary\ \{([0-9,]*)\} ]] || continue
+    members=${BASH_REMATCH[1]}
+    local inside=1
+    for j in ${members//,/ }; do [[ " ${best[*]} " == *" $j "* ]] || inside=0; done
+    [ "$inside" = 0 ] || config=$members
+  done
+  # Replicas up but not in the group: cut off from it.
+  local outside=()
+  for ((i = 0; i < n; i++)); do
+    [ "${STATE[i]}" = up ] && [[ " ${best[*]} " != *" $i "* ]] && outside+=("$i")
+  done
+  local others=""
+  if [ ${#outside[@]} -eq 1 ]; then
+    others="; replica ${outside[0]}, cut off from them, answers clients \"not in a majority\" until healed"
+  elif [ ${#outside[@]} -gt 1 ]; then
+    others="; $(replicas_text "${outside[@]}"), cut off from them, answer clients \"not in a majority\" until healed"
+  fi
+  if [ ${#down[@]} -eq 1 ]; then
+    others+="; replica ${down[0]} rejoins and catches up once restarted"
+  elif [ ${#down[@]} -gt 1 ]; then
+    others+="; $(replicas_text "${down[@]}") rejoin and catch up once restarted"
+  fi
+  if [ -n "$config" ]; then
+    echo "service: yes: $who ($count) and serve, in primary configuration {$config}$others"
+  else
+    echo "service: not yet: $who ($count), but none reports a primary configuration of them: a view change takes about 0.4 s (status again), or too many of their logs lost a tail (see their logs; README, 'Durability')$others"
+  fi
 }
 
 kill_replica() {

@@ -37,6 +37,10 @@
 #                heal, restart, stop); watch refreshes every second without
 #                clearing a screen that is not a terminal; start --loss with a
 #                bad probability exits 2; client with no cluster exits 2
+# status         status names the replicas down (kill 1; kill 2) and the
+#                links cut (partition 0,1 2; partition 0 1 2), and says
+#                whether those up and reaching each other are a majority and
+#                serve: yes with 2 of 3, NO with 1 of 3 or no two connected
 #
 # Every run has its own cluster directory and port range (port_tool free,
 # from the printed seed), and stops everything it started, by pid, on every
@@ -417,6 +421,59 @@ scenario_faults() {
   no_servers_left "after stop"
 }
 
+# status tells the truth about service: which replicas are down or cut off,
+# and whether the running ones that reach each other are a majority and
+# serve (it used to say "a majority keeps serving" with 2 of 3 killed).
+scenario_status() {
+  local yes_all="service: yes: replicas 0, 1, 2 are up and reach each other (3 of 3; a majority is 2) and serve, in primary configuration {0,1,2}"
+  run_bounded 20 "$script" start
+  expect_rc "start" 0
+  await_status "all three serving" "^$yes_all\$"
+  expect_eq "create" "$(call create 42)" "1"
+
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1" 0
+  await_status "replicas 0 and 2 serving without replica 1" "^down: replica 1 (not running" \
+    "^service: yes: replicas 0, 2 are up and reach each other (2 of 3; a majority is 2) and serve, in primary configuration {0,2}; replica 1 rejoins and catches up once restarted\$"
+
+  run_bounded 10 "$script" kill 2
+  expect_rc "kill 2" 0
+  run_bounded 10 "$script" status
+  expect_rc "status with 2 of 3 killed" 0
+  expect_in "status with 2 of 3 killed" "$out" "down: replicas 1, 2 (not running"
+  expect_in "status with 2 of 3 killed" "$out" \
+    "service: NO: only replica 0 is up, and a majority is 2 of 3: clients are told \"not in a majority\" (no effect)"
+  [[ "$out" != *"service: yes"* && "$out" != *"keeps serving"* ]] || fail "status with 2 of 3 killed claims service: $out"
+  # And indeed: no push succeeds.
+  "$client" --servers "$list3" --timeout 1 push 1 5 > "$work/push.out" 2> "$work/push.err" &&
+    fail "a push succeeded with 2 of 3 replicas killed: $(cat "$work/push.out")"
+
+  run_bounded 20 "$script" restart 1
+  expect_rc "restart 1" 0
+  run_bounded 20 "$script" restart 2
+  expect_rc "restart 2" 0
+  await_status "all three back" "^$yes_all\$"
+
+  run_bounded 20 "$script" partition 0,1 2
+  expect_rc "partition 0,1 2" 0
+  await_status "partition 0,1 2" "^links cut: 0-2, 1-2 (" \
+    "^service: yes: replicas 0, 1 are up and reach each other (2 of 3; a majority is 2) and serve, in primary configuration {0,1}; replica 2, cut off from them, answers clients \"not in a majority\" until healed\$"
+  run_bounded 20 "$script" partition 0 1 2
+  expect_rc "partition 0 1 2" 0
+  run_bounded 10 "$script" status
+  expect_in "status with every link cut" "$out" "links cut: 0-1, 0-2, 1-2 ("
+  expect_in "status with every link cut" "$out" "service: NO: no two of the 3 replicas up reach each other, and a majority is 2 of 3"
+  run_bounded 20 "$script" heal
+  expect_rc "heal" 0
+  await_status "healed" "^$yes_all\$"
+  run_bounded 10 "$script" status
+  [[ "$out" != *"down:"* && "$out" != *"links cut:"* ]] || fail "status after heal still names faults: $out"
+
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  no_servers_left "after stop"
+}
+
 # ARGS... must exit 2 within seconds, say WANTED on stderr, and change
 # nothing: no file under the cluster directory, no server.
 expect_refused() {  # wanted, args...
@@ -543,6 +600,7 @@ case "$scenario" in
   port_taken) scenario_port_taken ;;
   faults) scenario_faults ;;
   fault_arguments) scenario_fault_arguments ;;
+  status) scenario_status ;;
   *) echo "unknown scenario '$scenario'" >&2; exit 2 ;;
 esac
 # The servers' exit statuses do not reach us; a sanitizer's report (make
