@@ -104,6 +104,38 @@ bool send_to(int fd, const std::string& bytes, const sockaddr_in& to) {
   }
 }
 
+int open_connected_udp(const sockaddr_in& to, std::string& error) {
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  int fd = open_udp(any, error);
+  if (fd < 0) return -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    error = "cannot connect a UDP socket to " + to_string(to) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_connected(int fd, const std::string& bytes, int& error) {
+  for (;;) {
+    if (::send(fd, bytes.data(), bytes.size(), 0) >= 0) return true;
+    if (errno != EINTR) {
+      error = errno;
+      return false;
+    }
+  }
+}
+
+int take_socket_error(int fd) {
+  int error = 0;
+  socklen_t len = sizeof error;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) return 0;
+  return error;
+}
+
+bool undelivered_error(int error) { return error == ECONNREFUSED || error == EHOSTUNREACH || error == ENETUNREACH; }
+
 uint64_t now_us() {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);

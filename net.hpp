@@ -29,6 +29,25 @@ int open_udp(const sockaddr_in& addr, std::string& error);
 sockaddr_in local_address(int fd);
 bool send_to(int fd, const std::string& bytes, const sockaddr_in& to);
 
+// A non-blocking UDP socket on a port the kernel picks, connected to `to`
+// (./client keeps one per server). On a connected socket the OS reports
+// what an unconnected one keeps to itself: a datagram refused at the other
+// end (ICMP port unreachable: nothing listens there) makes the next send or
+// receive on the socket fail with ECONNREFUSED, and the socket receives only
+// what comes from `to`. (On Linux the error comes with the datagram's send
+// when the refusal is local, and a round-trip later for another host.)
+int open_connected_udp(const sockaddr_in& to, std::string& error);
+// Sends on a connected socket; false with `error` set to errno if the
+// datagram was not sent (a send that fails with a refusal reports an
+// earlier datagram's and sends nothing).
+bool send_connected(int fd, const std::string& bytes, int& error);
+// Takes (and clears) the socket's pending error, 0 if none (SO_ERROR).
+int take_socket_error(int fd);
+// An error that says a datagram was not delivered to any socket at its
+// address: ECONNREFUSED (nothing listens on the port), EHOSTUNREACH,
+// ENETUNREACH (it never reached the host).
+bool undelivered_error(int error);
+
 uint64_t now_us();  // CLOCK_MONOTONIC
 uint64_t wall_clock_ms();  // CLOCK_REALTIME, in milliseconds since 1970
 

@@ -7,20 +7,34 @@
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
-#                                     itself. Exits 1 if a replica failed (its error
-#                                     is shown and the replicas started are
-#                                     stopped), 2 for a bad argument or a cluster/
-#                                     of other members. --trace: each replica logs
-#                                     one line per protocol event (README)
+#                                     itself, and says how to reach the cluster.
+#                                     Exits 1 if a replica failed (its error is
+#                                     shown as soon as it exits, and the replicas
+#                                     started are stopped), 2 for a bad argument or
+#                                     a cluster/ of other members. --trace: each
+#                                     replica logs one line per protocol event
+#                                     (README)
 #   ./run_cluster.sh stop             stop the replicas this script started (each
-#                                     drains and writes its snapshot)
-#   ./run_cluster.sh status           each replica: its pid or "not running", what
-#                                     it reports (delivered and stable global_seq,
-#                                     queues, buffered, dropped) and its link cuts;
-#                                     exits 1 if no cluster is running
+#                                     drains and writes its snapshot; an idle
+#                                     cluster stops in a fraction of a second)
+#   ./run_cluster.sh status           a line per replica: its pid or "not running",
+#                                     what it reports (its configuration, delivered
+#                                     and stable global_seq, queues, buffered,
+#                                     dropped) and its link cuts; then which
+#                                     replicas are down, not answering or cut off,
+#                                     and whether the ones running and reaching
+#                                     each other are a majority and serve. Exits 1
+#                                     if no cluster is running
 #   ./run_cluster.sh watch            status again every second until Ctrl-C (the
 #                                     screen is cleared only on a terminal)
-#   ./run_cluster.sh client           open the client on the running cluster
+#   ./run_cluster.sh client [COMMAND ARGS...]
+#                                     run one client command on the running cluster
+#                                     (the servers start recorded) and exit with the
+#                                     client's status (./client --help: 0 ok, 1 an
+#                                     error reply, 3 outcome unknown, ...); without a
+#                                     COMMAND, the interactive client. Client options
+#                                     go first ('client --timeout 10 push 1 5').
+#                                     Exits 2 if no cluster is running
 #
 # Faults, to break the cluster and watch it heal (README: "Break it and watch
 # it heal"). Each exits 0 once done; 1 if the cluster is not in a state that
@@ -52,7 +66,10 @@
 # answers clients "not in a majority" and the client asks another.
 #
 # Replicas listen on 127.0.0.1, ports 7001, 7002, ... (FTQ_BASE_PORT to
-# change). Logs, data, pids, start's flags (cluster/flags) and the link cuts
+# change: on a shared machine, pick a base of your own, e.g.
+# FTQ_BASE_PORT=23400 ./run_cluster.sh start; the later commands find the
+# ports in cluster/servers, and start prints the FTQ_SERVERS line for
+# ./client). Logs, data, pids, start's flags (cluster/flags) and the link cuts
 # (cluster/cut-I, each replica's --cut-file) live under ./cluster
 # (FTQ_CLUSTER_DIR). Only processes recorded in cluster/pids are ever
 # signalled, and only while they still run a replica's server.
@@ -148,19 +165,32 @@ parse_id() {
   ID=$((10#$word))
 }
 
+# PID is a process that has not exited. A process that has exited but not
+# been reaped yet (a zombie: its parent, init for our servers, may take a
+# second or two to reap it on some machines) has released its port and its
+# files: it counts as gone.
+running_pid() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }  # after the command name, which may hold spaces
+  [ "${stat%% *}" != Z ]
+}
+
 # SIGTERM once (a second one would cut the drain short), wait for the
-# drains (a server gives up on its own after 3 s), then SIGKILL what is left.
+# drains (on an idle cluster they end within a tenth of a second; a server
+# gives up on its own after 3 s), then SIGKILL what is left.
 terminate() {
   local pid left _
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 300); do
     left=0
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    for pid in "$@"; do running_pid "$pid" && left=1; done
     [ "$left" = 0 ] && return 0
-    sleep 0.1
+    sleep 0.02
   done
   for pid in "$@"; do
-    if kill -0 "$pid" 2>/dev/null; then
+    if running_pid "$pid"; then
       echo "run_cluster.sh: pid $pid did not stop in time; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -236,7 +266,14 @@ start() {
   FLAGS=()
   while [ $# -gt 0 ]; do
     case "$1" in
-      --loss) [ $# -ge 2 ] || die "--loss needs a probability"; FLAGS+=(--loss "$2"); shift 2 ;;
+      --loss)
+        # As the server reads it (0 <= P < 1), so that a bad one is a bad
+        # argument (2) here, not a replica that fails to start (1).
+        [ $# -ge 2 ] && [[ "$2" =~ ^0*(\.[0-9]*)?$ ]] && [[ "$2" =~ [0-9] ]] ||
+          die "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '${2:-}'"
+        FLAGS+=(--loss "$2")
+        shift 2
+        ;;
       --fsync) FLAGS+=(--fsync); shift ;;
       -v) FLAGS+=(-v); shift ;;
       --trace|-vv) FLAGS+=(--trace); shift ;;
@@ -266,6 +303,7 @@ start() {
   done
   if wait_until_up $(seq 0 $((n - 1))); then
     echo "started $n replicas on $peers (logs and data in $DIR/)"
+    reach_text "$peers"
     return 0
   fi
   # Our own children, signalled by pid whether or not they have exec'd yet.
@@ -273,6 +311,16 @@ start() {
   terminate "${STARTED[@]}"
   rm -f "$PIDS"
   exit 1
+}
+
+# How to reach the cluster just started: this script's client command (with
+# FTQ_CLUSTER_DIR, if it was set, since that is where it finds the ports),
+# and FTQ_SERVERS for ./client run by hand.
+reach_text() {
+  local self=$0 prefix=""
+  [ -z "${FTQ_CLUSTER_DIR:-}" ] || prefix="FTQ_CLUSTER_DIR=$(cd "$DIR" && pwd) "
+  echo "reach it with:  $prefix$self client [COMMAND ARGS...]   (no COMMAND: the interactive client)"
+  echo "or, for ./client in your shell:  export FTQ_SERVERS=$1"
 }
 
 stop() {
@@ -292,51 +340,176 @@ cuts_of() {
   echo "${text:-none}"
 }
 
+# "replica 1" or "replicas 0, 2", from ids.
+replicas_text() {
+  local ids="$*"
+  [ $# -eq 1 ] && echo "replica $1" || echo "replicas ${ids// /, }"
+}
+
 # One line per replica: pid or "not running", what it reports (asked with
-# a 1 s bound, running replicas only) and its link cuts. Returns 1 if no
-# cluster is recorded.
+# a 1 s bound, running replicas only) and its link cuts; then what that
+# means for service (service_view). Returns 1 if no cluster is recorded.
 status_view() {
   if [ ! -f "$PIDS" ] || [ ! -f "$DIR/servers" ]; then
     echo "no cluster running"
     return 1
   fi
-  local n i pid addrs=() ask="" ask_ids=() reports=() entries=() out entry cuts note="" line
+  local n i pid addrs=() ask="" ask_ids=() reports=() entries=() out entry cuts line
+  STATE=()
+  CUTS=()
+  REPORT=()
   n=$(cluster_size)
   IFS=, read -ra addrs < "$DIR/servers"
   for ((i = 0; i < n; i++)); do
     pid=$(pid_of "$i")
+    STATE[i]=down
     if alive "$pid" "$i"; then
       ask+="${ask:+,}${addrs[i]}"
       ask_ids+=("$i")
     fi
   done
   if [ -n "$ask" ]; then
+    # A line per replica (older clients: one line, joined by "; ").
     out=$("$CLIENT" --servers "$ask" --timeout 1 status 2>/dev/null || true)
     mapfile -t entries <<< "${out//; /$'\n'}"
     for ((i = 0; i < ${#ask_ids[@]}; i++)); do
       entry=${entries[i]:-}
       entry=${entry#"${addrs[ask_ids[i]]} "}
       case "$entry" in
-        "up: replica ${ask_ids[i]}, "*) reports[ask_ids[i]]=${entry#"up: replica ${ask_ids[i]}, "} ;;
-        up:*) reports[ask_ids[i]]="another server answers: ${entry#up: }" ;;
-        *) reports[ask_ids[i]]="no answer within 1 s" ;;
+        "up: replica ${ask_ids[i]}, "*)
+          reports[ask_ids[i]]=${entry#"up: replica ${ask_ids[i]}, "}
+          STATE[ask_ids[i]]=up
+          REPORT[ask_ids[i]]=${reports[ask_ids[i]]}
+          ;;
+        up:*) reports[ask_ids[i]]="another server answers: ${entry#up: }"; STATE[ask_ids[i]]=other ;;
+        *) reports[ask_ids[i]]="no answer within 1 s"; STATE[ask_ids[i]]=silent ;;
       esac
     done
   fi
   for ((i = 0; i < n; i++)); do
     pid=$(pid_of "$i")
     cuts=$(cuts_of "$i")
-    [[ "$cuts" == none* ]] || note="cut"
+    CUTS[i]=$cuts
     if [ -n "${reports[i]+set}" ]; then
       line="pid $pid: ${reports[i]}"
     else
       line="not running"
-      note="down"
     fi
     echo "replica $i (${addrs[i]}) $line; link cuts: $cuts"
   done
-  [ -z "$note" ] ||
-    echo "(a majority of the replicas keeps serving; a replica that comes back rejoins and catches up)"
+  service_view "$n"
+}
+
+# What the replicas' states (STATE: up, down, silent, other), link cuts
+# (CUTS) and reports (REPORT) mean for service: which replicas are down,
+# not answering or cut off; the largest group of running replicas that
+# reach each other (no link cut between any two, either way), and whether
+# it is a majority; and whether a replica of it reports a primary
+# configuration of that group's members (it serves) or not yet.
+service_view() {
+  local n=$1 majority i j k tok id down=() silent=() cut=() group=() best=() queue=() seen=() config="" members
+  majority=$((n / 2 + 1))
+  declare -A blocked=()  # "i j": replica i cuts some link with j
+  for ((i = 0; i < n; i++)); do
+    case "${STATE[i]}" in
+      down) down+=("$i") ;;
+      silent | other) silent+=("$i") ;;
+    esac
+    [[ "${CUTS[i]}" == none* ]] && continue
+    for tok in ${CUTS[i]}; do
+      id=${tok#*:}
+      [[ "$id" =~ ^[0-9]+$ ]] || continue
+      blocked["$i $((10#$id))"]=1
+      blocked["$((10#$id)) $i"]=1
+    done
+    [ "${STATE[i]}" = down ] || cut+=("$i")
+  done
+  # The largest group of answering replicas connected through uncut links
+  # (a side of a partition; with cuts that are no clean partition, an upper
+  # bound, checked below).
+  for ((i = 0; i < n; i++)); do
+    [ "${STATE[i]}" = up ] && [ -z "${seen[i]:-}" ] || continue
+    group=()
+    queue=("$i")
+    seen[i]=1
+    while [ ${#queue[@]} -gt 0 ]; do
+      j=${queue[0]}
+      queue=("${queue[@]:1}")
+      group+=("$j")
+      for ((k = 0; k < n; k++)); do
+        [ "${STATE[k]}" = up ] && [ -z "${seen[k]:-}" ] && [ -z "${blocked["$j $k"]:-}" ] || continue
+        seen[k]=1
+        queue+=("$k")
+      done
+    done
+    [ ${#group[@]} -le ${#best[@]} ] || best=("${group[@]}")
+  done
+  mapfile -t best < <(printf '%s\n' ${best[@]+"${best[@]}"} | sort -n)
+  [ -n "${best[0]:-}" ] || best=()
+  local clean=1
+  for i in ${best[@]+"${best[@]}"}; do
+    for j in "${best[@]}"; do [ -z "${blocked["$i $j"]:-}" ] || clean=0; done
+  done
+  [ ${#down[@]} -eq 0 ] || echo "down: $(replicas_text "${down[@]}") (not running; ./run_cluster.sh restart I starts replica I again)"
+  [ ${#silent[@]} -eq 0 ] || echo "not answering: $(replicas_text "${silent[@]}") (running, but no status answer as itself within 1 s)"
+  if [ ${#cut[@]} -gt 0 ]; then
+    local pairs=""
+    for ((i = 0; i < n; i++)); do
+      for ((j = i + 1; j < n; j++)); do [ -z "${blocked["$i $j"]:-}" ] || pairs+="${pairs:+, }$i-$j"; done
+    done
+    echo "links cut: $pairs (./run_cluster.sh heal restores them)"
+  fi
+  local up=0
+  for ((i = 0; i < n; i++)); do [ "${STATE[i]}" != up ] || up=$((up + 1)); done
+  if [ ${#best[@]} -eq 0 ]; then
+    echo "service: NO: no replica is up and answering, and a majority is $majority of $n"
+    return 0
+  fi
+  if [ ${#best[@]} -lt "$majority" ]; then
+    local who
+    if [ "$up" -eq 1 ]; then
+      who="only $(replicas_text "${best[@]}") is up"
+    elif [ ${#best[@]} -eq 1 ]; then
+      who="no two of the $up replicas up reach each other"
+    else
+      who="at most ${#best[@]} of the replicas up reach each other ($(replicas_text "${best[@]}"))"
+    fi
+    echo "service: NO: $who, and a majority is $majority of $n: clients are told \"not in a majority\" (no effect) until enough replicas are restarted or links healed"
+    return 0
+  fi
+  local who count="${#best[@]} of $n; a majority is $majority"
+  who=$(replicas_text "${best[@]}")
+  [ ${#best[@]} -gt 1 ] && who+=" are up and reach each other" || who+=" is up"
+  [ "$clean" = 1 ] || count+="; with link cuts that are no clean partition, at most this many"
+  # A primary configuration reported by one of the group, of members all in it.
+  for i in "${best[@]}"; do
+    [[ "${REPORT[i]:-}" =~ config\ [0-9.]+\ primary\ \{([0-9,]*)\} ]] || continue
+    members=${BASH_REMATCH[1]}
+    local inside=1
+    for j in ${members//,/ }; do [[ " ${best[*]} " == *" $j "* ]] || inside=0; done
+    [ "$inside" = 0 ] || config=$members
+  done
+  # Replicas up but not in the group: cut off from it.
+  local outside=()
+  for ((i = 0; i < n; i++)); do
+    [ "${STATE[i]}" = up ] && [[ " ${best[*]} " != *" $i "* ]] && outside+=("$i")
+  done
+  local others=""
+  if [ ${#outside[@]} -eq 1 ]; then
+    others="; replica ${outside[0]}, cut off from them, answers clients \"not in a majority\" until healed"
+  elif [ ${#outside[@]} -gt 1 ]; then
+    others="; $(replicas_text "${outside[@]}"), cut off from them, answer clients \"not in a majority\" until healed"
+  fi
+  if [ ${#down[@]} -eq 1 ]; then
+    others+="; replica ${down[0]} rejoins and catches up once restarted"
+  elif [ ${#down[@]} -gt 1 ]; then
+    others+="; $(replicas_text "${down[@]}") rejoin and catch up once restarted"
+  fi
+  if [ -n "$config" ]; then
+    echo "service: yes: $who ($count) and serve, in primary configuration {$config}$others"
+  else
+    echo "service: not yet: $who ($count), but none reports a primary configuration of them: a view change takes about 0.4 s (status again), or too many of their logs lost a tail (see their logs; README, 'Durability')$others"
+  fi
 }
 
 kill_replica() {
@@ -494,9 +667,11 @@ watch() {
   done
 }
 
+# The client on the running cluster's servers, with the caller's arguments
+# (options, then a command); its exit status is ours.
 client() {
-  running || die "no cluster running (./run_cluster.sh start)"
-  "$CLIENT" --servers "$(servers_list)"
+  running || die "no cluster running in $DIR/ (./run_cluster.sh start)"
+  exec "$CLIENT" --servers "$(servers_list)" "$@"
 }
 
 no_arguments() {  # COMMAND ARGS...
@@ -527,7 +702,7 @@ case "$command" in
   stop) no_arguments stop "$@"; stop ;;
   status) no_arguments status "$@"; status_view ;;
   watch) watch "$@" ;;
-  client) no_arguments client "$@"; client ;;
+  client) client "$@" ;;
   kill) kill_replica "$@" ;;
   restart) restart "$@" ;;
   partition) partition "$@" ;;

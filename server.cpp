@@ -793,14 +793,19 @@ class Server {
   // Done leaving, this member lingers while peers still talk to it: its
   // last words (closed, how far it delivered) may all have been lost, and a
   // peer that is still draining asks again with every heartbeat (every 5
-  // ms). Once no peer has sent anything for kLingerQuietUs, they have all
-  // heard enough and left too (or are gone). Without this, one peer's five
-  // lost farewells made another's drain time out (seen at --loss 0.2).
+  // ms, asking for an answer). Once no peer has sent anything but
+  // keepalives for kLingerQuietUs, they have all heard enough and left too
+  // (or are gone). Keepalives do not count: every member sends them every
+  // 20 ms whatever its state, a peer done leaving included, so counting
+  // them kept every member of an idle cluster lingering until the drain's
+  // 3 s cap. A peer that still needs this one sends heartbeats, NACKs or
+  // membership rounds, and those count. Without the linger, one peer's
+  // five lost farewells made another's drain time out (seen at --loss 0.2).
   bool finished() const {
     if (!stopping_) return false;
     const uint64_t now = net::now_us();
     if (now >= drain_deadline_) return true;
-    return replica_->done_leaving() && now >= last_peer_datagram_us_ + kLingerQuietUs;
+    return replica_->done_leaving() && now >= last_peer_talk_us_ + kLingerQuietUs;
   }
 
   int stop() {
@@ -834,7 +839,7 @@ class Server {
     uint64_t now = net::now_us();
     uint64_t deadline = replica_->next_deadline();
     if (stopping_) deadline = std::min(deadline, drain_deadline_);
-    if (stopping_ && replica_->done_leaving()) deadline = std::min(deadline, last_peer_datagram_us_ + kLingerQuietUs);
+    if (stopping_ && replica_->done_leaving()) deadline = std::min(deadline, last_peer_talk_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
     // carry_out_handoffs' bound left some: take the rest at once.
     if (replica_->has_handoff(now)) deadline = now;
@@ -957,14 +962,21 @@ class Server {
   // With --trace, the datagram's records are traced once the protocol has
   // taken them, with a note if it refused them.
   void receive_peer(mcast::MemberId member, const char* data, size_t len) {
-    last_peer_datagram_us_ = net::now_us();
-    const PeerVerdict verdict = replica_->peer_datagram(member, data, len, last_peer_datagram_us_);
+    const uint64_t now = net::now_us();
+    if (!stopping_ || !keepalive(data, len)) last_peer_talk_us_ = now;  // see finished()
+    const PeerVerdict verdict = replica_->peer_datagram(member, data, len, now);
     if (!trace_) return;
     const char* note = verdict == PeerVerdict::Malformed     ? " (rejected: malformed or implausible)"
                        : verdict == PeerVerdict::Stale       ? " (dropped: stale, from an earlier life)"
                        : verdict == PeerVerdict::OtherConfig ? " (dropped: another configuration's)"
                                                              : "";
     trace_->peer_in(member, data, len, note);
+  }
+
+  // A membership keepalive, which says nothing of what its sender still needs.
+  static bool keepalive(const char* data, size_t len) {
+    wire::MembershipMessage m;
+    return wire::decode_membership(data, len, m) && m.type == wire::MembershipType::Keepalive;
   }
 
   int member_index(const sockaddr_in& from) const {
@@ -1142,7 +1154,7 @@ class Server {
   LinkCuts cuts_;
   bool stopping_ = false;
   uint64_t drain_deadline_ = 0;
-  uint64_t last_peer_datagram_us_ = 0;
+  uint64_t last_peer_talk_us_ = 0;  // the last peer datagram that was not a keepalive
   uint64_t last_report_ = 0;
   std::string boot_id_;  // the OS's boot id, or "unknown"
 };

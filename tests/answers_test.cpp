@@ -126,7 +126,12 @@ struct ReplicaView {
 
 // "127.0.0.1:p up: replica 0, config 4.0 primary {0,1,2} (hears 3 of 3),
 // delivered 7, ...; 127.0.0.1:q unreachable; ..." -> one view per server.
-std::vector<ReplicaView> parse_status(const std::string& status) {
+std::vector<ReplicaView> parse_status(const std::string& text) {
+  // One-shot, the client prints a line per replica (from a pipe, one line
+  // with the replicas joined by "; ").
+  std::string status;
+  for (char ch : text) status += ch == '\n' ? std::string("; ") : std::string(1, ch);
+  while (status.size() >= 2 && status.compare(status.size() - 2, 2, "; ") == 0) status.resize(status.size() - 2);
   std::vector<ReplicaView> views;
   size_t pos = 0;
   while (pos < status.size()) {
@@ -248,6 +253,15 @@ struct Request {
     return push ? "push " + std::to_string(queue) + " " + std::to_string(item) : "pop " + std::to_string(queue);
   }
   bool admitted() const { return fate == "admitted"; }
+  // The client's answer line: on stdout when it succeeded, else the last
+  // line on stderr (a one-shot client's errors go there, after its notes).
+  std::string answer() const {
+    if (exit == 0) return output;
+    const size_t end = errors.find_last_not_of('\n');
+    if (end == std::string::npos) return "";
+    const size_t start = errors.rfind('\n', end);
+    return errors.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
+  }
   // The trace's times are whole milliseconds: 1 ms of slack.
   bool in_window() const {
     return admitted() && nonprimary_ms >= arrived_ms && nonprimary_ms - arrived_ms <= kFirstRetryMs + 1;
@@ -336,7 +350,7 @@ int check_trial(const std::vector<int32_t>& initial, const std::vector<int32_t>&
     const bool ok = r.exit == 0, no_effect = r.exit == 1, unknown = r.exit == 3;
     if (!ok && !no_effect && !unknown) {
       fail(std::string(r.push ? "push" : "pop") + " to replica " + std::to_string(r.replica) +
-           ": the client exited " + std::to_string(r.exit) + " ('" + one_line(r.output) + "')");
+           ": the client exited " + std::to_string(r.exit) + " ('" + one_line(r.answer()) + "')");
       r.verdict = "BAD EXIT";
       continue;
     }
@@ -351,7 +365,7 @@ int check_trial(const std::vector<int32_t>& initial, const std::vector<int32_t>&
         r.verdict = "VIOLATION: answered ok, not applied";
       } else if (no_effect && r.applied == 1) {
         fail("push " + std::to_string(r.item) + " to replica " + std::to_string(r.replica) +
-             " was answered 'no effect' (exit 1: '" + one_line(r.output) +
+             " was answered 'no effect' (exit 1: '" + one_line(r.answer()) +
              "') but its item is in the queue after the heal");
         r.verdict = "VIOLATION: told 'no effect', applied after the heal";
       } else {
@@ -658,7 +672,7 @@ class Runner {
         if (r.in_window()) fate += " (IN THE WINDOW)";
       }
       std::printf("  %-22s -> replica %d at %3.0f ms%s: %s '%s'%s => %s\n", r.command(queue).c_str(), r.replica,
-                  r.sent_ms, r.aimed ? " (aimed)" : "", exit_text(r.exit).c_str(), one_line(r.output).c_str(), fate.c_str(), r.verdict.c_str());
+                  r.sent_ms, r.aimed ? " (aimed)" : "", exit_text(r.exit).c_str(), one_line(r.answer()).c_str(), fate.c_str(), r.verdict.c_str());
       ++totals_.requests;
       ++totals_.by_exit[r.exit];
       if (r.applied == 1) {

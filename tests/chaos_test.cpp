@@ -463,7 +463,12 @@ void client_loop(const Args& a, uint64_t seed, int c, ClientProcess& client, con
 
 // "...; 127.0.0.1:p up: replica 3, config 12.0 primary {0,1,2,3,4} (hears 5 of 5), delivered ..."
 // -> each replica's "12.0 primary {0,1,2,3,4}" ("" if it did not answer).
-std::vector<std::string> configs_of(const std::string& status) {
+std::vector<std::string> configs_of(const std::string& text) {
+  // One-shot, the client prints a line per replica (from a pipe, one line
+  // with the replicas joined by "; ").
+  std::string status;
+  for (char ch : text) status += ch == '\n' ? std::string("; ") : std::string(1, ch);
+  while (status.size() >= 2 && status.compare(status.size() - 2, 2, "; ") == 0) status.resize(status.size() - 2);
   std::vector<std::string> configs;
   size_t pos = 0;
   while (pos < status.size()) {

@@ -1,12 +1,15 @@
 // client_test: the client's exit statuses and messages, against real
 // processes (a one-replica cluster and the real ./client):
 //   0 success, 1 an error reply, 2 a usage error, 3 no answer in time (the
-//   outcome is unknown: the operation may still take effect).
-// In pipe mode the client exits with the highest status of any line and says
-// on stderr how many failed. A stand-in replica that answers "busy" checks
+//   outcome is unknown: the operation may still take effect), 4 not
+//   delivered (the OS refused every try at every server: no effect).
+// One-shot answers go to stdout, errors to stderr. In pipe mode every
+// command answers one line on stdout; the client exits with the worst status
+// of any line and says on stderr how many failed. A stand-in replica that answers "busy" checks
 // when busy is a definite "not applied": only if no try went unanswered.
 // With --test no-majority: 5 replicas split so that no side has a majority
-// give the definite "not in a majority" (1), even with a long timeout.
+// give the definite "not in a majority" (1), even with a long timeout; once
+// healed, they stop gracefully in under 2 s.
 //
 //   client_test --server BIN --client BIN [--test exit-status|no-majority]
 // Nothing here is random: the cluster runs without --loss.
@@ -44,6 +47,33 @@ std::string receive(int fd, int timeout_ms) {
   ssize_t n = ::recv(fd, buf, sizeof buf, 0);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
+
+// A port on 127.0.0.1 where nothing listens, and which no parallel run can
+// take: the test holds it with a socket connected to another of its own
+// sockets (`peer`), so the kernel gives that socket only what comes from
+// there, and answers anything else sent to the port with ICMP port
+// unreachable, as for a port with no socket at all.
+struct RefusingPort {
+  int fd = harness::loopback_socket(), peer = harness::loopback_socket();
+  RefusingPort() {
+    const sockaddr_in to = net::local_address(peer);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+      std::perror("connect");
+      std::exit(2);
+    }
+  }
+  ~RefusingPort() {
+    ::close(fd);
+    ::close(peer);
+  }
+  std::string address() const { return address_of(fd); }
+  // Datagrams that reached the socket anyway (there must be none).
+  int received() const {
+    int n = 0;
+    while (n < 1000 && !receive(fd, 0).empty()) ++n;
+    return n;
+  }
+};
 
 // Stands in for a replica that admits nothing: it ignores the first `ignore`
 // requests (as if lost, or admitted with the reply lost), then answers every
@@ -120,14 +150,29 @@ Run run(const std::string& client, const std::vector<std::string>& args, const s
   return r;
 }
 
-// One-shot mode: the exit status and the one line printed.
+// The last line of `text` (with its newline).
+std::string last_line(const std::string& text) {
+  if (text.size() < 2) return text;
+  const size_t nl = text.rfind('\n', text.size() - 2);
+  return nl == std::string::npos ? text : text.substr(nl + 1);
+}
+
+// One-shot mode: the exit status and the one line printed: an answer on
+// stdout, an error on stderr (after any notes the client made there), with
+// nothing on the other.
 void expect(const std::string& client, const std::vector<std::string>& args, int status, const std::string& line) {
   std::string command;
   for (const std::string& a : args) command += " " + a;
   Run r = run(client, args);
   CHECK(r.status == status, "exit status of client" + command + ": expected " + std::to_string(status) + ", got " +
-                                std::to_string(r.status) + " (" + r.out + ")");
-  CHECK_EQ(r.out, line + "\n", "output of client" + command);
+                                std::to_string(r.status) + " (" + r.out + r.err + ")");
+  if (status == 0) {
+    CHECK_EQ(r.out, line + "\n", "output of client" + command);
+    CHECK_EQ(r.err, std::string(""), "stderr of client" + command);
+  } else {
+    CHECK_EQ(r.out, std::string(""), "stdout of client" + command + " (an error goes to stderr)");
+    CHECK_EQ(last_line(r.err), line + "\n", "stderr of client" + command);
+  }
 }
 
 // Pipe mode: the exit status, the output lines and the summary on stderr.
@@ -221,13 +266,14 @@ int no_majority_test(const std::string& server, const std::string& client) {
   const uint64_t start = net::now_us();
   Run push = run(client, {"--servers", servers, "--timeout", "6", "push", "1", "7"});
   const double took_s = static_cast<double>(net::now_us() - start) / 1e6;
-  std::printf("no majority, --timeout 6: exit %d after %.1f s: %s", push.status, took_s, push.out.c_str());
+  const std::string answer = last_line(push.err);  // a one-shot error goes to stderr, after the notes
+  std::printf("no majority, --timeout 6: exit %d after %.1f s: %s", push.status, took_s, answer.c_str());
   CHECK(push.status == 1, "exit status: expected 1 (not in a majority), got " + std::to_string(push.status) +
-                              " (" + push.out + ")");
-  CHECK(push.out.find("error: no replica is in a majority (") == 0 &&
-            push.out.find("; the operation had no effect\n") != std::string::npos,
-        "output: " + push.out);
-  CHECK(push.err.find("is not in a majority") != std::string::npos, "stderr: " + push.err);
+                              " (" + push.out + push.err + ")");
+  CHECK(push.out.empty() && answer.find("error: no replica is in a majority (") == 0 &&
+            answer.find("; the operation had no effect\n") != std::string::npos,
+        "output: " + push.out + push.err);
+  CHECK(push.err.find("is not in a majority (it sees") != std::string::npos, "stderr: " + push.err);
 
   // Heal, so that the replicas can drain and stop gracefully.
   for (int i = 0; i < 5; ++i) cluster.cut(i, "");
@@ -238,7 +284,15 @@ int no_majority_test(const std::string& server, const std::string& client) {
     if (!healed) ::usleep(100'000);
   }
   CHECK(healed, "healed, all 5 should be primary again: " + status);
+  // An idle cluster stops gracefully in a fraction of a second: a replica
+  // done leaving lingers only while a peer still needs it, and the peers'
+  // keepalives do not count (they kept every replica to the 3 s cap). 2 s
+  // leaves room for a loaded machine.
+  const uint64_t stop_start = net::now_us();
   CHECK(cluster.stop_all(), std::string("graceful stop"));
+  const double stop_s = static_cast<double>(net::now_us() - stop_start) / 1e6;
+  std::printf("graceful stop of 5 idle replicas: %.2f s\n", stop_s);
+  CHECK(stop_s < 2.0, "graceful stop of 5 idle replicas took " + std::to_string(stop_s) + " s");
   if (harness::g_failures == 0) {
     harness::remove_tree(dir);
     std::printf("client no majority: passed\n");
@@ -246,6 +300,109 @@ int no_majority_test(const std::string& server, const std::string& client) {
   }
   std::printf("client no majority: %d checks failed; logs and data kept in %s\n", harness::g_failures, dir.c_str());
   return 1;
+}
+
+// 4: the OS refused every datagram at every server (nothing listens
+// there). Said within about a second, naming every address and the likely
+// cause, and that nothing took effect; only when every server refused: one
+// that is silent (a socket holds what it gets) or answers keeps today's
+// answers. `servers`: the live one-replica cluster.
+void expect_not_delivered(const std::string& client, const std::string& servers) {
+  RefusingPort a, b, c;
+  const std::string refusing = a.address() + "," + b.address() + "," + c.address();
+  const uint64_t t0 = net::now_us();
+  Run r = run(client, {"--servers", refusing, "--timeout", "5", "push", "1", "5"});
+  const double took_s = static_cast<double>(net::now_us() - t0) / 1e6;
+  std::printf("every server refuses, --timeout 5: exit %d after %.2f s: %s", r.status, took_s, r.err.c_str());
+  CHECK(r.status == 4, "exit status when every server refuses: expected 4, got " + std::to_string(r.status) + " (" +
+                           r.out + r.err + ")");
+  CHECK(took_s < 2.0, "a refused call should end within about a second, not at its 5 s timeout: took " +
+                          std::to_string(took_s) + " s");
+  CHECK_EQ(r.out, std::string(""), "stdout of a refused call");
+  for (const RefusingPort* p : {&a, &b, &c})
+    CHECK(r.err.find(p->address()) != std::string::npos, "the message names " + p->address() + ": " + r.err);
+  for (const char* words : {"nothing is listening at ", "Connection refused", "no server is running there",
+                            "wrong ports", "No replica received the operation: it had no effect"})
+    CHECK(r.err.find(words) != std::string::npos, std::string("the message says '") + words + "': " + r.err);
+  CHECK(a.received() + b.received() + c.received() == 0, std::string("a refusing port received a datagram"));
+
+  // One silent server among them (it holds what it gets, as a replica
+  // would admit it): the outcome is unknown, as before.
+  int quiet = quiet_socket();
+  r = run(client, {"--servers", refusing + "," + address_of(quiet), "--timeout", "1.5", "push", "1", "5"});
+  CHECK(r.status == 3 && last_line(r.err) == "error: no answer within 1.5 s; the operation may still take effect\n",
+        "a silent server among refusing ones leaves the outcome unknown (3): " + std::to_string(r.status) + " " + r.err);
+  CHECK(!receive(quiet, 1000).empty(), std::string("the silent server should have received the request"));
+  ::close(quiet);
+
+  // A refusing server before a live one: the live one answers.
+  r = run(client, {"--servers", a.address() + "," + servers, "--timeout", "5", "size", "1"});
+  CHECK(r.status == 0 && r.out == "0\n" && r.err.empty(), "a refusing server, then a live one: " + r.out + r.err);
+
+  // status: a line per server, refused ones marked so; exit 4 when none answered.
+  r = run(client, {"--servers", refusing, "status"});
+  CHECK(r.status == 4, "status with every server refusing exits 4: " + std::to_string(r.status));
+  CHECK_EQ(r.out, a.address() + " unreachable: refused (nothing listening there)\n" + b.address() +
+                      " unreachable: refused (nothing listening there)\n" + c.address() +
+                      " unreachable: refused (nothing listening there)\n",
+           "status with every server refusing");
+
+  // Pipe mode: the line on stdout; the summary counts it; an unknown
+  // outcome is worse than a refusal (exit 3).
+  r = run(client, {"--servers", refusing, "--timeout", "1"}, "size 1\n");
+  CHECK(r.status == 4 && r.out.find("error: nothing is listening at " + a.address()) == 0 &&
+            r.err == "client: 1 of 1 commands failed (1 not delivered)\n",
+        "pipe mode, every server refusing: " + std::to_string(r.status) + " " + r.out + r.err);
+  int quiet2 = quiet_socket();
+  r = run(client, {"--servers", address_of(quiet2), "--timeout", "0.3"}, "size 1\n");
+  ::close(quiet2);
+  CHECK(r.status == 3, "pipe mode, a silent server: 3, got " + std::to_string(r.status));
+}
+
+// The small things a newcomer met: `--` ends the options; --timeout 0 is
+// refused in words that agree with themselves; "trying another" is not said
+// with only one server to try; --help names exit status 4 and rlwrap; a
+// one-shot status prints a line per server (a pipe: one line).
+void expect_small_items(const std::string& client, const std::string& servers) {
+  expect(client, {"--servers", servers, "--", "size", "1"}, 0, "0");
+  expect(client, {"--servers", servers, "--timeout", "2", "--", "push", "1", "-5"}, 0, "ok");
+  expect(client, {"--servers", servers, "--", "pop", "1"}, 0, "-5");
+  expect(client, {"--servers", servers, "--", "--bogus"}, 2, "error: unknown command '--bogus' (type help)");
+  Run zero = run(client, {"--servers", servers, "--timeout", "0", "size", "1"});
+  CHECK(zero.status == 2 && zero.err.find("--timeout needs a number of seconds greater than 0 and at most 300, got '0'") !=
+                                std::string::npos,
+        "--timeout 0: " + zero.err);
+  Run help = run(client, {"--help"});
+  CHECK(help.status == 0 && help.out.find("  4  not delivered") != std::string::npos &&
+            help.out.find("rlwrap ./client") != std::string::npos && help.out.find("  --  ") != std::string::npos,
+        "--help names exit status 4, rlwrap and --: " + help.out);
+
+  // One server, not in a majority: no "trying another" (there is none).
+  StandIns s;
+  std::atomic<bool> stop{false};
+  std::thread replicas([&] { s.serve(stop); });
+  Run alone = run(client, {"--servers", address_of(s.minority), "--timeout", "0.5", "size", "1"});
+  Run two = run(client, {"--servers", address_of(s.minority) + "," + address_of(s.minority), "--timeout", "0.5", "size", "1"});
+  stop = true;
+  replicas.join();
+  CHECK(alone.status == 1 && alone.err.find("is not in a majority (it sees 1 of 3 members)") != std::string::npos &&
+            alone.err.find("trying another") == std::string::npos,
+        "one server, not in a majority: " + alone.err);
+  CHECK(two.err.find("trying another") != std::string::npos, "two servers, not in a majority: " + two.err);
+
+  // status: a line per server in one-shot mode, one line from a pipe.
+  int quiet = quiet_socket();
+  const std::string both = servers + "," + address_of(quiet);
+  Run lines = run(client, {"--servers", both, "--timeout", "0.3", "status"});
+  CHECK(lines.status == 0 && lines.out.find(servers + " up: replica 0, config ") == 0 &&
+            lines.out.find("\n" + address_of(quiet) + " unreachable\n") != std::string::npos &&
+            std::count(lines.out.begin(), lines.out.end(), '\n') == 2,
+        "one-shot status, a line per server: " + lines.out);
+  Run piped = run(client, {"--servers", both, "--timeout", "0.3"}, "status\n");
+  CHECK(piped.status == 0 && piped.out.find("; " + address_of(quiet) + " unreachable\n") != std::string::npos &&
+            std::count(piped.out.begin(), piped.out.end(), '\n') == 1,
+        "status from a pipe, one line: " + piped.out);
+  ::close(quiet);
 }
 
 int client_test(const std::string& server, const std::string& client) {
@@ -281,7 +438,6 @@ int client_test(const std::string& server, const std::string& client) {
   Run bogus = run(client, {"--bogus"});
   CHECK(bogus.status == 2 && bogus.out.empty() && bogus.err.find("unknown option '--bogus'") != std::string::npos,
         "a bad flag exits 2 with a message on stderr: " + bogus.err);
-  CHECK(run(client, on_cluster({"--timeout", "0", "size", "1"})).status == 2, "--timeout 0 exits 2");
   expect(client, on_cluster({"push", "1"}), 2, "error: push needs ID ITEM");
   expect(client, on_cluster({"frobnicate"}), 2, "error: unknown command 'frobnicate' (type help)");
 
@@ -312,6 +468,8 @@ int client_test(const std::string& server, const std::string& client) {
   expect_busy(client, 0, 1, "error: the cluster is busy (a replica is not keeping up); try again later");
   expect_busy(client, 1, 3, "error: no answer within 0.3 s (the cluster is busy); the operation may still take effect");
   expect_silent_remembered(client);
+  expect_not_delivered(client, servers);
+  expect_small_items(client, servers);
 
   // Pipe mode: the highest status of any line; a summary when any failed.
   // Blank and comment lines are not commands.

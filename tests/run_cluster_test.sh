@@ -5,15 +5,18 @@
 #   run_cluster_test.sh SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL
 #
 # start          `out=$(run_cluster.sh start)` returns (the replicas do not
-#                hold its stdout), the cluster answers, stop completes every
-#                replica's drain
+#                hold its stdout) and says how to reach the cluster (the
+#                client command, FTQ_SERVERS); the cluster answers, through
+#                `run_cluster.sh client COMMAND` too (the client's exit
+#                status, answer and errors); stop completes every replica's
+#                drain, in well under a second (under 2 s)
 # other_members  after start 3 and stop, `start 5` is refused within seconds
 #                naming both member lists, starts nothing and changes nothing;
 #                so is a server run by hand with 5 peers or another id; start 3
 #                brings the data back, also for a directory that has no
 #                members file (written before the check existed)
 # port_taken     with replica 1's port held by another process, start fails
-#                within seconds naming replica 1 and the reason, and leaves
+#                within 2 s naming replica 1 and the reason, and leaves
 #                no server running; once the port is free, start works
 # faults         start --loss 0.02 --fsync; kill 1 (gone, status says not
 #                running, cluster/pids says down; 0 and 2 form a primary
@@ -32,7 +35,12 @@
 #                already down/up or no cluster runs; a pid in cluster/pids
 #                that is not our server is never signalled (kill, partition,
 #                heal, restart, stop); watch refreshes every second without
-#                clearing a screen that is not a terminal
+#                clearing a screen that is not a terminal; start --loss with a
+#                bad probability exits 2; client with no cluster exits 2
+# status         status names the replicas down (kill 1; kill 2) and the
+#                links cut (partition 0,1 2; partition 0 1 2), and says
+#                whether those up and reaching each other are a majority and
+#                serve: yes with 2 of 3, NO with 1 of 3 or no two connected
 #
 # Every run has its own cluster directory and port range (port_tool free,
 # from the printed seed), and stops everything it started, by pid, on every
@@ -91,10 +99,12 @@ list5=$list3,127.0.0.1:$((base + 3)),127.0.0.1:$((base + 4))
 # Runs a command for at most LIMIT seconds with its stdout through a pipe,
 # as `out=$(...)` would: it counts as finished when it has exited and the
 # reader has seen the end of the pipe, i.e. nothing (no replica either)
-# holds it any more. Sets rc (124 if it did not finish), out, err and took
-# (seconds). Its standard input is the file $stdin if set, else /dev/null.
+# holds it any more. Sets rc (124 if it did not finish), out, err, took
+# (seconds) and took_ms (to within the 20 ms of the polling). Its standard
+# input is the file $stdin if set, else /dev/null.
 run_bounded() {
-  local limit=$1 i runner reader t0=$SECONDS
+  local limit=$1 i runner reader t0=$SECONDS t0_ns
+  t0_ns=$(date +%s%N)
   shift
   rm -f "$work/pipe"
   mkfifo "$work/pipe"
@@ -105,11 +115,12 @@ run_bounded() {
   inflight=("$reader" "$runner")
   # Until both are gone (an exited child may answer kill -0 until the
   # shell has reaped it, which the next sleep does).
-  for ((i = 0; i < limit * 10; i++)); do
+  for ((i = 0; i < limit * 50; i++)); do
     kill -0 "$reader" 2>/dev/null || kill -0 "$runner" 2>/dev/null || break
-    sleep 0.1
+    sleep 0.02
   done
   took=$((SECONDS - t0))
+  took_ms=$((($(date +%s%N) - t0_ns) / 1000000))
   if kill -0 "$reader" 2>/dev/null || kill -0 "$runner" 2>/dev/null; then
     rc=124
     kill -KILL "$runner" "$reader" 2>/dev/null
@@ -121,7 +132,7 @@ run_bounded() {
   inflight=()
   out=$(cat "$work/out")
   err=$(cat "$work/err")
-  echo "${*##*/}: exit status $rc after ${took}s"
+  echo "${*##*/}: exit status $rc after ${took_ms} ms"
 }
 
 expect_rc() {  # what, expected rc
@@ -154,17 +165,45 @@ scenario_start() {
   expect_rc "out=\$(run_cluster.sh start)" 0
   expect_in "start" "$out" "started 3 replicas on $list3"
   [ "$took" -le 10 ] || fail "start took ${took}s"
+  # How to reach it: this script's client command (with the cluster
+  # directory, which is not the default here), and FTQ_SERVERS.
+  expect_in "start says how to reach it" "$out" "reach it with:  FTQ_CLUSTER_DIR=$cdir $script client [COMMAND ARGS...]"
+  expect_in "start says how to reach it" "$out" "export FTQ_SERVERS=$list3"
   local status
   status=$(call status)
   for i in 0 1 2; do expect_in "status" "$status" "127.0.0.1:$((base + i)) up: replica $i,"; done
+  # A line per replica.
+  expect_eq "lines of a one-shot status" "$(grep -c ' up: replica ' <<< "$status")" 3
   expect_eq "create" "$(call create 42)" "1"
   expect_eq "push" "$(call push 1 7)" "ok"
   expect_eq "pop" "$(call pop 1)" "7"
+
+  # run_cluster.sh client COMMAND: one command on this cluster, with the
+  # client's exit status, its answer on stdout and its errors on stderr.
+  run_bounded 10 "$script" client size 1
+  expect_rc "run_cluster.sh client size 1" 0
+  expect_eq "run_cluster.sh client size 1" "$out" "0"
+  run_bounded 10 "$script" client pop 1
+  expect_rc "run_cluster.sh client pop 1 (empty)" 1
+  expect_eq "run_cluster.sh client pop 1 (empty): stdout" "$out" ""
+  expect_eq "run_cluster.sh client pop 1 (empty): stderr" "$err" "error: queue 1 is empty"
+  run_bounded 10 "$script" client --timeout 5 -- push 1 -3
+  expect_rc "run_cluster.sh client --timeout 5 -- push 1 -3" 0
+  expect_eq "run_cluster.sh client --timeout 5 -- push 1 -3" "$out" "ok"
+  run_bounded 10 "$script" client frobnicate
+  expect_rc "run_cluster.sh client frobnicate" 2
+  expect_in "run_cluster.sh client frobnicate" "$err" "unknown command 'frobnicate'"
+  # The FTQ_SERVERS line start printed works for ./client.
+  expect_eq "FTQ_SERVERS from start's line" "$(FTQ_SERVERS=$list3 "$client" pop 1 2>&1)" "-3"
   # What the replicas say goes to their logs, not to the caller.
   expect_in "replica 0's log" "$(cat "$cdir/replica-0.log")" "listening on 127.0.0.1:$base"
   run_bounded 20 "$script" stop
   expect_rc "stop" 0
   expect_in "stop" "$out" "stopped"
+  # An idle cluster stops in a fraction of a second: each replica lingers
+  # only while a peer still needs it (the 3 s cap is for a peer that does
+  # not answer). 2 s leaves room for a loaded machine.
+  [ "$took_ms" -lt 2000 ] || fail "stop of an idle cluster took $took_ms ms (the linger waited for its cap?)"
   no_servers_left "after stop"
   for i in 0 1 2; do
     local log
@@ -229,7 +268,8 @@ scenario_port_taken() {
 
   run_bounded 20 "$script" start
   expect_rc "start with replica 1's port taken" 1
-  [ "$took" -le 8 ] || fail "start took ${took}s to fail"
+  # Reported as soon as replica 1 exits, and the two started stop at once.
+  [ "$took_ms" -lt 2000 ] || fail "start took $took_ms ms to fail"
   expect_in "start" "$err" "replica 1 (127.0.0.1:$((base + 1))) exited"
   expect_in "start" "$err" "cannot bind 127.0.0.1:$((base + 1)): Address already in use"
   no_servers_left "after the failed start"
@@ -352,8 +392,10 @@ scenario_faults() {
     "$("$client" --servers "127.0.0.1:$((base + 1)),127.0.0.1:$base" --timeout 3 create 43 2>/dev/null)" "2"
   "$client" --servers "127.0.0.1:$((base + 2))" --timeout 1 size 1 > "$work/minority.out" 2> "$work/minority.err"
   # (At --loss 0.02 a try may go unanswered, and then the outcome is unknown.)
-  grep -qE "^error: (no replica is in a majority|no answer within)" "$work/minority.out" ||
-    fail "size asked of replica 2 alone: $(cat "$work/minority.out")"
+  # (A one-shot client's error goes to stderr, after its notes.)
+  grep -qE "^error: (no replica is in a majority|no answer within)" "$work/minority.err" ||
+    fail "size asked of replica 2 alone: $(cat "$work/minority.out" "$work/minority.err")"
+  [ ! -s "$work/minority.out" ] || fail "size asked of replica 2 alone printed on stdout: $(cat "$work/minority.out")"
   expect_in "size asked of replica 2 alone" "$(cat "$work/minority.err")" "is not in a majority (it sees 1 of 3 members)"
   d2_after=$(delivered_of 2)
   if [ -z "$d2" ] || [ -z "$d2_after" ]; then
@@ -373,6 +415,59 @@ scenario_faults() {
   run_bounded 10 "$script" status
   expect_rc "status after heal" 0
   [ "$(grep -c '; link cuts: none$' <<< "$out")" = 3 ] || fail "status after heal should show no cuts: $out"
+
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  no_servers_left "after stop"
+}
+
+# status tells the truth about service: which replicas are down or cut off,
+# and whether the running ones that reach each other are a majority and
+# serve (it used to say "a majority keeps serving" with 2 of 3 killed).
+scenario_status() {
+  local yes_all="service: yes: replicas 0, 1, 2 are up and reach each other (3 of 3; a majority is 2) and serve, in primary configuration {0,1,2}"
+  run_bounded 20 "$script" start
+  expect_rc "start" 0
+  await_status "all three serving" "^$yes_all\$"
+  expect_eq "create" "$(call create 42)" "1"
+
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1" 0
+  await_status "replicas 0 and 2 serving without replica 1" "^down: replica 1 (not running" \
+    "^service: yes: replicas 0, 2 are up and reach each other (2 of 3; a majority is 2) and serve, in primary configuration {0,2}; replica 1 rejoins and catches up once restarted\$"
+
+  run_bounded 10 "$script" kill 2
+  expect_rc "kill 2" 0
+  run_bounded 10 "$script" status
+  expect_rc "status with 2 of 3 killed" 0
+  expect_in "status with 2 of 3 killed" "$out" "down: replicas 1, 2 (not running"
+  expect_in "status with 2 of 3 killed" "$out" \
+    "service: NO: only replica 0 is up, and a majority is 2 of 3: clients are told \"not in a majority\" (no effect)"
+  [[ "$out" != *"service: yes"* && "$out" != *"keeps serving"* ]] || fail "status with 2 of 3 killed claims service: $out"
+  # And indeed: no push succeeds.
+  "$client" --servers "$list3" --timeout 1 push 1 5 > "$work/push.out" 2> "$work/push.err" &&
+    fail "a push succeeded with 2 of 3 replicas killed: $(cat "$work/push.out")"
+
+  run_bounded 20 "$script" restart 1
+  expect_rc "restart 1" 0
+  run_bounded 20 "$script" restart 2
+  expect_rc "restart 2" 0
+  await_status "all three back" "^$yes_all\$"
+
+  run_bounded 20 "$script" partition 0,1 2
+  expect_rc "partition 0,1 2" 0
+  await_status "partition 0,1 2" "^links cut: 0-2, 1-2 (" \
+    "^service: yes: replicas 0, 1 are up and reach each other (2 of 3; a majority is 2) and serve, in primary configuration {0,1}; replica 2, cut off from them, answers clients \"not in a majority\" until healed\$"
+  run_bounded 20 "$script" partition 0 1 2
+  expect_rc "partition 0 1 2" 0
+  run_bounded 10 "$script" status
+  expect_in "status with every link cut" "$out" "links cut: 0-1, 0-2, 1-2 ("
+  expect_in "status with every link cut" "$out" "service: NO: no two of the 3 replicas up reach each other, and a majority is 2 of 3"
+  run_bounded 20 "$script" heal
+  expect_rc "heal" 0
+  await_status "healed" "^$yes_all\$"
+  run_bounded 10 "$script" status
+  [[ "$out" != *"down:"* && "$out" != *"links cut:"* ]] || fail "status after heal still names faults: $out"
 
   run_bounded 20 "$script" stop
   expect_rc "stop" 0
@@ -421,6 +516,11 @@ scenario_fault_arguments() {
   expect_refused "stop takes no arguments" stop now
   expect_refused "unknown command 'bogus'" bogus
   expect_refused "start: unknown argument 'x'" start x
+  # A bad --loss is a bad argument (2), not a replica that fails (1).
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '2'" start --loss 2
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '1.0'" start --loss 1.0
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got 'x'" start --loss x
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got ''" start --loss
   expect_refused "a cluster is already running" start
 
   local before servers
@@ -474,6 +574,16 @@ scenario_fault_arguments() {
   wait "$stranger" 2>/dev/null
   stranger=""
 
+  # Without a running cluster, a bad --loss starts nothing and exits 2 (it
+  # used to start the replicas, which refused it: exit 1).
+  expect_refused "start: --loss needs a probability P with 0 <= P < 1 (e.g. 0.2), got '2'" start --loss 2
+  [ ! -e "$cdir/pids" ] || fail "start --loss 2 left $cdir/pids"
+
+  # Without a running cluster: the client is not run, exit 2 (nothing sent).
+  run_bounded 10 "$script" client size 1
+  expect_rc "client size 1 with no cluster running" 2
+  expect_in "client size 1 with no cluster running" "$err" "no cluster running"
+
   # Without a running cluster: refused, exit 1.
   for cmd in "kill 1" "restart 1" "partition 0,1 2" "heal" "status"; do
     # shellcheck disable=SC2086 # a command and its arguments
@@ -490,6 +600,7 @@ case "$scenario" in
   port_taken) scenario_port_taken ;;
   faults) scenario_faults ;;
   fault_arguments) scenario_fault_arguments ;;
+  status) scenario_status ;;
   *) echo "unknown scenario '$scenario'" >&2; exit 2 ;;
 esac
 # The servers' exit statuses do not reach us; a sanitizer's report (make

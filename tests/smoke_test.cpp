@@ -136,17 +136,18 @@ void scenario_operations(const Args& a, uint64_t seed, const std::string& dir) {
         "one-shot push: " + out);
   CHECK(harness::run_program(a.client, {"--servers", servers, "qsize", "1"}, out) == 0 && out == "1\n",
         "one-shot size: " + out);
-  CHECK(harness::run_program(a.client, {"--servers", servers, "pop", "3"}, out) == 1 &&
-            out == "error: queue 3 is empty\n",
-        "one-shot error reply exits 1: " + out);
+  std::string err;
+  CHECK(harness::run_program(a.client, {"--servers", servers, "pop", "3"}, "", out, err) == 1 && out.empty() &&
+            err == "error: queue 3 is empty\n",
+        "one-shot error reply exits 1, the error on stderr: " + out + err);
   CHECK(harness::run_program(a.client, {"--servers", servers, "push", "3"}, out) == 2, "usage error exits 2: " + out);
   CHECK(harness::run_program(a.client, {"--bogus"}, out) == 2, "bad flag exits 2");
   CHECK(harness::run_program(a.client, {"--servers", "nonsense", "size", "1"}, out) == 2, "bad --servers exits 2");
   // A port with no server behind it: the harness holds it, nobody answers.
   Cluster silent(ClusterConfig{1, 0, seed, a.server, dir + "/silent", {}});
-  CHECK(harness::run_program(a.client, {"--servers", silent.servers(), "--timeout", "0.5", "size", "1"}, out) == 3 &&
-            out == "error: no answer within 0.5 s; the operation may still take effect\n",
-        "no server: " + out);
+  CHECK(harness::run_program(a.client, {"--servers", silent.servers(), "--timeout", "0.5", "size", "1"}, "", out, err) == 3 &&
+            err == "error: no answer within 0.5 s; the operation may still take effect\n",
+        "no server: " + out + err);
   // The client moves on from a silent server to a live one.
   CHECK(harness::run_program(a.client, {"--servers", silent.servers() + "," + servers, "size", "1"}, out) == 0 &&
             out == "1\n",
@@ -384,12 +385,12 @@ void scenario_lost_tail_majority(const Args& a, uint64_t seed, const std::string
   for (int tries = 0; tries < 50 && !refused; ++tries) {
     const int status = harness::run_program(a.client, {"--servers", cluster.servers(), "--timeout", "2", "push", "1", "99"},
                                             "", out, err);
-    refused = status == 1 && out.find("no replica is in a majority") != std::string::npos;
+    refused = status == 1 && err.find("no replica is in a majority") != std::string::npos;
     if (!refused) ::usleep(100'000);
   }
   CHECK(refused, "with every log cut, a push must be refused as 'not in a majority', got: " + out + err);
-  CHECK(out.find("form no primary configuration") != std::string::npos,
-        "the refusal must say a majority is heard but forms no primary configuration: " + out);
+  CHECK(err.find("form no primary configuration") != std::string::npos,
+        "the refusal must say a majority is heard but forms no primary configuration: " + err);
   // The way out: the operator vouches for every log.
   for (int i = 0; i < 3; ++i) {
     cluster.crash(i);
