@@ -172,7 +172,11 @@ struct ReplicaView {
 
 // "127.0.0.1:p up: replica 0, config 4.0 primary {0,1,2} (hears 3 of 3),
 // delivered 7, ...; 127.0.0.1:q unreachable; ..." -> one view per server.
-std::vector<ReplicaView> parse_status(const std::string& status) {
+// (Newer clients print a line per replica in one-shot mode: the same.)
+std::vector<ReplicaView> parse_status(const std::string& text) {
+  std::string status;
+  for (char ch : text) status += ch == '\n' ? std::string("; ") : std::string(1, ch);
+  while (status.size() >= 2 && status.compare(status.size() - 2, 2, "; ") == 0) status.resize(status.size() - 2);
   std::vector<ReplicaView> views;
   size_t pos = 0;
   while (pos < status.size()) {
@@ -513,6 +517,10 @@ int run(const Args& a, const Shape& s, uint64_t seed, const std::string& dir) {
                                       "", o.output, errors, 10'000);
         o.end = net::now_us();
         o.output = trim(o.output);
+        // Newer clients print a one-shot command's error on stderr, after
+        // their notes: the answer is then its last line.
+        errors = trim(errors);
+        if (o.output.empty() && !errors.empty()) o.output = errors.substr(errors.rfind('\n') + 1);
       });
     for (std::thread& t : shots) t.join();
   }
