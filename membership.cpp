@@ -109,8 +109,14 @@ void Membership::on_membership(MemberId from, const wire::MembershipMessage& m) 
   peer.heard = true;
   peer.last_heard_us = now_us_;
   peer.hears = m.hears;
-  peer.installed = from_wire(m.installed);
-  peer.promised = from_wire(m.promised);
+  peer.amnesiac = m.sender_amnesiac;
+  // Within one life a member's installed and promised ids only grow, so a
+  // header that arrives late (one built before an install that another
+  // datagram already announced) never rolls them back: the picture that
+  // rule 2 of "Partial partitions" judges by stays current (found by
+  // review: the rollback unprotected a fresh primary for a keepalive).
+  peer.installed = std::max(peer.installed, from_wire(m.installed));
+  peer.promised = std::max(peer.promised, from_wire(m.promised));
   peer.delivered_upto = std::max(peer.delivered_upto, m.delivered_upto);
   max_epoch_seen_ = std::max({max_epoch_seen_, peer.installed.epoch, peer.promised.epoch});
   switch (m.type) {
@@ -265,11 +271,33 @@ std::vector<MemberId> Membership::best_clique(const std::vector<MemberId>& requi
 
 // Rule 2's "works": installed, no newer promise, every member hearing every
 // other, and each saying it is installed here and promised nothing newer.
+// A member that promised this configuration and nothing newer is installed
+// in it, or about to be (its INSTALL may still be on the way). And for a
+// few keepalives after this member installed it, before every member's
+// next header can say so, a configuration whose members all hear each
+// other works too: a fresh primary is not given up for a competing
+// proposal in that window (found by review).
 bool Membership::configuration_works() const {
   if (!installed_ || promised_ != config_.id || !hear_each_other(config_.members)) return false;
+  if (now_us_ < installed_at_us_ + 3 * options_.keepalive_us) return true;
   for (MemberId m : config_.members)
-    if (m != self_ && (peers_[m].installed != config_.id || peers_[m].promised != config_.id)) return false;
+    if (m != self_ && peers_[m].promised != config_.id) return false;
   return true;
+}
+
+bool Membership::primary_may_form() const {
+  if (primary() || (installed_ && promised_ == config_.id)) return false;
+  if (!promised_members_.empty()) return could_be_primary(promised_members_);
+  return reachable_count() >= majority(n_);  // nothing promised yet in this life
+}
+
+// Whether a configuration of `members` could be primary: a majority of the
+// n members, not counting those whose last word was that they are
+// amnesiac ("Amnesia": a primary needs a majority of trusted STATEs).
+bool Membership::could_be_primary(const std::vector<MemberId>& members) const {
+  size_t trusted = 0;
+  for (MemberId m : members) trusted += !(m == self_ ? amnesiac_ : peers_[m].amnesiac);
+  return trusted >= majority(n_);
 }
 
 namespace {
@@ -289,14 +317,23 @@ std::optional<std::vector<MemberId>> Membership::wanted_members() const {
     return same ? std::nullopt : std::optional<std::vector<MemberId>>(mutual);
   }
   if (!configuration_works()) return best_clique({});
-  std::vector<MemberId> wanted = best_clique(config_.members);
-  if (wanted.size() <= config_.members.size()) {
-    if (config_.primary) return std::nullopt;
-    wanted = best_clique({});
-    if (wanted.size() < majority(n_)) return std::nullopt;
-  }
-  if (wanted == refused_set_ && now_us_ < refused_until_us_) return std::nullopt;
-  return wanted;
+  auto refused_lately = [this](const std::vector<MemberId>& set) {
+    auto it = refused_until_us_.find(set);
+    return it != refused_until_us_.end() && now_us_ < it->second;
+  };
+  // A merge: all of my configuration and more, all hearing each other.
+  std::vector<MemberId> merge = best_clique(config_.members);
+  if (merge.size() > config_.members.size() && !refused_lately(merge)) return merge;
+  if (config_.primary) return std::nullopt;
+  // A non-primary configuration also gives way to a majority (tried when a
+  // merge was refused, so that three minorities that each want one more
+  // member do not wait on each other while a majority could form). Never
+  // the configuration itself again: with amnesiac members a working
+  // non-primary configuration can be a majority, and would re-form for
+  // ever (found by review).
+  std::vector<MemberId> larger = best_clique({});
+  if (could_be_primary(larger) && larger != config_.members && !refused_lately(larger)) return larger;
+  return std::nullopt;
 }
 
 // Rules 1 and 2 (and, for a probe, "another round is under way"): whether
@@ -310,7 +347,7 @@ wire::Verdict Membership::judge_proposal(MemberId from, const std::vector<Member
   if (!hear_each_other(sorted)) return wire::Verdict::NotMutual;
   if (options_.bug != GroupBug::YieldWorkingPrimary && configuration_works() && !contains_all(sorted, config_.members)) {
     if (config_.primary) return wire::Verdict::PrimaryWorks;
-    if (sorted.size() < majority(n_)) return wire::Verdict::ConfigurationWorks;
+    if (!could_be_primary(sorted)) return wire::Verdict::ConfigurationWorks;
   }
   if (probe && promised_ != config_.id && promised_.rep != from && promised_.rep != self_ &&
       now_us_ < last_progress_us_ + options_.view_change_timeout_us)
@@ -358,7 +395,7 @@ void Membership::maybe_start_view_change() {
 void Membership::start_probe(std::vector<MemberId> members) {
   ++stats_.probes;
   Probe probe;
-  probe.tag = ConfigId{max_epoch_seen_ + 1, self_};
+  probe.tag = ConfigId{++probes_started_, self_};  // each probe its own tag: a late answer to another is ignored
   probe.members = std::move(members);
   probe.started_us = now_us_;
   probe.answers[self_] = wire::Verdict::Join;
@@ -406,6 +443,7 @@ void Membership::finish_probe() {
   for (const auto& answer : probe_->answers) picture_differs |= answer.second == wire::Verdict::NotMutual;
   if (picture_differs && !probe_->asked_again) {
     probe_->asked_again = true;
+    probe_->tag = ConfigId{++probes_started_, self_};
     probe_->answers = {{self_, wire::Verdict::Join}};
     probe_->started_us = probe_->resent_us = now_us_;
     return;
@@ -415,12 +453,17 @@ void Membership::finish_probe() {
   std::vector<MemberId> joined;
   for (const auto& [member, verdict] : probe.answers)
     if (verdict == wire::Verdict::Join) joined.push_back(member);
-  if (joined == probe.members || !configuration_works()) {
+  if (joined == probe.members) {
     start_round(joined);
     return;
   }
-  refused_set_ = probe.members;
-  refused_until_us_ = now_us_ + options_.refused_retry_us;
+  for (auto it = refused_until_us_.begin(); it != refused_until_us_.end();)
+    it = now_us_ >= it->second ? refused_until_us_.erase(it) : std::next(it);
+  refused_until_us_[probe.members] = now_us_ + options_.refused_retry_us;
+  // Those who joined were asked about a larger set: ask them about this one
+  // (a member may join a majority but not a smaller set, rule 2). Each such
+  // probe names fewer members, so this ends, at worst at this member alone.
+  if (!configuration_works()) start_probe(joined);
 }
 
 void Membership::start_round(std::vector<MemberId> members) {
@@ -430,7 +473,7 @@ void Membership::start_round(std::vector<MemberId> members) {
   reports_.clear();
   round_started_us_ = now_us_;
   change_wanted_since_us_ = now_us_;
-  promise(proposal_);
+  promise(proposal_, proposed_);
   reports_[self_] = StateReport{incarnation_, installed_ ? config_.id : ConfigId{}, last_primary_,
                                 claimed_held_upto(), delivered_upto_, freed_upto(),
                                 amnesiac_ && options_.bug != GroupBug::CountAmnesiac};
@@ -451,9 +494,10 @@ void Membership::resend_round_messages() {
 // Promising `id` ends this member's part in its configuration: from here on
 // it says nothing in it, so it cannot help the old configuration gather a
 // majority for anything it did not already hold (see membership.hpp).
-void Membership::promise(ConfigId id) {
+void Membership::promise(ConfigId id, std::vector<MemberId> members) {
   freeze();
   promised_ = id;
+  promised_members_ = std::move(members);
   max_epoch_seen_ = std::max(max_epoch_seen_, id.epoch);
   last_progress_us_ = now_us_;
   LogRecord r;
@@ -499,7 +543,7 @@ void Membership::on_prepare(MemberId from, const wire::MembershipMessage& m) {
       return;
     }
     if (!proposal_.none() && proposal_ != id) proposal_ = ConfigId{};  // outbid
-    promise(id);
+    promise(id, proposed);
   }
   wire::MembershipMessage s = header(wire::MembershipType::State);
   s.config = m.config;
@@ -610,6 +654,7 @@ void Membership::install(const wire::MembershipMessage& m) {
   config_ = c;
   installed_ = true;
   ever_installed_ = true;
+  installed_at_us_ = now_us_;
   last_progress_us_ = now_us_;
   change_wanted_ = false;  // a member still installing is given time before another round
   ++stats_.installs;
@@ -990,6 +1035,7 @@ wire::MembershipMessage Membership::header(wire::MembershipType type) const {
     m.installed = to_wire(config_.id);
     m.installed_primary = config_.primary;
   }
+  m.sender_amnesiac = amnesiac_;
   m.promised = to_wire(promised_);
   m.delivered_upto = options_.multicast.deferred_durability ? durable_delivered_upto_ : delivered_upto_;
   for (MemberId p = 0; p < n_; ++p)
@@ -998,7 +1044,11 @@ wire::MembershipMessage Membership::header(wire::MembershipType type) const {
 }
 
 void Membership::send(MemberId to, const wire::MembershipMessage& m) {
-  if (m.type != wire::MembershipType::Keepalive) sync_needed_ = true;
+  // Every membership message but these three may report a claim, so it
+  // waits for the disk (deferred durability); these claim nothing.
+  if (m.type != wire::MembershipType::Keepalive && m.type != wire::MembershipType::Probe &&
+      m.type != wire::MembershipType::ProbeReply)
+    sync_needed_ = true;
   ready_.to_send.push_back(Outgoing{to, wire::encode_membership(m)});
 }
 

@@ -136,51 +136,74 @@
 //   2. A working configuration is kept (Raft's CheckQuorum, turned around).
 //      A configuration works for me while I am installed in it and have
 //      promised nothing newer, all its members hear each other, and each
-//      says it is installed in it and has promised nothing newer
-//      (configuration_works). A member whose primary configuration works
-//      joins no proposal that drops one of its members; in a non-primary
-//      one that works, it joins one that drops a member only if the
-//      proposal is a majority. Without this the member left out of a
-//      bridge proposes {itself, the middle}, the middle gives up a
-//      primary that serves, the other end proposes again, and so on.
+//      has promised it and nothing newer (so it is installed in it, or its
+//      INSTALL is on the way); in the first three keepalive periods after
+//      my install, before every member's next header can say so, hearing
+//      each other is enough (configuration_works). Headers never roll a
+//      member's ids back (a late one is older news). A member whose
+//      primary configuration works joins no proposal that drops one of its
+//      members; in a non-primary one that works, it joins one that drops a
+//      member only if the proposal could be primary: a majority, not
+//      counting members whose headers say they are amnesiac (each header
+//      says so). Without this the member
+//      left out of a bridge proposes {itself, the middle}, the middle
+//      gives up a primary that serves, the other end proposes again, and
+//      so on.
 //   3. Ask before anyone freezes (Raft's PreVote). A would-be coordinator
 //      first sends PROBE to the members it would propose; a probe changes
 //      nothing anywhere, and each answers PROBEREPLY with its verdict (the
 //      rules above; also "another round is under way" if it promised
 //      another coordinator lately). Only if all say join does it start the
-//      round (PREPARE, which each judges again before promising). Else, if
-//      its own configuration no longer works, it proposes those who said
-//      join; if it still works, it stays and asks the same set again no
-//      sooner than refused_retry_us. So the member left out asks, is told
-//      no, and nobody has frozen anything.
-//   4. What to propose (wanted_members): the largest set containing me that
-//      rule 1 allows (ties: the one keeping most of my configuration, then
-//      the lowest ids) when my configuration does not work; when it works,
-//      only the largest such set that contains all of it, if larger (a
-//      merge), or, in a non-primary configuration, a majority.
-// Why the changes end (the paper argument; group_sim --partial checks it):
-// say the links stop changing, and every member's picture is up to date
-// (a suspicion timeout and a keepalive later). Two working primary
-// configurations cannot coexist (two majorities share a member, installed
-// in one). Once a primary P works, no proposal that drops a member of P
-// gets all its joins (every majority meets P, and a member of P refuses
-// it), so P only grows, by merges, at most n times. Outside P, a member
-// joins a set only as a strict superset of its working configuration or
-// when its configuration broke; in fixed links a configuration breaks only
-// when one of its members promises a newer round, which rule 3 lets happen
-// only when every member named joins. So each change makes some working
-// configuration strictly larger, or re-forms the members of one that a
-// larger one took from (fewer, and at most once per merge): finitely many
-// changes. And if some majority all hear each other, a primary forms:
-// without a working primary every member in that majority wants a majority
-// set (rule 4), and nobody refuses one with rule 2. Concurrent coordinators
-// may still cost a change: the ids decide, and the staggered waits make it
-// rare. What rule 1 gives up: with no majority whose members all hear each
-// other (the ring at n=5, where each hears only its two neighbours), no
-// primary forms; every member says "not in a majority" at once, and the
-// cluster serves again when the links come back. Serving through such a
-// ring needs members to relay each other's messages, which this protocol
-// does not do.
+//      round (PREPARE, which each judges again before promising). Else,
+//      if its own configuration no longer works, it probes again those who
+//      said join (a member may join a majority but not a smaller set), each
+//      time fewer, at worst itself alone; if it still works, it stays.
+//      Either way the refused set is asked again no sooner than
+//      refused_retry_us. An answer "not all of them hear each other" may
+//      only mean the answering member's picture lags: everyone is asked
+//      once more, a keepalive later, before anyone is left out. So the
+//      member left out asks, is told no, and nobody has frozen anything.
+//   4. What to propose (wanted_members): when my configuration does not
+//      work, the largest set containing me that rule 1 allows (ties: the
+//      one keeping most of my configuration, then the lowest ids). When it
+//      works: the largest such set that contains all of it, if larger (a
+//      merge); or, in a non-primary configuration, the largest set, if it
+//      could be primary (rule 2) and is not my configuration itself (with
+//      amnesiac members a non-primary configuration can be a majority: it
+//      would re-form for ever; found by review). A set refused lately is
+//      skipped, so a refused merge gives way to a majority.
+// Why the changes end (the paper argument; group_sim --partial checks it,
+// membership_scenarios r1-r3 replay what a review found): say the links
+// stop changing, every member is up, and every picture is current (a
+// suspicion timeout and a few keepalives later; headers never go back).
+//   a. At most one primary configuration works at a time: two majorities
+//      share a member, installed in one.
+//   b. A working primary P only grows. A proposal that drops a member of P
+//      but names another one is refused by that one (rule 2, its grace
+//      period covering the moment after the install); a majority proposal
+//      names a member of P (majorities meet), so it must contain all of P.
+//      So P changes only by merges, at most n times.
+//   c. Outside P, a member of a working configuration C joins only a
+//      strict superset of C (then all of C joined it together, rule 3:
+//      C moves whole) or a majority set (which, with P there, is a merge of
+//      P). So C breaks only when some of its members move into P, leaving
+//      the rest to re-form once: each such change grows P. Otherwise C
+//      only grows. Finitely many changes.
+//   d. With no working primary, if some majority all hear each other, a
+//      member of it whose configuration works wants a majority set (rule
+//      4, after a refused merge at the latest) and nobody refuses one
+//      (rule 2 lets any non-primary member join a majority): it installs,
+//      primary if a majority of it is trusted. If amnesiac members leave
+//      no trusted majority anywhere, nothing wants a change once every
+//      configuration works (rule 4 proposes only sets that could be
+//      primary), and the cluster stays, refusing ("Amnesia").
+//   e. Two coordinators at once may cost a change: the ids decide, and the
+//      staggered waits make it rare.
+// What rule 1 gives up: with no majority whose members all hear each other
+// (the ring at n=5, where each hears only its two neighbours), no primary
+// forms; every member says "not in a majority" at once, and the cluster
+// serves again when the links come back. Serving through such a ring needs
+// members to relay each other's messages, which this protocol does not do.
 //
 // Delivery order at a change (EVS): the last messages of the old
 // configuration, then TRANSITIONAL (the members of the new configuration
@@ -508,6 +531,10 @@ class Membership {
   bool amnesiac() const { return amnesiac_; }
   // Members heard from lately, this one included.
   size_t reachable_count() const;
+  // A view change is under way that may install a primary configuration:
+  // the round this member promised names members that could be primary
+  // (or, before any promise in this life, it hears a majority).
+  bool primary_may_form() const;
   uint64_t delivered_upto() const { return delivered_upto_; }
   uint64_t held_upto() const;
   // What a STATE says this member holds of the order of last_primary():
@@ -531,6 +558,7 @@ class Membership {
     bool heard = false;
     uint64_t last_heard_us = 0;
     uint64_t hears = 0;          // its last keepalive's bitmask
+    bool amnesiac = false;       // its last header said it is amnesiac
     ConfigId installed;          // its configuration, as it last said
     ConfigId promised;
     uint64_t delivered_upto = 0;
@@ -565,6 +593,7 @@ class Membership {
   std::vector<MemberId> mutual_members() const;
   std::vector<MemberId> best_clique(const std::vector<MemberId>& required) const;
   bool configuration_works() const;
+  bool could_be_primary(const std::vector<MemberId>& members) const;
   std::optional<std::vector<MemberId>> wanted_members() const;
   wire::Verdict judge_proposal(MemberId from, const std::vector<MemberId>& proposed, bool probe) const;
   void maybe_start_view_change();
@@ -574,7 +603,7 @@ class Membership {
   void on_probe_reply(MemberId from, const wire::MembershipMessage& m);
   void finish_probe();
   void start_round(std::vector<MemberId> members);
-  void promise(ConfigId id);
+  void promise(ConfigId id, std::vector<MemberId> members);
   void freeze();
   void decide();
   void install(const wire::MembershipMessage& m);
@@ -602,6 +631,7 @@ class Membership {
   uint64_t now_us_ = 0;
   std::vector<Peer> peers_;
   ConfigId promised_;
+  std::vector<MemberId> promised_members_;  // the round promised last, in this life
   uint64_t max_epoch_seen_ = 0;
   ConfigId last_primary_;
   Configuration config_;
@@ -642,10 +672,10 @@ class Membership {
     bool asked_again = false;  // once, after an answer "not all of them hear each other"
   };
   std::optional<Probe> probe_;
-  // The last set a probe was refused while this member's configuration
-  // worked, and when it may be asked again.
-  std::vector<MemberId> refused_set_;
-  uint64_t refused_until_us_ = 0;
+  uint64_t probes_started_ = 0;  // this life's, for the probes' tags
+  // Sets a probe was refused lately, and when each may be asked again.
+  std::map<std::vector<MemberId>, uint64_t> refused_until_us_;
+  uint64_t installed_at_us_ = 0;  // when this member installed its configuration
 
   // The view change this member coordinates, if any.
   ConfigId proposal_;

@@ -119,14 +119,10 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
 }
 
 // A replica serves while it is in a primary configuration, and waits (holds
-// requests) while a view change is under way among a majority it hears;
+// requests) while a view change under way may install a primary one;
 // otherwise it says at once that it is not in a majority, so the client
 // asks another replica instead of waiting here for nothing.
-bool Replica::may_serve() const {
-  if (group_.primary()) return true;
-  const bool changing = !group_.installed() || group_.promised() != group_.configuration().id;
-  return changing && group_.reachable_count() >= n_ / 2 + 1;
-}
+bool Replica::may_serve() const { return group_.primary() || group_.primary_may_form(); }
 
 void Replica::note_refused(const wire::Operation& op, uint32_t attempt, wire::ReplyCode code, uint64_t now) {
   if (refused_.size() >= kRefusalsKept)

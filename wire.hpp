@@ -203,6 +203,9 @@ struct MembershipMessage {
   MembershipType type = MembershipType::Keepalive;
   WireConfigId installed;        // sender's configuration (epoch 0: none)
   bool installed_primary = false;
+  // The sender's log may have lost a claimed tail (membership.hpp,
+  // "Amnesia"): it cannot help make a configuration primary yet.
+  bool sender_amnesiac = false;
   WireConfigId promised;         // highest id the sender promised
   uint64_t delivered_upto = 0;
   uint64_t hears = 0;            // bit m: the sender hears member m lately

@@ -156,7 +156,8 @@ struct Options {
   // orphan of its request may still be delivered after the heal.
   bool splits = false;
   // Partial: one partial partition (a bridge, a hub between two sides, a
-  // one-way cut, a ring, a clean cut as a control, or one flapping link)
+  // one-way cut, a ring, random links cut, two bridges, a clean cut as a
+  // control, or one flapping link)
   // held for 20 to 40 suspicion timeouts, with no loss, crash or pause, and
   // the liveness rules of "Partial partitions" (membership.hpp) checked
   // while it holds (check 8).
@@ -952,12 +953,12 @@ class Run {
     } else if (shape < 0.5) {
       part.shape = "one-way: " + std::to_string(x) + " cannot send to " + std::to_string(y);
       part.cut = {{x, y}};
-    } else if (shape < 0.6) {
+    } else if (shape < 0.58) {
       const bool deaf = uniform() < 0.5;
       part.shape = "one-way: " + std::to_string(x) + (deaf ? " hears no one" : " is heard by no one");
       for (MemberId m = 0; m < n_; ++m)
         if (m != x) part.cut.insert(deaf ? std::make_pair(m, x) : std::make_pair(x, m));
-    } else if (shape < 0.75) {
+    } else if (shape < 0.7) {
       const size_t radius = uniform() < 0.5 ? 1 : (majority(n_) - 1 + 1) / 2;
       part.shape = "ring (each hears those within " + std::to_string(radius) + ")";
       for (MemberId a = 0; a < n_; ++a)
@@ -965,7 +966,35 @@ class Run {
           size_t d = (a + n_ - b) % n_;
           if (std::min(d, n_ - d) > radius) part.cut.insert({a, b});
         }
-    } else if (shape < 0.85) {
+    } else if (shape < 0.8) {
+      // Partial shapes a review tried: each link cut at random, both ways
+      // or one way; two bridges; a member heard by all but hearing one,
+      // or hearing all but heard by one.
+      const double kind = uniform();
+      if (kind < 0.5) {
+        const bool both = uniform() < 0.5;
+        const double p = 0.1 + uniform() * 0.3;
+        part.shape = std::string(both ? "random links cut both ways:" : "random links cut one way:");
+        for (MemberId a = 0; a < n_; ++a)
+          for (MemberId b = 0; b < n_; ++b)
+            if ((both ? a < b : a != b) && uniform() < p) {
+              part.cut.insert({a, b});
+              if (both) part.cut.insert({b, a});
+              part.shape += " " + std::to_string(a) + (both ? "-" : ">") + std::to_string(b);
+            }
+      } else if (kind < 0.7) {
+        const MemberId z = any_member(), w = static_cast<MemberId>((z + between(1, n_ - 1)) % n_);
+        part.shape = "two bridges: " + std::to_string(x) + "-" + std::to_string(y) + ", " + std::to_string(z) + "-" +
+                     std::to_string(w);
+        part.cut = {{x, y}, {y, x}, {z, w}, {w, z}};
+      } else {
+        const bool hears_all = uniform() < 0.5;
+        part.shape = "one-way: " + std::to_string(x) + (hears_all ? " hears all, heard only by " : " heard by all, hears only ") +
+                     std::to_string(y);
+        for (MemberId m = 0; m < n_; ++m)
+          if (m != x && m != y) part.cut.insert(hears_all ? std::make_pair(x, m) : std::make_pair(m, x));
+      }
+    } else if (shape < 0.88) {
       std::vector<bool> side = split_sides();
       part.shape = "clean cut {";
       for (MemberId m = 0; m < n_; ++m) part.shape += side[m] ? std::to_string(m) : "";

@@ -24,7 +24,18 @@
 //       OrderComplete", membership.hpp; `--bug shrink-claim-at-install`
 //       brings the hole back)
 //   c   the in-memory variant of c2.
-// Usage: membership_scenarios [a|a2|b|c|c2|d|all] [--bug NAME --expect-violation]
+//   Liveness under partial partitions (membership.hpp, "Partial
+//   partitions"), each found by a review; each fails if the configurations
+//   keep changing (or no primary forms) while the links hold still:
+//   r1  n=3, two members amnesiac, all links up: the majority-sized,
+//       non-primary configuration re-formed itself every 40 ms (r1b: n=5,
+//       three amnesiac; r1c: n=5, two amnesiac, which forms a primary)
+//   r2  n=8, three non-primary configurations, then links under which
+//       {0,1,2,3,4} all hear each other but each configuration's merge is
+//       refused: no primary formed
+//   r3  n=3 bridge whose middle member is amnesiac: {0,1} and {1,2}, both
+//       non-primary, took turns for ever
+// Usage: membership_scenarios [a|a2|b|c|c2|d|r1|r1b|r1c|r2|r3|all] [--bug NAME --expect-violation]
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -484,6 +495,100 @@ static int scenario_c(bool starve3) {
   return sim.violations ? 1 : 0;
 }
 
+// R1 (review): a majority-sized configuration that installs non-primary
+// (amnesiac members: a whole-cluster power cut without --fsync), all links
+// up. Counts installs over 3 s of steady links.
+static int scenario_r1(size_t n, int amnesiacs) {
+  std::printf("Scenario R1: n=%zu, %d amnesiac members, all links up\n", n, amnesiacs);
+  Sim sim(n);
+  for (int i = 0; i < (int)n; ++i) {
+    Restored r = replay(sim.nodes[i].log);
+    r.amnesiac = i >= (int)n - amnesiacs;
+    ++sim.nodes[i].lives;
+    sim.nodes[i].p = std::make_unique<Membership>(static_cast<MemberId>(i), n, 1000, sim.cfg, r);
+    sim.flush(i);
+  }
+  sim.run(1'000'000);
+  std::vector<uint64_t> before(n);
+  for (size_t i = 0; i < n; ++i) before[i] = sim.nodes[i].p->stats().installs;
+  sim.show_all();
+  sim.run(3'000'000);
+  sim.show_all();
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const MembershipStats& st = sim.nodes[i].p->stats();
+    std::printf("    member %zu: installs in the last 3 s %llu (total %llu), rounds started %llu, probes %llu\n", i,
+                (unsigned long long)(st.installs - before[i]), (unsigned long long)st.installs,
+                (unsigned long long)st.view_changes, (unsigned long long)st.probes);
+    total += st.installs - before[i];
+  }
+  return total > 0 ? 1 : 0;
+}
+
+// R2 (review): n=8. Phase 1: a clean split A={0,1,5} | B={2,3,6} | C={4,7}
+// (each forms, non-primary). Phase 2, held: M={0,1,2,3,4} all hear each
+// other (a majority of 8); 5 hears 0,1,2; 6 hears 2,3,4; 7 hears 0,4; no
+// two of 5,6,7 hear each other. Does a primary form?
+static int scenario_r2() {
+  std::printf("Scenario R2: n=8, three non-primary configurations, then a majority clique {0,1,2,3,4} appears\n");
+  Sim sim(8);
+  auto group = [](int m) { return (m == 0 || m == 1 || m == 5) ? 0 : (m == 2 || m == 3 || m == 6) ? 1 : 2; };
+  sim.drop = [&](int from, int to, const std::string&) { return group(from) != group(to); };
+  for (int i = 0; i < 8; ++i) sim.start(i);
+  EXPECT(sim.run_until([&] { return sim.installed_in({0, 1, 5}, false) && sim.installed_in({2, 3, 6}, false) &&
+                                    sim.installed_in({4, 7}, false); }, 3'000'000), "A, B, C form");
+  sim.show_all();
+  static const std::set<std::pair<int, int>> links = {{5, 0}, {5, 1}, {5, 2}, {6, 2}, {6, 3}, {6, 4}, {7, 0}, {7, 4}};
+  sim.drop = [](int from, int to, const std::string&) {
+    int a = std::min(from, to), b = std::max(from, to);
+    if (b <= 4) return false;  // M
+    return !links.count({b, a});
+  };
+  std::printf("  t=%llu: phase 2 links\n", (unsigned long long)sim.now);
+  sim.run(5'000'000);
+  sim.show_all();
+  bool primary = false;
+  for (int i = 0; i < 8; ++i) {
+    const MembershipStats& st = sim.nodes[i].p->stats();
+    primary |= sim.nodes[i].p->primary();
+    std::printf("    member %d: installs %llu, probes %llu, rounds %llu, refusals %llu\n", i, (unsigned long long)st.installs,
+                (unsigned long long)st.probes, (unsigned long long)st.view_changes, (unsigned long long)st.refusals);
+  }
+  std::printf("  %s\n", primary ? "a primary formed" : "NO primary after 5 s of steady links");
+  return primary ? 0 : 1;
+}
+
+// R3 (review): n=3 bridge (0 and 2 cut apart, 1 hears both), the middle
+// member 1 amnesiac (restarted after an OS crash). Counts installs.
+static int scenario_r3() {
+  std::printf("Scenario R3: n=3 bridge, 0-2 cut, middle member 1 amnesiac\n");
+  Sim sim(3);
+  sim.drop = [](int from, int to, const std::string&) { return (from == 0 && to == 2) || (from == 2 && to == 0); };
+  for (int i = 0; i < 3; ++i) {
+    Restored r = replay(sim.nodes[i].log);
+    r.amnesiac = i == 1;
+    ++sim.nodes[i].lives;
+    sim.nodes[i].p = std::make_unique<Membership>(static_cast<MemberId>(i), 3, 1000, sim.cfg, r);
+    sim.flush(i);
+  }
+  sim.run(1'000'000);
+  std::vector<uint64_t> before(3);
+  for (int i = 0; i < 3; ++i) before[i] = sim.nodes[i].p->stats().installs;
+  sim.run(3'000'000);
+  sim.show_all();
+  uint64_t total = 0;
+  for (int i = 0; i < 3; ++i) {
+    const MembershipStats& st = sim.nodes[i].p->stats();
+    std::printf("    member %d: installs in the last 3 s %llu (total %llu), rounds %llu, probes %llu, config {", i,
+                (unsigned long long)(st.installs - before[i]), (unsigned long long)st.installs, (unsigned long long)st.view_changes,
+                (unsigned long long)st.probes);
+    for (MemberId m : sim.nodes[i].p->configuration().members) std::printf(" %u", m);
+    std::printf(" }\n");
+    total += st.installs - before[i];
+  }
+  return total > 0 ? 1 : 0;
+}
+
 static int run(const std::string& which);
 
 int main(int argc, char** argv) {
@@ -524,5 +629,10 @@ static int run(const std::string& which) {
   if (which == "c" || which == "all") rc |= scenario_c(false);
   if (which == "c2" || which == "all") rc |= scenario_c(true);
   if (which == "d" || which == "all") rc |= scenario_d();
+  if (which == "r1" || which == "all") rc |= scenario_r1(3, 2);
+  if (which == "r1b" || which == "all") rc |= scenario_r1(5, 3);
+  if (which == "r1c" || which == "all") rc |= scenario_r1(5, 2);
+  if (which == "r2" || which == "all") rc |= scenario_r2();
+  if (which == "r3" || which == "all") rc |= scenario_r3();
   return rc;
 }
