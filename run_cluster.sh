@@ -3,7 +3,7 @@
 #
 #   ./run_cluster.sh                  build if needed, start 3 replicas, open the
 #                                     client; stop them again when you quit
-#   ./run_cluster.sh start [N] [--loss P] [--fsync] [--trace]
+#   ./run_cluster.sh start [N] [--loss P] [--fsync] [-v] [--trace]
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
@@ -11,9 +11,11 @@
 #                                     Exits 1 if a replica failed (its error is
 #                                     shown as soon as it exits, and the replicas
 #                                     started are stopped), 2 for a bad argument or
-#                                     a cluster/ of other members. --trace: each
-#                                     replica logs one line per protocol event
-#                                     (README)
+#                                     a cluster/ of other members. -v: each replica
+#                                     logs its counters once a second; --trace: one
+#                                     line per protocol event (-vv: both; ./server
+#                                     --help, "Reading the trace"). Logs are
+#                                     cluster/replica-I.log
 #   ./run_cluster.sh stop             stop the replicas this script started (each
 #                                     drains and writes its snapshot; an idle
 #                                     cluster stops in a fraction of a second)
@@ -275,10 +277,11 @@ start() {
         shift 2
         ;;
       --fsync) FLAGS+=(--fsync); shift ;;
-      -v) FLAGS+=(-v); shift ;;
-      --trace|-vv) FLAGS+=(--trace); shift ;;
+      -v | --verbose) FLAGS+=(-v); shift ;;
+      --trace) FLAGS+=(--trace); shift ;;
+      -vv) FLAGS+=(-v --trace); shift ;;
       [0-9]*) n=$1; shift ;;
-      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [--trace])" ;;
+      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [-v] [--trace])" ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 64 ] || die "N must be 1..64"
@@ -585,7 +588,9 @@ apply_cuts() {
     pending=()
     for i in ${running_ids[@]+"${running_ids[@]}"}; do
       expect="[replica $i] link cuts (test switch): ${CUT[i]:-none}"
-      tail -c +$((offsets[i] + 1)) "$DIR/replica-$i.log" 2>/dev/null | grep -qxF -- "$expect" || pending+=("$i")
+      # (With -v or --trace a log line starts with the time: taken off.)
+      tail -c +$((offsets[i] + 1)) "$DIR/replica-$i.log" 2>/dev/null | sed 's/^[0-9][0-9]*\.[0-9]* \[/[/' |
+        grep -qxF -- "$expect" || pending+=("$i")
     done
     [ ${#pending[@]} -eq 0 ] && break
     sleep 0.1

@@ -309,7 +309,8 @@ await_status() {  # what, pattern...
 }
 
 # The last link cuts replica I's log says it read.
-last_cuts() { sed -n 's/^\[replica [0-9]*\] link cuts (test switch): //p' "$cdir/replica-$1.log" | tail -n 1; }
+# (With -v or --trace a log line starts with the time.)
+last_cuts() { sed -n 's/^\([0-9.]* \)\{0,1\}\[replica [0-9]*\] link cuts (test switch): //p' "$cdir/replica-$1.log" | tail -n 1; }
 
 scenario_faults() {
   local i pid1 d2 d2_after id

@@ -13,7 +13,8 @@
 // partition   as concurrent, while the --cut-file switch cuts links
 // trace       servers with --trace: one pushed request's path is in the
 //             trace (request, DATA, ASSIGN, DELIVER everywhere, reply),
-//             drops are marked, junk datagrams are traced and harmless
+//             drops are marked, junk datagrams are traced and harmless;
+//             every line of every log starts with seconds.microseconds
 // pause       as concurrent, with one replica stopped (SIGSTOP) for 1.5 s
 //             mid-run and resumed
 // lost_tail   as concurrent, twice a replica killed, its log's tail cut off
@@ -25,7 +26,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <atomic>
@@ -548,7 +551,7 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
 
 // ---- trace -------------------------------------------------------------------
 
-// One --trace line: "8412.503 r1 REQUEST in    from ...", split up.
+// One --trace line: "8412.503117 r1 REQUEST in    from ...", split up.
 struct Traced {
   int replica = -1;
   std::string event, direction, text;
@@ -685,6 +688,37 @@ size_t count_traced(const std::vector<Traced>& trace, const std::string& event, 
   }));
 }
 
+// With --trace every line of a replica's log starts with the time in
+// seconds and microseconds, trace lines and log lines alike ("2393.904123
+// r1 DATA ...", "2393.904500 [replica 1] listening on ..."), so that `sort
+// -n` merges the replicas' logs in true order; in one log the time never
+// goes back.
+void check_times(const std::string& log, int replica) {
+  size_t lines = 0, untimed = 0, backwards = 0;
+  std::string first_untimed;
+  uint64_t last_us = 0;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    ++lines;
+    const size_t dot = line.find('.'), space = line.find(' ');
+    bool timed = dot != std::string::npos && space != std::string::npos && dot > 0 && space == dot + 7;
+    for (size_t i = 0; timed && i < space; ++i) timed = i == dot || std::isdigit(static_cast<unsigned char>(line[i]));
+    if (!timed) {
+      if (untimed++ == 0) first_untimed = line;
+      continue;
+    }
+    const uint64_t us = std::strtoull(line.c_str(), nullptr, 10) * 1000000 + std::strtoull(line.c_str() + dot + 1, nullptr, 10);
+    backwards += us < last_us;
+    last_us = us;
+  }
+  const std::string who = "replica " + std::to_string(replica) + "'s log";
+  CHECK(lines > 0, who + " is empty");
+  CHECK(untimed == 0, who + ": " + std::to_string(untimed) + " of " + std::to_string(lines) +
+                          " lines do not start with seconds.microseconds, e.g. '" + first_untimed + "'");
+  CHECK(backwards == 0, who + ": the time goes back " + std::to_string(backwards) + " times");
+}
+
 // Servers with --trace (README, "Reading the trace"), at the test's loss.
 void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
   ClusterConfig config{3, a.loss, seed, a.server, dir, {"--trace"}};
@@ -720,6 +754,7 @@ void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(cluster.stop_all(), "graceful stop");
   std::vector<std::vector<Traced>> logs;
   for (int r = 0; r < 3; ++r) logs.push_back(parse_trace(cluster.log_text(r)));
+  for (int r = 0; r < 3; ++r) check_times(cluster.log_text(r), r);
   for (const std::string& item : items) check_request_path(logs, item);
   size_t nacks = 0, lost = 0;
   for (const auto& log : logs) {
