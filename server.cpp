@@ -602,10 +602,19 @@ class Tracer {
     for (const TraceLine& l : describe_packet(p)) line(l.event, "in", "from " + member_text(from) + ": " + l.text + note);
   }
 
-  // The datagrams of one round of sends and what became of each: records
-  // that went to several members in the same words are one line.
-  void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates) const {
-    std::vector<std::pair<TraceLine, std::vector<std::string>>> lines;  // in order of first appearance
+  // The datagrams of one round of sends, what became of each and when it
+  // was sent: records that went to several members in the same words are
+  // one line, timed at its first datagram. (The line is written once the
+  // round is over, which may be after a sync that follows the sends: the
+  // time is the send's, so that a merged trace has it before its receive.)
+  void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates,
+                 const std::vector<uint64_t>& sent_us) const {
+    struct Line {
+      TraceLine what;
+      std::vector<std::string> to;
+      uint64_t at_us;
+    };
+    std::vector<Line> lines;  // in order of first appearance
     for (size_t i = 0; i < out.size(); ++i) {
       std::vector<TraceLine> described;
       wire::MembershipMessage m;
@@ -616,17 +625,17 @@ class Tracer {
         described = describe_packet(p);
       }
       for (TraceLine& l : described) {
-        auto same = std::find_if(lines.begin(), lines.end(), [&l](const auto& e) {
-          return e.first.event == l.event && e.first.text == l.text;
+        auto same = std::find_if(lines.begin(), lines.end(), [&l](const Line& e) {
+          return e.what.event == l.event && e.what.text == l.text;
         });
         if (same == lines.end()) {
-          lines.emplace_back(std::move(l), std::vector<std::string>{});
+          lines.push_back(Line{std::move(l), {}, sent_us[i]});
           same = lines.end() - 1;
         }
-        same->second.push_back(member_text(out[i].to) + fate_note(fates[i]));
+        same->to.push_back(member_text(out[i].to) + fate_note(fates[i]));
       }
     }
-    for (const auto& [l, to] : lines) line(l.event, "out", l.text + " -> " + destinations_text(to));
+    for (const Line& l : lines) line(l.what.event, "out", l.what.text + " -> " + destinations_text(l.to), l.at_us);
   }
 
   void deliver(const mcast::Delivery& d, bool replies_here) const {
@@ -657,11 +666,12 @@ class Tracer {
     return text;
   }
 
-  // One whole line in one write, so that a crash never leaves half of one.
-  void line(const char* event, const char* direction, const std::string& text) const {
+  // One whole line in one write, so that a crash never leaves half of one;
+  // timed now, or at `at_us` (when it happened, if that was earlier).
+  void line(const char* event, const char* direction, const std::string& text, uint64_t at_us = 0) const {
     char head[64];
     std::snprintf(head, sizeof head, " r%u %-7s %-5s ", static_cast<unsigned>(self_), event, direction);
-    std::string out = time_text(net::now_us()) + head + text + "\n";
+    std::string out = time_text(at_us ? at_us : net::now_us()) + head + text + "\n";
     std::fputs(out.c_str(), stderr);
   }
 
@@ -1125,6 +1135,8 @@ class Server {
       return true;
     }
     bool send(const mcast::Outgoing& o) override {
+      // With --trace, timed just before it leaves: its receive is traced later.
+      if (s_.trace_) sent_us_.push_back(net::now_us());
       Fate fate = Fate::Cut;
       if (s_.cuts_.out[o.to]) ++s_.counters_.cut_dropped;
       else fate = s_.send(o.bytes, s_.opt_.peers[o.to].addr);
@@ -1141,12 +1153,13 @@ class Server {
       return true;
     }
     void trace_datagrams(const Handoff& h) const {
-      if (s_.trace_ && !h.datagrams.empty()) s_.trace_->peers_out(h.datagrams, fates_);
+      if (s_.trace_ && !h.datagrams.empty()) s_.trace_->peers_out(h.datagrams, fates_, sent_us_);
     }
 
    private:
     Server& s_;
-    std::vector<Fate> fates_;  // with --trace: what became of each datagram
+    std::vector<Fate> fates_;       // with --trace: what became of each datagram,
+    std::vector<uint64_t> sent_us_;  // and when it was sent
   };
 
   // A snapshot that cannot be written stops the replica, as a failed log
