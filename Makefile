@@ -1,5 +1,6 @@
-# FTQueue. `make` builds ./server and ./client with nothing but a C++17
-# compiler; `make test` builds everything with CMake and runs the CTest suite.
+# FTQueue. `make` builds ./server, ./client and ./picture (draws a traced
+# run as SVG) with nothing but a C++17 compiler; `make test` builds
+# everything with CMake and runs the CTest suite.
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -MMD -MP
@@ -9,12 +10,16 @@ COMMON = wire.o net.o
 PROTO  = multicast.o membership.o
 STATE  = ftqueue.o replica.o
 
-all: server client bench
+all: server client picture bench
 
 server: server.o $(STATE) $(PROTO) $(COMMON)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
 client: client.o $(COMMON)
+	$(CXX) $(CXXFLAGS) -o $@ $^
+
+# Reads trace logs and writes SVG: it needs none of the protocol's code.
+picture: picture.o
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
 # The benchmark program reuses the test harness's process and port handling.
@@ -49,7 +54,7 @@ test-sanitize:
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS) $(ARGS)
 
 clean:
-	rm -rf *.o *.d tests/*.o tests/*.d server client bench build build-sanitize
+	rm -rf *.o *.d tests/*.o tests/*.d server client picture bench build build-sanitize
 
 .PHONY: all test test-sanitize clean
 -include $(wildcard *.d tests/*.d)

@@ -3,7 +3,7 @@
 #
 #   ./run_cluster.sh                  build if needed, start 3 replicas, open the
 #                                     client; stop them again when you quit
-#   ./run_cluster.sh start [N] [--loss P] [--fsync] [--trace]
+#   ./run_cluster.sh start [N] [--loss P] [--fsync] [-v] [--trace]
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
@@ -11,9 +11,11 @@
 #                                     Exits 1 if a replica failed (its error is
 #                                     shown as soon as it exits, and the replicas
 #                                     started are stopped), 2 for a bad argument or
-#                                     a cluster/ of other members. --trace: each
-#                                     replica logs one line per protocol event
-#                                     (README)
+#                                     a cluster/ of other members. -v: each replica
+#                                     logs its counters once a second; --trace: one
+#                                     line per protocol event (-vv: both; ./server
+#                                     --help, "Reading the trace"). Logs are
+#                                     cluster/replica-I.log
 #   ./run_cluster.sh stop             stop the replicas this script started (each
 #                                     drains and writes its snapshot; an idle
 #                                     cluster stops in a fraction of a second)
@@ -35,6 +37,19 @@
 #                                     COMMAND, the interactive client. Client options
 #                                     go first ('client --timeout 10 push 1 5').
 #                                     Exits 2 if no cluster is running
+#   ./run_cluster.sh picture [FILE] [--from MS] [--to MS] [--first N] [--all]
+#                                     draw the run of a cluster started with
+#                                     --trace (running or stopped) from its logs as
+#                                     an SVG message-sequence chart that a browser
+#                                     opens, in FILE (default cluster/picture.svg):
+#                                     a lane per replica and one for the clients,
+#                                     time going down, an arrow per datagram, the
+#                                     configuration changes across the lanes, a
+#                                     legend. --from/--to: a window, in ms after the
+#                                     first trace line; --first N: at most N events
+#                                     (default 400); --all: STATUS and HEADER too
+#                                     (./picture --help). Exits 1 if there is no
+#                                     trace to draw
 #
 # Faults, to break the cluster and watch it heal (README: "Break it and watch
 # it heal"). Each exits 0 once done; 1 if the cluster is not in a state that
@@ -78,10 +93,11 @@
 # again with those, or remove cluster/ to begin a new cluster (changing N
 # makes a new cluster).
 #
-# FTQ_SERVER_BIN, FTQ_CLIENT_BIN: absolute paths of the server and client
-# to run instead of ./server and ./client, which then are never built (the
-# tests use this).
+# FTQ_SERVER_BIN, FTQ_CLIENT_BIN, FTQ_PICTURE_BIN: absolute paths of the
+# server, client and picture to run instead of ./server, ./client and
+# ./picture, which then are never built (the tests use this).
 set -euo pipefail
+CALLER_DIR=$PWD  # a FILE given to picture is the caller's
 cd "$(dirname "$0")"
 
 DIR=${FTQ_CLUSTER_DIR:-cluster}
@@ -89,6 +105,7 @@ BASE_PORT=${FTQ_BASE_PORT:-7001}
 PIDS="$DIR/pids"
 SERVER=${FTQ_SERVER_BIN:-./server}
 CLIENT=${FTQ_CLIENT_BIN:-./client}
+PICTURE=${FTQ_PICTURE_BIN:-./picture}
 
 die() { echo "run_cluster.sh: $*" >&2; exit 2; }     # a bad argument
 refuse() { echo "run_cluster.sh: $*" >&2; exit 1; }  # not possible now
@@ -110,7 +127,7 @@ build() {
     [ -x "$SERVER" ] && [ -x "$CLIENT" ] || die "FTQ_SERVER_BIN/FTQ_CLIENT_BIN: no executable $SERVER or $CLIENT"
     return 0
   fi
-  if [ ! -x ./server ] || [ ! -x ./client ] || [ -n "$(find . -maxdepth 1 -name '*.[ch]pp' -newer ./server)" ]; then
+  if [ ! -x ./server ] || [ ! -x ./client ] || [ -n "$(find . -maxdepth 1 -name '*.[ch]pp' ! -name picture.cpp -newer ./server)" ]; then
     echo "building..."
     make -s >/dev/null || die "build failed (run make to see why)"
   fi
@@ -275,10 +292,11 @@ start() {
         shift 2
         ;;
       --fsync) FLAGS+=(--fsync); shift ;;
-      -v) FLAGS+=(-v); shift ;;
-      --trace|-vv) FLAGS+=(--trace); shift ;;
+      -v | --verbose) FLAGS+=(-v); shift ;;
+      --trace) FLAGS+=(--trace); shift ;;
+      -vv) FLAGS+=(-v --trace); shift ;;
       [0-9]*) n=$1; shift ;;
-      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [--trace])" ;;
+      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [-v] [--trace])" ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 64 ] || die "N must be 1..64"
@@ -585,7 +603,9 @@ apply_cuts() {
     pending=()
     for i in ${running_ids[@]+"${running_ids[@]}"}; do
       expect="[replica $i] link cuts (test switch): ${CUT[i]:-none}"
-      tail -c +$((offsets[i] + 1)) "$DIR/replica-$i.log" 2>/dev/null | grep -qxF -- "$expect" || pending+=("$i")
+      # (With -v or --trace a log line starts with the time: taken off.)
+      tail -c +$((offsets[i] + 1)) "$DIR/replica-$i.log" 2>/dev/null | sed 's/^[0-9][0-9]*\.[0-9]* \[/[/' |
+        grep -qxF -- "$expect" || pending+=("$i")
     done
     [ ${#pending[@]} -eq 0 ] && break
     sleep 0.1
@@ -674,6 +694,54 @@ client() {
   exec "$CLIENT" --servers "$(servers_list)" "$@"
 }
 
+# ./picture, built if it is missing or older than picture.cpp.
+build_picture() {
+  if [ -n "${FTQ_PICTURE_BIN:-}" ]; then
+    [ -x "$PICTURE" ] || die "FTQ_PICTURE_BIN: no executable $PICTURE"
+    return 0
+  fi
+  if [ ! -x ./picture ] || [ picture.cpp -nt ./picture ]; then
+    echo "building ./picture..."
+    make -s picture >/dev/null || die "build failed (run make picture to see why)"
+  fi
+}
+
+# Draws cluster/replica-*.log with ./picture into FILE; its options are
+# passed on (it checks their values), its exit status is ours.
+picture() {
+  local file="" args=() status=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --from | --to | --first)
+        [ $# -ge 2 ] || die "picture: $1 needs a value (see picture --help)"
+        args+=("$1" "$2")
+        shift 2
+        ;;
+      --all) args+=(--all); shift ;;
+      -*) die "picture: unknown option '$1' (picture [FILE] [--from MS] [--to MS] [--first N] [--all])" ;;
+      *)
+        [ -z "$file" ] || die "picture: one FILE only (got '$file' and '$1')"
+        file=$1
+        shift
+        ;;
+    esac
+  done
+  compgen -G "$DIR/replica-*.log" > /dev/null ||
+    refuse "picture: no replica logs in $DIR/ (./run_cluster.sh start --trace, then some calls)"
+  if [ -z "$file" ]; then
+    file=$DIR/picture.svg
+  elif [[ "$file" != /* ]]; then
+    file=$CALLER_DIR/$file
+  fi
+  build_picture
+  "$PICTURE" ${args[@]+"${args[@]}"} -o "$file" "$DIR" || status=$?
+  if [ "$status" = 1 ] && ! grep -qx -- --trace "$DIR/flags" 2>/dev/null; then
+    echo "run_cluster.sh: the cluster was started without --trace: ./run_cluster.sh stop, then start --trace" >&2
+  fi
+  [ "$status" = 0 ] || exit "$status"
+  echo "open it in a browser: file://$(cd "$(dirname "$file")" && pwd)/$(basename "$file")"
+}
+
 no_arguments() {  # COMMAND ARGS...
   [ $# -eq 1 ] || die "$1 takes no arguments (see $1 --help)"
 }
@@ -681,7 +749,7 @@ no_arguments() {  # COMMAND ARGS...
 command=${1:-}
 [ $# -eq 0 ] || shift
 case "$command" in
-  start | stop | status | watch | client | kill | restart | partition | heal)
+  start | stop | status | watch | client | kill | restart | partition | heal | picture)
     if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
       command_help "$command"
       exit 0
@@ -707,6 +775,7 @@ case "$command" in
   restart) restart "$@" ;;
   partition) partition "$@" ;;
   heal) heal "$@" ;;
+  picture) picture "$@" ;;
   -h | --help | help) usage ;;
-  *) die "unknown command '$command' (commands: start stop status watch client kill restart partition heal; ./run_cluster.sh --help)" ;;
+  *) die "unknown command '$command' (commands: start stop status watch client kill restart partition heal picture; ./run_cluster.sh --help)" ;;
 esac

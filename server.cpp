@@ -67,15 +67,12 @@ const char* kUsage =
     "                   run_cluster.sh use it to make partitions; a missing\n"
     "                   or empty file cuts nothing\n"
     "  -v, --verbose    log protocol counters to stderr, one line a second\n"
-    "  --trace          log one line per protocol event to stderr: requests,\n"
-    "                   DATA, ASSIGN, NACK and STATUS records sent and\n"
-    "                   received (dropped ones marked), deliveries, replies.\n"
-    "                   A line is 'TIME rI EVENT in|out WHAT', TIME being the\n"
-    "                   monotonic clock in seconds (one clock for all replicas\n"
-    "                   on a machine: sort -s -n merges their logs). A message\n"
-    "                   is (origin,#inc,origin_seq), #inc the last 4 digits of\n"
-    "                   the second its origin started (README, 'Reading the\n"
-    "                   trace')\n"
+    "                   (the words: 'Reading the trace' below)\n"
+    "  --trace          log one line per protocol event to stderr: requests\n"
+    "                   and replies, every record of the peer datagrams sent\n"
+    "                   and received but keepalives (dropped ones marked),\n"
+    "                   deliveries and configuration changes ('Reading the\n"
+    "                   trace' below; ./picture draws it)\n"
     "  -vv              both -v and --trace\n"
     "  --suspect-ms MS  a member silent this long is suspected and a new\n"
     "                   configuration forms without it (default 300; lower\n"
@@ -111,7 +108,57 @@ const char* kUsage =
     "  2  a bad option\n"
     "  3  stopped and DIR/snapshot.txt written, but the drain did not complete\n"
     "     (some peer did not confirm within 3 s, or a second signal)\n"
-    "  4  DIR belongs to another member list; nothing in it was changed\n";
+    "  4  DIR belongs to another member list; nothing in it was changed\n"
+    "\n"
+    "Reading the trace (-v, --trace):\n"
+    "  TIME rI EVENT in|out WHAT: replica I traced EVENT, received (in) or\n"
+    "     sent (out). TIME is the monotonic clock in seconds with microseconds\n"
+    "     (2393.904123), one clock for every replica on a machine, so\n"
+    "     'sort -s -n replica-*.log' merges their logs in true order (a send\n"
+    "     is timed as it leaves, a receive once taken in). With -v or --trace\n"
+    "     every other log line starts with TIME too.\n"
+    "  REQUEST in   a client's request: from ADDR, the operation, (client\n"
+    "     9f2c.., #4): the first 4 hex digits of the client's id and its\n"
+    "     request number, 'try 2' for a retry, then what this replica did\n"
+    "  REPLY out    the answer, to ADDR; ok value=V, or why not\n"
+    "  DATA         a multicast message: its name (O,cE.R,S) is origin\n"
+    "     replica O, configuration E.R it was sent in, O's S-th message\n"
+    "     there; 'batch of N ops' of clients' operations\n"
+    "  ASSIGN       k=K (O,cE.R,S): the sequencer gives that message place K\n"
+    "     in the one total order (k: the global sequence number)\n"
+    "  NACK         asks for missing assignments (k=A..B) or messages\n"
+    "  STATUS       a peer's marks ('heartbeat:' asks for an answer); from or\n"
+    "     to an ADDR: a client's status request and its answer\n"
+    "  HEADER       a peer datagram with no record, only the marks: sent S\n"
+    "     (its highest S), assigned A (knows every k up to A; 'and up to'\n"
+    "     the highest it holds), held H (its log holds 1..H), delivered D,\n"
+    "     closed (it is leaving)\n"
+    "  DELIVER      k=K delivered here ('this replica replies': its client's)\n"
+    "  CONFIG       a configuration installed: E.R (epoch, the replica that\n"
+    "     formed it), primary (a majority: it serves) or non-primary, its\n"
+    "     members {0,1,2} of n; 'transitional': the members that move on\n"
+    "     together; also state transfers and catching up\n"
+    "  PROBE, PROBEREPLY  would you join these members? yes or no (tag E.R)\n"
+    "  PREPARE, STATE, INSTALL  a view change: promise E.R and send your\n"
+    "     state; what I hold; install it (order kept up to the cut k)\n"
+    "  SNAPREQ, SNAPSHOT  state transfer: a snapshot asked for, and a chunk\n"
+    "  JUNK         a datagram that is neither a request nor a peer's\n"
+    "  -> r0, r2    where a record went; 'r2 x2': two copies to r2 in one\n"
+    "     round of sends (lossy mode sends each ordering packet twice while\n"
+    "     it repairs loss; a membership message may be sent again at once)\n"
+    "  (dropped: loss), (dropped: cut)  thrown away by --loss or --cut-file;\n"
+    "     (dropped) a stranger's junk; (send failed), (rejected: malformed or\n"
+    "     implausible), (dropped: stale, from an earlier life), (dropped:\n"
+    "     another configuration's)\n"
+    "  ..., ... (12 in all)  a long list shortened\n"
+    "  -v, once a second: config E.R primary {members} hears H (members heard\n"
+    "     lately, itself included) | delivered, held, stable (every member\n"
+    "     delivered it) up to k; buffered messages, waiting requests |\n"
+    "     requests, busy and minority refusals | view-changes started,\n"
+    "     installs | assigned, nack-rounds, nacked (items asked for),\n"
+    "     retransmitted, doubled (lossy mode's second copies), heartbeats |\n"
+    "     dropped datagrams by cause | log writes, syncs | spins, with a\n"
+    "     datagram (--spin-us)\n";
 
 // Exit statuses (listed in kUsage and the README).
 constexpr int kExitError = 1;
@@ -316,16 +363,30 @@ struct Counters {
 // ---- --trace -------------------------------------------------------------
 //
 // One line per protocol event, on stderr, for a student to follow a request
-// through the protocol (README, "Reading the trace"):
+// through the protocol (README, "Reading the trace"; kUsage lists every
+// word and abbreviation):
 //
-//   8412.503 r1 DATA    out   (1,#5123,17) batch of 1 op: push 3 7 (client 9f2c.., #4) -> r0, r2
+//   8412.503117 r1 DATA    out   (1,c4.0,17) batch of 1 op: push 3 7 (client 9f2c.., #4) -> r0, r2
 //
-// the monotonic clock in seconds (the same clock for every replica on one
-// machine, so `sort -s -n` merges their logs), this replica, the event,
-// its direction, then what it carried. Message names are (origin,#inc,
-// origin_seq), with the incarnation in short (short_incarnation). The
-// server calls a Tracer only when tracing is on: a replica that does not
-// trace decodes and formats nothing for it.
+// the monotonic clock in seconds with microseconds (the same clock for
+// every replica on one machine, so `sort -s -n` merges their logs in true
+// order: within a millisecond a receive often comes before the next send),
+// this replica, the event, its direction, then what it carried. Message
+// names are (origin,cE.R,origin_seq), E.R the configuration it was sent in.
+// picture.cpp reads these lines back: it pairs a line "... out TEXT -> rM"
+// of replica N with replica M's line "... in from rN: TEXT", so the TEXT of
+// a record must be the same on both sides. The server calls a Tracer only
+// when tracing is on: a replica that does not trace decodes and formats
+// nothing for it.
+
+// "8412.503117": a time of the monotonic clock (net::now_us) as the trace
+// and, with -v or --trace, every log line start.
+std::string time_text(uint64_t now_us) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%llu.%06llu", static_cast<unsigned long long>(now_us / 1000000),
+                static_cast<unsigned long long>(now_us % 1000000));
+  return text;
+}
 
 // What became of a datagram this replica sent or received.
 enum class Fate { Passed, Lost, Cut, SendFailed };
@@ -543,10 +604,19 @@ class Tracer {
     for (const TraceLine& l : describe_packet(p)) line(l.event, "in", "from " + member_text(from) + ": " + l.text + note);
   }
 
-  // The datagrams of one round of sends and what became of each: records
-  // that went to several members in the same words are one line.
-  void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates) const {
-    std::vector<std::pair<TraceLine, std::vector<std::string>>> lines;  // in order of first appearance
+  // The datagrams of one round of sends, what became of each and when it
+  // was sent: records that went to several members in the same words are
+  // one line, timed at its first datagram. (The line is written once the
+  // round is over, which may be after a sync that follows the sends: the
+  // time is the send's, so that a merged trace has it before its receive.)
+  void peers_out(const std::vector<mcast::Outgoing>& out, const std::vector<Fate>& fates,
+                 const std::vector<uint64_t>& sent_us) const {
+    struct Line {
+      TraceLine what;
+      std::vector<std::string> to;
+      uint64_t at_us;
+    };
+    std::vector<Line> lines;  // in order of first appearance
     for (size_t i = 0; i < out.size(); ++i) {
       std::vector<TraceLine> described;
       wire::MembershipMessage m;
@@ -557,17 +627,17 @@ class Tracer {
         described = describe_packet(p);
       }
       for (TraceLine& l : described) {
-        auto same = std::find_if(lines.begin(), lines.end(), [&l](const auto& e) {
-          return e.first.event == l.event && e.first.text == l.text;
+        auto same = std::find_if(lines.begin(), lines.end(), [&l](const Line& e) {
+          return e.what.event == l.event && e.what.text == l.text;
         });
         if (same == lines.end()) {
-          lines.emplace_back(std::move(l), std::vector<std::string>{});
+          lines.push_back(Line{std::move(l), {}, sent_us[i]});
           same = lines.end() - 1;
         }
-        same->second.push_back(member_text(out[i].to) + fate_note(fates[i]));
+        same->to.push_back(member_text(out[i].to) + fate_note(fates[i]));
       }
     }
-    for (const auto& [l, to] : lines) line(l.event, "out", l.text + " -> " + destinations_text(to));
+    for (const Line& l : lines) line(l.what.event, "out", l.what.text + " -> " + destinations_text(l.to), l.at_us);
   }
 
   void deliver(const mcast::Delivery& d, bool replies_here) const {
@@ -598,12 +668,12 @@ class Tracer {
     return text;
   }
 
-  void line(const char* event, const char* direction, const std::string& text) const {
+  // One whole line in one write, so that a crash never leaves half of one;
+  // timed now, or at `at_us` (when it happened, if that was earlier).
+  void line(const char* event, const char* direction, const std::string& text, uint64_t at_us = 0) const {
     char head[64];
-    const uint64_t now = net::now_us();
-    std::snprintf(head, sizeof head, "%llu.%03llu r%u %-7s %-5s ", static_cast<unsigned long long>(now / 1000000),
-                  static_cast<unsigned long long>(now / 1000 % 1000), static_cast<unsigned>(self_), event, direction);
-    std::string out = head + text + "\n";
+    std::snprintf(head, sizeof head, " r%u %-7s %-5s ", static_cast<unsigned>(self_), event, direction);
+    std::string out = time_text(at_us ? at_us : net::now_us()) + head + text + "\n";
     std::fputs(out.c_str(), stderr);
   }
 
@@ -643,10 +713,17 @@ class Server {
   }
 
  private:
+  // "[replica 1] listening on ...": with -v or --trace the line starts
+  // with the time, as a trace line does, so that the configuration and -v
+  // lines sort into the merged trace where they happened.
+  // `fmt` has at most one %s, for `a`. One write for the whole line.
   void log(const char* fmt, const std::string& a = "") const {
-    std::fprintf(stderr, "[replica %d] ", opt_.id);
-    std::fprintf(stderr, fmt, a.c_str());
-    std::fputc('\n', stderr);
+    std::string line = (opt_.trace || opt_.verbose) ? time_text(net::now_us()) + " " : "";
+    line += "[replica " + std::to_string(opt_.id) + "] ";
+    const int size = std::snprintf(nullptr, 0, fmt, a.c_str());
+    std::vector<char> text(static_cast<size_t>(std::max(size, 0)) + 1);
+    std::snprintf(text.data(), text.size(), fmt, a.c_str());
+    std::fputs((line + text.data() + "\n").c_str(), stderr);
   }
 
   [[noreturn]] void fatal(const std::string& error) const {
@@ -1060,6 +1137,8 @@ class Server {
       return true;
     }
     bool send(const mcast::Outgoing& o) override {
+      // With --trace, timed just before it leaves: its receive is traced later.
+      if (s_.trace_) sent_us_.push_back(net::now_us());
       Fate fate = Fate::Cut;
       if (s_.cuts_.out[o.to]) ++s_.counters_.cut_dropped;
       else fate = s_.send(o.bytes, s_.opt_.peers[o.to].addr);
@@ -1076,12 +1155,13 @@ class Server {
       return true;
     }
     void trace_datagrams(const Handoff& h) const {
-      if (s_.trace_ && !h.datagrams.empty()) s_.trace_->peers_out(h.datagrams, fates_);
+      if (s_.trace_ && !h.datagrams.empty()) s_.trace_->peers_out(h.datagrams, fates_, sent_us_);
     }
 
    private:
     Server& s_;
-    std::vector<Fate> fates_;  // with --trace: what became of each datagram
+    std::vector<Fate> fates_;       // with --trace: what became of each datagram,
+    std::vector<uint64_t> sent_us_;  // and when it was sent
   };
 
   // A snapshot that cannot be written stops the replica, as a failed log

@@ -51,7 +51,7 @@
 // after the split), whether it was admitted (in the old configuration: an
 // orphan) or refused, and when that replica installed its non-primary
 // configuration. A request admitted at most 20 ms before that install (give
-// or take the trace's 1 ms steps) is "in the window". Only the summary and the aim use these; the verdicts
+// or take 1 ms of slack) is "in the window". Only the summary and the aim use these; the verdicts
 // come from the queue (and, where several pops share a count, a pop the
 // trace shows refused is not counted as one that took effect).
 //
@@ -208,14 +208,18 @@ bool wait_for_log(const std::string& path, size_t from, const std::string& line)
   return false;
 }
 
-// A trace line's time ("4871.263 r2 CONFIG ..." -> microseconds), or 0.
+// A trace line's time ("4871.263117 r2 CONFIG ..." -> microseconds), or 0.
+// The fraction is read digit by digit, so a trace of milliseconds (before
+// microsecond timestamps) reads right too.
 uint64_t trace_time_us(const std::string& line) {
   const size_t dot = line.find('.'), space = line.find(' ');
-  if (dot == std::string::npos || space == std::string::npos || dot > space) return 0;
+  if (dot == std::string::npos || space == std::string::npos || dot > space || dot == 0 || space > dot + 7) return 0;
   for (size_t i = 0; i < space; ++i)
     if (i != dot && (line[i] < '0' || line[i] > '9')) return 0;
-  return std::strtoull(line.c_str(), nullptr, 10) * 1'000'000 +
-         std::strtoull(line.c_str() + dot + 1, nullptr, 10) * 1000;
+  uint64_t fraction = 0;
+  for (size_t i = dot + 1, scale = 100000; i < dot + 7; ++i, scale /= 10)
+    if (i < space) fraction += static_cast<uint64_t>(line[i] - '0') * scale;
+  return std::strtoull(line.c_str(), nullptr, 10) * 1'000'000 + fraction;
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -262,7 +266,8 @@ struct Request {
     const size_t start = errors.rfind('\n', end);
     return errors.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
   }
-  // The trace's times are whole milliseconds: 1 ms of slack.
+  // 1 ms of slack (the trace's times were whole milliseconds once; they
+  // are microseconds now).
   bool in_window() const {
     return admitted() && nonprimary_ms >= arrived_ms && nonprimary_ms - arrived_ms <= kFirstRetryMs + 1;
   }

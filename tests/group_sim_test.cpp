@@ -90,6 +90,8 @@
 //
 //   group_sim_test --seeds 3000             # seeds 1..3000
 //   group_sim_test --seed 1234 --trace      # one seed, print every event
+//   group_sim_test --seed 1234 --trace-out DIR && ./picture -o seed.svg DIR
+//                                           # one seed, drawn (see TraceOut)
 //   group_sim_test --first-seed 1000000 --seeds 1000000   # an overnight run
 //   group_sim_test --seeds 30000 --keep-going   # list every failing seed, one line each
 //   group_sim_test --storm --seeds 3000         # long chains of view changes
@@ -99,10 +101,15 @@
 // With --expect-violation a seed counts as catching the bug only if it
 // passes without it (so a failure of the protocol itself is not taken for
 // a catch).
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -132,6 +139,7 @@ struct Options {
   uint64_t first_seed = 1;
   uint64_t seeds = 1000;
   bool trace = false;
+  std::string trace_out;  // --trace-out DIR (one seed): see TraceOut
   bool expect_violation = false;
   bool keep_going = false;  // report every failing seed, one line each
   // Storm: a fault phase three times as long, with many more partitions,
@@ -399,6 +407,121 @@ std::string datagram_text(const std::string& bytes) {
   return s;
 }
 
+// ---- --trace-out: the run in the server's trace format ----------------------
+//
+// `group_sim_test --seed S --trace-out DIR` writes DIR/replica-I.log for
+// each member in the format server.cpp's Tracer writes with --trace
+// ("TIME rI EVENT in|out TEXT"; `server --help`, "Reading the trace"), the
+// simulated clock as the time, so that `./picture DIR` draws the seed. Only
+// what the picture reads: peer records sent ("... out TEXT -> rJ", with
+// "(dropped: loss)" or "(dropped: cut)") and received ("... in from rI:
+// TEXT"), the same TEXT at both ends; clients' requests and replies;
+// DELIVER and CONFIG (the Replica's notes, as the server traces them); and
+// each life's start and crash as log lines.
+
+// "(origin,cE.R,origin_seq)", as the server names a message.
+std::string traced_name(const wire::MessageName& n) {
+  return "(" + std::to_string(n.origin) + ",c" + ConfigId::of_ordering_number(n.incarnation).text() + "," +
+         std::to_string(n.origin_seq) + ")";
+}
+
+std::string batch_size_text(const std::string& payload) {
+  std::vector<wire::BatchedOp> ops;
+  if (!wire::decode_batch(payload, ops)) return "not a batch";
+  return "batch of " + std::to_string(ops.size()) + (ops.size() == 1 ? " op" : " ops");
+}
+
+// A datagram's records, (EVENT, TEXT) each; none for a keepalive.
+std::vector<std::pair<std::string, std::string>> traced_records(const std::string& bytes) {
+  if (is_membership(bytes)) {
+    wire::MembershipMessage m;
+    if (!wire::decode_membership(bytes.data(), bytes.size(), m)) return {{"JUNK", "undecodable membership datagram"}};
+    if (m.type == wire::MembershipType::Keepalive) return {};
+    std::string text = datagram_text(bytes);  // "PREPARE inst=..."
+    return {{wire::membership_type_name(m.type), from_wire(m.config).text() + " " + text.substr(text.find(' ') + 1)}};
+  }
+  wire::PeerPacket p;
+  if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return {{"JUNK", "undecodable peer datagram"}};
+  std::vector<std::pair<std::string, std::string>> records;
+  auto join = [](const std::string& list, const std::string& item) { return list + (list.empty() ? "" : ", ") + item; };
+  std::string data, assigns, nacks;
+  for (const wire::DataRecord& d : p.data) data = join(data, traced_name(d.name) + " " + batch_size_text(d.payload));
+  for (const wire::AssignRecord& a : p.assigns)
+    assigns = join(assigns, "k=" + std::to_string(a.global_seq) + " " + traced_name(a.name));
+  for (const wire::SeqRange& r : p.nack_assign)
+    nacks = join(nacks, "k=" + std::to_string(r.from) + (r.to != r.from ? ".." + std::to_string(r.to) : ""));
+  for (const wire::MessageName& name : p.nack_data) nacks = join(nacks, traced_name(name));
+  if (!data.empty()) records.emplace_back("DATA", data);
+  if (!assigns.empty()) records.emplace_back("ASSIGN", assigns);
+  if (!nacks.empty()) records.emplace_back("NACK", nacks);
+  const std::string marks = "held " + std::to_string(p.header.held_upto) + ", delivered " +
+                            std::to_string(p.header.delivered_upto);
+  if (p.has_status) records.emplace_back("STATUS", (p.want_reply ? "heartbeat: " : "status: ") + marks);
+  if (records.empty()) records.emplace_back("HEADER", marks);
+  return records;
+}
+
+const char* verdict_note(PeerVerdict v) {
+  switch (v) {
+    case PeerVerdict::Taken: return "";
+    case PeerVerdict::Malformed: return " (rejected: malformed or implausible)";
+    case PeerVerdict::Stale: return " (dropped: stale, from an earlier life)";
+    case PeerVerdict::OtherConfig: return " (dropped: another configuration's)";
+  }
+  return "";
+}
+
+// A simulated client's address in the trace: "client3".
+std::string client_address(size_t client) { return "client" + std::to_string(client); }
+
+class TraceOut {
+ public:
+  // Opens DIR/replica-I.log for each of `members` (DIR must exist).
+  bool open(const std::string& dir, size_t members, std::string& error) {
+    for (size_t i = 0; i < members; ++i) {
+      const std::string path = dir + "/replica-" + std::to_string(i) + ".log";
+      files_.emplace_back(path, std::ios::trunc);
+      if (!files_.back()) {
+        error = "cannot write " + path + ": " + std::strerror(errno);
+        return false;
+      }
+    }
+    return true;
+  }
+  bool on() const { return !files_.empty(); }
+
+  // A datagram from `from` to `to`, sent (`fate`: "" or a drop) ...
+  void sent(uint64_t now, size_t from, size_t to, const std::string& bytes, const char* fate) {
+    for (const auto& [event, text] : traced_records(bytes))
+      line(now, from, event, "out", text + " -> r" + std::to_string(to) + fate);
+  }
+  // ... and received (`note`: "" or why it was refused).
+  void received(uint64_t now, size_t from, size_t to, const std::string& bytes, const char* note) {
+    for (const auto& [event, text] : traced_records(bytes))
+      line(now, to, event, "in", "from r" + std::to_string(from) + ": " + text + note);
+  }
+
+  // "TIME rI EVENT DIR TEXT" (server.cpp, Tracer::line).
+  void line(uint64_t now, size_t member, const std::string& event, const char* dir, const std::string& text) {
+    char head[64];
+    std::snprintf(head, sizeof head, " r%zu %-7s %-5s ", member, event.c_str(), dir);
+    files_[member] << time_text(now) << head << text << "\n";
+  }
+  // "TIME [replica I] TEXT" (server.cpp, Server::log with --trace).
+  void log(uint64_t now, size_t member, const std::string& text) {
+    files_[member] << time_text(now) << " [replica " << member << "] " << text << "\n";
+  }
+
+ private:
+  static std::string time_text(uint64_t us) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+                  static_cast<unsigned long long>(us % 1000000));
+    return text;
+  }
+  std::vector<std::ofstream> files_;
+};
+
 // ---- the run -------------------------------------------------------------------
 
 // Datagrams on the directed links in `cut` are dropped while the partition
@@ -626,6 +749,8 @@ class Run {
   // Returns an empty string on success, else what went wrong and where.
   std::string execute() {
     setup();
+    std::string error;
+    if (!opt_.trace_out.empty() && !trace_out_.open(opt_.trace_out, n_, error)) return "--trace-out: " + error;
     uint64_t now = 1000;
     for (auto& m : members_) start_life(m, now);
     for (;;) {
@@ -1157,6 +1282,7 @@ class Run {
     m.busy_until = 0;
     m.process = std::make_unique<Replica>(static_cast<MemberId>(i), n_, m.life.incarnation, ropt_, std::move(state),
                                           std::move(restored));
+    if (trace_out_.on()) trace_out_.log(now, i, "listening on the simulated network, life " + std::to_string(m.life.number));
     flush(i, now);  // a constructor may have work ready (not expected, but drive it as the server would)
   }
 
@@ -1233,6 +1359,7 @@ class Run {
     m.wake_at = mcast::kNever;
     note(now, who(i) + " CRASHES (log: " + std::to_string(m.log.size()) + " records, delivered mark " +
                   std::to_string(m.logged_delivered) + ")");
+    if (trace_out_.on()) trace_out_.log(now, i, std::string("crashed (simulator)") + (os_crash ? ": an OS crash" : ""));
   }
 
   void restart_due(uint64_t now) {
@@ -1326,7 +1453,8 @@ class Run {
         network_.push(f);
         continue;
       }
-      members_[f.to].process->peer_datagram(f.from, f.bytes.data(), f.bytes.size(), now);
+      const PeerVerdict verdict = members_[f.to].process->peer_datagram(f.from, f.bytes.data(), f.bytes.size(), now);
+      if (trace_out_.on()) trace_out_.received(now, f.from, f.to, f.bytes, verdict_note(verdict));
       took_input(f.to, now);
     }
   }
@@ -1434,6 +1562,7 @@ class Run {
       Handoff h = r.take_handoff(now);
       if (h.empty()) return;
       if (!h.fatal.empty()) return fail(now, who(i) + " stops: " + h.fatal);
+      if (trace_out_.on()) trace_handoff(i, h, now);
       Effects fx(*this, i, h, now);
       Crash* crash_now = crash_due(i, now, h);
       if (crash_now) {
@@ -1467,6 +1596,19 @@ class Run {
         compact(i, now);
       if (failure_.empty() && opt_.check_replay && !r.has_handoff(now)) check_replay(i, now);
       if (!r.has_handoff(now)) return;
+    }
+  }
+
+  // --trace-out: the hand-off's notes and deliveries, as server.cpp's
+  // carry_out_handoffs traces them (CONFIG, DELIVER).
+  void trace_handoff(size_t i, const Handoff& h, uint64_t now) {
+    for (const std::string& note : h.notes) trace_out_.line(now, i, "CONFIG", "", note);
+    for (const AppliedEvent& a : h.applied) {
+      if (a.event.kind != Event::Kind::Deliver) continue;
+      const Delivery& d = a.event.delivery;
+      trace_out_.line(now, i, "DELIVER", "",
+                      "k=" + std::to_string(d.global_seq) + " " + traced_name(d.name) + " " + batch_size_text(d.payload) +
+                          (a.answered_here ? "; sent from here, so this replica replies" : ""));
     }
   }
 
@@ -1699,7 +1841,10 @@ class Run {
     const MemberId from = static_cast<MemberId>(i), to = out.to;
     int copies = faulty() && uniform() < dup_ ? 2 : 1;
     for (int c = 0; c < copies; ++c) {
-      bool lost = faulty() && (uniform() < drop_ || link_down(now, from, to, !is_membership(out.bytes)));
+      const bool dropped = faulty() && uniform() < drop_;
+      const bool cut = faulty() && !dropped && link_down(now, from, to, !is_membership(out.bytes));
+      const bool lost = dropped || cut;
+      if (trace_out_.on()) trace_out_.sent(now, from, to, out.bytes, dropped ? " (dropped: loss)" : cut ? " (dropped: cut)" : "");
       uint64_t delay = between(1, max_delay_);
       if (faulty() && uniform() < straggle_) delay += between(max_delay_, suspect());  // a straggler
       if (opt_.trace)
@@ -2104,8 +2249,14 @@ class Run {
   void send_reply(size_t i, const ReplyOut& r, uint64_t now) {
     const size_t ci = r.to.ipv4 - 1;  // see deliver_client_datagrams
     if (ci >= clients_.size()) return fail(now, who(i) + " replied to an address no client has");
-    for (int k = 0; k < r.copies; ++k)
+    for (int k = 0; k < r.copies; ++k) {
+      if (trace_out_.on())
+        trace_out_.line(now, i, "REPLY", "out",
+                        "to " + client_address(ci) + " code " + std::to_string(static_cast<int>(r.reply.code)) +
+                            " value=" + std::to_string(r.reply.value) + " (client " + std::to_string(ci) + ", #" +
+                            std::to_string(r.reply.request_no) + ")");
       client_datagram(ci, static_cast<MemberId>(i), false, wire::encode_reply(r.reply), now);
+    }
   }
 
   void deliver_client_datagrams(uint64_t now) {
@@ -2135,6 +2286,11 @@ class Run {
                              ") after settling, with no majority that all hear each other (" + settling_->shape + ")" +
                              where_members());
       if (opt_.trace) note(now, who(d.member) + " request from client " + std::to_string(d.client) + ": " + admission_text(a));
+      if (trace_out_.on())
+        trace_out_.line(now, d.member, "REQUEST", "in",
+                        "from " + client_address(d.client) + " " + wire::opcode_name(op.op) + " " + std::to_string(op.arg) +
+                            " (client " + std::to_string(d.client) + ", #" + std::to_string(op.request_no) + ") try " +
+                            std::to_string(attempt + 1) + ": " + admission_text(a));
       took_input(d.member, now);
     }
   }
@@ -2470,15 +2626,18 @@ class Run {
   std::map<ConfigId, uint64_t> delivered_in_;           // configuration -> highest k delivered in it
   std::string failure_;
   std::deque<std::string> recent_;
+  TraceOut trace_out_;  // --trace-out
   uint64_t last_now_ = 0;  // the time of the hand-off under way
 };
 
 void usage() {
   std::puts(
-      "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--keep-going]\n"
+      "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--trace-out DIR] [--keep-going]\n"
       "                      [--storm] [--splits] [--partial] [--deferred-durability] [--bug NAME --expect-violation]\n"
       "                      [--loss-scale X] [--fault-scale X] [--batch-us U]\n"
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open] [--check-open]\n"
+      "--trace-out DIR: with --seed S, write each member's events to DIR/replica-I.log in the\n"
+      "      server's trace format, for ./picture DIR to draw (a failing seed, say)\n"
       "--loss-scale X: multiply the loss rate drawn for each seed (capped at 0.9)\n"
       "--fault-scale X: multiply the number of partitions, crash events and pauses\n"
       "--os-crashes P: without --deferred-durability, the share of crashes that are OS crashes\n"
@@ -2626,6 +2785,8 @@ bool parse(int argc, char** argv, Options& opt, std::string& bad) {
       if (!value(opt.batch_us)) return false;
     } else if (a == "--trace") {
       opt.trace = true;
+    } else if (a == "--trace-out" && i + 1 < argc) {
+      opt.trace_out = argv[++i];
     } else if (a == "--keep-going") {
       opt.keep_going = true;
     } else if (a == "--expect-violation") {
@@ -2664,6 +2825,7 @@ std::string fails_without_the_bug(uint64_t seed, const Options& opt) {
   clean.replica_bug = ReplicaOptions::Bug::None;
   for (const BoolFlag& b : kDriverBugs) clean.*b.field = false;
   clean.trace = false;
+  clean.trace_out.clear();  // the files are the failing run's
   Run run(seed, clean);
   return run.execute();
 }
@@ -2676,6 +2838,14 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, opt, bad)) {
     usage();
     std::fprintf(stderr, "group_sim_test: bad option, or a bad or missing value after it: %s\n", bad.c_str());
+    return 2;
+  }
+  if (!opt.trace_out.empty() && opt.seeds != 1) {
+    std::fprintf(stderr, "group_sim_test: --trace-out draws one run: give --seed S\n");
+    return 2;
+  }
+  if (!opt.trace_out.empty() && ::mkdir(opt.trace_out.c_str(), 0755) != 0 && errno != EEXIST) {
+    std::fprintf(stderr, "group_sim_test: --trace-out %s: %s\n", opt.trace_out.c_str(), std::strerror(errno));
     return 2;
   }
   uint64_t failures = 0;

@@ -259,7 +259,10 @@ uint64_t trace_time_us(const std::string& line) {
   if (dot == std::string::npos || space == std::string::npos || dot > space || dot == 0) return 0;
   for (size_t i = 0; i < space; ++i)
     if (i != dot && (line[i] < '0' || line[i] > '9')) return 0;
-  return std::strtoull(line.c_str(), nullptr, 10) * 1'000'000 + std::strtoull(line.c_str() + dot + 1, nullptr, 10) * 1000;
+  // Seconds, then a fraction of any length (the trace prints microseconds).
+  uint64_t fraction_us = 0, scale = 100'000;
+  for (size_t i = dot + 1; i < space && scale > 0; ++i, scale /= 10) fraction_us += (line[i] - '0') * scale;
+  return std::strtoull(line.c_str(), nullptr, 10) * 1'000'000 + fraction_us;
 }
 
 std::vector<std::string> lines_of(const std::string& text) {

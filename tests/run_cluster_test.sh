@@ -2,7 +2,7 @@
 # run_cluster_test.sh: run_cluster.sh's start-up traps, met as a new user
 # meets them, and its fault commands.
 #
-#   run_cluster_test.sh SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL
+#   run_cluster_test.sh SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL [PICTURE]
 #
 # start          `out=$(run_cluster.sh start)` returns (the replicas do not
 #                hold its stdout) and says how to reach the cluster (the
@@ -41,14 +41,23 @@
 #                links cut (partition 0,1 2; partition 0 1 2), and says
 #                whether those up and reaching each other are a majority and
 #                serve: yes with 2 of 3, NO with 1 of 3 or no two connected
+# picture        (with PICTURE) a cluster started without --trace: picture
+#                exits 1 saying so; start -v --trace: every log line starts
+#                with seconds.microseconds, the -v counters among them; kill
+#                1, restart 1, partition 0,1 2 and heal (their link cuts
+#                confirmed through the timed log lines); picture FILE (a
+#                path of the caller's directory) while it runs, and with no
+#                FILE after stop: an SVG with a lane per replica and the
+#                clients', arrows, bands for {0,1,2}, {0,2} and {0,1}; a bad
+#                option exits 2
 #
 # Every run has its own cluster directory and port range (port_tool free,
 # from the printed seed), and stops everything it started, by pid, on every
 # path. Leftover servers are found by their --data argument in /proc (Linux).
 set -uo pipefail
 
-[ $# -eq 5 ] || { echo "usage: $0 SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL" >&2; exit 2; }
-scenario=$1 script=$2 server=$3 client=$4 port_tool=$5
+[ $# -eq 5 ] || [ $# -eq 6 ] || { echo "usage: $0 SCENARIO RUN_CLUSTER SERVER CLIENT PORT_TOOL [PICTURE]" >&2; exit 2; }
+scenario=$1 script=$2 server=$3 client=$4 port_tool=$5 picture=${6:-}
 
 seed=${FTQ_SEED:-$((RANDOM * 32768 + RANDOM))}
 echo "run_cluster $scenario: seed $seed (replay with FTQ_SEED=$seed)"
@@ -93,6 +102,7 @@ trap 'exit 1' INT TERM HUP
 # `make test`, the three tests must still get three port ranges.
 base=$("$port_tool" free 5 "$((seed + $(printf %s "$scenario" | cksum | cut -d' ' -f1)))") || exit 2
 export FTQ_CLUSTER_DIR=$cdir FTQ_BASE_PORT=$base FTQ_SERVER_BIN=$server FTQ_CLIENT_BIN=$client
+[ -z "$picture" ] || export FTQ_PICTURE_BIN=$picture
 list3=127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))
 list5=$list3,127.0.0.1:$((base + 3)),127.0.0.1:$((base + 4))
 
@@ -309,7 +319,8 @@ await_status() {  # what, pattern...
 }
 
 # The last link cuts replica I's log says it read.
-last_cuts() { sed -n 's/^\[replica [0-9]*\] link cuts (test switch): //p' "$cdir/replica-$1.log" | tail -n 1; }
+# (With -v or --trace a log line starts with the time.)
+last_cuts() { sed -n 's/^\([0-9.]* \)\{0,1\}\[replica [0-9]*\] link cuts (test switch): //p' "$cdir/replica-$1.log" | tail -n 1; }
 
 scenario_faults() {
   local i pid1 d2 d2_after id
@@ -594,6 +605,87 @@ scenario_fault_arguments() {
   no_servers_left "after the commands with no cluster running"
 }
 
+# What an SVG holds: "lanes N", "arrows N", "bands MEMBERS..." (each
+# primary configuration band's members, in order down the page).
+svg_summary() {
+  echo "lanes $(grep -c 'class="lane"' "$1")"
+  echo "arrows $(grep -c 'class="arrow"' "$1")"
+  echo "bands $(grep -o 'class="config" data-config="[0-9.]*" data-members="[0-9,]*" data-primary="yes"' "$1" |
+    sed 's/.*data-members="\([0-9,]*\)".*/\1/' | tr '\n' ' ')"
+}
+
+scenario_picture() {
+  [ -n "$picture" ] || { fail "the picture scenario needs PICTURE"; return; }
+  # No trace, no picture: said so.
+  run_bounded 20 "$script" start
+  expect_rc "start" 0
+  expect_eq "create" "$(call create 42)" "1"
+  run_bounded 20 "$script" picture
+  expect_rc "picture of an untraced cluster" 1
+  expect_in "picture of an untraced cluster" "$err" "started without --trace"
+  run_bounded 20 "$script" stop
+  rm -rf "$cdir"
+
+  run_bounded 20 "$script" start -v --trace
+  expect_rc "start -v --trace" 0
+  expect_eq "create" "$(call create 42)" "1"
+  expect_eq "push" "$(call push 1 7)" "ok"
+  run_bounded 10 "$script" kill 1
+  expect_rc "kill 1" 0
+  await_status "replicas 0 and 2 without replica 1" "replica 0 .*: config [0-9.]* primary {0,2} "
+  expect_eq "push with replica 1 down" "$(call push 1 8)" "ok"
+  run_bounded 20 "$script" restart 1
+  expect_rc "restart 1" 0
+  await_status "replica 1 back" "replica 1 .*: config [0-9.]* primary {0,1,2} "
+  # Link cuts confirmed through log lines that start with the time.
+  run_bounded 20 "$script" partition 0,1 2
+  expect_rc "partition 0,1 2, with -v" 0
+  await_status "the majority side" "replica 0 .*: config [0-9.]* primary {0,1} "
+  run_bounded 20 "$script" heal
+  expect_rc "heal, with -v" 0
+  await_status "replica 2 back" "replica 2 .*: config [0-9.]* primary {0,1,2} "
+  expect_eq "pop after heal" "$(call pop 1)" "7"
+  local i untimed
+  for i in 0 1 2; do
+    untimed=$(grep -cvE '^[0-9]+\.[0-9]{6} ' "$cdir/replica-$i.log")
+    expect_eq "lines of replica $i's log without seconds.microseconds first" "$untimed" 0
+    grep -qE '^[0-9]+\.[0-9]{6} \[replica '"$i"'\] config ' "$cdir/replica-$i.log" ||
+      fail "replica $i's log has no timed -v line"
+  done
+
+  # While it runs, into a file named from the caller's directory.
+  mkdir -p "$work/here"
+  cd "$work/here" || return
+  run_bounded 20 "$script" picture run.svg --first 2000
+  cd - > /dev/null || return
+  expect_rc "picture run.svg" 0
+  expect_in "picture run.svg" "$out" "open it in a browser: file://$work/here/run.svg"
+  if [ -f "$work/here/run.svg" ]; then
+    local summary
+    summary=$(svg_summary "$work/here/run.svg")
+    expect_in "picture run.svg" "$summary" "lanes 4"
+    # In order (the start may form a configuration or two first): the kill,
+    # the restart, the partition, the heal.
+    [[ "$summary " =~ bands\ (.*\ )?0,2\ (.*\ )?0,1,2\ (.*\ )?0,1\ (.*\ )?0,1,2\  ]] ||
+      fail "picture run.svg: bands {0,2}, {0,1,2}, {0,1}, {0,1,2} in this order: $summary"
+    [[ "$summary" != *"arrows 0"* ]] || fail "picture run.svg has no arrows: $summary"
+    echo "$summary"
+  else
+    fail "picture run.svg: no $work/here/run.svg"
+  fi
+  run_bounded 10 "$script" picture --frobnicate
+  expect_rc "picture --frobnicate" 2
+  expect_in "picture --frobnicate" "$err" "unknown option '--frobnicate'"
+
+  # Stopped: the default file.
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  run_bounded 20 "$script" picture
+  expect_rc "picture after stop" 0
+  [ -s "$cdir/picture.svg" ] || fail "picture after stop: no $cdir/picture.svg"
+  no_servers_left "after stop"
+}
+
 case "$scenario" in
   start) scenario_start ;;
   other_members) scenario_other_members ;;
@@ -601,6 +693,7 @@ case "$scenario" in
   faults) scenario_faults ;;
   fault_arguments) scenario_fault_arguments ;;
   status) scenario_status ;;
+  picture) scenario_picture ;;
   *) echo "unknown scenario '$scenario'" >&2; exit 2 ;;
 esac
 # The servers' exit statuses do not reach us; a sanitizer's report (make

@@ -13,7 +13,9 @@
 // partition   as concurrent, while the --cut-file switch cuts links
 // trace       servers with --trace: one pushed request's path is in the
 //             trace (request, DATA, ASSIGN, DELIVER everywhere, reply),
-//             drops are marked, junk datagrams are traced and harmless
+//             drops are marked, junk datagrams are traced and harmless;
+//             every line of every log starts with seconds.microseconds, and
+//             every DATA record is traced as sent no later than received
 // pause       as concurrent, with one replica stopped (SIGSTOP) for 1.5 s
 //             mid-run and resumed
 // lost_tail   as concurrent, twice a replica killed, its log's tail cut off
@@ -25,7 +27,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <atomic>
@@ -548,11 +552,22 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
 
 // ---- trace -------------------------------------------------------------------
 
-// One --trace line: "8412.503 r1 REQUEST in    from ...", split up.
+// One --trace line: "8412.503117 r1 REQUEST in    from ...", split up.
 struct Traced {
   int replica = -1;
+  uint64_t us = 0;  // the time
   std::string event, direction, text;
 };
+
+// "2393.904123" -> microseconds (fewer digits: the fraction is still read
+// as a fraction of a second).
+uint64_t time_us(const std::string& word) {
+  const size_t dot = word.find('.');
+  uint64_t us = std::strtoull(word.c_str(), nullptr, 10) * 1000000;
+  for (size_t i = dot + 1, scale = 100000; dot != std::string::npos && i < word.size() && scale > 0; ++i, scale /= 10)
+    us += static_cast<uint64_t>(word[i] - '0') * scale;
+  return us;
+}
 
 std::vector<Traced> parse_trace(const std::string& log) {
   std::vector<Traced> out;
@@ -565,6 +580,7 @@ std::vector<Traced> parse_trace(const std::string& log) {
         time.find('.') == std::string::npos)
       continue;  // not a trace line ("[replica 1] listening on ...")
     t.replica = std::atoi(replica.c_str() + 1);
+    t.us = time_us(time);
     words >> std::ws;
     std::getline(words, t.text);
     for (const char* d : {"in ", "out "})
@@ -685,6 +701,56 @@ size_t count_traced(const std::vector<Traced>& trace, const std::string& event, 
   }));
 }
 
+// With --trace every line of a replica's log starts with the time in
+// seconds and microseconds, trace lines and log lines alike ("2393.904123
+// r1 DATA ...", "2393.904500 [replica 1] listening on ..."), so that `sort
+// -n` merges the replicas' logs (see check_send_before_receive).
+void check_times(const std::string& log, int replica) {
+  size_t lines = 0, untimed = 0;
+  std::string first_untimed;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    ++lines;
+    const size_t dot = line.find('.'), space = line.find(' ');
+    bool timed = dot != std::string::npos && space != std::string::npos && dot > 0 && space == dot + 7;
+    for (size_t i = 0; timed && i < space; ++i) timed = i == dot || std::isdigit(static_cast<unsigned char>(line[i]));
+    if (!timed && untimed++ == 0) first_untimed = line;
+  }
+  const std::string who = "replica " + std::to_string(replica) + "'s log";
+  CHECK(lines > 0, who + " is empty");
+  CHECK(untimed == 0, who + ": " + std::to_string(untimed) + " of " + std::to_string(lines) +
+                          " lines do not start with seconds.microseconds, e.g. '" + first_untimed + "'");
+}
+
+// The merged trace is in true order: every DATA record a replica traces as
+// received ("DATA in from r0: (0,c1.0,3) ...") its origin traced as sent
+// ("DATA out (0,c1.0,3) ...") no later. (A line of sends is timed by its
+// first datagram, not when the round of sends is over, which comes after a
+// sync that can take tens of ms on a busy disk.)
+void check_send_before_receive(const std::vector<std::vector<Traced>>& logs) {
+  size_t checked = 0, misordered = 0;
+  std::string example;
+  for (const auto& log : logs)
+    for (const Traced& t : log) {
+      if (t.event != "DATA" || t.direction != "in" || t.text.rfind("from r", 0) != 0) continue;
+      const size_t origin = static_cast<size_t>(std::atoi(t.text.c_str() + 6)), colon = t.text.find(": ");
+      if (origin >= logs.size() || colon == std::string::npos) continue;
+      const std::string name = t.text.substr(colon + 2, t.text.find(' ', colon + 2) - colon - 2);
+      for (const Traced& sent : logs[origin]) {
+        if (sent.event != "DATA" || sent.direction != "out" || sent.text.rfind(name + " ", 0) != 0) continue;
+        ++checked;
+        if (sent.us > t.us && misordered++ == 0)
+          example = "r" + std::to_string(origin) + " sends " + name + " at " + std::to_string(sent.us) + " us, r" +
+                    std::to_string(t.replica) + " receives it at " + std::to_string(t.us) + " us";
+        break;
+      }
+    }
+  std::printf("trace: %zu DATA receives timed after their sends, %zu before\n", checked - misordered, misordered);
+  CHECK(checked > 0, std::string("DATA records traced both as sent and as received"));
+  CHECK(misordered == 0, std::to_string(misordered) + " DATA receives traced before their send, e.g. " + example);
+}
+
 // Servers with --trace (README, "Reading the trace"), at the test's loss.
 void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
   ClusterConfig config{3, a.loss, seed, a.server, dir, {"--trace"}};
@@ -720,6 +786,8 @@ void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(cluster.stop_all(), "graceful stop");
   std::vector<std::vector<Traced>> logs;
   for (int r = 0; r < 3; ++r) logs.push_back(parse_trace(cluster.log_text(r)));
+  for (int r = 0; r < 3; ++r) check_times(cluster.log_text(r), r);
+  check_send_before_receive(logs);
   for (const std::string& item : items) check_request_path(logs, item);
   size_t nacks = 0, lost = 0;
   for (const auto& log : logs) {
