@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <csignal>
 #include <ctime>
 #include <memory>
@@ -53,19 +55,31 @@ const char* kUsage =
     "  --data DIR       data directory (default data/replica-I)\n"
     "  --loss P         drop each datagram sent or received with probability P\n"
     "                   (0 <= P < 1; for testing loss recovery; default 0)\n"
-    "  --seed S         seed for --loss, so drops repeat (default: random)\n"
+    "  --seed S         seed for --loss and for slow links' drops (--cut-file),\n"
+    "                   so drops repeat (default: random)\n"
     "  --fsync          claim to hold a record only once it is on disk, so\n"
     "                   an acknowledged operation survives a power cut (one\n"
     "                   fdatasync per pass: group commit; default: written\n"
     "                   to the OS, survives a server crash but not a power cut)\n"
     "  --socket-fd FD   use the already-bound UDP socket FD instead of binding\n"
     "                   (for test harnesses that reserve ports)\n"
-    "  --cut-file FILE  test switch: cut links to other members, as listed in\n"
-    "                   FILE (read at start and again on SIGHUP): 'ID' drops\n"
-    "                   every datagram to and from member ID, 'in:ID' only\n"
-    "                   those from it, 'out:ID' only those to it. Tests and\n"
-    "                   run_cluster.sh use it to make partitions; a missing\n"
-    "                   or empty file cuts nothing\n"
+    "  --cut-file FILE  test switch: cut or slow links to other members, as\n"
+    "                   listed in FILE (read at start and again on SIGHUP;\n"
+    "                   entries separated by spaces, commas or newlines, '#'\n"
+    "                   starts a comment): 'ID' drops every datagram to and\n"
+    "                   from member ID, 'in:ID' only those from it, 'out:ID'\n"
+    "                   only those to it. 'slow:ID:MS[:PCT]' makes the link to\n"
+    "                   member ID slow, each way: every datagram to it and\n"
+    "                   from it is held MS milliseconds (0-10000) and PCT\n"
+    "                   percent of them dropped (0 <= PCT < 100, default 0;\n"
+    "                   drawn with --seed). This end models the whole link:\n"
+    "                   list a slow link in one end's file only ('slow:2:20:5'\n"
+    "                   in every file but member 2's: member 2 is 20 ms and 5%\n"
+    "                   loss away each way; at both ends the delays add up).\n"
+    "                   Only peer datagrams are cut or slowed, not clients'.\n"
+    "                   Tests and run_cluster.sh use it to make partitions; a\n"
+    "                   missing or empty file cuts nothing, and a file with a\n"
+    "                   bad entry changes nothing (the error is logged)\n"
     "  -v, --verbose    log protocol counters to stderr, one line a second\n"
     "                   (the words: 'Reading the trace' below)\n"
     "  --trace          log one line per protocol event to stderr: requests\n"
@@ -303,9 +317,37 @@ void on_signal(int sig) {
 }
 
 // The --cut-file test switch: which members' datagrams this replica drops,
-// coming in and going out. Only peer traffic is cut; clients still reach it.
+// coming in and going out, and which links are slow. Only peer traffic is
+// cut or slowed; clients still reach it at full speed.
+//
+// A slow link, 'slow:ID:MS[:PCT]', models a link with a fixed one-way
+// delay and independent loss in each direction (as `tc qdisc ... netem
+// delay 20ms loss 5%` on member ID's interface, without root): what this
+// replica sends to ID and what it receives from ID are each held MS
+// milliseconds, and each dropped with probability PCT/100, drawn from the
+// --loss generator (seeded by --seed, so the drops repeat). Both directions
+// are modelled at this end, the incoming side by holding what was read and
+// handing it to the replica when due, so that the entry in one file makes
+// the whole link slow and the slow member itself needs no entry (member 2
+// slow: 'slow:2:20:5' in every file but member 2's). Delaying only the
+// outgoing side at both ends would model the same link but needs entries
+// at both ends, and would make a one-sided entry a one-way delay; here an
+// entry at both ends adds up (2 x MS each way), as two netem queues would.
+// Nothing blocks: held datagrams wait in Server::held_ by due time, and the
+// loop's timeout comes down to the first due time (Server::step).
+struct SlowLink {
+  bool on = false;
+  uint64_t delay_us = 0;
+  double drop = 0;       // probability, 0 <= drop < 1
+  std::string text;      // as the entry reads, normalized: slow:ID:MS[:PCT]
+};
+
+constexpr uint64_t kMaxSlowMs = 10'000;  // the drain waits for held datagrams
+
 struct LinkCuts {
   std::vector<bool> in, out;  // by member id
+  std::vector<SlowLink> slow;  // by member id
+  explicit LinkCuts(size_t members = 0) : in(members), out(members), slow(members) {}
   std::string describe() const {
     std::string text;
     for (size_t m = 0; m < in.size(); ++m) {
@@ -313,13 +355,51 @@ struct LinkCuts {
       else if (in[m]) text += " in:" + std::to_string(m);
       else if (out[m]) text += " out:" + std::to_string(m);
     }
+    for (const SlowLink& s : slow)
+      if (s.on) text += " " + s.text;
     return text.empty() ? "none" : text.substr(1);
   }
 };
 
+// 'slow:ID:MS[:PCT]' (the text after "slow:"); false if malformed.
+bool parse_slow(const std::string& spec, size_t members, size_t self, int32_t& id, SlowLink& link) {
+  std::vector<std::string> parts;
+  for (size_t pos = 0;;) {
+    size_t colon = spec.find(':', pos);
+    parts.push_back(spec.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos));
+    if (colon == std::string::npos) break;
+    pos = colon + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  uint64_t ms;
+  if (!net::parse_i32(parts[0], id) || id < 0 || static_cast<size_t>(id) >= members ||
+      static_cast<size_t>(id) == self || !net::parse_u64(parts[1], ms) || ms > kMaxSlowMs)
+    return false;
+  double percent = 0;
+  if (parts.size() == 3) {
+    const std::string& p = parts[2];
+    // Digits and a point only (strtod alone would take "+5", " 5", "inf").
+    if (p.empty() || p.find_first_not_of("0123456789.") != std::string::npos) return false;
+    char* end = nullptr;
+    percent = std::strtod(p.c_str(), &end);
+    if (*end != 0 || !(percent >= 0 && percent < 100)) return false;
+  }
+  link.on = true;
+  link.delay_us = ms * 1000;
+  link.drop = percent / 100;
+  char text[64];
+  std::snprintf(text, sizeof text, "slow:%d:%llu", id, static_cast<unsigned long long>(ms));
+  link.text = text;
+  if (percent > 0) {
+    std::snprintf(text, sizeof text, ":%g", percent);
+    link.text += text;
+  }
+  return true;
+}
+
 // Tokens separated by spaces, commas or newlines; '#' starts a comment.
 bool parse_cuts(const std::string& text, size_t members, size_t self, LinkCuts& cuts, std::string& error) {
-  cuts = LinkCuts{std::vector<bool>(members), std::vector<bool>(members)};
+  cuts = LinkCuts(members);
   std::string cleaned;
   for (size_t pos = 0; pos < text.size();) {
     size_t end = text.find('\n', pos);
@@ -331,7 +411,26 @@ bool parse_cuts(const std::string& text, size_t members, size_t self, LinkCuts& 
   for (char& c : cleaned)
     if (c == ',' || c == '\t' || c == '\r') c = ' ';
   std::istringstream words(cleaned);
+  const std::string others =
+      "another member (0.." + std::to_string(members - 1) + ", not " + std::to_string(self) + ")";
   for (std::string w; words >> w;) {
+    if (w.rfind("slow:", 0) == 0) {
+      int32_t id = -1;
+      SlowLink link;
+      if (!parse_slow(w.substr(5), members, self, id, link)) {
+        error = "'" + w + "' is not slow:ID:MS[:PCT] with ID " + others + ", MS milliseconds from 0 to " +
+                std::to_string(kMaxSlowMs) + " and PCT a drop percentage with 0 <= PCT < 100 (e.g. slow:" +
+                std::to_string(self == 0 ? 1 : 0) + ":20:5)";
+        return false;
+      }
+      if (cuts.slow[static_cast<size_t>(id)].on) {
+        error = "'" + w + "': member " + std::to_string(id) + "'s link is already slow (" +
+                cuts.slow[static_cast<size_t>(id)].text + "); one slow entry per member";
+        return false;
+      }
+      cuts.slow[static_cast<size_t>(id)] = link;
+      continue;
+    }
     bool in = true, out = true;
     std::string id_text = w;
     if (w.rfind("in:", 0) == 0) {
@@ -343,7 +442,7 @@ bool parse_cuts(const std::string& text, size_t members, size_t self, LinkCuts& 
     }
     int32_t id;
     if (!net::parse_i32(id_text, id) || id < 0 || static_cast<size_t>(id) >= members || static_cast<size_t>(id) == self) {
-      error = "'" + w + "' is not ID, in:ID or out:ID for another member (0.." + std::to_string(members - 1) + ")";
+      error = "'" + w + "' is not ID, in:ID, out:ID or slow:ID:MS[:PCT] for " + others;
       return false;
     }
     if (in) cuts.in[static_cast<size_t>(id)] = true;
@@ -356,6 +455,8 @@ struct Counters {
   uint64_t nonmember = 0;     // not a member, not a well-formed client datagram
   uint64_t loss_dropped = 0;  // --loss
   uint64_t cut_dropped = 0;   // --cut-file
+  uint64_t slow_dropped = 0;  // --cut-file slow:ID:MS:PCT, the PCT (or too many held)
+  uint64_t slow_delayed = 0;  // --cut-file slow:ID:MS..., held MS (each way)
   uint64_t send_failed = 0;
   uint64_t syncs = 0;         // --fsync: fdatasyncs of the log that ended
 };
@@ -749,7 +850,7 @@ class Server {
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
     ::sigaction(SIGHUP, &sa, nullptr);
-    cuts_ = LinkCuts{std::vector<bool>(opt_.peers.size()), std::vector<bool>(opt_.peers.size())};
+    cuts_ = LinkCuts(opt_.peers.size());
     if (!opt_.cut_file.empty()) load_cuts();
     restored.amnesiac = !log_trusted_at_start(state, restored);
     if (restored.amnesiac)
@@ -893,6 +994,7 @@ class Server {
       carry_out_handoffs(net::now_us());
     }
     for (int i = 0; i < 8 && !replica_->may_compact(); ++i) carry_out_handoffs(net::now_us());
+    flush_held();
     // Synced even without --fsync, and then marked clean, so that the log
     // is trusted after an OS restart too (a lab machine rebooted after a
     // graceful stop). An amnesiac replica stays so: its log is not whole.
@@ -918,6 +1020,7 @@ class Server {
     if (stopping_) deadline = std::min(deadline, drain_deadline_);
     if (stopping_ && replica_->done_leaving()) deadline = std::min(deadline, last_peer_talk_us_ + kLingerQuietUs);
     if (opt_.verbose) deadline = std::min(deadline, last_report_ + 1'000'000);
+    if (!held_.empty()) deadline = std::min(deadline, held_.begin()->first);  // slow links
     // carry_out_handoffs' bound left some: take the rest at once.
     if (replica_->has_handoff(now)) deadline = now;
     pollfd fds[2] = {{fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
@@ -930,6 +1033,7 @@ class Server {
       read_datagrams();
       spin_.datagrams_read(now);
     }
+    release_held(net::now_us());
     replica_->tick(now, net::wall_clock_ms());
     carry_out_handoffs(now);
     // A snapshot is the state at delivered_upto and the log rewritten to
@@ -1023,6 +1127,10 @@ class Server {
       if (member >= 0 && cuts_.in[static_cast<size_t>(member)]) {
         ++counters_.cut_dropped;
         if (trace_) trace_dropped(buf, size, from, member, Fate::Cut);
+      } else if (member >= 0 && cuts_.slow[static_cast<size_t>(member)].on) {
+        // Handed to the replica when due (release_held), traced then.
+        if (!hold(false, static_cast<size_t>(member), buf, size) && trace_)
+          trace_dropped(buf, size, from, member, Fate::Lost);
       } else if (member >= 0) {
         receive_peer(static_cast<mcast::MemberId>(member), buf, size);
       } else {
@@ -1141,6 +1249,7 @@ class Server {
       if (s_.trace_) sent_us_.push_back(net::now_us());
       Fate fate = Fate::Cut;
       if (s_.cuts_.out[o.to]) ++s_.counters_.cut_dropped;
+      else if (s_.cuts_.slow[o.to].on) fate = s_.send_slow(o.to, o.bytes);
       else fate = s_.send(o.bytes, s_.opt_.peers[o.to].addr);
       if (s_.trace_) fates_.push_back(fate);
       return true;
@@ -1185,9 +1294,64 @@ class Server {
     return Fate::Passed;
   }
 
+  // A datagram to a member over a slow link: --loss first, as send() would,
+  // then the link's own loss; what is left leaves when due (release_held).
+  // The fate is known now, so the trace is right about drops; it shows the
+  // datagram when the replica sent it, not when it left.
+  Fate send_slow(size_t member, const std::string& bytes) {
+    if (lose()) {
+      ++counters_.loss_dropped;
+      return Fate::Lost;
+    }
+    return hold(true, member, bytes.data(), bytes.size()) ? Fate::Passed : Fate::Lost;
+  }
+
+  // A datagram on member's slow link, going out or come in (and past
+  // --loss): dropped with the link's probability, else held for its delay.
+  // False if dropped (also when kMaxHeld are held already: a queue that
+  // overflows, as netem's does, rather than memory without bound).
+  bool hold(bool out, size_t member, const char* data, size_t len) {
+    const SlowLink& link = cuts_.slow[member];
+    if ((link.drop > 0 && std::uniform_real_distribution<double>(0, 1)(loss_rng_) < link.drop) ||
+        held_.size() >= kMaxHeld) {
+      ++counters_.slow_dropped;
+      return false;
+    }
+    ++counters_.slow_delayed;
+    held_.emplace(net::now_us() + link.delay_us, Held{out, member, std::string(data, len)});
+    return true;
+  }
+
+  // What slow links held and is due by `now`, in due order (equal times in
+  // the order held): sent, or handed to the replica as if read just now.
+  // A datagram is held with the link's delay when it was held: a SIGHUP that
+  // changes or removes the entry leaves those in flight as they were.
+  void release_held(uint64_t now) {
+    while (!held_.empty() && held_.begin()->first <= now) {
+      auto node = held_.extract(held_.begin());
+      Held& h = node.mapped();
+      if (!h.out) receive_peer(static_cast<mcast::MemberId>(h.member), h.bytes.data(), h.bytes.size());
+      else if (!net::send_to(fd_, h.bytes, opt_.peers[h.member].addr)) ++counters_.send_failed;
+    }
+  }
+
+  // At the stop: what slow links still hold for the others leaves when due
+  // (the last words, each at most kMaxSlowMs away); what came in is dropped,
+  // since nothing is read any more.
+  void flush_held() {
+    for (auto& [due, h] : held_) {
+      if (!h.out) continue;
+      const uint64_t now = net::now_us();
+      if (due > now) std::this_thread::sleep_for(std::chrono::microseconds(due - now));
+      if (!net::send_to(fd_, h.bytes, opt_.peers[h.member].addr)) ++counters_.send_failed;
+    }
+    held_.clear();
+  }
+
   uint64_t dropped() const {
     const ReplicaCounts c = replica_->counts();
-    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + c.malformed + c.stale + c.other_config;
+    return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + counters_.slow_dropped +
+           c.malformed + c.stale + c.other_config;
   }
 
   void report(uint64_t now) {
@@ -1196,13 +1360,14 @@ class Server {
     const mcast::Membership& group = replica_->group();
     const mcast::MulticastStats& s = c.ordering;
     const mcast::MembershipStats& g = c.membership;
-    char line[700];
+    char line[1024];
     std::snprintf(line, sizeof line,
                   "config %s%s %s hears %zu | delivered %llu held %llu stable %llu buffered %zu waiting %zu | "
                   "requests %llu busy %llu minority %llu | view-changes %llu installs %llu | "
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
                   "dropped: malformed %llu stale %llu other-config %llu non-member %llu loss %llu cut %llu "
-                  "send-failed %llu | log writes %llu syncs %llu | spins %llu with a datagram %llu",
+                  "slow-link %llu send-failed %llu | slow-link delayed %llu pending %zu | "
+                  "log writes %llu syncs %llu | spins %llu with a datagram %llu",
                   group.installed() ? group.configuration().id.text().c_str() : "none",
                   group.primary() ? " primary" : (group.installed() ? " non-primary" : ""),
                   member_list_text(group.configuration().members).c_str(), group.reachable_count(),
@@ -1216,7 +1381,8 @@ class Server {
                   (unsigned long long)s.heartbeats, (unsigned long long)c.malformed, (unsigned long long)c.stale,
                   (unsigned long long)c.other_config, (unsigned long long)counters_.nonmember,
                   (unsigned long long)counters_.loss_dropped, (unsigned long long)counters_.cut_dropped,
-                  (unsigned long long)counters_.send_failed, (unsigned long long)c.log_writes,
+                  (unsigned long long)counters_.slow_dropped, (unsigned long long)counters_.send_failed,
+                  (unsigned long long)counters_.slow_delayed, held_.size(), (unsigned long long)c.log_writes,
                   (unsigned long long)counters_.syncs, (unsigned long long)spin_.spins(),
                   (unsigned long long)spin_.hits());
     log("%s", line);
@@ -1232,6 +1398,14 @@ class Server {
   Counters counters_;
   net::IdleSpin spin_;
   LinkCuts cuts_;
+  // Datagrams slow links hold (--cut-file slow:...), by due time.
+  struct Held {
+    bool out;       // to the member, else from it
+    size_t member;
+    std::string bytes;
+  };
+  static constexpr size_t kMaxHeld = 100'000;
+  std::multimap<uint64_t, Held> held_;
   bool stopping_ = false;
   uint64_t drain_deadline_ = 0;
   uint64_t last_peer_talk_us_ = 0;  // the last peer datagram that was not a keepalive

@@ -8,7 +8,16 @@
 //       Start local clusters (separate server processes) and print the
 //       standard table; this is what `make bench` runs.
 //   bench --local --members N --clients C --seconds S [--loss P] [--fsync]
-//       One case on a local cluster it starts itself.
+//         [--slow ID:MS[:PCT]] [--via ID,...]
+//       One case on a local cluster it starts itself; --slow makes member
+//       ID's links slow (server --cut-file slow:ID:MS[:PCT] in the other
+//       members' files: MS ms each way, PCT% of datagrams lost each way),
+//       --via gives the clients only these replicas.
+//   bench --slow-member-table [--seconds S]
+//       One slow member (issue 25): 1 client of replica 0, then 32 clients
+//       of replicas 0 and 1, each with clean links and then with member 2's
+//       links at 20 ms + 5% loss each way, in one run; `make bench` prints
+//       these rows in its table too.
 //   bench --failover --members N [--loss P] [--kill next|other|ID]
 //       A local cluster under load; 2 s in, one replica is killed (SIGKILL),
 //       3 s later restarted on its files: the longest time with no call
@@ -72,6 +81,9 @@ struct Options {
   uint64_t total_ops = 0;  // stop after this many operations instead of --seconds
   bool failover = false, failover_table = false, etcd = false;
   std::string kill = "next";  // failover: next (sequences next), other, or a replica id
+  std::string slow;           // --slow ID:MS[:PCT]: member ID's links slow (local cluster)
+  std::vector<int> via;       // --via: the replicas the clients talk to (default all)
+  bool slow_table = false;
 };
 
 struct ProcessUsage {
@@ -348,16 +360,49 @@ void print_report(CaseOutcome& c) {
                 c.after[i].rss_kb, c.after[i].peak_rss_kb);
 }
 
+size_t count_text(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // A local cluster, as run_cluster.sh would start it, on kernel-chosen ports.
+// `slow` ("ID:MS[:PCT]", or empty): member ID's links are slow, through the
+// server's --cut-file switch. The entry goes in every other member's file
+// (the server models both directions of a link at the end that lists it:
+// server --help), written before the start; `error` says if a server did
+// not confirm it. The drops are seeded (--seed 1), so they repeat.
 struct LocalCluster {
-  std::string dir;
+  std::string dir, error;
   std::unique_ptr<harness::Cluster> cluster;
-  LocalCluster(const Options& o, int members, double loss, bool fsync) {
+  LocalCluster(const Options& o, int members, double loss, bool fsync, const std::string& slow = "") {
     dir = harness::make_temp_dir("bench");
     std::vector<std::string> extra;
     if (fsync) extra.push_back("--fsync");
-    cluster = std::make_unique<harness::Cluster>(harness::ClusterConfig{members, loss, 1, o.server_bin, dir, extra});
+    if (!slow.empty() && loss == 0) extra.insert(extra.end(), {"--seed", "1"});
+    harness::ClusterConfig config{members, loss, 1, o.server_bin, dir, extra};
+    config.cut_files = !slow.empty();
+    cluster = std::make_unique<harness::Cluster>(config);
+    const int slow_member = slow.empty() ? -1 : std::atoi(slow.c_str());
+    for (int i = 0; i < members && !slow.empty(); ++i)
+      if (i != slow_member) cluster->cut(i, "slow:" + slow);
     cluster->start_all();
+    // Each server logs "link cuts (test switch): slow:..." once it has read
+    // its file, or an error (a bad entry) and "link cuts unchanged".
+    for (int i = 0; i < members && !slow.empty(); ++i) {
+      if (i == slow_member) continue;
+      bool read = false;
+      for (int waited_ms = 0; !read && waited_ms < 5000; waited_ms += 10) {
+        read = count_text(cluster->log_text(i), "link cuts (test switch): slow:") > 0;
+        if (!read) ::usleep(10'000);
+      }
+      if (read) continue;
+      const std::string log = cluster->log_text(i);
+      size_t at = log.find("error:");
+      at = at == std::string::npos ? 0 : at;
+      error = "replica " + std::to_string(i) + " did not take --cut-file slow:" + slow + " (its log: " +
+              log.substr(at, std::min<size_t>(log.find('\n', at) - at, 300)) + ")";
+    }
   }
   ~LocalCluster() {
     cluster->stop_all();
@@ -365,19 +410,114 @@ struct LocalCluster {
     harness::remove_tree(dir);
   }
   std::vector<int> pids() const { return cluster->pids(); }
+  // The servers the clients talk to: `via`'s, or all.
+  std::string servers(const std::vector<int>& via) const {
+    if (via.empty()) return cluster->servers();
+    std::string list;
+    for (int i : via) list += (list.empty() ? "" : ",") + cluster->endpoint(i);
+    return list;
+  }
+  // Configurations replica i has installed so far (its log's lines).
+  size_t installs(int i) const { return count_text(cluster->log_text(i), "] configuration "); }
 };
 
 int run_local(const Options& o) {
-  LocalCluster lc(o, o.members, o.loss, o.fsync);
+  LocalCluster lc(o, o.members, o.loss, o.fsync, o.slow);
+  if (!lc.error.empty()) {
+    std::fprintf(stderr, "bench: %s\n", lc.error.c_str());
+    return 1;
+  }
   CaseOutcome c;
   std::string error;
-  if (!drive(o, lc.cluster->servers(), lc.pids(), c, error)) {
+  if (!drive(o, lc.servers(o.via), lc.pids(), c, error)) {
     std::fprintf(stderr, "bench: %s\n", error.c_str());
     return 1;
   }
   print_report(c);
   print_last_line(c.result);
   return c.result.ops > 0 ? 0 : 1;
+}
+
+std::string cpu_column(const CaseOutcome& c) {
+  std::string cpu;
+  for (size_t i = 0; i < c.after.size(); ++i)
+    cpu += (i ? " " : "") +
+           std::to_string(static_cast<int>(100 * (c.after[i].cpu_s - c.before[i].cpu_s) / c.result.seconds));
+  return cpu;
+}
+
+void print_row(const char* name, CaseOutcome& c) {
+  Result& r = c.result;
+  std::printf("| %s | %.0f | %s | %s | %s | %s | %s | %" PRIu64 " | %" PRIu64 " | %s |\n", name, r.ops_per_s(),
+              format_ms(r.percentile_ms(50)).c_str(), format_ms(r.percentile_ms(90)).c_str(),
+              format_ms(r.percentile_ms(99)).c_str(), format_ms(r.percentile_ms(99.9)).c_str(),
+              format_ms(r.percentile_ms(100)).c_str(), r.errors, r.retries, cpu_column(c).c_str());
+  std::fflush(stdout);
+}
+
+void print_table_header() {
+  std::printf("| case | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | retries | server CPU (%% of a core, each) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  std::fflush(stdout);
+}
+
+// One slow member (issue 25, "one slow member paces everyone"): member 2's
+// links at 20 ms and 5% loss each way, as the issue measured with network
+// namespaces, here through the server's --cut-file switch (no root); the
+// clients talk to the healthy replicas only. Each case runs with clean
+// links and then with the slow member, in the same run. Then how many
+// configurations each replica installed during each case (0: none; the
+// membership protocol may churn when a link is slow). False if a case
+// failed (or completed nothing): the table's rows are figures, not verdicts.
+bool run_slow_member_rows(const Options& o) {
+  struct Case {
+    const char* name;
+    int clients;
+    std::vector<int> via;
+    const char* slow;
+  };
+  const Case cases[] = {
+      {"3 replicas, 1 client of replica 0, clean links", 1, {0}, ""},
+      {"3 replicas, 1 client of replica 0, member 2 at 20 ms + 5% loss each way", 1, {0}, "2:20:5"},
+      {"3 replicas, 32 clients of replicas 0 and 1, clean links", 32, {0, 1}, ""},
+      {"3 replicas, 32 clients of replicas 0 and 1, member 2 at 20 ms + 5% loss each way", 32, {0, 1}, "2:20:5"},
+  };
+  bool ok = true;
+  std::string installs;
+  for (const Case& k : cases) {
+    Options co = o;
+    co.clients = k.clients;
+    co.total_ops = 0;
+    LocalCluster lc(co, 3, 0, false, k.slow);
+    CaseOutcome c;
+    std::string error = lc.error;
+    std::vector<size_t> before;
+    // Installed everywhere before the measured run (bounded), so that the
+    // count after it is what the run saw.
+    for (int waited_ms = 0; error.empty() && waited_ms < 5000; waited_ms += 10) {
+      before = {lc.installs(0), lc.installs(1), lc.installs(2)};
+      if (std::min({before[0], before[1], before[2]}) > 0) break;
+      ::usleep(10'000);
+    }
+    if (!error.empty() || !drive(co, lc.servers(k.via), lc.pids(), c, error) || c.result.ops == 0) {
+      std::printf("| %s | failed: %s |\n", k.name, error.empty() ? "no operation completed" : error.c_str());
+      std::fflush(stdout);
+      ok = false;
+      continue;
+    }
+    print_row(k.name, c);
+    installs += std::string(installs.empty() ? "" : "; ") + (*k.slow ? "slow" : "clean") + ", " +
+                std::to_string(k.clients) + (k.clients == 1 ? " client:" : " clients:");
+    for (int i = 0; i < 3; ++i) installs += " " + std::to_string(lc.installs(i) - before[static_cast<size_t>(i)]);
+  }
+  std::printf("| configurations installed during each case above (replicas 0 1 2): %s |\n", installs.c_str());
+  std::fflush(stdout);
+  return ok;
+}
+
+int run_slow_member_table(const Options& o) {
+  print_table_header();
+  return run_slow_member_rows(o) ? 0 : 1;
 }
 
 int run_table(Options o) {
@@ -395,9 +535,7 @@ int run_table(Options o) {
       {"3 replicas, 32 clients, loss 0.3", 3, 32, 0.3, false},
       {"3 replicas, 32 clients, fsync", 3, 32, 0, true},
   };
-  std::printf("| case | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | retries | server CPU (%% of a core, each) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
-  std::fflush(stdout);
+  print_table_header();
   Result last;
   for (const Case& k : cases) {
     Options co = o;
@@ -411,14 +549,7 @@ int run_table(Options o) {
       continue;
     }
     Result& r = c.result;
-    std::string cpu;
-    for (size_t i = 0; i < c.after.size(); ++i)
-      cpu += (i ? " " : "") + std::to_string(static_cast<int>(100 * (c.after[i].cpu_s - c.before[i].cpu_s) / r.seconds));
-    std::printf("| %s | %.0f | %s | %s | %s | %s | %s | %" PRIu64 " | %" PRIu64 " | %s |\n", k.name, r.ops_per_s(),
-                format_ms(r.percentile_ms(50)).c_str(), format_ms(r.percentile_ms(90)).c_str(),
-                format_ms(r.percentile_ms(99)).c_str(), format_ms(r.percentile_ms(99.9)).c_str(),
-                format_ms(r.percentile_ms(100)).c_str(), r.errors, r.retries, cpu.c_str());
-    std::fflush(stdout);
+    print_row(k.name, c);
     if (k.members == 3 && k.clients == 32 && k.loss == 0 && !k.fsync) {
       // The same cluster, idle: what does it cost to do nothing?
       std::vector<ProcessUsage> before, after;
@@ -430,6 +561,7 @@ int run_table(Options o) {
     }
     last = r;
   }
+  run_slow_member_rows(o);
   // Memory must not grow with the number of operations.
   {
     Options co = o;
@@ -895,6 +1027,10 @@ const char* kUsage =
     "usage: bench --servers HOST:PORT,... [--clients C] [--seconds S] [--warmup S]\n"
     "             [--queues Q] [--push-percent P] [--pids P1,P2,...]\n"
     "       bench --local [--members N] [--clients C] [--seconds S] [--loss P] [--fsync]\n"
+    "             [--slow ID:MS[:PCT]] [--via ID,...]   (member ID's links MS ms and\n"
+    "             PCT% loss each way, through server --cut-file; clients of --via only)\n"
+    "       bench --slow-member-table [--seconds S]   (1 and 32 clients of healthy\n"
+    "             replicas, clean links and member 2 at 20 ms + 5% loss each way)\n"
     "       bench --table [--seconds S] [--ops N]   (what `make bench` runs;\n"
     "             --ops N sets the length of its memory run, default 1,000,000)\n"
     "       bench --failover [--members N] [--loss P] [--kill next|other|ID]\n"
@@ -960,6 +1096,22 @@ bool parse(int argc, char** argv, Options& o) {
       o.etcd = true;
     }
     else if (a == "--failover-table") o.failover_table = true;
+    else if (a == "--slow-member-table") o.slow_table = true;
+    else if (a == "--slow") {
+      // Checked in full by the server; here only its shape and the member.
+      int32_t id;
+      ok = (value(o.slow) && net::parse_i32(o.slow.substr(0, o.slow.find(':')), id) && id >= 0 && id < 64 &&
+            o.slow.find(':') != std::string::npos) ||
+           fail("--slow needs ID:MS[:PCT], e.g. 2:20:5");
+    } else if (a == "--via") {
+      ok = value(v) || fail("--via needs replica ids, e.g. 0,1");
+      std::stringstream list(v);
+      for (std::string p; ok && std::getline(list, p, ',');) {
+        int32_t id;
+        ok = (net::parse_i32(p, id) && id >= 0 && id < 64) || fail("--via: '" + p + "' is not a replica id");
+        o.via.push_back(id);
+      }
+    }
     else if (a == "--kill") {
       ok = value(o.kill) || fail("--kill needs next, other or a replica id");
       int32_t id;
@@ -1000,6 +1152,20 @@ int main(int argc, char** argv) {
   if (o.etcd) return run_etcd(o);
   if (o.disk_probe) return run_disk_probe(o);
   if (o.failover_table) return run_failover_table(o);
+  if (o.slow_table) return run_slow_member_table(o);
+  if ((!o.slow.empty() || !o.via.empty()) && !o.local) {
+    std::fputs("bench: --slow and --via go with --local\n", stderr);
+    return 2;
+  }
+  for (int id : o.via)
+    if (id >= o.members) {
+      std::fprintf(stderr, "bench: --via %d: there are only %d replicas\n", id, o.members);
+      return 2;
+    }
+  if (!o.slow.empty() && std::atoi(o.slow.c_str()) >= o.members) {
+    std::fprintf(stderr, "bench: --slow %s: there are only %d replicas\n", o.slow.c_str(), o.members);
+    return 2;
+  }
   if (o.failover) {
     if (std::string(o.kill) != "next" && o.kill != "other" && std::atoi(o.kill.c_str()) >= o.members) {
       std::fprintf(stderr, "bench: --kill %s: there are only %d replicas\n", o.kill.c_str(), o.members);

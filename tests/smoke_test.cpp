@@ -18,6 +18,10 @@
 //             every DATA record is traced as sent no later than received
 // pause       as concurrent, with one replica stopped (SIGSTOP) for 1.5 s
 //             mid-run and resumed
+// slow        as concurrent, while --cut-file makes replica 2's links slow
+//             (slow:2:20:5); then with slow:2:50 a call through replica 2
+//             takes at least two one-way delays, and the -v counters show
+//             who delayed what
 // lost_tail   as concurrent, twice a replica killed, its log's tail cut off
 //             (an OS crash without --fsync) and restarted as in a new boot:
 //             it recovers, counting for no majority, and nothing is lost
@@ -32,6 +36,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -487,6 +492,99 @@ void scenario_partition(const Args& a, uint64_t seed, const std::string& dir) {
   stop_and_compare(cluster);
 }
 
+// The last number after `label ` in replica i's -v lines ("slow-link
+// delayed 12" -> 12), or -1 if there is none yet.
+long long last_counter(const Cluster& cluster, int i, const std::string& label) {
+  const std::string text = cluster.log_text(i), key = label + " ";
+  for (size_t at = text.rfind(key); at != std::string::npos; at = at ? text.rfind(key, at - 1) : std::string::npos) {
+    const size_t number = at + key.size();
+    if (number < text.size() && std::isdigit(static_cast<unsigned char>(text[number])))
+      return std::atoll(text.c_str() + number);
+  }
+  return -1;
+}
+
+// Waits (bounded) until replica i's log has one more line containing `what`.
+bool wait_for_more(const Cluster& cluster, int i, const std::string& what, size_t before) {
+  for (int waited_ms = 0; waited_ms < 5000; waited_ms += 10) {
+    if (count_lines(cluster.log_text(i), what) > before) return true;
+    ::usleep(10'000);
+  }
+  return false;
+}
+
+// Slow links through the --cut-file test switch (slow:ID:MS[:PCT]), set in
+// replicas 0 and 1's files only: the switch models both directions of a
+// link at the end that lists it. First the concurrent workload with replica
+// 2's links at 20 ms and 5% loss each way (on top of --loss): nothing lost
+// or applied twice. Then at 50 ms and no loss of its own: a call through
+// replica 2 crosses its link at least twice (its DATA to the others, what
+// orders it back), so each takes at least 100 ms, checked against 90 ms: a
+// lower bound only, which a loaded machine cannot break (without the switch
+// such calls take milliseconds). The -v counters show replicas 0 and 1
+// delaying datagrams and replica 2 none. A malformed entry, or one naming
+// the replica itself, is refused and changes nothing.
+void scenario_slow(const Args& a, uint64_t seed, const std::string& dir) {
+  ClusterConfig config{3, a.loss, seed, a.server, dir, {"-v"}};
+  config.cut_files = true;
+  Cluster cluster(config);
+  // The files are written before the start (a SIGHUP before a server has
+  // set its handler would end it), and read at the start.
+  for (int i : {0, 1}) cluster.cut(i, "slow:2:20:5");
+  cluster.start_all();
+  for (int i : {0, 1})
+    CHECK(wait_for_more(cluster, i, "link cuts (test switch): slow:2:20:5\n", 0),
+          "replica " + std::to_string(i) + " read its slow link");
+  run_with_fault(a, cluster, seed, "slow", [&](const WaitForCalls& wait_for_calls) { wait_for_calls(320); });
+
+  for (int i : {0, 1})
+    CHECK(cut_links(cluster, i, "slow:2:50", "slow:2:50"), "replica " + std::to_string(i) + " read its slow link");
+  {
+    ClientProcess at0(a.client, cluster.endpoint(0), 10), at2(a.client, cluster.endpoint(2), 10);
+    const std::string queue = at0.call("create 9");
+    CHECK(queue.find_first_not_of("0123456789") == std::string::npos && !queue.empty(), "create 9: " + queue);
+    std::vector<uint64_t> via0, via2;
+    for (int j = 0; j < 8; ++j)
+      for (auto [client, times] : {std::pair{&at0, &via0}, std::pair{&at2, &via2}}) {
+        const uint64_t start = net::now_us();
+        const std::string out = client->call("push " + queue + " " + std::to_string(j));
+        times->push_back(net::now_us() - start);
+        CHECK_EQ(out, std::string("ok"), "push through a replica during slow:2:50");
+      }
+    std::sort(via0.begin(), via0.end());
+    std::sort(via2.begin(), via2.end());
+    std::printf("slow:2:50 calls, ms: through replica 0 min %.1f median %.1f, through replica 2 min %.1f median %.1f\n",
+                via0.front() / 1000.0, via0[via0.size() / 2] / 1000.0, via2.front() / 1000.0,
+                via2[via2.size() / 2] / 1000.0);
+    CHECK(via2.front() >= 90'000, "a call through the slow replica takes at least two one-way delays (2 x 50 ms); "
+                                  "the quickest took " + std::to_string(via2.front() / 1000) + " ms");
+  }
+  // The -v counters (one line a second): wait for a line after the calls.
+  const std::string label = "slow-link delayed";
+  std::vector<size_t> lines;
+  for (int i = 0; i < 3; ++i) lines.push_back(count_lines(cluster.log_text(i), label));
+  for (int i = 0; i < 3; ++i)
+    CHECK(wait_for_more(cluster, i, label, lines[i]), "replica " + std::to_string(i) + " reports its counters");
+  const long long d0 = last_counter(cluster, 0, label), d1 = last_counter(cluster, 1, label),
+                  d2 = last_counter(cluster, 2, label), dropped = last_counter(cluster, 0, "slow-link");
+  std::printf("slow-link delayed: replica 0 %lld, replica 1 %lld, replica 2 %lld\n", d0, d1, d2);
+  CHECK(d0 > 0 && d1 > 0, "replicas 0 and 1 delay what they exchange with replica 2");
+  CHECK(d2 == 0, "replica 2, whose file is empty, delays nothing");
+  CHECK(dropped >= 0, "the -v line counts slow-link drops");
+
+  // Refused entries leave the links as they were, and the replica running.
+  const std::string unchanged1 = "link cuts unchanged (slow:2:50)", unchanged2 = "link cuts unchanged (none)";
+  const size_t before1 = count_lines(cluster.log_text(1), unchanged1);
+  const size_t before2 = count_lines(cluster.log_text(2), unchanged2);
+  cluster.cut(1, "slow:2:50 slow:2:20x:5");
+  cluster.cut(2, "slow:2:5");
+  CHECK(wait_for_more(cluster, 1, unchanged1, before1), "a malformed slow entry is reported and changes nothing");
+  CHECK(wait_for_more(cluster, 2, unchanged2, before2), "a slow entry naming the replica itself is refused");
+  for (int i : {0, 1}) CHECK(cut_links(cluster, i, "", "none"), "replica " + std::to_string(i) + " healed");
+  CHECK(cluster.running(1) && cluster.running(2), "refused slow entries do not stop a replica");
+  stop_and_compare(cluster);
+}
+
 // A replica paused (SIGSTOP) for 1.5 s mid-run and resumed: it comes back
 // with stale beliefs and a socket buffer of old datagrams, and must neither
 // deliver nor assign anything from them. Phase one waits for it; then
@@ -820,7 +918,7 @@ int main(int argc, char** argv) {
     else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
-      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace --server BIN --client BIN [--loss P]\n");
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace|pause|slow|lost_tail|lost_tail_majority --server BIN --client BIN [--loss P]\n");
       return 2;
     }
   }
@@ -838,6 +936,7 @@ int main(int argc, char** argv) {
   else if (a.scenario == "lost_tail_majority") scenario_lost_tail_majority(a, seed, dir);
   else if (a.scenario == "partition") scenario_partition(a, seed, dir);
   else if (a.scenario == "pause") scenario_pause(a, seed, dir);
+  else if (a.scenario == "slow") scenario_slow(a, seed, dir);
   else if (a.scenario == "trace") scenario_trace(a, seed, dir);
   else {
     std::fprintf(stderr, "smoke_test: unknown scenario '%s'\n", a.scenario.c_str());
