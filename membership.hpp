@@ -135,12 +135,10 @@
 //      cycled through 40 configurations in 8 s).
 //   2. A working configuration is kept (Raft's CheckQuorum, turned around).
 //      A configuration works for me while I am installed in it and have
-//      promised nothing newer, all its members hear each other, and each
-//      has promised it and nothing newer (so it is installed in it, or its
-//      INSTALL is on the way); in the first three keepalive periods after
-//      my install, before every member's next header can say so, hearing
-//      each other is enough (configuration_works). Headers never roll a
-//      member's ids back (a late one is older news). A member whose
+//      promised nothing newer, all its members hear each other, and none
+//      says it promised anything newer (configuration_works: each promised
+//      it, so an older promise in a header is only older news). Headers
+//      never roll a member's ids back (a late one is older news). A member whose
 //      primary configuration works joins no proposal that drops one of its
 //      members; in a non-primary one that works, it joins one that drops a
 //      member only if the proposal could be primary: a majority, not
@@ -179,8 +177,8 @@
 //   a. At most one primary configuration works at a time: two majorities
 //      share a member, installed in one.
 //   b. A working primary P only grows. A proposal that drops a member of P
-//      but names another one is refused by that one (rule 2, its grace
-//      period covering the moment after the install); a majority proposal
+//      but names another one is refused by that one (rule 2, which counts
+//      it in P from the install on); a majority proposal
 //      names a member of P (majorities meet), so it must contain all of P.
 //      So P changes only by merges, at most n times.
 //   c. Outside P, a member of a working configuration C joins only a
@@ -675,7 +673,6 @@ class Membership {
   uint64_t probes_started_ = 0;  // this life's, for the probes' tags
   // Sets a probe was refused lately, and when each may be asked again.
   std::map<std::vector<MemberId>, uint64_t> refused_until_us_;
-  uint64_t installed_at_us_ = 0;  // when this member installed its configuration
 
   // The view change this member coordinates, if any.
   ConfigId proposal_;
