@@ -45,6 +45,7 @@
 #include <cstring>
 #include <iostream>
 #include <sstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -348,8 +349,27 @@ class Client {
   // replica may be restarting) for kRefusedForUs, then the call ends.
   // Unknown: a try that got no answer may have been admitted (and only its
   // reply lost, or still to come), and a later busy reply cannot undo that,
-  // since it speaks only for the datagram it answers. Refused: every
+  // since it speaks only for the try it answers. Refused: every
   // datagram sent was refused, so no replica received any.
+  //
+  // A refusal (busy, not in a majority) that names the current try vouches
+  // for every copy of that try (in lossy mode each try is sent twice, both
+  // to the same replica, with the same try number), by the replica's rules
+  // (replica.hpp, Replica::client_request): a copy that arrives while
+  // another copy of the same request is admitted gets no reply (InFlight);
+  // a refusal is remembered (refused_) and a copy of a refused try that
+  // arrives later is refused again (RefusedAgain), checked before
+  // admission; and a refused admitted request (a view change, never
+  // multicast) is remembered the same way. So a refusal naming try t means
+  // no copy of t was, or will be, admitted at that replica. The bound is
+  // the replica's memory of refusals (kRefusalMemoryUs, 60 s; in memory
+  // only, so not across a restart of that replica; and per client, so only
+  // until the client's next request is refused there): a copy delayed in
+  // the network past that could still be admitted, the same bound a
+  // datagram the network duplicates already has with one copy. The two
+  // copies leave back to back, so that is a copy held up in the network.
+  // A reply naming another try (a late reply to an earlier one) says
+  // nothing of this try, so the call stays unsure.
   CallEnd call(const wire::Operation& op, wire::Reply& reply, bool& saw_busy) {
     const uint64_t kBusyPauseUs = 50'000;
     const uint64_t kRefusedPauseUs = 50'000;
@@ -364,6 +384,12 @@ class Client {
     wire::Reply minority_reply;
     std::vector<bool> told(servers_.size(), false);
     bool unsure = false;  // some datagram of this call may have been admitted
+    // Tries refused by a reply naming them. The refusal of a try's second
+    // copy (refused again) comes just after the first one's, usually while
+    // the next try waits: it says nothing new, so it does not end that wait
+    // (were it taken as that try's reply, the next try would be left
+    // unanswered, and the call unsure).
+    std::set<uint32_t> refused_tries;
     refused_errno_.assign(servers_.size(), 0);
     size_t refused_in_a_row = 0;
     uint64_t first_refused_us = 0;
@@ -390,7 +416,7 @@ class Client {
       tries.sent(now);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       const TryEnd end = count.sent == 0 && count.refused > 0 ? TryEnd::Refused
-                                                              : wait_for_reply(op, until, server, count, reply);
+                                                              : wait_for_reply(op, until, server, count, reply, refused_tries);
       if (end == TryEnd::Refused) {
         refused_errno_[server] = count.error;
         if (first_refused_us == 0) first_refused_us = net::now_us();
@@ -410,7 +436,8 @@ class Client {
       refused_in_a_row = 0;
       if (end == TryEnd::Reply) {
         if (reply.code == wire::ReplyCode::NotInMajority) {
-          if (reply.attempt != attempt || copies > 1) unsure = true;
+          if (reply.attempt != attempt) unsure = true;  // names another try (see above)
+          refused_tries.insert(reply.attempt);
           if (!told[server]) {  // once per replica and call: the answer line stays the answer
             told[server] = true;
             std::fprintf(stderr, "client: replica at %s is not in a majority (it sees %u of %u members)%s\n",
@@ -436,9 +463,10 @@ class Client {
           retry_.on_reply(tries, reply.attempt, reply.lossy, net::now_us());
           return CallEnd::Answered;
         }
-        // This try was surely not admitted only if it was one datagram and
-        // the reply names it (copies share a try number).
-        if (reply.attempt != attempt || copies > 1) unsure = true;
+        // This try was surely not admitted if the reply names it: it speaks
+        // for all its copies (see above).
+        if (reply.attempt != attempt) unsure = true;
+        refused_tries.insert(reply.attempt);
         saw_busy = true;
         // Again after a pause, but only with time left to hear the answer:
         // a try cut off by the deadline would make the outcome unknown.
@@ -494,7 +522,7 @@ class Client {
   // Two refusals reported before the first is read count as one, so then
   // the try stays unsure.
   TryEnd wait_for_reply(const wire::Operation& op, uint64_t until, size_t server, TryCount& count,
-                        wire::Reply& reply) {
+                        wire::Reply& reply, const std::set<uint32_t>& refused_tries) {
     char buf[2048];
     std::vector<pollfd> polls(fds_.size());
     for (;;) {
@@ -519,8 +547,11 @@ class Client {
             continue;  // another server's late refusal, or some other error: taken
           }
           // Anything else (a late reply to an earlier call, junk) is ignored.
+          // So is a refusal of a try already refused (see call()).
           if (wire::decode_reply(buf, static_cast<size_t>(n), reply) && reply.client_id == op.client_id &&
-              reply.request_no == op.request_no)
+              reply.request_no == op.request_no &&
+              !((reply.code == wire::ReplyCode::NotInMajority || reply.code == wire::ReplyCode::Busy) &&
+                refused_tries.count(reply.attempt)))
             return TryEnd::Reply;
         }
       }

@@ -15,6 +15,8 @@
 // Nothing here is random: the cluster runs without --loss.
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -183,6 +185,181 @@ void expect_pipe(const std::string& client, const std::string& servers, const st
                                 std::to_string(r.status) + " for input '" + input + "'");
   CHECK_EQ(r.out, out, "pipe mode output");
   CHECK_EQ(r.err, err, "pipe mode summary on stderr");
+}
+
+size_t occurrences(const std::string& text, const std::string& word);
+
+// A client session (a pipe) kept open across commands, as a program drives
+// ./client: write a command, read its one line of output.
+class Session {
+ public:
+  Session(const std::string& client, const std::vector<std::string>& args) {
+    int in[2], out[2];
+    if (::pipe(in) != 0 || ::pipe(out) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::close(in[0]), ::close(in[1]), ::close(out[0]), ::close(out[1]);
+      std::vector<char*> argv{const_cast<char*>(client.c_str())};
+      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(client.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+  }
+  ~Session() { finish(); }
+  bool running() const { return pid_ > 0; }
+  // One command; its output line ("" if none within limit_ms).
+  std::string command(const std::string& line, int limit_ms) {
+    const std::string text = line + "\n";
+    if (::write(to_, text.data(), text.size()) != static_cast<ssize_t>(text.size())) return "";
+    const uint64_t give_up = net::now_us() + static_cast<uint64_t>(limit_ms) * 1000;
+    for (;;) {
+      const size_t nl = buffered_.find('\n');
+      if (nl != std::string::npos) {
+        std::string got = buffered_.substr(0, nl + 1);
+        buffered_.erase(0, nl + 1);
+        return got;
+      }
+      const uint64_t now = net::now_us();
+      if (now >= give_up) return "";
+      pollfd p{from_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>((give_up - now) / 1000) + 1) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(from_, buf, sizeof buf);
+      if (n <= 0) return "";
+      buffered_.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // Closes its input and waits for it (by its pid; killed after 10 s).
+  int finish() {
+    if (pid_ <= 0) return -1;
+    if (to_ >= 0) ::close(to_), to_ = -1;
+    int status = 0;
+    for (int i = 0; i < 1000 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) ::usleep(10'000);
+    if (::waitpid(pid_, &status, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+    if (from_ >= 0) ::close(from_), from_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+  std::string buffered_;
+};
+
+// A session client in lossy mode (its replicas repair heavy loss on their
+// peer links, so its replies say `lossy` and it sends every try as two
+// copies) meets a no-majority split: every replica refuses the push, and
+// a refusal naming a try speaks for both its copies (the replica refuses a
+// copy of a refused try again), so the answer is the definite "no replica
+// is in a majority ... no effect", not "may still take effect". The
+// client's own datagrams are not lost (the loss is on peer links only:
+// slow:ID:0:PCT entries in the cut files), so each try is refused.
+int lossy_no_majority_test(const std::string& server, const std::string& client) {
+  std::string dir = harness::make_temp_dir("client-lossy-no-majority");
+  harness::ClusterConfig config{5, 0, 1, server, dir, {"--trace"}};
+  config.cut_files = true;
+  harness::Cluster cluster(config);
+  const int kPercent = 30;
+  // Replica i's cut file: the links in `cut` cut, every other peer link slow
+  // (no delay) and lossy.
+  auto links = [&](int i, const std::string& cut) {
+    std::string text = cut;
+    for (int j = 0; j < 5; ++j) {
+      if (j == i || (" " + cut + " ").find(" " + std::to_string(j) + " ") != std::string::npos) continue;
+      text += (text.empty() ? "" : " ") + std::string("slow:") + std::to_string(j) + ":0:" + std::to_string(kPercent);
+    }
+    return text;
+  };
+  for (int i = 0; i < 5; ++i) cluster.cut(i, links(i, ""));
+  cluster.start_all();
+  const std::string servers = cluster.servers();
+  std::string status;
+  bool primary = false;  // so that the session's first server, replica 0, answers it
+  for (const uint64_t give_up = net::now_us() + 20'000'000; !primary && net::now_us() < give_up;) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    primary = occurrences(status, " primary {0,1,2,3,4}") == 5;
+    if (!primary) ::usleep(100'000);
+  }
+  CHECK(primary, "all 5 primary: " + status);
+  Session session(client, {"--servers", servers, "--timeout", "6"});
+  CHECK(session.running(), std::string("start a client session"));
+  std::string line = session.command("create 5", 15'000);
+  CHECK(line == "1\n", "create a queue: " + line);
+  // Pushes over the lossy peer links, so that the replicas go into lossy
+  // mode and the last reply says so (whether it did shows below: a copy
+  // refused again). Another session pushes through replica 1 meanwhile,
+  // so that the session's replica receives others' messages to repair too.
+  std::atomic<bool> stop{false};
+  std::thread load([&] {
+    Session other(client, {"--servers", cluster.endpoint(1), "--timeout", "6"});
+    for (int i = 0; !stop; ++i) other.command("push 1 " + std::to_string(100000 + i), 10'000);
+  });
+  int pushes = 0;
+  for (; pushes < 400; ++pushes) {
+    line = session.command("push 1 " + std::to_string(pushes), 15'000);
+    if (line != "ok\n") break;
+  }
+  stop = true;
+  load.join();
+  CHECK(pushes == 400, "400 pushes over lossy peer links: push " + std::to_string(pushes) + " said " + line);
+
+  const char* cuts[] = {"2 3 4", "2 3 4", "0 1 4", "0 1 4", "0 1 2 3"};  // whom each cannot reach
+  for (int i = 0; i < 5; ++i) cluster.cut(i, links(i, cuts[i]));
+  bool split = false;
+  for (const uint64_t give_up = net::now_us() + 20'000'000; !split && net::now_us() < give_up;) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    split = occurrences(status, "up: replica ") == 5 && status.find(" primary {") == std::string::npos;
+    if (!split) ::usleep(100'000);
+  }
+  CHECK(split, "within 20 s no replica should be primary any more: " + status);
+
+  const uint64_t start = net::now_us();
+  line = session.command("push 1 999", 15'000);
+  const double took_s = static_cast<double>(net::now_us() - start) / 1e6;
+  std::printf("lossy session, no majority, --timeout 6: after %.1f s: %s", took_s, line.c_str());
+  // Two copies of a try came to one replica: the second was refused again.
+  size_t refused_again = 0;
+  for (int i = 0; i < 5; ++i)
+    refused_again += occurrences(cluster.log_text(i), "a copy of a try refused before: refused again");
+  std::printf("copies refused again (the client sent each try twice): %zu\n", refused_again);
+  CHECK(refused_again > 0, std::string("no copy was refused again: the client was not in lossy mode, so this "
+                                       "test shows nothing (loss too light?)"));
+  CHECK(line.find("error: no replica is in a majority (") == 0 &&
+            line.find("; the operation had no effect\n") != std::string::npos,
+        "a definite refusal expected, got: " + line);
+  const int exit_status = session.finish();
+  std::printf("session exit status %d\n", exit_status);
+  CHECK(exit_status == 1, "session exit status: expected 1 (a command failed, no outcome unknown), got " +
+                              std::to_string(exit_status));
+
+  for (int i = 0; i < 5; ++i) cluster.cut(i, "");
+  bool healed = false;
+  for (const uint64_t give_up = net::now_us() + 20'000'000; !healed && net::now_us() < give_up;) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    healed = occurrences(status, " primary {0,1,2,3,4}") == 5;
+    if (!healed) ::usleep(100'000);
+  }
+  CHECK(healed, "healed, all 5 should be primary again: " + status);
+  CHECK(cluster.stop_all(), std::string("graceful stop"));
+  if (harness::g_failures == 0) {
+    harness::remove_tree(dir);
+    std::printf("client lossy no majority: passed\n");
+    return 0;
+  }
+  std::printf("client lossy no majority: %d checks failed; logs and data kept in %s\n", harness::g_failures,
+              dir.c_str());
+  return 1;
 }
 
 // A one-shot call against a stand-in replica that ignores `ignore` requests
@@ -505,9 +682,11 @@ int main(int argc, char** argv) {
     else if (k == "--client") client = argv[i + 1];
     else if (k == "--test") test = argv[i + 1];
   }
-  if (server.empty() || client.empty() || (test != "exit-status" && test != "no-majority")) {
-    std::fprintf(stderr, "usage: client_test --server BIN --client BIN [--test exit-status|no-majority]\n");
+  if (server.empty() || client.empty() ||
+      (test != "exit-status" && test != "no-majority" && test != "lossy-no-majority")) {
+    std::fprintf(stderr, "usage: client_test --server BIN --client BIN [--test exit-status|no-majority|lossy-no-majority]\n");
     return 2;
   }
+  if (test == "lossy-no-majority") return lossy_no_majority_test(server, client);
   return test == "no-majority" ? no_majority_test(server, client) : client_test(server, client);
 }

@@ -178,6 +178,10 @@ struct Options {
   // sent (a promise, a STATE) is sent first.
   bool send_before_persist = false;
   bool send_before_sync = false;
+  // The client's deliberate bug: a refusal vouches for every try of the
+  // call so far, not only the one it names (a silent try may have been
+  // admitted, so such a call can end "refused: no effect" and be applied).
+  bool refusal_vouches_for_all = false;
   // The shell's deliberate bug: a replica restarted after an OS crash
   // without --fsync trusts its log (ReplicaStore's trust file ignored), so
   // the tail the crash took was never claimed as far as it knows.
@@ -570,7 +574,10 @@ enum class Outcome {
 // Client::call), simplified: a try goes to one replica; a silent replica is
 // tried a few times, then the next one; a reply with a result ends the
 // call; a refusal (busy, not in a majority) speaks only for the try it
-// names, and the next replica is asked after a pause. At the call's
+// names (for all its copies: a client that saw a lossy reply sends each try
+// twice, and the replica refuses a copy of a refused try again, so a
+// refusal naming a try means no copy of it was admitted there), and the
+// next replica is asked after a pause. At the call's
 // deadline the outcome is a definite failure only if every try was refused,
 // else unknown. A late client (after the heal) asks one replica until it
 // answers.
@@ -590,6 +597,10 @@ struct SimClient {
   int silent = 0;  // tries in a row this replica did not answer
   std::set<uint32_t> refused;
   wire::ReplyCode refusal = wire::ReplyCode::NotInMajority;
+  // As ./client (net::RetryPolicy::copies()): every try is sent twice while
+  // the last result reply said its replica is in lossy mode, else once.
+  bool lossy = false;
+  bool doubled = false;  // this call sent some try as two copies
 };
 
 struct CallRecord {
@@ -740,6 +751,7 @@ struct Totals {
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;           // state transfers completed
   uint64_t snapshots_past_cut = 0;  // of those, with a snapshot past the configuration's cut
+  uint64_t doubled_tries = 0, doubled_calls = 0, doubled_refused = 0;  // lossy-mode clients' two copies a try
 };
 
 class Run {
@@ -794,6 +806,9 @@ class Run {
       t.unknown += c.outcome == Outcome::Unknown;
     }
     t.unknown_applied += unknown_applied_;
+    t.doubled_tries += doubled_tries_;
+    t.doubled_calls += doubled_calls_;
+    t.doubled_refused += doubled_refused_;
     if (converged_at_ - healed_at_ > t.slowest_convergence_us) {
       t.slowest_convergence_us = converged_at_ - healed_at_;
       t.slowest_seed = seed_;
@@ -2215,6 +2230,7 @@ class Run {
     c.call_started_at = now;
     c.tries = c.silent = 0;
     c.refused.clear();
+    c.doubled = false;
     if (!c.late) {
       c.member = any_member();
       c.deadline = now + between(suspect() / 2, 6 * suspect());
@@ -2232,18 +2248,32 @@ class Run {
     c.next_try_at = now + try_timeout(c);
     sent_.insert({c.op.client_id, c.op.request_no});
     const std::string bytes = wire::encode_request(c.op, attempt);
+    const int copies = c.lossy ? 2 : 1;
     if (opt_.trace)
       note(now, "client " + std::to_string(ci) + " -> " + std::to_string(c.member) + " " +
                     wire::opcode_name(c.op.op) + " #" + std::to_string(c.op.request_no) + " try " +
-                    std::to_string(attempt));
-    client_datagram(ci, c.member, true, bytes, now);
+                    std::to_string(attempt) + (copies > 1 ? " (two copies)" : ""));
+    client_datagram(ci, c.member, true, bytes, now, rng_);
+    // The second copy's fate is drawn from copy_rng_, so a seed's schedule
+    // from rng_ is the same as without copies.
+    for (int k = 1; k < copies; ++k) client_datagram(ci, c.member, true, bytes, now, copy_rng_);
+    if (copies > 1) {
+      c.doubled = true;
+      ++doubled_tries_;
+    }
   }
 
   void client_datagram(size_t ci, MemberId member, bool to_member, const std::string& bytes, uint64_t now) {
-    if (faulty() && uniform() < drop_) return;
-    const int copies = faulty() && uniform() < dup_ ? 2 : 1;
+    client_datagram(ci, member, to_member, bytes, now, rng_);
+  }
+  void client_datagram(size_t ci, MemberId member, bool to_member, const std::string& bytes, uint64_t now,
+                       std::mt19937_64& rng) {
+    auto draw = [&rng]() { return std::uniform_real_distribution<double>(0, 1)(rng); };
+    if (faulty() && draw() < drop_) return;
+    const int copies = faulty() && draw() < dup_ ? 2 : 1;
     for (int k = 0; k < copies; ++k)
-      client_net_.push(ClientDatagram{now + between(1, max_delay_), order_++, ci, member, to_member, bytes});
+      client_net_.push(ClientDatagram{now + std::uniform_int_distribution<uint64_t>(1, max_delay_)(rng), order_++, ci,
+                                      member, to_member, bytes});
   }
 
   void send_reply(size_t i, const ReplyOut& r, uint64_t now) {
@@ -2301,8 +2331,16 @@ class Run {
     if (!wire::decode_reply(bytes.data(), bytes.size(), r)) return fail(now, "a member sent an undecodable reply");
     if (r.client_id != c.id) return fail(now, "client " + std::to_string(ci) + " got another client's reply");
     if (!c.calling || r.request_no != c.op.request_no) return;  // a late copy for an ended call
-    if (is_result(r.code)) return end_call(ci, Outcome::Answered, now, r.code, r.value);
+    if (is_result(r.code)) {
+      c.lossy = r.lossy;  // as RetryPolicy::on_reply: result replies only
+      return end_call(ci, Outcome::Answered, now, r.code, r.value);
+    }
+    // A refusal of a try already refused (its second copy's, or a network
+    // duplicate) says nothing new: ./client keeps waiting for the current try.
+    if (c.refused.count(r.attempt)) return;
     c.refused.insert(r.attempt);
+    if (opt_.refusal_vouches_for_all)
+      for (int t = 0; t < c.tries; ++t) c.refused.insert(static_cast<uint32_t>(t));
     c.refusal = r.code;
     c.silent = 0;
     if (!c.late) c.member = static_cast<MemberId>((c.member + 1) % n_);
@@ -2316,6 +2354,10 @@ class Run {
       code = c.refusal;
     }
     calls_.push_back(CallRecord{ci, c.op, outcome, code, value, now, c.call_started_at});
+    if (c.doubled) {
+      ++doubled_calls_;
+      doubled_refused_ += outcome == Outcome::Refused;
+    }
     note(now, "client " + std::to_string(ci) + " " + wire::opcode_name(c.op.op) + " #" + std::to_string(c.op.request_no) +
                   (outcome == Outcome::Answered  ? " answered " + std::to_string(static_cast<int>(code)) + " value " +
                                                        std::to_string(value)
@@ -2592,6 +2634,8 @@ class Run {
   std::mt19937_64 compact_rng_{0xc0ffee};  // --compact, --crash-at-snapshot, sync times
   std::mt19937_64 batch_rng_{0xba7c4};      // --batch-us
   std::mt19937_64 os_rng_{0x05c4a54};       // OS crashes and write-back
+  std::mt19937_64 copy_rng_{0xc0b1e5};      // the second copy of a client's try in lossy mode
+  uint64_t doubled_tries_ = 0, doubled_calls_ = 0, doubled_refused_ = 0;  // clients' tries sent as two copies
   size_t os_crashes_ = 0, amnesiac_restarts_ = 0;
   size_t n_ = 0;
   ReplicaOptions ropt_;
@@ -2660,6 +2704,7 @@ void usage() {
       "      send-before-sync (with --deferred-durability: it sends what must wait for the disk first),\n"
       "      trust-log-after-os-crash (a restart after an OS crash trusts its log: the lost tail diverges),\n"
       "      count-amnesiac (an amnesiac member's STATE counts toward a primary configuration);\n"
+      "      refusal-vouches-for-all (the client: a refusal counts for every try of its call, not the one it names);\n"
       "      propose-heard-set, yield-working-primary, no-prevote (with --partial: the partial-partition\n"
       "      rules broken: sets whose members do not all hear each other; a working primary given up; no probe)\n"
       "--partial: one partial partition held long (bridge, hub, one-way, ring, clean cut, flapping link)\n"
@@ -2701,6 +2746,7 @@ const BoolFlag kDriverBugs[] = {
     {"send-before-persist", &Options::send_before_persist},
     {"send-before-sync", &Options::send_before_sync},
     {"trust-log-after-os-crash", &Options::trust_log_after_os_crash},
+    {"refusal-vouches-for-all", &Options::refusal_vouches_for_all},
 };
 const struct {
   const char* name;
@@ -2900,5 +2946,7 @@ int main(int argc, char** argv) {
               u(totals.configurations), u(totals.primary_configurations), u(totals.answered), u(totals.refused),
               u(totals.unknown), u(totals.unknown_applied), u(totals.delivered), u(totals.snapshots),
               u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
+  std::printf("  two copies a try (clients told lossy): %llu tries in %llu calls, %llu of those calls refused (no effect)\n",
+              u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
   return failures == 0 ? 0 : 1;
 }
