@@ -270,8 +270,8 @@ std::vector<MemberId> Membership::best_clique(const std::vector<MemberId>& requi
 }
 
 // Rule 2's "works": installed, no newer promise, every member hearing every
-// other, and each saying it is installed here and promised nothing newer.
-// Every member of the configuration promised it (its STATE was needed to
+// other, and none saying it promised anything newer. Every member of the
+// configuration promised it (its STATE was needed to
 // install it), so a member whose last header names an older promise has
 // only not said so yet (a slow link, a lost keepalive): it counts as in
 // the configuration. One that promised something newer has moved on. (A
@@ -435,9 +435,9 @@ void Membership::on_probe_reply(MemberId from, const wire::MembershipMessage& m)
 }
 
 // Every answer is in, or the time is up (a member that did not answer said
-// no). All joined: the round starts. Some refused: if this member's
-// configuration still works it stays, and asks again later; if not, it
-// forms one with those who joined (all of whom hear each other).
+// no). All joined: the round starts. Some refused: the set is not asked
+// again for a while; if this member's configuration still works it stays,
+// and if not, it probes those who joined (all of whom hear each other).
 void Membership::finish_probe() {
   // "Not all of them hear each other" may only mean the answering member's
   // picture lags (a keepalive lost, a member just started): ask everyone

@@ -188,6 +188,7 @@ void expect_pipe(const std::string& client, const std::string& servers, const st
 }
 
 size_t occurrences(const std::string& text, const std::string& word);
+bool wait_until_no_primary(const std::string& client, const std::string& servers, std::string& status);
 
 // A client session (a pipe) kept open across commands, as a program drives
 // ./client: write a command, read its one line of output.
@@ -316,13 +317,7 @@ int lossy_no_majority_test(const std::string& server, const std::string& client)
 
   const char* cuts[] = {"2 3 4", "2 3 4", "0 1 4", "0 1 4", "0 1 2 3"};  // whom each cannot reach
   for (int i = 0; i < 5; ++i) cluster.cut(i, links(i, cuts[i]));
-  bool split = false;
-  for (const uint64_t give_up = net::now_us() + 20'000'000; !split && net::now_us() < give_up;) {
-    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
-    split = occurrences(status, "up: replica ") == 5 && status.find(" primary {") == std::string::npos;
-    if (!split) ::usleep(100'000);
-  }
-  CHECK(split, "within 20 s no replica should be primary any more: " + status);
+  CHECK(wait_until_no_primary(client, servers, status), "within 20 s no replica should be primary any more: " + status);
 
   const uint64_t start = net::now_us();
   line = session.command("push 1 999", 15'000);
@@ -410,6 +405,17 @@ size_t occurrences(const std::string& text, const std::string& word) {
   return count;
 }
 
+// Until all 5 replicas answer `status` and none is in a primary
+// configuration ("non-primary {" does not contain " primary {"), at most
+// 20 s; `status` is the last answer.
+bool wait_until_no_primary(const std::string& client, const std::string& servers, std::string& status) {
+  for (const uint64_t give_up = net::now_us() + 20'000'000; net::now_us() < give_up; ::usleep(100'000)) {
+    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
+    if (occurrences(status, "up: replica ") == 5 && status.find(" primary {") == std::string::npos) return true;
+  }
+  return false;
+}
+
 // No majority anywhere: 5 replicas cut into {0,1} | {2,3} | {4}. Every
 // replica refuses at once, so the answer is the definite "not in a
 // majority" (1), whatever the timeout. The client pauses only once per
@@ -429,16 +435,8 @@ int no_majority_test(const std::string& server, const std::string& client) {
 
   const char* cuts[] = {"2 3 4", "2 3 4", "0 1 4", "0 1 4", "0 1 2 3"};  // whom each cannot reach
   for (int i = 0; i < 5; ++i) cluster.cut(i, cuts[i]);
-  // Until every replica answers `status` and none is in a primary
-  // configuration ("non-primary {" does not contain " primary {").
   std::string status;
-  bool split = false;
-  for (const uint64_t give_up = net::now_us() + 20'000'000; !split && net::now_us() < give_up;) {
-    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
-    split = occurrences(status, "up: replica ") == 5 && status.find(" primary {") == std::string::npos;
-    if (!split) ::usleep(100'000);
-  }
-  CHECK(split, "within 20 s no replica should be primary any more: " + status);
+  CHECK(wait_until_no_primary(client, servers, status), "within 20 s no replica should be primary any more: " + status);
 
   const uint64_t start = net::now_us();
   Run push = run(client, {"--servers", servers, "--timeout", "6", "push", "1", "7"});
