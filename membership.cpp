@@ -1116,9 +1116,13 @@ void Membership::close() {
   if (ordering_) ordering_->close();
 }
 
+// Only a member installed in a configuration can know its state is final:
+// between a promise and an install (no ordering) the next configuration may
+// still deliver more, and this member would leave behind the others (seen:
+// a member dropped from an install after promising it exited at once with
+// four deliveries fewer, and said its drain was complete).
 bool Membership::done_leaving() const {
-  if (!closed_) return false;
-  return !ordering_ || ordering_->done_leaving();
+  return closed_ && ordering_ && ordering_->done_leaving();
 }
 
 void Membership::announce() {

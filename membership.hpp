@@ -510,7 +510,9 @@ class Membership {
   void provide_snapshot(std::string state_text, uint64_t upto);
 
   // Graceful stop of the whole group (every member closes; see
-  // Multicast::close). done_leaving(): this member may exit with a final state.
+  // Multicast::close). done_leaving(): this member is installed in a
+  // configuration whose members have all closed with nothing left to
+  // deliver, so it may exit with a final state.
   void close();
   bool done_leaving() const;
   // Tells every member at once where this one stands (a member about to exit).

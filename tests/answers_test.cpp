@@ -494,6 +494,7 @@ class Runner {
 
   // A graceful stop; byte-identical snapshots (every trial ended healed).
   void finish_cluster() {
+    CHECK(cluster_->wait_whole(a_.client), "every replica in one primary configuration before the stop");
     CHECK(cluster_->stop_all(), "graceful stop: every replica's drain must complete");
     cluster_->check_snapshots_identical();
     cluster_.reset();

@@ -741,6 +741,7 @@ int main(int argc, char** argv) {
         }
     }
     clients.clear();
+    CHECK(cluster.wait_whole(a.client), "every replica in one primary configuration before the stop");
     CHECK(cluster.stop_all(), "graceful stop: every replica's drain must complete (exit status 0)");
     cluster.check_snapshots_identical();
 

@@ -732,6 +732,10 @@ struct Member : LogSummary {
   // the newest any of its datagrams said it was installed in.
   ConfigId installed_id;
   ConfigId announced_installed;
+  // Configuration ids this member sent a STATE for in a life that started
+  // amnesiac (that STATE may have counted for nothing). A later life may be
+  // whole again: check 3 judges an install by the lives that sent STATEs.
+  std::set<ConfigId> stated_amnesiac;
 };
 
 // What the runs did, summed over seeds, so that a passing count says how
@@ -1886,6 +1890,11 @@ class Run {
         uint64_t& held = c.held_upto[m.voidings];
         held = std::max(held, msg.held_upto);
         if (msg.last_primary.epoch != 0) c.last_primary.insert(from_wire(msg.last_primary));
+        if (m.life.started_amnesiac) m.stated_amnesiac.insert(from_wire(msg.config));
+      }
+      // The deciding member counts its own state without a STATE datagram.
+      if (msg.type == wire::MembershipType::Install && m.life.started_amnesiac) {
+        m.stated_amnesiac.insert(from_wire(msg.config));
       }
       return;
     }
@@ -2139,9 +2148,12 @@ class Run {
     // Primary iff a majority of n sent trusted STATEs: an amnesiac member
     // counts for nothing (membership.hpp, "Amnesia"). The checker knows
     // which lives started amnesiac (a superset of those amnesiac when they
-    // sent their STATE).
+    // sent their STATE), and which of them sent a STATE for c; x's current
+    // life may be a later, whole one (seed 208924: judged by the current
+    // life, a right decision from an amnesiac life's STATE failed here).
     size_t surely_trusted = 0;
-    for (MemberId x : c.members) surely_trusted += !members_[x].life.started_amnesiac;
+    for (MemberId x : c.members)
+      surely_trusted += !members_[x].stated_amnesiac.count(c.id) && !members_[x].life.started_amnesiac;
     if (c.primary ? c.members.size() < majority(n_) : surely_trusted >= majority(n_))
       return fail(now, head + (c.primary ? "primary" : "non-primary") + " with " + std::to_string(c.members.size()) +
                            " of " + std::to_string(n_) + " members (" + std::to_string(surely_trusted) +

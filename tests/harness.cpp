@@ -194,6 +194,31 @@ std::string Cluster::check_snapshots_identical() const {
   return s0;
 }
 
+bool Cluster::wait_whole(const std::string& client_bin, int timeout_ms) const {
+  std::string all = "{";
+  for (int i = 0; i < config_.members; ++i) all += (i ? "," : "") + std::to_string(i);
+  all += "}";
+  for (int waited_ms = 0; waited_ms < timeout_ms; waited_ms += 50) {
+    std::set<std::string> configs;
+    int whole = 0;
+    for (int i = 0; i < config_.members; ++i) {
+      // "127.0.0.1:P up: replica 0, config 2.0 primary {0,1,2} (hears 3 of 3), ..."
+      std::string out;
+      run_program(client_bin, {"--servers", endpoint(i), "--timeout", "0.5", "status"}, out);
+      const size_t at = out.find(", config "), end = out.find(" (hears");
+      if (at == std::string::npos || end == std::string::npos || end < at) break;
+      const std::string config = out.substr(at + 9, end - at - 9);  // "2.0 primary {0,1,2}"
+      configs.insert(config);
+      const bool ends_all = config.size() > all.size() &&
+                            config.compare(config.size() - all.size(), all.size(), all) == 0;
+      if (ends_all && config.find(" primary ") != std::string::npos) ++whole;
+    }
+    if (whole == config_.members && configs.size() == 1) return true;
+    ::usleep(50'000);
+  }
+  return false;
+}
+
 void Cluster::start(int i) { start(i, {}); }
 
 void Cluster::start(int i, const std::vector<std::string>& more_flags) {

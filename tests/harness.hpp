@@ -63,6 +63,11 @@ class Cluster {
   bool wait_stopped(int i, int timeout_ms);
   int wait_status(int i, int timeout_ms);  // as stop_status, without the signal
   bool running(int i);
+  // Waits (bounded) until every replica reports, through `client_bin
+  // status`, the same primary configuration of all members. Call it before
+  // a graceful stop that must complete: only a member installed with all
+  // the others can finish its drain (Membership::done_leaving).
+  bool wait_whole(const std::string& client_bin, int timeout_ms = 15000) const;
 
   std::string servers() const;  // "127.0.0.1:p0,127.0.0.1:p1,..."
   std::string endpoint(int i) const;

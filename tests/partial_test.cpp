@@ -579,6 +579,7 @@ int run(const Args& a, const Shape& s, uint64_t seed, const std::string& dir) {
     for (std::thread& t : ts) t.join();
   }
   std::printf("%s: drained %.1f s after the heal\n", s.name.c_str(), secs(t_heal, net::now_us()));
+  CHECK(cluster.wait_whole(a.client), "every replica in one primary configuration before the stop");
   const bool stopped = cluster.stop_all();
   CHECK(stopped, "a graceful stop with every drain complete (exit 0 everywhere)");
   if (stopped) cluster.check_snapshots_identical();

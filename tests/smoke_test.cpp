@@ -161,6 +161,7 @@ void scenario_operations(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(harness::run_program(a.client, {"--servers", silent.servers() + "," + servers, "size", "1"}, out) == 0 &&
             out == "1\n",
         "failover to the next server: " + out);
+  CHECK(cluster.wait_whole(a.client), "every replica in one primary configuration before the stop");
   CHECK(cluster.stop_all(), "graceful stop");
 }
 
@@ -257,7 +258,8 @@ void check_history(const std::vector<std::vector<Call>>& history, const char* na
 
 // A whole cluster stopped gracefully (every drain complete) ends with
 // byte-identical snapshots.
-void stop_and_compare(Cluster& cluster) {
+void stop_and_compare(const Args& a, Cluster& cluster) {
+  CHECK(cluster.wait_whole(a.client), "every replica in one primary configuration before the stop");
   CHECK(cluster.stop_all(), "graceful stop");
   cluster.check_snapshots_identical();
 }
@@ -267,7 +269,7 @@ void scenario_concurrent(const Args& a, uint64_t seed, const std::string& dir) {
   cluster.start_all();
   std::atomic<int> completed{0};
   check_history(run_workload(a, cluster, seed, 4, 80, completed), "concurrent");
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 // Waits (bounded: 60 s) until the workload has completed `calls` calls.
@@ -320,7 +322,7 @@ void scenario_crash(const Args& a, uint64_t seed, const std::string& dir) {
   for (int i = 0; i < 3; ++i) transfers += count_lines(cluster.log_text(i), "state transfer: installed a snapshot");
   std::printf("state transfers: %zu\n", transfers);
   CHECK(transfers > 0, std::string("a replica kept down while the others served must come back by state transfer"));
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 // Waits (bounded) until replica i's log holds `line`.
@@ -362,7 +364,7 @@ void scenario_lost_tail(const Args& a, uint64_t seed, const std::string& dir) {
     }
   });
   for (int i = 0; i < 3; ++i) CHECK(cluster.running(i), "replica " + std::to_string(i) + " must be running at the end");
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 // A whole-cluster OS crash without --fsync: every replica killed, every
@@ -414,7 +416,7 @@ void scenario_lost_tail_majority(const Args& a, uint64_t seed, const std::string
     const std::string refused_item = c.call("size 1");
     CHECK(refused_item == std::to_string(std::stoi(size) + 1), "the refused push of 99 had no effect: size " + refused_item);
   }
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 size_t count_lines(const std::string& text, const std::string& line) {
@@ -489,7 +491,7 @@ void scenario_partition(const Args& a, uint64_t seed, const std::string& dir) {
     CHECK(reported, "a malformed cut file is reported and leaves the links as they were");
     CHECK(cluster.running(2), "a malformed cut file does not stop the replica");
   });
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 // The last number after `label ` in replica i's -v lines ("slow-link
@@ -592,7 +594,7 @@ void scenario_slow(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(wait_for_more(cluster, 2, unchanged2, before2), "a slow entry naming the replica itself is refused");
   for (int i : {0, 1}) CHECK(cut_links(cluster, i, "", "none"), "replica " + std::to_string(i) + " healed");
   CHECK(cluster.running(1) && cluster.running(2), "refused slow entries do not stop a replica");
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 // A replica paused (SIGSTOP) for 1.5 s mid-run and resumed: it comes back
@@ -613,7 +615,7 @@ void scenario_pause(const Args& a, uint64_t seed, const std::string& dir) {
     CHECK(::kill(pid, SIGCONT) == 0, "resume replica " + std::to_string(paused));
   });
   CHECK(cluster.running(paused), "the paused replica runs on");
-  stop_and_compare(cluster);
+  stop_and_compare(a, cluster);
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
@@ -627,8 +629,7 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
     for (int i = 1; i <= 30; ++i) expect(c, "push 1 " + std::to_string(i), "ok");
     expect(c, "pop 1", "1");
   }
-  CHECK(cluster.stop_all(), "graceful stop");
-  cluster.check_snapshots_identical();
+  stop_and_compare(a, cluster);
 
   cluster.start_all();
   {
@@ -652,6 +653,7 @@ void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
     expect(c, "push 1 100", "ok");
     expect(c, "size 1", "29");
   }
+  CHECK(cluster.wait_whole(a.client), "replica 1 back in one configuration with the others");
   CHECK(cluster.stop_all(), "graceful stop after restart");
   std::string s0 = cluster.check_snapshots_identical();
   CHECK(s0.find("queue 1 label 7 items 29:") != std::string::npos, "snapshot content: " + s0);
@@ -891,6 +893,7 @@ void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
     ClientProcess at0(a.client, cluster.endpoint(0), 10);
     expect(at0, "size 1", "6");
   }
+  CHECK(cluster.wait_whole(a.client), "every replica in one primary configuration before the stop");
   CHECK(cluster.stop_all(), "graceful stop");
   std::vector<std::vector<Traced>> logs;
   for (int r = 0; r < 3; ++r) logs.push_back(parse_trace(cluster.log_text(r)));
