@@ -114,9 +114,14 @@ void Membership::on_membership(MemberId from, const wire::MembershipMessage& m) 
   // header that arrives late (one built before an install that another
   // datagram already announced) never rolls them back: the picture that
   // rule 2 of "Partial partitions" judges by stays current (found by
-  // review: the rollback unprotected a fresh primary for a keepalive).
+  // review: the rollback unprotected a fresh primary for a keepalive;
+  // membership_scenario_r4).
   peer.installed = std::max(peer.installed, from_wire(m.installed));
   peer.promised = std::max(peer.promised, from_wire(m.promised));
+  if (options_.bug == GroupBug::StaleHeadersBreak) {
+    peer.installed = from_wire(m.installed);
+    peer.promised = from_wire(m.promised);
+  }
   peer.delivered_upto = std::max(peer.delivered_upto, m.delivered_upto);
   max_epoch_seen_ = std::max({max_epoch_seen_, peer.installed.epoch, peer.promised.epoch});
   switch (m.type) {
@@ -285,6 +290,9 @@ bool Membership::configuration_works() const {
   if (!installed_ || promised_ != config_.id || !hear_each_other(config_.members)) return false;
   for (MemberId m : config_.members)
     if (m != self_ && config_.id < peers_[m].promised) return false;
+  if (options_.bug == GroupBug::StaleHeadersBreak)
+    for (MemberId m : config_.members)
+      if (m != self_ && peers_[m].heard && peers_[m].promised != config_.id) return false;
   return true;
 }
 

@@ -232,7 +232,8 @@
 // delivered a majority held, and the trusted majority meets that one.) Its promises it never
 // forgets (the server syncs every Promise before it leaves, with or without
 // --fsync), so it never answers an older PREPARE after a newer one and,
-// coordinating, never uses an id twice. It is amnesiac no more once it holds the order of a primary configuration up to
+// coordinating, never uses an id twice (group_sim --bug promise-unsynced:
+// one id then names two configurations). It is amnesiac no more once it holds the order of a primary configuration up to
 // its cut (OrderComplete): its claim from then on was made in this life, of
 // records it fetched, and the server records that (trust file) after the
 // OrderComplete record is written. If a majority is amnesiac at once (a
@@ -445,6 +446,11 @@ enum class GroupBug {
   ProposeHeardSet,         // propose and join the members that hear me, all hearing each other or not (rule 1)
   YieldWorkingPrimary,     // join any proposal, even one that drops a member of a working configuration (rule 2)
   NoPreVote,               // PREPARE without asking first (rule 3)
+  // Both defences against a late header at once (rule 2): its ids roll the
+  // peer's back, and any promise but the configuration's stops it working.
+  // Either defence alone keeps a stale header harmless, so each alone has
+  // no observable failure (membership_scenario_r4 catches both broken).
+  StaleHeadersBreak,
   ClaimBeforeDurable,      // deferred durability: claim a record once written, before it is on disk
 };
 

@@ -297,7 +297,8 @@ void Replica::decide_sync(const mcast::Ready& ready, uint64_t now, Handoff& out)
     // (membership.hpp, "Amnesia"): view changes are rare, and a forgotten
     // promise could let one configuration id name two configurations.
     for (const mcast::LogRecord& r : out.records)
-      if (r.kind == mcast::LogRecord::Kind::Promise) out.sync = Handoff::Sync::BeforeSend;
+      if (r.kind == mcast::LogRecord::Kind::Promise && options_.bug != ReplicaOptions::Bug::PromiseUnsynced)
+        out.sync = Handoff::Sync::BeforeSend;
     out.sync_marks = ready.marks;
     return;
   }

@@ -72,7 +72,7 @@ struct ReplicaOptions {
   // (tests/group_sim_test.cpp): the lie issue 21 found (an orphan answered
   // "not in a majority"), and a state without its exactly-once table.
   // A third: a copy of a refused try admitted (refusals not remembered).
-  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce, ForgetRefusals } bug = Bug::None;
+  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce, ForgetRefusals, PromiseUnsynced } bug = Bug::None;
 };
 
 // What became of a client's request (for the trace and the counters).

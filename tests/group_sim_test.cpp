@@ -2774,6 +2774,7 @@ const struct {
     {"propose-heard-set", mcast::GroupBug::ProposeHeardSet},
     {"yield-working-primary", mcast::GroupBug::YieldWorkingPrimary},
     {"no-prevote", mcast::GroupBug::NoPreVote},
+    {"stale-headers-break", mcast::GroupBug::StaleHeadersBreak},
 };
 const struct {
   const char* name;
@@ -2782,6 +2783,7 @@ const struct {
     {"orphans-not-in-majority", ReplicaOptions::Bug::OrphansNotInMajority},
     {"no-exactly-once", ReplicaOptions::Bug::NoExactlyOnce},
     {"forget-refusals", ReplicaOptions::Bug::ForgetRefusals},
+    {"promise-unsynced", ReplicaOptions::Bug::PromiseUnsynced},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {

@@ -35,7 +35,11 @@
 //       refused: no primary formed
 //   r3  n=3 bridge whose middle member is amnesiac: {0,1} and {1,2}, both
 //       non-primary, took turns for ever
-// Usage: membership_scenarios [a|a2|b|c|c2|d|r1|r1b|r1c|r2|r3|all] [--bug NAME --expect-violation]
+//   r4  a late keepalive (from before the last install) arrives again and
+//       again at a member of a fresh primary: nothing may change (rule 2's
+//       defences against stale headers; --bug stale-headers-break undoes
+//       them, and the member starts probing its own working configuration)
+// Usage: membership_scenarios [a|a2|b|c|c2|d|r1|r1b|r1c|r2|r3|r4|all] [--bug NAME --expect-violation]
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -589,6 +593,51 @@ static int scenario_r3() {
   return total > 0 ? 1 : 0;
 }
 
+// R4: n=3. A keepalive member 1 sent to member 0 in configuration A is
+// kept; a restart of member 2 makes configuration B; then, links steady,
+// the old keepalive arrives at member 0 every 10 ms for 1 s (a network
+// that delays and duplicates). Counts the probes and installs meanwhile.
+static int scenario_r4() {
+  std::printf("Scenario R4: n=3, a stale keepalive replayed at a member of a fresh primary\n");
+  Sim sim(3);
+  for (int i = 0; i < 3; ++i) sim.start(i);
+  EXPECT(sim.run_until([&] { return sim.installed_in({0, 1, 2}, true); }, 2'000'000), "A={0,1,2} installs");
+  const ConfigId a = sim.nodes[0].p->configuration().id;
+  std::string stale;
+  sim.drop = [&](int from, int to, const std::string& b) {
+    if (from == 1 && to == 0 && is_membership_type(b, wire::MembershipType::Keepalive)) stale = b;
+    return false;
+  };
+  sim.run(100'000);
+  EXPECT(!stale.empty(), "member 1 sent member 0 a keepalive in A");
+  sim.drop = [](int, int, const std::string&) { return false; };
+  sim.crash(2);
+  sim.start(2);
+  EXPECT(sim.run_until([&] { return sim.installed_in({0, 1, 2}, true) && sim.nodes[0].p->configuration().id != a; },
+                       3'000'000),
+         "B={0,1,2} installs after member 2's restart");
+  sim.run(200'000);
+  sim.show_all();
+  std::vector<MembershipStats> before;
+  for (int i = 0; i < 3; ++i) before.push_back(sim.nodes[i].p->stats());
+  for (int t = 0; t < 100; ++t) {
+    sim.inflight.push_back(Pkt{1, 0, stale});
+    sim.run(10'000);
+  }
+  sim.show_all();
+  uint64_t changes = 0;
+  for (int i = 0; i < 3; ++i) {
+    const MembershipStats& st = sim.nodes[i].p->stats();
+    std::printf("    member %d: in the last 1 s probes %llu, rounds %llu, installs %llu\n", i,
+                (unsigned long long)(st.probes - before[i].probes),
+                (unsigned long long)(st.view_changes - before[i].view_changes),
+                (unsigned long long)(st.installs - before[i].installs));
+    changes += (st.probes - before[i].probes) + (st.view_changes - before[i].view_changes) +
+               (st.installs - before[i].installs);
+  }
+  return changes > 0 ? 1 : 0;
+}
+
 static int run(const std::string& which);
 
 int main(int argc, char** argv) {
@@ -602,14 +651,15 @@ int main(int argc, char** argv) {
       std::string name = argv[++a];
       if (name == "shrink-claim-at-install") g_bug = GroupBug::ShrinkClaimAtInstall;
       else if (name == "primary-at-install") g_bug = GroupBug::PrimaryAtInstall;
+      else if (name == "stale-headers-break") g_bug = GroupBug::StaleHeadersBreak;
       else {
-        std::fprintf(stderr, "membership_scenarios: unknown bug '%s' (shrink-claim-at-install, primary-at-install)\n", name.c_str());
+        std::fprintf(stderr, "membership_scenarios: unknown bug '%s' (shrink-claim-at-install, primary-at-install, stale-headers-break)\n", name.c_str());
         return 2;
       }
     } else if (!arg.empty() && arg[0] != '-') {
       which = arg;
     } else {
-      std::fprintf(stderr, "usage: membership_scenarios [a|a2|b|c|c2|d|all] [--bug NAME --expect-violation]\n");
+      std::fprintf(stderr, "usage: membership_scenarios [a|a2|b|c|c2|d|r1|r1b|r1c|r2|r3|r4|all] [--bug NAME --expect-violation]\n");
       return 2;
     }
   }
@@ -634,5 +684,6 @@ static int run(const std::string& which) {
   if (which == "r1c" || which == "all") rc |= scenario_r1(5, 2);
   if (which == "r2" || which == "all") rc |= scenario_r2();
   if (which == "r3" || which == "all") rc |= scenario_r3();
+  if (which == "r4" || which == "all") rc |= scenario_r4();
   return rc;
 }
