@@ -1,0 +1,284 @@
+// merge.cpp: a side's operations as effects, and the merge (see merge.hpp).
+#include "merge.hpp"
+
+#include <algorithm>
+
+namespace partition {
+
+using wire::OpCode;
+using wire::ReplyCode;
+
+std::string ItemName::text() const {
+  return std::to_string(side) + "." + std::to_string(k) + "." + std::to_string(index);
+}
+
+int32_t QueueState::resolve(int32_t id) const {
+  // Aliases point at queues made before them, so a chain ends; the bound
+  // only guards a corrupt state.
+  for (size_t hops = 0; hops <= alias.size(); ++hops) {
+    auto it = alias.find(id);
+    if (it == alias.end()) return id;
+    id = it->second;
+  }
+  return id;
+}
+
+std::string QueueState::render() const {
+  std::string s;
+  for (const auto& [id, q] : queues) {
+    s += "queue " + std::to_string(id) + (q.has_label ? " label " + std::to_string(q.label) : " unlabelled") +
+         " items " + std::to_string(q.items.size()) + ":";
+    for (const Item& it : q.items) s += " " + std::to_string(it.value) + "@" + it.name.text();
+    s += "\n";
+  }
+  for (const auto& [from, to] : alias) s += "alias " + std::to_string(from) + " " + std::to_string(to) + "\n";
+  for (const auto& [id, c] : clients)
+    s += "client " + std::to_string(id) + " request " + std::to_string(c.request_no) + " code " +
+         std::to_string(static_cast<int>(c.code)) + " value " + std::to_string(c.value) + "\n";
+  for (uint64_t side : absorbed) s += "absorbed " + std::to_string(side) + "\n";
+  return s;
+}
+
+std::string MergeCounts::text() const {
+  return "segments " + std::to_string(segments) + ", already absorbed " + std::to_string(already_absorbed) +
+         ", pushes " + std::to_string(pushes) + ", pops " + std::to_string(pops) + ", popped twice " +
+         std::to_string(popped_twice) + ", destroys " + std::to_string(destroys) + ", destroys undone " +
+         std::to_string(destroys_undone) + ", label collisions " + std::to_string(label_collisions) +
+         ", cross-side retries " + std::to_string(cross_side_retries);
+}
+
+// ---- a side -------------------------------------------------------------------
+
+Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id) {
+  Effect e;
+  e.client_id = op.client_id;
+  e.request_no = op.request_no;
+  ClientEntry& client = state.clients[op.client_id];
+  if (op.request_no <= client.request_no && client.request_no != 0) {
+    e.code = client.code;  // applied before (or superseded): nothing changes
+    e.value = client.value;
+    e.client_id = 0;        // not a new application: the client table is not touched
+    return e;
+  }
+  auto finish = [&](ReplyCode code, int32_t value) {
+    e.code = code;
+    e.value = value;
+    client = ClientEntry{op.request_no, code, value};
+    return e;
+  };
+  if (op.op == OpCode::Create || op.op == OpCode::Id) {
+    e.kind = op.op == OpCode::Create ? Effect::Kind::Create : Effect::Kind::Read;
+    e.label = op.arg;
+    auto found = state.id_by_label.find(op.arg);
+    if (found != state.id_by_label.end()) return finish(ReplyCode::Ok, e.queue = found->second);
+    if (op.op == OpCode::Id) return finish(ReplyCode::Ok, -1);
+    e.created = true;
+    e.queue = new_id;
+    state.queues[new_id] = Queue{true, op.arg, {}};
+    state.id_by_label[op.arg] = new_id;
+    return finish(ReplyCode::Ok, new_id);
+  }
+  e.queue = op.arg;
+  auto q = state.queues.find(op.arg);
+  if (q == state.queues.end()) {
+    e.kind = Effect::Kind::Read;
+    return finish(ReplyCode::NoQueue, 0);
+  }
+  e.label = q->second.label;
+  std::deque<Item>& items = q->second.items;
+  switch (op.op) {
+    case OpCode::Destroy:
+      e.kind = Effect::Kind::Destroy;
+      e.removed.assign(items.begin(), items.end());
+      if (q->second.has_label) state.id_by_label.erase(q->second.label);
+      state.queues.erase(q);
+      return finish(ReplyCode::Ok, 0);
+    case OpCode::Push:
+      e.kind = Effect::Kind::Push;
+      e.item = Item{name, op.item};
+      items.push_back(e.item);
+      return finish(ReplyCode::Ok, 0);
+    case OpCode::Pop:
+      e.kind = Effect::Kind::Pop;
+      if (items.empty()) return finish(ReplyCode::Empty, 0);
+      e.item = items.front();
+      items.pop_front();
+      return finish(ReplyCode::Ok, e.item.value);
+    case OpCode::Top:
+      if (items.empty()) return finish(ReplyCode::Empty, 0);
+      return finish(ReplyCode::Ok, items.front().value);
+    default:  // Size
+      return finish(ReplyCode::Ok, static_cast<int32_t>(std::min<size_t>(items.size(), INT32_MAX)));
+  }
+}
+
+// ---- the merge ------------------------------------------------------------------
+//
+// The rules, one per effect, applied segment by segment in ascending side
+// order (the one order every member can compute alone: a side's id is its
+// configuration's, known to every member that brings the segment), each
+// segment's effects in the order its side applied them:
+//   push     appends the named item to the queue its id resolves to; if
+//            that queue is gone (destroyed by an earlier segment, or in the
+//            base), it comes back under its id (a destroy undone), with its
+//            label if no live queue holds it.
+//   pop      removes the item it names, wherever it stands in the queue;
+//            if it is gone already, another side handed it out too (count).
+//   create   a queue made on the side: if a live queue holds its label, its
+//            id becomes an alias of that queue (count); else it is made.
+//   destroy  removes the items it names; the queue goes with them, unless
+//            it holds items the destroying side never saw (add wins: it
+//            stays, count a destroy undone).
+//   reads and empty pops change nothing (their answers may be contradicted;
+//            the merge does not re-evaluate them).
+// The exactly-once table keeps, per client, the highest request any side
+// applied; the same request applied on two sides is counted.
+//
+// Why the promises of merge.hpp hold: the order of segments is a function
+// of their ids, and every rule reads only the state and the effect, so the
+// result is a function of (base, set of segments). A pop or destroy
+// removes only items it names, and a push always lands (a missing queue
+// comes back), so an item leaves only when some side took it. Items are
+// appended in each segment's order, and never moved, so each side's order
+// stands. Names are unique (merge.hpp), and a segment is merged once
+// (absorbed), so no item appears twice.
+
+namespace {
+
+class Merger {
+ public:
+  Merger(QueueState& s, MergeCounts& counts, MergeBug bug) : s_(s), counts_(counts), bug_(bug) {}
+
+  void segment(const Segment& seg, bool first) {
+    first_ = first;
+    side_ = seg.side;
+    for (const Effect& e : seg.effects) effect(e);
+  }
+
+ private:
+  void effect(const Effect& e) {
+    switch (e.kind) {
+      case Effect::Kind::Create:
+        if (e.created) create(e);
+        break;
+      case Effect::Kind::Destroy:
+        destroy(e);
+        break;
+      case Effect::Kind::Push:
+        push(e);
+        break;
+      case Effect::Kind::Pop:
+        if (e.code == ReplyCode::Ok) pop(e);
+        break;
+      case Effect::Kind::Read:
+        break;
+    }
+    if (e.client_id != 0) client(e);
+  }
+
+  void create(const Effect& e) {
+    auto holder = s_.id_by_label.find(e.label);
+    if (holder != s_.id_by_label.end() && holder->second != e.queue) {
+      s_.alias[e.queue] = holder->second;
+      ++counts_.label_collisions;
+      return;
+    }
+    s_.queues[e.queue] = Queue{true, e.label, {}};
+    s_.id_by_label[e.label] = e.queue;
+  }
+
+  // The live queue for a side's id, brought back if it is gone.
+  Queue& queue_for(int32_t side_id, int32_t label) {
+    const int32_t id = s_.resolve(side_id);
+    auto q = s_.queues.find(id);
+    if (q != s_.queues.end()) return q->second;
+    ++counts_.destroys_undone;
+    Queue& back = s_.queues[id];
+    back.label = label;
+    back.has_label = !s_.id_by_label.count(label);
+    if (back.has_label) s_.id_by_label[label] = id;
+    return back;
+  }
+
+  void push(const Effect& e) {
+    if (bug_ == MergeBug::DropSidePushes && !first_) return;
+    queue_for(e.queue, e.label).items.push_back(e.item);
+    ++counts_.pushes;
+  }
+
+  void pop(const Effect& e) {
+    auto q = s_.queues.find(s_.resolve(e.queue));
+    if (q == s_.queues.end()) {
+      ++counts_.popped_twice;
+      return;
+    }
+    std::deque<Item>& items = q->second.items;
+    if (bug_ == MergeBug::PopHead) {
+      if (items.empty()) ++counts_.popped_twice;
+      else items.pop_front(), ++counts_.pops;
+      return;
+    }
+    if (remove(items, e.item.name)) ++counts_.pops;
+    else ++counts_.popped_twice;
+  }
+
+  void destroy(const Effect& e) {
+    auto q = s_.queues.find(s_.resolve(e.queue));
+    if (q == s_.queues.end()) return;  // destroyed on another side too
+    std::deque<Item>& items = q->second.items;
+    if (bug_ != MergeBug::DestroyWins)
+      for (const Item& it : e.removed) remove(items, it.name);
+    if (!items.empty() && bug_ != MergeBug::DestroyWins) {
+      ++counts_.destroys_undone;
+      return;
+    }
+    if (q->second.has_label) s_.id_by_label.erase(q->second.label);
+    s_.queues.erase(q);
+    ++counts_.destroys;
+  }
+
+  static bool remove(std::deque<Item>& items, const ItemName& name) {
+    auto it = std::find_if(items.begin(), items.end(), [&](const Item& x) { return x.name == name; });
+    if (it == items.end()) return false;
+    items.erase(it);
+    return true;
+  }
+
+  void client(const Effect& e) {
+    ClientEntry& c = s_.clients[e.client_id];
+    if (e.request_no == c.request_no) {
+      ++counts_.cross_side_retries;  // the lower side's answer stands
+      return;
+    }
+    if (e.request_no > c.request_no) c = ClientEntry{e.request_no, e.code, e.value};
+  }
+
+  QueueState& s_;
+  MergeCounts& counts_;
+  MergeBug bug_;
+  bool first_ = true;
+  uint64_t side_ = 0;
+};
+
+}  // namespace
+
+QueueState merge(QueueState base, std::vector<Segment> segments, MergeCounts& counts, MergeBug bug) {
+  if (bug != MergeBug::ArrivalOrder)
+    std::stable_sort(segments.begin(), segments.end(),
+                     [](const Segment& a, const Segment& b) { return a.side < b.side; });
+  Merger merger(base, counts, bug);
+  bool first = true;
+  for (const Segment& seg : segments) {
+    if (base.absorbed.count(seg.side) && bug != MergeBug::NoAbsorbed) {
+      ++counts.already_absorbed;
+      continue;
+    }
+    merger.segment(seg, first);
+    first = false;
+    base.absorbed.insert(seg.side);
+    ++counts.segments;
+  }
+  return base;
+}
+
+}  // namespace partition

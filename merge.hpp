@@ -1,0 +1,152 @@
+// merge.hpp: partitionable mode's merge of queue copies, a pure function.
+//
+// In partitionable mode (issue 23; not wired into the replicas yet: this is
+// its first step, the part every later one relies on) every side of a
+// partition serves. A side's operations change a tentative copy of the
+// queues, and for each one the side records what it did (an Effect): which
+// item a push appended, which item a pop removed, which queue a create
+// made. When sides meet, merge() folds the sides' effect lists (Segments)
+// into the committed state, the same way at every member.
+//
+// Items are named where they were pushed (ItemName: the configuration, the
+// position in its order, the place in the batch), so a pop on one side
+// says which item it took, and the merge removes that item and no other,
+// whatever the other sides did to the queue meanwhile.
+//
+// What merge() promises (tests/merge_test.cpp checks each, from random
+// histories, under every order of handing the segments in):
+//   - The result depends on the base and the set of segments only: the
+//     segments are taken in ascending side order, whatever order they come
+//     in, and a side already absorbed into the base is skipped.
+//   - Nothing is lost: an item in the base or pushed on any side is in the
+//     result unless some side popped it or a destroy removed it.
+//   - Nothing is invented, and no item name appears twice.
+//   - Each side's order is kept: items one side pushed to a queue stay in
+//     that order, after the base's items (which keep theirs); the sides'
+//     blocks follow each other in side order.
+//   - Answers can be contradicted, and each kind is counted (MergeCounts):
+//     an item popped on two sides (handed out twice), a queue created on
+//     two sides under one label (the later side's id becomes an alias of
+//     the earlier's queue), a destroy undone because another side pushed to
+//     the queue (add wins: the queue lives on with those items), the same
+//     request applied on two sides (a client's retry that crossed sides).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "wire.hpp"
+
+namespace partition {
+
+// Where an item was pushed: configuration `side` (its ordering number),
+// position k of that configuration's order, operation `index` of that
+// batch. Unique: each position of each configuration's order holds one
+// batch.
+struct ItemName {
+  uint64_t side = 0;
+  uint64_t k = 0;
+  uint32_t index = 0;
+  bool operator<(const ItemName& o) const {
+    return side != o.side ? side < o.side : k != o.k ? k < o.k : index < o.index;
+  }
+  bool operator==(const ItemName& o) const { return side == o.side && k == o.k && index == o.index; }
+  std::string text() const;  // "SIDE.K.INDEX"
+};
+
+struct Item {
+  ItemName name;
+  int32_t value = 0;
+};
+
+struct Queue {
+  bool has_label = true;  // false: its label went to another queue (reachable by id only)
+  int32_t label = 0;
+  std::deque<Item> items;
+};
+
+struct ClientEntry {
+  uint64_t request_no = 0;
+  wire::ReplyCode code = wire::ReplyCode::Ok;
+  int32_t value = 0;
+};
+
+// The queues with named items: a side's tentative copy, and the merge's
+// input and output.
+struct QueueState {
+  std::map<int32_t, Queue> queues;
+  std::map<int32_t, int32_t> id_by_label;  // live queues only
+  // A queue id made on a side under a label another queue already had: it
+  // stands for that queue from the merge on.
+  std::map<int32_t, int32_t> alias;
+  std::map<uint64_t, ClientEntry> clients;  // the exactly-once table
+  std::set<uint64_t> absorbed;              // sides whose segments are merged in
+
+  // The live queue `id` stands for (through aliases), or `id` itself.
+  int32_t resolve(int32_t id) const;
+  // Canonical text: equal states render equal text.
+  std::string render() const;
+};
+
+// What one operation did on a side.
+struct Effect {
+  enum class Kind : uint8_t { Create, Destroy, Push, Pop, Read };
+  Kind kind = Kind::Read;
+  uint64_t client_id = 0;
+  uint64_t request_no = 0;
+  wire::ReplyCode code = wire::ReplyCode::Ok;  // the answer the side gave
+  int32_t value = 0;
+  int32_t queue = 0;            // the queue id the side used
+  int32_t label = 0;            // that queue's label on the side (create: the label asked)
+  bool created = false;         // create: made a new queue (not: it existed)
+  Item item;                    // push: appended; pop (code Ok): removed
+  std::vector<Item> removed;    // destroy: the items it took with the queue
+};
+
+// One side's effects, in the order that side applied them.
+struct Segment {
+  uint64_t side = 0;  // the configuration's ordering number
+  std::vector<Effect> effects;
+};
+
+// Applies one operation to a side's copy and says what it did. A push's
+// item is named `name`; a create that makes a queue gives it `new_id`
+// (ids are drawn so that two sides never draw the same one; the caller's
+// rule). A request the client table shows applied already is answered
+// from it and changes nothing (its Effect is a Read with that answer).
+Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id);
+
+struct MergeCounts {
+  uint64_t segments = 0;            // merged now
+  uint64_t already_absorbed = 0;    // skipped: merged before
+  uint64_t pushes = 0;              // items appended
+  uint64_t pops = 0;                // items removed by a side's pop
+  uint64_t popped_twice = 0;        // a pop whose item was gone already (handed out twice)
+  uint64_t destroys = 0;            // queues removed
+  uint64_t destroys_undone = 0;     // destroyed on a side, kept: another side's items in it
+  uint64_t label_collisions = 0;    // a queue created on two sides under one label: an alias
+  uint64_t cross_side_retries = 0;  // one request applied on two sides
+  std::string text() const;
+};
+
+// Deliberately broken merges, for the test that must catch each.
+enum class MergeBug {
+  None,
+  ArrivalOrder,    // segments in the order given, not by side
+  DropSidePushes,  // the pushes of every segment after the first are dropped
+  PopHead,         // a pop removes the queue's head, not the item it named
+  DestroyWins,     // a destroy removes the queue and every item in it
+  NoAbsorbed,      // a segment merged before is merged again
+};
+
+// The merge: `base` (the committed state, or the newest state the merging
+// members share) with every segment's effects folded in, by the rules in
+// merge.cpp. Pure and deterministic.
+QueueState merge(QueueState base, std::vector<Segment> segments, MergeCounts& counts,
+                 MergeBug bug = MergeBug::None);
+
+}  // namespace partition

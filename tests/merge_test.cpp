@@ -1,0 +1,318 @@
+// merge_test: partitionable mode's merge (merge.hpp), from random histories.
+//
+// Each seed builds a committed state, splits it into 2 or 3 sides that each
+// run random operations on their own copy (apply_on_side), lets the
+// committed side (a primary, if any) run on too, and merges the sides'
+// segments into the committed state, handing them in in every order. Checks:
+//   1. the result is the same whatever order the segments come in;
+//   2. merging the same segments again changes nothing (absorbed);
+//   3. nothing lost: every item in the base or pushed anywhere is in the
+//      result unless some pop or destroy took it; nothing invented; no name
+//      twice, and nothing taken is still there;
+//   4. order: in every queue, base items first, then each side's block in
+//      side order, and each side's items in the order it pushed them;
+//   5. the exactly-once table holds, per client, the highest request any
+//      side applied.
+// Plus the worked example of the README (a 2|1 split, a push and a pop on
+// each side) with its exact result.
+//
+// Usage: merge_test [--seeds N] [--first-seed S] [--seed S] [--bug NAME --expect-violation] [-v]
+//   bugs: arrival-order, drop-side-pushes, pop-head, destroy-wins, no-absorbed
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../merge.hpp"
+
+using namespace partition;
+
+namespace {
+
+struct Args {
+  uint64_t first_seed = 1;
+  uint64_t seeds = 2000;
+  MergeBug bug = MergeBug::None;
+  bool expect_violation = false;
+  bool verbose = false;
+};
+
+constexpr uint64_t kCommitted = 1;  // the committed order's side number in item names
+
+wire::Operation op_of(wire::OpCode code, uint64_t client, uint64_t request, int32_t arg, int32_t item = 0) {
+  wire::Operation op;
+  op.client_id = client;
+  op.request_no = request;
+  op.op = code;
+  op.arg = arg;
+  op.item = item;
+  return op;
+}
+
+// One history: the base, what the committed side did after the split, and
+// each side's segment.
+struct History {
+  QueueState base;               // at the split
+  QueueState committed;          // the base after the committed side's work
+  std::vector<Effect> committed_effects;
+  std::vector<Segment> segments;  // in the order they were made (not by side)
+};
+
+class Generator {
+ public:
+  explicit Generator(uint64_t seed) : rng_(seed) {}
+
+  History make() {
+    History h;
+    const int queues = pick(1, 3);
+    for (int q = 1; q <= queues; ++q) {
+      Queue& queue = h.base.queues[q];
+      queue.label = 10 + q;
+      h.base.id_by_label[queue.label] = q;
+      const int items = pick(0, 5);
+      for (int i = 0; i < items; ++i) queue.items.push_back(Item{ItemName{kCommitted, ++base_k_, 0}, pick(1, 99)});
+    }
+    h.committed = h.base;
+    if (pick(0, 1)) run_side(h.committed, kCommitted, base_k_, h.committed_effects);
+    const int sides = pick(2, 3);
+    std::vector<uint64_t> ids = {100 + static_cast<uint64_t>(pick(0, 9)), 200 + static_cast<uint64_t>(pick(0, 9)),
+                                 300 + static_cast<uint64_t>(pick(0, 9))};
+    std::shuffle(ids.begin(), ids.end(), rng_);  // made in an order other than the sides'
+    for (int s = 0; s < sides; ++s) {
+      Segment seg;
+      seg.side = ids[s];
+      QueueState copy = h.base;
+      run_side(copy, seg.side, 0, seg.effects);
+      h.segments.push_back(std::move(seg));
+    }
+    return h;
+  }
+
+ private:
+  int pick(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+
+  void run_side(QueueState& s, uint64_t side, uint64_t first_k, std::vector<Effect>& out) {
+    const int ops = pick(0, 25);
+    for (int i = 0; i < ops; ++i) {
+      const uint64_t client = static_cast<uint64_t>(pick(1, 4));
+      uint64_t& last = requests_[client];
+      // Now and then a request another side applied already (a retry that
+      // crossed sides): same client, same request number.
+      const uint64_t request = (last > 0 && pick(0, 9) == 0) ? last : ++last;
+      const int32_t queue = pick(1, 4) == 4 && !created_.empty() ? created_[pick(0, static_cast<int>(created_.size()) - 1)]
+                                                                   : pick(1, 4);
+      wire::Operation op;
+      switch (pick(0, 9)) {
+        case 0: op = op_of(wire::OpCode::Create, client, request, 11 + pick(0, 4)); break;
+        case 1: op = op_of(wire::OpCode::Destroy, client, request, queue); break;
+        case 2: case 3: case 4: op = op_of(wire::OpCode::Pop, client, request, queue); break;
+        case 5: op = op_of(wire::OpCode::Top, client, request, queue); break;
+        case 6: op = op_of(wire::OpCode::Size, client, request, queue); break;
+        default: op = op_of(wire::OpCode::Push, client, request, queue, pick(1, 999)); break;
+      }
+      // Ids never collide across sides (each side draws from its own).
+      const int32_t new_id = static_cast<int32_t>(1000 + side * 100 + static_cast<uint64_t>(++ids_drawn_[side]));
+      Effect e = apply_on_side(s, op, ItemName{side, first_k + static_cast<uint64_t>(i) + 1, 0}, new_id);
+      if (e.kind == Effect::Kind::Create && e.created) created_.push_back(e.queue);
+      out.push_back(e);
+    }
+  }
+
+  std::mt19937_64 rng_;
+  uint64_t base_k_ = 0;
+  std::map<uint64_t, uint64_t> requests_;
+  std::map<uint64_t, int> ids_drawn_;
+  std::vector<int32_t> created_;
+};
+
+struct Checker {
+  std::string failure;
+  void fail(const std::string& what) {
+    if (failure.empty()) failure = what;
+  }
+};
+
+void check_accounting(const History& h, const QueueState& result, Checker& c) {
+  std::set<ItemName> pushed, taken;
+  for (const auto& [id, q] : h.base.queues)
+    for (const Item& it : q.items) pushed.insert(it.name);
+  auto note = [&](const Effect& e) {
+    if (e.kind == Effect::Kind::Push) pushed.insert(e.item.name);
+    if (e.kind == Effect::Kind::Pop && e.code == wire::ReplyCode::Ok) taken.insert(e.item.name);
+    if (e.kind == Effect::Kind::Destroy)
+      for (const Item& it : e.removed) taken.insert(it.name);
+  };
+  for (const Effect& e : h.committed_effects) note(e);
+  for (const Segment& s : h.segments)
+    for (const Effect& e : s.effects) note(e);
+  std::set<ItemName> present;
+  for (const auto& [id, q] : result.queues)
+    for (const Item& it : q.items) {
+      if (!present.insert(it.name).second) return c.fail("item " + it.name.text() + " appears twice");
+      if (!pushed.count(it.name)) return c.fail("item " + it.name.text() + " was never pushed (invented)");
+      if (taken.count(it.name)) return c.fail("item " + it.name.text() + " was taken by a pop or destroy, and is still there");
+    }
+  for (const ItemName& n : pushed)
+    if (!taken.count(n) && !present.count(n)) return c.fail("item " + n.text() + " was lost: no pop or destroy took it");
+}
+
+// Base items first, then each side's block in side order, each in its
+// side's push order.
+void check_order(const History& h, const QueueState& result, Checker& c) {
+  std::map<uint64_t, int> rank = {{kCommitted, 0}};
+  std::vector<uint64_t> sides;
+  for (const Segment& s : h.segments) sides.push_back(s.side);
+  std::sort(sides.begin(), sides.end());
+  for (size_t i = 0; i < sides.size(); ++i) rank[sides[i]] = static_cast<int>(i) + 1;
+  for (const auto& [id, q] : result.queues) {
+    const Item* before = nullptr;
+    for (const Item& it : q.items) {
+      if (before) {
+        const int a = rank[before->name.side], b = rank[it.name.side];
+        if (a > b || (a == b && it.name < before->name))
+          return c.fail("queue " + std::to_string(id) + ": " + before->name.text() + " stands before " + it.name.text());
+      }
+      before = &it;
+    }
+  }
+}
+
+void check_clients(const History& h, const QueueState& result, Checker& c) {
+  std::map<uint64_t, uint64_t> highest;
+  for (const auto& [id, e] : h.committed.clients) highest[id] = e.request_no;
+  for (const Segment& s : h.segments)
+    for (const Effect& e : s.effects)
+      if (e.client_id != 0) highest[e.client_id] = std::max(highest[e.client_id], e.request_no);
+  for (const auto& [id, req] : highest) {
+    auto it = result.clients.find(id);
+    const uint64_t got = it == result.clients.end() ? 0 : it->second.request_no;
+    if (got != req)
+      return c.fail("client " + std::to_string(id) + ": table says request " + std::to_string(got) + ", highest applied " +
+                    std::to_string(req));
+  }
+}
+
+std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
+  Generator gen(seed);
+  History h = gen.make();
+  Checker c;
+  std::vector<size_t> order(h.segments.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::string first_render;
+  QueueState first;
+  do {
+    std::vector<Segment> given;
+    for (size_t i : order) given.push_back(h.segments[i]);
+    MergeCounts counts;
+    QueueState result = merge(h.committed, given, counts, a.bug);
+    const std::string text = result.render();
+    if (first_render.empty()) {
+      first_render = text;
+      first = result;
+      total.segments += counts.segments;
+      total.pushes += counts.pushes;
+      total.pops += counts.pops;
+      total.popped_twice += counts.popped_twice;
+      total.destroys += counts.destroys;
+      total.destroys_undone += counts.destroys_undone;
+      total.label_collisions += counts.label_collisions;
+      total.cross_side_retries += counts.cross_side_retries;
+    } else if (text != first_render) {
+      c.fail("check 1: the result depends on the order the segments came in");
+    }
+  } while (c.failure.empty() && std::next_permutation(order.begin(), order.end()));
+  if (!c.failure.empty()) return c.failure;
+  MergeCounts again_counts;
+  QueueState again = merge(first, h.segments, again_counts, a.bug);
+  if (again.render() != first_render) return "check 2: merging the same segments again changed the state";
+  check_accounting(h, first, c);
+  if (c.failure.empty()) check_order(h, first, c);
+  if (c.failure.empty()) check_clients(h, first, c);
+  if (!c.failure.empty()) return c.failure;
+  total.already_absorbed += again_counts.already_absorbed;
+  if (a.verbose) std::printf("seed %llu:\n%s", static_cast<unsigned long long>(seed), first_render.c_str());
+  return "";
+}
+
+// The README's worked example: queue 1 holds a b (items 1 and 2 of the
+// committed order); replicas 0,1 | 2 split. Side {0,1} (configuration 2.0,
+// ordering number 131072) pops and pushes c; side {2} (2.2, 131074) pops
+// and pushes d. Both pops returned a (handed out twice). Merged: b c d.
+int worked_example() {
+  QueueState base;
+  base.queues[1] = Queue{true, 7, {Item{{kCommitted, 1, 0}, 'a'}, Item{{kCommitted, 2, 0}, 'b'}}};
+  base.id_by_label[7] = 1;
+  Segment left{131072, {}}, right{131074, {}};
+  QueueState l = base, r = base;
+  left.effects.push_back(apply_on_side(l, op_of(wire::OpCode::Pop, 1, 1, 1), {131072, 1, 0}, 0));
+  left.effects.push_back(apply_on_side(l, op_of(wire::OpCode::Push, 1, 2, 1, 'c'), {131072, 2, 0}, 0));
+  right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Pop, 2, 1, 1), {131074, 1, 0}, 0));
+  right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Push, 2, 2, 1, 'd'), {131074, 2, 0}, 0));
+  MergeCounts counts;
+  QueueState merged = merge(base, {right, left}, counts);
+  const std::string want = "queue 1 label 7 items 3: 98@1.2.0 99@131072.2.0 100@131074.2.0\n";
+  const std::string got = merged.render();
+  const bool ok = got.compare(0, want.size(), want) == 0 && counts.popped_twice == 1 && counts.pops == 1;
+  std::printf("worked example: %s\n  merged: %s  counts: %s\n", ok ? "as expected" : "WRONG", got.substr(0, got.find('\n') + 1).c_str(),
+              counts.text().c_str());
+  return ok ? 0 : 1;
+}
+
+bool parse(int argc, char** argv, Args& a) {
+  static const std::map<std::string, MergeBug> bugs = {{"arrival-order", MergeBug::ArrivalOrder},
+                                                       {"drop-side-pushes", MergeBug::DropSidePushes},
+                                                       {"pop-head", MergeBug::PopHead},
+                                                       {"destroy-wins", MergeBug::DestroyWins},
+                                                       {"no-absorbed", MergeBug::NoAbsorbed}};
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    const bool value = i + 1 < argc;
+    if (s == "--seeds" && value) a.seeds = std::strtoull(argv[++i], nullptr, 10);
+    else if (s == "--first-seed" && value) a.first_seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (s == "--seed" && value) a.first_seed = std::strtoull(argv[++i], nullptr, 10), a.seeds = 1;
+    else if (s == "--expect-violation") a.expect_violation = true;
+    else if (s == "-v") a.verbose = true;
+    else if (s == "--bug" && value) {
+      auto it = bugs.find(argv[++i]);
+      if (it == bugs.end()) {
+        std::fprintf(stderr, "merge_test: unknown bug '%s'\n", argv[i]);
+        return false;
+      }
+      a.bug = it->second;
+    } else {
+      std::fprintf(stderr, "usage: merge_test [--seeds N] [--first-seed S] [--seed S] [--bug NAME --expect-violation] [-v]\n");
+      return false;
+    }
+  }
+  return a.seeds > 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!parse(argc, argv, a)) return 2;
+  int failed = a.bug == MergeBug::None ? worked_example() : 0;
+  MergeCounts total;
+  uint64_t failed_seeds = 0;
+  for (uint64_t seed = a.first_seed; seed < a.first_seed + a.seeds; ++seed) {
+    std::string why = run_seed(seed, a, total);
+    if (why.empty()) continue;
+    ++failed_seeds;
+    if (failed_seeds <= 5) std::printf("FAIL seed %llu: %s\n", static_cast<unsigned long long>(seed), why.c_str());
+    if (a.expect_violation) break;
+  }
+  std::printf("%llu seeds from %llu: %llu failed\n  merged (first order of each seed): %s\n",
+              static_cast<unsigned long long>(a.seeds), static_cast<unsigned long long>(a.first_seed),
+              static_cast<unsigned long long>(failed_seeds), total.text().c_str());
+  if (a.expect_violation) {
+    std::printf(failed_seeds ? "the injected bug was caught\n" : "the injected bug went unnoticed\n");
+    return failed_seeds ? 0 : 1;
+  }
+  return failed || failed_seeds ? 1 : 0;
+}
