@@ -8,7 +8,7 @@ JOBS     ?= 2
 
 COMMON = wire.o net.o
 PROTO  = multicast.o membership.o
-STATE  = ftqueue.o replica.o
+STATE  = ftqueue.o merge.o replica.o
 
 all: server client picture bench
 

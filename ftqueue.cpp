@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -34,12 +35,13 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
   }
   cluster_time_ms_ = std::max(cluster_time_ms_, origin_time_ms);
   expire_idle_clients();
-  for (const wire::BatchedOp& b : batch) {
+  for (size_t index = 0; index < batch.size(); ++index) {
+    const wire::BatchedOp& b = batch[index];
     const wire::Operation& op = b.op;
     ClientRecord& client = touch_client(op.client_id);
     if (op.request_no < client.last_request) continue;
     if (op.request_no > client.last_request || (!exactly_once_ && op.request_no == client.last_request)) {
-      Reply r = execute(op);
+      Reply r = execute(op, partition::ItemName{d.name.incarnation, d.global_seq, static_cast<uint32_t>(index)});
       client = ClientRecord{op.request_no, r.code, r.value, client.last_seen_ms};
     }
     Reply reply{op.client_id, op.request_no, client.code, client.value};
@@ -66,7 +68,7 @@ void FTQueue::expire_idle_clients() {
   }
 }
 
-Reply FTQueue::execute(const wire::Operation& op) {
+Reply FTQueue::execute(const wire::Operation& op, const partition::ItemName& name) {
   Reply r{op.client_id, op.request_no, ReplyCode::Ok, 0};
   if (op.op == OpCode::Create || op.op == OpCode::Id) {
     auto found = id_by_label_.find(op.arg);
@@ -78,13 +80,13 @@ Reply FTQueue::execute(const wire::Operation& op) {
       r.code = ReplyCode::IdsExhausted;
     } else {
       int32_t id = static_cast<int32_t>(next_id_++);
-      queues_[id] = Queue{op.arg, {}};
+      queues_[id] = Queue{op.arg, {}, {}, true};
       id_by_label_[op.arg] = id;
       r.value = id;
     }
     return r;
   }
-  auto q = queues_.find(op.arg);
+  auto q = queues_.find(named_ ? partition::QueueState::resolve(alias_, op.arg) : op.arg);
   if (q == queues_.end()) {
     r.code = ReplyCode::NoQueue;
     return r;
@@ -92,11 +94,12 @@ Reply FTQueue::execute(const wire::Operation& op) {
   std::deque<int32_t>& items = q->second.items;
   switch (op.op) {
     case OpCode::Destroy:
-      id_by_label_.erase(q->second.label);
+      if (q->second.has_label) id_by_label_.erase(q->second.label);
       queues_.erase(q);
       break;
     case OpCode::Push:
       items.push_back(op.item);
+      if (named_) q->second.names.push_back(name);
       break;
     case OpCode::Pop:
     case OpCode::Top:
@@ -105,7 +108,10 @@ Reply FTQueue::execute(const wire::Operation& op) {
         break;
       }
       r.value = items.front();
-      if (op.op == OpCode::Pop) items.pop_front();
+      if (op.op == OpCode::Pop) {
+        items.pop_front();
+        if (named_) q->second.names.pop_front();
+      }
       break;
     case OpCode::Size:
       r.value = static_cast<int32_t>(std::min<size_t>(items.size(), INT32_MAX));
@@ -159,7 +165,91 @@ bool parse_code(const std::string& w, ReplyCode& c) {
 
 constexpr const char* kSnapshotMagic = "ftqueue-snapshot v1";
 
+bool parse_int32(const std::string& w, int32_t& out) {
+  if (w.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(w.c_str(), &end, 10);
+  if (errno != 0 || *end != 0 || v < INT32_MIN || v > INT32_MAX) return false;
+  out = static_cast<int32_t>(v);
+  return true;
+}
+
+bool parse_u64(const std::string& w, uint64_t& out) {
+  if (w.empty() || w.find_first_not_of("0123456789") != std::string::npos || w.size() > 20) return false;
+  errno = 0;
+  out = std::strtoull(w.c_str(), nullptr, 10);
+  return errno == 0;
+}
+
+// "VALUE" (or, named, "VALUE@SIDE.K.INDEX") onto the queue.
+template <typename Q>
+bool parse_item(const std::string& word, bool named, Q& q) {
+  const size_t at = word.find('@');
+  int32_t value;
+  if (!parse_int32(word.substr(0, at), value) || named != (at != std::string::npos)) return false;
+  if (named) {
+    const std::string name = word.substr(at + 1);
+    const size_t dot1 = name.find('.'), dot2 = dot1 == std::string::npos ? dot1 : name.find('.', dot1 + 1);
+    partition::ItemName n;
+    uint64_t index = 0;
+    if (dot2 == std::string::npos || !parse_u64(name.substr(0, dot1), n.side) ||
+        !parse_u64(name.substr(dot1 + 1, dot2 - dot1 - 1), n.k) || !parse_u64(name.substr(dot2 + 1), index) ||
+        index > UINT32_MAX)
+      return false;
+    n.index = static_cast<uint32_t>(index);
+    q.names.push_back(n);
+  }
+  q.items.push_back(value);
+  return true;
+}
+
 }  // namespace
+
+// ---- partitionable mode ------------------------------------------------------
+
+partition::QueueState FTQueue::named_state() const {
+  partition::QueueState s;
+  for (const auto& [id, q] : queues_) {
+    partition::Queue& out = s.queues[id];
+    out.label = q.label;
+    out.has_label = q.has_label;
+    for (size_t i = 0; i < q.items.size(); ++i)
+      out.items.push_back(partition::Item{i < q.names.size() ? q.names[i] : partition::ItemName{}, q.items[i]});
+  }
+  s.id_by_label = id_by_label_;
+  s.alias = alias_;
+  for (const auto& [id, c] : clients_) s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value};
+  s.absorbed = absorbed_;
+  return s;
+}
+
+void FTQueue::adopt(const partition::QueueState& merged) {
+  queues_.clear();
+  for (const auto& [id, q] : merged.queues) {
+    Queue& out = queues_[id];
+    out.label = q.label;
+    out.has_label = q.has_label;
+    for (const partition::Item& it : q.items) {
+      out.items.push_back(it.value);
+      out.names.push_back(it.name);
+    }
+    if (static_cast<int64_t>(id) >= next_id_) next_id_ = static_cast<int64_t>(id) + 1;  // never reused
+  }
+  id_by_label_ = merged.id_by_label;
+  alias_ = merged.alias;
+  absorbed_ = merged.absorbed;
+  std::map<uint64_t, ClientRecord> clients;
+  for (const auto& [id, c] : merged.clients) {
+    auto old = clients_.find(id);
+    const uint64_t seen = old != clients_.end() ? old->second.last_seen_ms : cluster_time_ms_;
+    clients[id] = ClientRecord{c.request_no, c.code, c.value, seen};
+  }
+  clients_ = std::move(clients);
+  clients_by_last_seen_.clear();
+  for (const auto& [id, c] : clients_) clients_by_last_seen_.insert({c.last_seen_ms, id});
+  named_ = true;
+}
 
 std::string FTQueue::render_snapshot() const {
   std::ostringstream out;
@@ -171,11 +261,18 @@ std::string FTQueue::render_snapshot() const {
           << last_applied_[o].origin_seq << "\n";
   out << "next_id " << next_id_ << "\n";
   out << "cluster_time_ms " << cluster_time_ms_ << "\n";
+  if (named_) out << "named_items\n";
   for (const auto& [id, q] : queues_) {
-    out << "queue " << id << " label " << q.label << " items " << q.items.size() << ":";
-    for (int32_t item : q.items) out << " " << item;
+    out << "queue " << id << (q.has_label ? " label " : " former_label ") << q.label << " items " << q.items.size()
+        << ":";
+    for (size_t i = 0; i < q.items.size(); ++i) {
+      out << " " << q.items[i];
+      if (named_) out << "@" << q.names[i].text();
+    }
     out << "\n";
   }
+  for (const auto& [from, to] : alias_) out << "alias " << from << " " << to << "\n";
+  for (uint64_t side : absorbed_) out << "absorbed " << side << "\n";
   char hex[17];
   for (const auto& [client, rec] : clients_) {
     std::snprintf(hex, sizeof hex, "%016" PRIx64, client);
@@ -216,6 +313,9 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       ok = static_cast<bool>(fields >> fresh.cluster_time_ms_);
     } else if (word == "next_id") {
       ok = static_cast<bool>(fields >> fresh.next_id_) && fresh.next_id_ >= 1;
+    } else if (word == "named_items") {
+      ok = fresh.queues_.empty();
+      fresh.named_ = true;
     } else if (word == "queue") {
       int32_t id;
       Queue q;
@@ -223,16 +323,25 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       size_t count;
       char colon;
       ok = static_cast<bool>(fields >> id >> label_word >> q.label >> items_word >> count >> colon) &&
-           label_word == "label" && items_word == "items" && colon == ':';
+           (label_word == "label" || (fresh.named_ && label_word == "former_label")) && items_word == "items" &&
+           colon == ':' && !fresh.queues_.count(id);
+      q.has_label = label_word == "label";
       for (size_t i = 0; ok && i < count; ++i) {
-        int32_t item;
-        ok = static_cast<bool>(fields >> item);
-        q.items.push_back(item);
+        std::string item;
+        ok = static_cast<bool>(fields >> item) && parse_item(item, fresh.named_, q);
       }
       if (ok) {
-        fresh.id_by_label_[q.label] = id;
+        if (q.has_label) fresh.id_by_label_[q.label] = id;
         fresh.queues_[id] = std::move(q);
       }
+    } else if (word == "alias" && fresh.named_) {
+      int32_t from, to;
+      ok = static_cast<bool>(fields >> from >> to) && !fresh.alias_.count(from);
+      if (ok) fresh.alias_[from] = to;
+    } else if (word == "absorbed" && fresh.named_) {
+      uint64_t side;
+      ok = static_cast<bool>(fields >> side);
+      if (ok) fresh.absorbed_.insert(side);
     } else if (word == "client") {
       std::string hex, request_word, reply_word, code;
       ClientRecord rec;

@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "membership.hpp"
+#include "merge.hpp"
 #include "multicast.hpp"
 #include "wire.hpp"
 
@@ -93,6 +94,18 @@ class FTQueue {
   size_t client_count() const { return clients_.size(); }
   uint64_t malformed_batches() const { return malformed_batches_; }
 
+  // Partitionable mode (merge.hpp; issue 23, not wired into the replicas
+  // yet). name_items() on a fresh state: from then on every item carries
+  // its name (the configuration that delivered its push, k, its place in
+  // the batch), aliases and absorbed sides are kept, and all of it is in
+  // the snapshot. named_state() is the state as the merge takes it, and
+  // adopt() makes a merge's result this state (the clients it names keep
+  // their last-seen time, new ones get the cluster time).
+  void name_items() { named_ = true; }
+  bool names_items() const { return named_; }
+  partition::QueueState named_state() const;
+  void adopt(const partition::QueueState& merged);
+
   std::string render_snapshot() const;
   // Test only (the simulator's answer checker must catch it): apply a
   // repeated request again, as if there were no exactly-once table.
@@ -104,6 +117,10 @@ class FTQueue {
   struct Queue {
     int32_t label = 0;
     std::deque<int32_t> items;
+    // Named mode only: each item's name, beside it; and false when the
+    // label went to another queue at a merge (reachable by id only).
+    std::deque<partition::ItemName> names;
+    bool has_label = true;
   };
   struct ClientRecord {
     uint64_t last_request = 0;
@@ -112,7 +129,7 @@ class FTQueue {
     uint64_t last_seen_ms = 0;  // cluster time of its latest request
   };
 
-  wire::Reply execute(const wire::Operation& op);
+  wire::Reply execute(const wire::Operation& op, const partition::ItemName& name);
   ClientRecord& touch_client(uint64_t client_id);
   void expire_idle_clients();
 
@@ -126,6 +143,9 @@ class FTQueue {
   // applied. It never goes back, whatever the origins' clocks do.
   uint64_t cluster_time_ms_ = 0;
   std::set<std::pair<uint64_t, uint64_t>> clients_by_last_seen_;  // (last_seen_ms, client id)
+  bool named_ = false;                         // partitionable mode: see name_items()
+  std::map<int32_t, int32_t> alias_;           // named mode: see partition::QueueState
+  std::set<uint64_t> absorbed_;                // named mode: sides merged in
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
   bool exactly_once_ = true;        // false only in a test's deliberate bug
 };

@@ -12,7 +12,7 @@ std::string ItemName::text() const {
   return std::to_string(side) + "." + std::to_string(k) + "." + std::to_string(index);
 }
 
-int32_t QueueState::resolve(int32_t id) const {
+int32_t QueueState::resolve(const std::map<int32_t, int32_t>& alias, int32_t id) {
   // Aliases point at queues made before them, so a chain ends; the bound
   // only guards a corrupt state.
   for (size_t hops = 0; hops <= alias.size(); ++hops) {

@@ -87,7 +87,8 @@ struct QueueState {
   std::set<uint64_t> absorbed;              // sides whose segments are merged in
 
   // The live queue `id` stands for (through aliases), or `id` itself.
-  int32_t resolve(int32_t id) const;
+  int32_t resolve(int32_t id) const { return resolve(alias, id); }
+  static int32_t resolve(const std::map<int32_t, int32_t>& alias, int32_t id);
   // Canonical text: equal states render equal text.
   std::string render() const;
 };

@@ -121,6 +121,65 @@ void test_client_expiry() {
   CHECK(!wire::decode_batch(payload.substr(0, payload.size() - 3), ops, &t), "a torn time is rejected");
 }
 
+// Partitionable mode's named items (merge.hpp): names from the delivery,
+// through the snapshot, into a merge and back (adopt), aliases resolved.
+void test_named_items() {
+  using wire::OpCode;
+  using wire::ReplyCode;
+  FTQueue q;
+  q.name_items();
+  Feeder f(q);  // deliveries of configuration 1 (MessageName incarnation 1), k = 1, 2, ...
+  expect(f.call(OpCode::Create, 100), ReplyCode::Ok, 1, "create 100 (k=1)");
+  expect(f.call(OpCode::Push, 1, 10), ReplyCode::Ok, 0, "push 10 (k=2)");
+  expect(f.call(OpCode::Push, 1, 20), ReplyCode::Ok, 0, "push 20 (k=3)");
+  expect(f.call(OpCode::Push, 1, 30), ReplyCode::Ok, 0, "push 30 (k=4)");
+  expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 10, "pop 10 (k=5)");
+  const std::string text = q.render_snapshot();
+  CHECK(text.find("named_items\n") != std::string::npos && text.find("items 2: 20@1.3.0 30@1.4.0\n") != std::string::npos,
+        "named snapshot: " + text);
+  FTQueue copy;
+  std::string error;
+  CHECK(copy.load_snapshot(text, error) && copy.names_items() && copy.render_snapshot() == text,
+        "named snapshot round trip: " + error);
+
+  // A side split off after k=5: it pops 20, pushes 40, and creates label 55,
+  // which the committed side creates too (a collision: an alias).
+  partition::QueueState side = q.named_state();
+  partition::Segment seg{131074, {}};
+  seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 1, OpCode::Pop, 1, 0}, {131074, 1, 0}, 0));
+  seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 2, OpCode::Push, 1, 40}, {131074, 2, 0}, 0));
+  seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 3, OpCode::Create, 55, 0}, {131074, 3, 0}, 9001));
+  CHECK(seg.effects[0].item.name == (partition::ItemName{1, 3, 0}), "the side's pop names the committed item 1.3.0");
+  expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 20, "the committed side pops 20 too (k=6)");
+  expect(f.call(OpCode::Create, 55), ReplyCode::Ok, 2, "the committed side creates 55 (k=7)");
+  partition::MergeCounts counts;
+  q.adopt(partition::merge(q.named_state(), {seg}, counts));
+  CHECK(counts.popped_twice == 1 && counts.pushes == 1 && counts.label_collisions == 1, "merge counts: " + counts.text());
+  const std::string merged = q.render_snapshot();
+  CHECK(merged.find("items 2: 30@1.4.0 40@131074.2.0\n") != std::string::npos &&
+            merged.find("alias 9001 2\n") != std::string::npos && merged.find("absorbed 131074\n") != std::string::npos,
+        "merged state: " + merged);
+  CHECK(copy.load_snapshot(merged, error) && copy.render_snapshot() == merged, "merged snapshot round trip: " + error);
+  expect(f.call(OpCode::Push, 9001, 7), ReplyCode::Ok, 0, "a push to the side's id for label 55 (an alias)");
+  expect(f.call(OpCode::Size, 2), ReplyCode::Ok, 1, "landed in the committed queue 2");
+  expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 30, "FIFO after the merge: 30 then 40");
+  expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 40, "FIFO after the merge: 40");
+  expect(f.call(OpCode::Pop, 8, 0, 8, 3), ReplyCode::Ok, 9001, "a retry of the side's last request gets the side's answer");
+
+  // Bad names are refused; the default mode has none.
+  CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nnamed_items\nqueue 1 label 2 items 1: 5@1.x.0\nend\n", error),
+        "a malformed name is refused");
+  CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nqueue 1 label 2 items 1: 5@1.2.0\nend\n", error),
+        "a name in a snapshot without named_items is refused");
+  FTQueue plain;
+  Feeder g(plain);
+  g.call(OpCode::Create, 1);
+  g.call(OpCode::Push, 1, 5);
+  CHECK(plain.render_snapshot().find('@') == std::string::npos &&
+            plain.render_snapshot().find("named_items") == std::string::npos,
+        "the default mode's snapshot has no names: " + plain.render_snapshot());
+}
+
 void test_ftqueue() {
   using wire::OpCode;
   using wire::ReplyCode;
@@ -183,6 +242,7 @@ void test_ftqueue() {
   g.call(OpCode::Create, 1);
   CHECK(other.render_snapshot() != q.render_snapshot(), "different states render differently");
   test_client_expiry();
+  test_named_items();
 }
 
 void test_retry() {
