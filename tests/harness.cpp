@@ -79,6 +79,12 @@ void child_setup() {
 #ifdef __linux__
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
+  // A SIGHUP (Cluster::cut) that reaches a server before it has set its
+  // handler would end it: ignored until then (the server sets the handler,
+  // then reads its cut file, so a file written meanwhile is still read).
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGHUP, &ignore, nullptr);
 }
 
 pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd,
