@@ -1181,9 +1181,8 @@ std::vector<std::string> fold_repeats(const TextLayout& l, const std::vector<Tex
 }
 
 const char* kTextLegend =
-    "An arrow per datagram on the row it was sent, its kind on it: -- sent, ~~ sent again (a repair),\n"
-    ".. sent before the window or not traced; > or < where it arrived, x where it did not (dropped or\n"
-    "never received). ==== a configuration first installed; * DELIVER, # CONFIG, ^ started, X crashed.\n";
+    "An arrow per datagram, on the row of its send: -- sent, ~~ sent again (a repair), .. sent before\n"
+    "the window; > < arrived, x not. ==== configuration installed; * DELIVER, # CONFIG, ^ start, X crash.\n";
 
 std::string render_text(const Trace& trace, const Options& o, const std::vector<Arrow>& arrows,
                         const std::vector<Row>& rows, const Window& w) {
