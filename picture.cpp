@@ -1,10 +1,12 @@
 // picture.cpp: draws a traced run of an FTQueue cluster as an SVG
 // message-sequence chart, so that a student reads the protocol from a
-// picture of their own run (README, "Draw your run"). No dependency: it
-// reads text and writes text that any browser opens.
+// picture of their own run (README, "Draw your run"); with --text, the
+// same chart as plain ASCII text for a terminal. No dependency: it reads
+// text and writes text that any browser opens.
 //
 //   ./picture -o run.svg cluster                 # cluster/replica-*.log
 //   ./picture --from 1200 --to 1500 -o failover.svg cluster
+//   ./picture --text --from 1200 --to 1500 cluster
 //   ./run_cluster.sh picture run.svg             # the same, for you
 //
 // It reads the trace lines the servers write with --trace (server.cpp's
@@ -28,6 +30,9 @@
 // never received (dropped by --loss or a link cut, or the receiver was
 // down) is a short arrow ending in an x; one the receiver dropped or
 // rejected ends in an x at the receiver.
+//
+// Both renderers, render (SVG) and render_text (--text), draw the same rows
+// (choose_rows) and arrows (make_arrows), read once.
 //
 // A line that is neither a trace line nor a replica's log line is skipped
 // and counted, never fatal: the picture says how many, and where the first
@@ -53,14 +58,17 @@ namespace {
 const char* kUsage =
     "usage: picture [options] PATH...\n"
     "\n"
-    "Draws the traced run of an FTQueue cluster as an SVG message-sequence\n"
-    "chart that any browser opens. PATH is a directory holding the replicas'\n"
-    "trace logs, replica-I.log (run_cluster.sh's cluster/, a test's directory,\n"
-    "group_sim_test --trace-out DIR), or a log file; give every replica's log,\n"
-    "or the arrows to the missing ones end in an x. The servers must have run\n"
-    "with --trace (./run_cluster.sh start --trace).\n"
+    "Draws the traced run of an FTQueue cluster as a message-sequence chart:\n"
+    "SVG that any browser opens, or with --text plain text for a terminal.\n"
+    "PATH is a directory holding the replicas' trace logs, replica-I.log\n"
+    "(run_cluster.sh's cluster/, a test's directory, group_sim_test\n"
+    "--trace-out DIR), or a log file; give every replica's log, or the arrows\n"
+    "to the missing ones end in an x. The servers must have run with --trace\n"
+    "(./run_cluster.sh start --trace).\n"
     "\n"
-    "  -o FILE        write the SVG to FILE (default: standard output)\n"
+    "  -o FILE        write the chart to FILE (default: standard output)\n"
+    "  --text         draw it as ASCII text (about 100 columns for 3 replicas)\n"
+    "                 instead of SVG; every other option applies as well\n"
     "  --from MS      draw from MS milliseconds after the first trace line\n"
     "  --to MS        ... up to MS milliseconds after it\n"
     "  --first N      draw at most N events (default 400); the picture says\n"
@@ -83,6 +91,17 @@ const char* kUsage =
     "members); a square: a replica's configuration line; a dot: a delivery\n"
     "(k=K); a triangle: a replica started.\n"
     "\n"
+    "The text chart: a column per lane, a row per event with its time in ms.\n"
+    "An arrow is drawn on the row of its send, its kind on it: -- sent,\n"
+    "~~ sent again (a repair), .. its send is before the window or not traced\n"
+    "(drawn on the receive's row); > or < where it arrived, x where it did\n"
+    "not. A receive whose send is drawn has no row of its own. A line of ====\n"
+    "across the lanes: a configuration first installed; * DELIVER, # a\n"
+    "replica's CONFIG line, ^ a replica started, X crashed. Right of the\n"
+    "lanes, the event's text. Rows that only repeat the few just above them\n"
+    "(a failover's NACKs, every millisecond) are folded into one line that\n"
+    "says how many.\n"
+    "\n"
     "Lines that are not trace lines are skipped and counted.\n"
     "Exit status: 0 drawn; 1 nothing to draw, or a file that cannot be read\n"
     "or written; 2 a bad option.\n";
@@ -101,6 +120,7 @@ struct Options {
   double to_ms = -1;  // negative: to the end
   size_t first = kDefaultFirst;
   bool all = false;
+  bool text = false;  // the chart as ASCII text, not SVG
 };
 
 bool parse_ms(const char* text, double& ms) {
@@ -139,6 +159,8 @@ int parse_options(int argc, char** argv, Options& o) {
       if (!has_value || !parse_count(argv[++i], o.first)) return bad("--first needs a count from 1 to 1000000");
     } else if (a == "--all") {
       o.all = true;
+    } else if (a == "--text") {
+      o.text = true;
     } else if (a == "--") {
       for (++i; i < argc; ++i) o.paths.push_back(argv[i]);
     } else if (!a.empty() && a[0] == '-') {
@@ -1033,13 +1055,248 @@ std::string render(const Trace& trace, const Options& o, const std::vector<Arrow
   return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + svg.finish();
 }
 
-bool write_output(const std::string& path, const std::string& svg, std::string& error) {
+// ---- text ----------------------------------------------------------------------------
+
+// --text: the same chart, from the same rows and arrows, as plain ASCII for
+// a terminal or a README. A column per lane, a row per event; an arrow is
+// drawn on the row of its send, across the columns, with its kind on it and
+// at each receiver a head (> or <) where it arrived or an x where it did
+// not. A receive whose send is drawn has no row of its own; one whose send
+// is not (sent before the window, or not traced) is drawn on its own row,
+// dotted; a client's request, on the row where a replica received it.
+// Rows that only repeat the few just above them are folded (fold_repeats).
+constexpr int kTextWidth = 100;   // for 3 replicas; wider for more
+constexpr int kTextNoteMin = 30;  // the event's text, right of the lanes: at least
+constexpr int kTextNoteWanted = 40;  // ... and as much if the lanes can be narrower
+constexpr int kTextLaneMin = 14;  // "<-PROBEREPLY-" fits between two lanes
+constexpr int kTextLaneMax = 20;
+
+struct TextLayout {
+  int replicas = 0;
+  int time_w = 0;  // the time column, and a space
+  int lane_w = kTextLaneMin;
+  int lane_col(int who) const { return time_w + 4 + lane_w * (who == kClients ? 0 : who + 1); }
+  int lanes_right() const { return lane_col(replicas - 1) + 4; }
+  int width() const { return std::max(lanes_right() + 1 + kTextNoteMin, kTextWidth); }
+};
+
+// "configuration 4.0 primary {0,1}", as the bands say it.
+std::string configuration_name(const Configuration& c) {
+  return "configuration " + c.id + (c.primary ? " primary {" : " non-primary {") + c.members + "}";
+}
+
+// A row of the lanes alone: `lane` on each lane, the time on the left.
+std::string text_row(const TextLayout& l, char lane, const std::string& time) {
+  std::string row(static_cast<size_t>(l.lanes_right()), ' ');
+  const std::string t = shorten(time, static_cast<size_t>(l.time_w - 1));
+  row.replace(static_cast<size_t>(l.time_w - 1) - t.size(), t.size(), t);
+  for (int who = kClients; who < l.replicas; ++who) row[static_cast<size_t>(l.lane_col(who))] = lane;
+  return row;
+}
+
+// The row, then the note after it, cut to the chart's width.
+std::string text_line(const TextLayout& l, std::string row, const std::string& note) {
+  if (note.empty()) return row.substr(0, row.find_last_not_of(' ') + 1) + "\n";
+  row.resize(std::max(row.size(), static_cast<size_t>(l.lanes_right())), ' ');
+  const size_t room = static_cast<size_t>(std::max(l.width() - static_cast<int>(row.size()) - 1, 8));
+  return row + " " + printable(shorten(note, room)) + "\n";
+}
+
+// An arrow on a row from lane `from` to each of `to` (receiver, arrived?):
+// on each side of the sender a line of `fill` out to the farthest receiver,
+// the kind on it next to the sender, and at each receiver > or <, or x.
+void text_arrow(std::string& row, const TextLayout& l, int from, const std::map<int, bool>& to, char fill,
+                const std::string& kind) {
+  const int x0 = l.lane_col(from);
+  for (const int side : {-1, 1}) {
+    int far = x0;
+    for (const auto& [who, arrived] : to)
+      if ((l.lane_col(who) - far) * side > 0) far = l.lane_col(who);
+    if (far == x0) continue;
+    for (int x = x0 + side; x != far; x += side) row[static_cast<size_t>(x)] = fill;
+    const int start = side > 0 ? x0 + 3 : x0 - 2 - static_cast<int>(kind.size());
+    if (start > 0 && start + static_cast<int>(kind.size()) < static_cast<int>(row.size()))
+      row.replace(static_cast<size_t>(start), kind.size(), kind);
+    for (const auto& [who, arrived] : to)
+      if ((l.lane_col(who) - x0) * side > 0) row[static_cast<size_t>(l.lane_col(who))] = arrived ? (side > 0 ? '>' : '<') : 'x';
+  }
+}
+
+// What a row says right of the lanes: the record without its kind (on the
+// arrow) and without a client's address; a mark's kind and text.
+std::string text_note(const Event& e) {
+  std::string rest = e.text;
+  if (e.dir != Dir::None && !peer_record(e)) {  // a client's: "ADDR ..." (in), "to ADDR ..." (out)
+    if (starts_with(rest, "to ")) take_word(rest);
+    take_word(rest);
+  }
+  if (e.kind == "DELIVER") return "DELIVER " + rest;
+  if (e.kind == "START") return "started, " + rest;
+  return rest + (e.note.empty() ? "" : " " + e.note);
+}
+
+// A line of the text chart: an event's row (with its signature, the row
+// without its time), or a configuration or a gap line (no signature).
+struct TextEntry {
+  std::string line;
+  std::string signature;
+  std::string time;
+  std::string kind;
+};
+
+// A run of rows each the same as one of the 1 to 4 rows just before the
+// run, but for the time (a NACK asked again every millisecond of a
+// failover, by two replicas, in either order), is folded into one line
+// saying how many.
+std::vector<std::string> fold_repeats(const TextLayout& l, const std::vector<TextEntry>& entries) {
+  constexpr size_t kMostRows = 4;
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < entries.size();) {
+    size_t best = 0, period = 0;
+    std::set<std::string> above;
+    for (size_t p = 1; p <= kMostRows && p <= i && !entries[i - p].signature.empty(); ++p) {
+      above.insert(entries[i - p].signature);
+      size_t n = 0;
+      while (i + n < entries.size() && above.count(entries[i + n].signature)) ++n;
+      if (n > best) best = n, period = p;
+    }
+    if (best < 3) {
+      lines.push_back(entries[i++].line);
+      continue;
+    }
+    std::string kinds;  // "NACK", "DATA, ASSIGN"
+    for (size_t j = i; j < i + best; ++j)
+      if ((", " + kinds + ",").find(", " + entries[j].kind + ",") == std::string::npos)
+        kinds += (kinds.empty() ? "" : ", ") + entries[j].kind;
+    std::string row = text_row(l, ':', "");
+    const std::string what = " " + std::to_string(best) + " more " + kinds + " rows like " +
+                             (period == 1 ? "the one" : "those") + " above, to " + entries[i + best - 1].time + " ";
+    const size_t at = static_cast<size_t>(l.lane_col(kClients) + 3);
+    if (at + what.size() > row.size()) row.resize(at + what.size(), ' ');
+    row.replace(at, what.size(), what);
+    lines.push_back(text_line(l, row, ""));
+    i += best;
+  }
+  return lines;
+}
+
+const char* kTextLegend =
+    "An arrow per datagram, on the row of its send: -- sent, ~~ sent again (a repair), .. sent before\n"
+    "the window; > < arrived, x not. ==== configuration installed; * DELIVER, # CONFIG, ^ start, X crash.\n";
+
+std::string render_text(const Trace& trace, const Options& o, const std::vector<Arrow>& arrows,
+                        const std::vector<Row>& rows, const Window& w) {
+  std::vector<size_t> row_of(trace.events.size(), kNone);
+  uint64_t last = w.t0;
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (!rows[r].band) {
+      row_of[rows[r].event] = r;
+      last = std::max(last, trace.events[rows[r].event].us);
+    }
+  std::map<size_t, std::vector<size_t>> sent;  // a send event -> its arrows
+  std::map<size_t, size_t> received;           // a receive event -> its arrow
+  for (size_t i = 0; i < arrows.size(); ++i) {
+    if (arrows[i].send != kNone) sent[arrows[i].send].push_back(i);
+    if (arrows[i].receive != kNone) received[arrows[i].receive] = i;
+  }
+  auto ms = [&w](uint64_t us) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f", static_cast<double>(us - w.t0) / 1000.0);
+    return std::string(text);
+  };
+  TextLayout l;
+  l.replicas = trace.replicas;
+  l.time_w = static_cast<int>(std::max<size_t>(ms(last).size(), 6)) + 1;
+  l.lane_w = std::clamp((kTextWidth - kTextNoteWanted - 1 - l.time_w - 8) / std::max(l.replicas, 1), kTextLaneMin,
+                        kTextLaneMax);
+
+  std::string out;
+  char what[300];
+  const uint64_t end = trace.events.back().us;
+  std::snprintf(what, sizeof what, "FTQueue run: %d replicas and the clients; %zu events drawn, +%.3f to +%.3f ms\n",
+                l.replicas, w.drawn, o.from_ms,
+                o.to_ms >= 0 ? std::min(o.to_ms, static_cast<double>(end - w.t0) / 1000.0)
+                             : static_cast<double>(end - w.t0) / 1000.0);
+  out += what;
+  std::string files;
+  for (const std::string& f : trace.files) files += (files.empty() ? "" : ", ") + f;
+  char when[64];
+  std::snprintf(when, sizeof when, "%.6f", static_cast<double>(w.t0) / 1e6);
+  out += printable(shorten("+0 ms is " + std::string(when) + " s on the trace's clock; " + std::to_string(trace.lines) +
+                               " lines read from " + files, static_cast<size_t>(l.width()))) + "\n";
+  if (w.drawn < w.in_window)
+    out += "Only the first " + std::to_string(w.drawn) + " of " + std::to_string(w.in_window) +
+           " events are drawn: --from MS --to MS or --first N for others.\n";
+  if (trace.skipped > 0)
+    out += printable(shorten(std::to_string(trace.skipped) + " lines skipped, not trace lines; the first: " +
+                                 trace.first_skipped, static_cast<size_t>(l.width()))) + "\n";
+  out += kTextLegend;
+  out += "\n";
+
+  std::string header(static_cast<size_t>(l.lanes_right()), ' ');
+  header.replace(static_cast<size_t>(l.time_w - 3), 2, "ms");
+  for (int who = kClients; who < l.replicas; ++who) {
+    const std::string name = who == kClients ? "clients" : "r" + std::to_string(who);
+    header.replace(static_cast<size_t>(l.lane_col(who)) - name.size() / 2, name.size(), name);
+  }
+  out += text_line(l, header, "");
+
+  std::vector<TextEntry> entries;
+  uint64_t previous = w.t0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].band) {
+      const Configuration& c = rows[r].config;
+      std::string row = text_row(l, '|', "");
+      const size_t from = static_cast<size_t>(l.lane_col(kClients) - 2);
+      for (size_t x = from; x < row.size(); ++x) row[x] = '=';
+      const std::string name = " " + configuration_name(c) + " ";
+      if (from + 2 + name.size() > row.size()) row.resize(from + 2 + name.size(), '=');
+      row.replace(from + 2, name.size(), name);
+      entries.push_back(TextEntry{
+          text_line(l, row, c.primary ? "installed: a majority, it serves" : "installed: no majority, it refuses clients"),
+          "", "", ""});
+      continue;
+    }
+    const Event& e = trace.events[rows[r].event];
+    std::string row = text_row(l, '|', "");  // the time comes last: a row's signature is without it
+    if (e.dir == Dir::None) {  // a mark on one lane
+      const char mark = e.kind == "DELIVER" ? '*' : e.kind == "START" ? '^' : e.kind == "CRASH" ? 'X' : '#';
+      row[static_cast<size_t>(l.lane_col(e.replica))] = mark;
+    } else if (sent.count(e.order)) {  // a send: its arrows, to every receiver
+      std::map<int, bool> to;
+      bool repair = false;
+      int from = e.replica;
+      for (size_t i : sent[e.order]) {
+        to[arrows[i].to] = to[arrows[i].to] || !arrows[i].dropped;
+        repair = repair || arrows[i].repair;
+        from = arrows[i].from;
+      }
+      text_arrow(row, l, from, to, repair ? '~' : '-', e.kind);
+    } else if (received.count(e.order)) {  // a receive: drawn here only if its send is not
+      const Arrow& a = arrows[received[e.order]];
+      if (a.send != kNone && row_of[a.send] != kNone) continue;
+      text_arrow(row, l, a.from, {{a.to, !a.dropped}}, a.from == kClients ? '-' : '.', e.kind);
+    } else {
+      continue;
+    }
+    if (!entries.empty() && e.us > previous + 50'000) entries.push_back(TextEntry{text_line(l, text_row(l, ':', ""), ""), "", "", ""});
+    previous = std::max(previous, e.us);
+    const std::string signature = text_line(l, row, text_note(e));
+    const std::string time = ms(e.us);
+    row.replace(static_cast<size_t>(l.time_w - 1) - time.size(), time.size(), time);
+    entries.push_back(TextEntry{text_line(l, row, text_note(e)), signature, time, e.kind});
+  }
+  for (const std::string& line : fold_repeats(l, entries)) out += line;
+  return out;
+}
+
+bool write_output(const std::string& path, const std::string& chart, std::string& error) {
   if (path.empty()) {
-    std::fwrite(svg.data(), 1, svg.size(), stdout);
+    std::fwrite(chart.data(), 1, chart.size(), stdout);
     return std::fflush(stdout) == 0;
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << svg;
+  out << chart;
   out.close();
   if (!out) error = "cannot write " + path + ": " + std::strerror(errno);
   return static_cast<bool>(out);
@@ -1072,7 +1329,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "picture: no event to draw between --from %g and --to %g ms\n", o.from_ms, o.to_ms);
     return kExitTrouble;
   }
-  if (!write_output(o.output, render(trace, o, arrows, rows, window), error)) {
+  const std::string chart = o.text ? render_text(trace, o, arrows, rows, window) : render(trace, o, arrows, rows, window);
+  if (!write_output(o.output, chart, error)) {
     std::fprintf(stderr, "picture: %s\n", error.c_str());
     return kExitTrouble;
   }

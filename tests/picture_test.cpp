@@ -15,6 +15,16 @@
 //       configuration {0,1}) and then for the restart ({0,1,2} again).
 //       Also: --first N draws at most N events and says so; a window with
 //       nothing in it is an error (exit 1); a bad option exits 2.
+//   picture_test text --server BIN --client BIN --picture BIN [--loss P]
+//       The same run, drawn with --text and read back: a column header per
+//       lane (clients r0 r1 r2); DATA and ASSIGN arrows checked against the
+//       logs' lines that sent them (each sent once): the kind next to the
+//       sender's column, a line across to each receiver's, and there a head
+//       pointing away from the sender, or an x (always where the sender's
+//       log says it dropped it); with --loss some x's; configuration lines
+//       across the lanes for {0,1,2}, the kill ({0,1}) and the restart
+//       ({0,1,2}); no line wider than 100 columns. -o, --first and --from
+//       apply to --text too.
 //   picture_test sim --sim BIN --picture BIN
 //       `group_sim_test --seed S --trace-out DIR` draws: well-formed, a lane
 //       per member, arrows, bands; lines of junk added to a log are
@@ -233,7 +243,9 @@ bool wait_for_log(const Cluster& cluster, int i, size_t from, const std::string&
   return false;
 }
 
-void scenario_kill_restart(const Args& a, uint64_t seed, const std::string& dir) {
+// The run both kill_restart and text draw: calls, replica 2 killed, calls,
+// replica 2 restarted, calls, all stopped (every process by its pid).
+void run_kill_restart(const Args& a, uint64_t seed, const std::string& dir) {
   ClusterConfig config{3, a.loss, seed, a.server, dir, {"--trace"}};
   Cluster cluster(config);
   cluster.start_all();
@@ -252,7 +264,10 @@ void scenario_kill_restart(const Args& a, uint64_t seed, const std::string& dir)
     calls(c, {"push 1 30", "pop 1", "size 1"});
   }
   CHECK(cluster.stop_all(), "graceful stop");
+}
 
+void scenario_kill_restart(const Args& a, uint64_t seed, const std::string& dir) {
+  run_kill_restart(a, seed, dir);
   const std::string svg = dir + "/run.svg";
   std::string errors;
   CHECK(draw(a, {"-o", svg, dir}, errors) == 0, "picture draws the run: " + errors);
@@ -287,6 +302,204 @@ void scenario_kill_restart(const Args& a, uint64_t seed, const std::string& dir)
         "a window with nothing in it: exit 1, said so: " + errors);
   CHECK(draw(a, {"--first", "zero", dir}, errors) == 2 && errors.find("--first") != std::string::npos,
         "a bad option: exit 2, named: " + errors);
+}
+
+// ---- text ------------------------------------------------------------------------
+
+// The text chart (--text), read back: the lane header gives each lane's
+// column; a row's drawing is left of the last lane's column + 2, its note
+// (the event's text) right of it.
+struct TextChart {
+  std::vector<std::string> lines;
+  std::map<std::string, size_t> column;  // "clients", "r0", ... -> its column
+  std::vector<std::string> lane_order;   // as the header names them, left to right
+  size_t header = 0;                     // the lane header's line
+  size_t note_from = 0;                  // the notes start right of this
+};
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Finds the lane header: "ms" and then the lane names, each centred on its
+// lane's column.
+bool read_text_chart(const std::string& text, TextChart& t) {
+  t.lines = split_lines(text);
+  for (size_t i = 0; i < t.lines.size(); ++i) {
+    std::stringstream words(t.lines[i]);
+    std::string first;
+    if (!(words >> first) || first != "ms") continue;
+    t.header = i;
+    const std::string& line = t.lines[i];
+    for (size_t at = line.find_first_not_of(' ', line.find("ms") + 2); at != std::string::npos;) {
+      const size_t end = std::min(line.find(' ', at), line.size());
+      const std::string name = line.substr(at, end - at);
+      t.column[name] = at + name.size() / 2;
+      t.lane_order.push_back(name);
+      at = line.find_first_not_of(' ', end);
+    }
+    if (t.lane_order.empty()) return false;
+    t.note_from = t.column[t.lane_order.back()] + 2;
+    return true;
+  }
+  return false;
+}
+
+// A log line that sent a DATA or an ASSIGN: who sent it, and where to.
+struct Sent {
+  std::string from;
+  std::map<std::string, bool> to;  // "r1" -> dropped by the sender (every copy)
+  size_t count = 0;                              // lines with this text: 1 if not sent again
+};
+
+// Every "TIME rX KIND out TEXT -> rY, rZ (dropped: loss)" line of the
+// replicas' logs, keyed by KIND and TEXT's first `words` words.
+std::map<std::string, Sent> read_sends(const std::string& dir, const std::string& kind, int words) {
+  std::map<std::string, Sent> sends;
+  for (int i = 0; i < 3; ++i) {
+    std::ifstream in(dir + "/replica-" + std::to_string(i) + ".log");
+    for (std::string line; std::getline(in, line);) {
+      std::stringstream w(line);
+      std::string time, who, k, dir_word;
+      if (!(w >> time >> who >> k >> dir_word) || k != kind || dir_word != "out") continue;
+      std::string key, word;
+      for (int n = 0; n < words && w >> word; ++n) key += (n ? " " : "") + word;
+      const size_t arrow = line.rfind(" -> ");
+      if (arrow == std::string::npos) continue;
+      Sent& s = sends[kind + " " + key];
+      ++s.count;
+      s.from = who;
+      s.to.clear();  // (its only line, if it is used)
+      std::stringstream list(line.substr(arrow + 4));
+      for (std::string item; std::getline(list, item, ',');) {
+        const size_t start = item.find_first_not_of(' ');
+        if (start == std::string::npos) continue;
+        item.erase(0, start);
+        const std::string to = item.substr(0, item.find(' '));
+        const bool dropped = item.find("(dropped") != std::string::npos;
+        s.to[to] = s.to.count(to) ? s.to[to] && dropped : dropped;
+      }
+    }
+  }
+  return sends;
+}
+
+// Checks one arrow row against the log line it was drawn from: the kind on
+// it next to the sender's lane, a line across to each receiver, and at each
+// receiver a head pointing away from the sender (or an x: not received;
+// always an x where the sender's log says it dropped it). True if every
+// receiver got a head.
+bool check_arrow_row(const TextChart& t, const std::string& row, const std::string& kind, const Sent& s,
+                     const std::string& what) {
+  const auto col = [&t](const std::string& lane) { return t.column.at(lane); };
+  const size_t x0 = col(s.from);
+  bool all_heads = true, ok = row.size() > t.note_from;
+  std::set<size_t> receivers;
+  for (const auto& [to, dropped] : s.to) {
+    ok = ok && t.column.count(to);
+    if (!ok) break;
+    const size_t x = col(to);
+    receivers.insert(x);
+    const char head = x > x0 ? '>' : '<';
+    ok = ok && (row[x] == head || row[x] == 'x') && (!dropped || row[x] == 'x');
+    all_heads = all_heads && row[x] == head;
+    for (size_t between = std::min(x, x0) + 1; ok && between < std::max(x, x0); ++between)
+      ok = row[between] != ' ' && row[between] != '|';
+  }
+  ok = ok && row[x0] == '|';
+  for (const auto& [lane, x] : t.column)  // no head on a lane that received nothing
+    ok = ok && (receivers.count(x) || x == x0 || row[x] == '|' || row[x] == '-' || row[x] == '~');
+  // The kind next to the sender, on the side of a receiver.
+  const size_t right = row.find(kind, x0), left = row.rfind(kind, x0);
+  ok = ok && ((right != std::string::npos && right <= x0 + 4) ||
+              (left != std::string::npos && left + kind.size() + 3 >= x0 && left < x0));
+  std::string sent = s.from + " ->";
+  for (const auto& [to, dropped] : s.to) sent += " " + to + (dropped ? " (dropped by the sender)" : "");
+  CHECK(ok, what + ": drawn as\n" + row + "\n  but the log says " + sent);
+  return ok && all_heads;
+}
+
+void scenario_text(const Args& a, uint64_t seed, const std::string& dir) {
+  run_kill_restart(a, seed, dir);
+  std::string output, errors;
+  CHECK(harness::run_program(a.picture, {"--text", "--first", "100000", dir}, "", output, errors, 60000) == 0,
+        "picture --text draws the run: " + errors);
+  TextChart t;
+  if (!read_text_chart(output, t)) {
+    CHECK(false, "picture --text has a lane header (ms clients r0 r1 r2):\n" + output.substr(0, 2000));
+    return;
+  }
+  std::string lanes;
+  for (const std::string& lane : t.lane_order) lanes += " " + lane;
+  CHECK(lanes == " clients r0 r1 r2", "one column header per lane, left to right: got" + lanes);
+  if (lanes != " clients r0 r1 r2") return;
+  std::ofstream(dir + "/run.txt") << output;  // kept, with the logs, if a check fails
+
+  const std::map<std::string, Sent> data = read_sends(dir, "DATA", 1), assign = read_sends(dir, "ASSIGN", 2);
+  size_t checked[2] = {0, 0}, with_heads[2] = {0, 0}, arrows_x = 0, lines_over = 0;
+  std::vector<std::string> configurations;  // "1.0 primary {0,1,2}", in order down the chart
+  for (size_t i = t.header + 1; i < t.lines.size(); ++i) {
+    const std::string& row = t.lines[i];
+    lines_over += row.size() > 100;
+    const size_t band = row.find("== configuration ");
+    if (band != std::string::npos && band < t.note_from) {
+      std::stringstream w(row.substr(band + 17));
+      std::string id, flag, members;
+      w >> id >> flag >> members;
+      configurations.push_back(id + " " + flag + " " + members);
+      continue;
+    }
+    if (row.size() <= t.note_from) continue;
+    const size_t lanes_from = t.column.at("clients") - 2;  // left of it: the time
+    const std::string drawing = row.substr(lanes_from, t.note_from - lanes_from);
+    if (drawing.find('x') != std::string::npos) ++arrows_x;
+    std::stringstream note(row.substr(t.note_from));
+    std::string w1, w2;
+    note >> w1 >> w2;
+    for (int k = 0; k < 2; ++k) {
+      const std::string kind = k == 0 ? "DATA" : "ASSIGN";
+      const size_t at = drawing.find(kind);
+      if (at == std::string::npos || drawing.find_first_of("~.") != std::string::npos) continue;  // a repair, or its send not drawn
+      const auto& sends = k == 0 ? data : assign;
+      const auto found = sends.find(kind + " " + (k == 0 ? w1 : w1 + " " + w2));
+      if (found == sends.end() || found->second.count != 1) continue;  // sent more than once: ambiguous
+      ++checked[k];
+      with_heads[k] += check_arrow_row(t, row, kind, found->second, kind + " " + w1 + (k ? " " + w2 : ""));
+    }
+  }
+  CHECK(checked[0] > 0 && with_heads[0] > 0, "a DATA arrow from its sender's column with a head at each receiver's; checked " +
+                                                 std::to_string(checked[0]));
+  CHECK(checked[1] > 0 && with_heads[1] > 0, "an ASSIGN arrow from its sender's column with a head at each receiver's; checked " +
+                                                 std::to_string(checked[1]));
+  if (a.loss > 0) CHECK(arrows_x > 0, std::string("with --loss, some arrows end in an x"));
+  CHECK(lines_over == 0, std::to_string(lines_over) + " lines wider than 100 columns for 3 replicas");
+  std::string configs;
+  for (const std::string& c : configurations) configs += " [" + c + "]";
+  size_t step = 0;  // {0,1,2}, then {0,1} (the kill), then {0,1,2} again (the restart)
+  for (const std::string& c : configurations)
+    if (step < 3 && c.find(" primary ") != std::string::npos &&
+        c.substr(c.find('{')) == (step == 1 ? "{0,1}" : "{0,1,2}"))
+      ++step;
+  CHECK(step == 3, "configuration lines across the lanes: primary {0,1,2}, then {0,1} after the kill, then {0,1,2} "
+                   "after the restart; got" + configs);
+  std::printf("picture --text: lanes%s; %zu DATA and %zu ASSIGN arrows checked against the logs (%zu and %zu "
+              "with every head), %zu rows with an x; configurations%s\n",
+              lanes.c_str(), checked[0], checked[1], with_heads[0], with_heads[1], arrows_x, configs.c_str());
+
+  // The options apply: -o, --first (says what it left out), --from/--to.
+  CHECK(harness::run_program(a.picture, {"--text", "--first", "30", "-o", dir + "/first.txt", dir}, "", output, errors,
+                             60000) == 0, "picture --text --first 30 -o FILE: " + errors);
+  std::ifstream in(dir + "/first.txt");
+  std::stringstream first;
+  first << in.rdbuf();
+  CHECK(first.str().find("Only the first 30 of ") != std::string::npos,
+        "--text --first 30 -o FILE writes the chart, saying it left events out:\n" + first.str().substr(0, 500));
+  CHECK(harness::run_program(a.picture, {"--text", "--from", "99999999", dir}, "", output, errors, 60000) == 1 &&
+            errors.find("no event to draw") != std::string::npos,
+        "--text, a window with nothing in it: exit 1, said so: " + errors);
 }
 
 // The reader itself must catch what a broken picture would hold.
@@ -367,6 +580,17 @@ void scenario_sim(const Args& a, const std::string& dir) {
     Drawn window;
     if (read_picture(dir + "/window.svg", window)) expect_lanes(window, members);
   }
+  // --text draws the same seed, junk and all, with a column per member.
+  CHECK(harness::run_program(a.picture, {"--text", "--first", "2000", trace_dir}, "", output, errors, 60000) == 0,
+        "picture --text draws the seed: " + errors);
+  TextChart t;
+  std::string lanes, want = " clients";
+  for (int m = 0; m < members; ++m) want += " r" + std::to_string(m);
+  if (read_text_chart(output, t))
+    for (const std::string& lane : t.lane_order) lanes += " " + lane;
+  CHECK(lanes == want, "picture --text of the seed: a column header per lane," + want + "; got" + lanes);
+  CHECK(output.find(std::to_string(kJunk.size()) + " lines skipped") != std::string::npos,
+        std::string("the text chart says how many lines it skipped"));
   std::printf("picture of seed %llu: %d lanes and the clients', arrows%s, %zu bands\n",
               static_cast<unsigned long long>(seed), members, kinds_text(d).c_str(), d.bands.size());
 }
@@ -386,20 +610,22 @@ int main(int argc, char** argv) {
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
       std::fprintf(stderr,
-                   "usage: picture_test kill_restart --server BIN --client BIN --picture BIN [--loss P]\n"
+                   "usage: picture_test kill_restart|text --server BIN --client BIN --picture BIN [--loss P]\n"
                    "       picture_test sim --sim BIN --picture BIN\n");
       return 2;
     }
   }
-  const bool real = a.scenario == "kill_restart";
+  const bool real = a.scenario == "kill_restart" || a.scenario == "text";
   if (a.picture.empty() || (real && (a.server.empty() || a.client.empty())) ||
       (a.scenario == "sim" && a.sim.empty()) || (!real && a.scenario != "sim")) {
-    std::fprintf(stderr, "picture_test: kill_restart needs --server, --client, --picture; sim needs --sim, --picture\n");
+    std::fprintf(stderr,
+                 "picture_test: kill_restart and text need --server, --client, --picture; sim needs --sim, --picture\n");
     return 2;
   }
   const uint64_t seed = harness::test_seed(("picture " + a.scenario).c_str());
   const std::string dir = harness::make_temp_dir("picture-" + a.scenario);
-  if (real) scenario_kill_restart(a, seed, dir);
+  if (a.scenario == "kill_restart") scenario_kill_restart(a, seed, dir);
+  else if (a.scenario == "text") scenario_text(a, seed, dir);
   else scenario_sim(a, dir);
   if (harness::g_failures == 0) {
     harness::remove_tree(dir);
