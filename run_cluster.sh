@@ -37,7 +37,7 @@
 #                                     COMMAND, the interactive client. Client options
 #                                     go first ('client --timeout 10 push 1 5').
 #                                     Exits 2 if no cluster is running
-#   ./run_cluster.sh picture [FILE] [--from MS] [--to MS] [--first N] [--all]
+#   ./run_cluster.sh picture [FILE] [--text] [--from MS] [--to MS] [--first N] [--all]
 #                                     draw the run of a cluster started with
 #                                     --trace (running or stopped) from its logs as
 #                                     an SVG message-sequence chart that a browser
@@ -47,7 +47,9 @@
 #                                     configuration changes across the lanes, a
 #                                     legend. --from/--to: a window, in ms after the
 #                                     first trace line; --first N: at most N events
-#                                     (default 400); --all: STATUS and HEADER too
+#                                     (default 400); --all: STATUS and HEADER too;
+#                                     --text: the same chart as text, on standard
+#                                     output unless FILE is given
 #                                     (./picture --help). Exits 1 if there is no
 #                                     trace to draw
 #
@@ -709,16 +711,17 @@ build_picture() {
 # Draws cluster/replica-*.log with ./picture into FILE; its options are
 # passed on (it checks their values), its exit status is ours.
 picture() {
-  local file="" args=() status=0
+  local file="" args=() status=0 text=""
   while [ $# -gt 0 ]; do
     case "$1" in
+      --text) args+=(--text); text=1; shift ;;
       --from | --to | --first)
         [ $# -ge 2 ] || die "picture: $1 needs a value (see picture --help)"
         args+=("$1" "$2")
         shift 2
         ;;
       --all) args+=(--all); shift ;;
-      -*) die "picture: unknown option '$1' (picture [FILE] [--from MS] [--to MS] [--first N] [--all])" ;;
+      -*) die "picture: unknown option '$1' (picture [FILE] [--text] [--from MS] [--to MS] [--first N] [--all])" ;;
       *)
         [ -z "$file" ] || die "picture: one FILE only (got '$file' and '$1')"
         file=$1
@@ -728,18 +731,19 @@ picture() {
   done
   compgen -G "$DIR/replica-*.log" > /dev/null ||
     refuse "picture: no replica logs in $DIR/ (./run_cluster.sh start --trace, then some calls)"
-  if [ -z "$file" ]; then
+  if [ -z "$file" ] && [ -z "$text" ]; then
     file=$DIR/picture.svg
-  elif [[ "$file" != /* ]]; then
+  elif [ -n "$file" ] && [[ "$file" != /* ]]; then
     file=$CALLER_DIR/$file
   fi
+  [ -z "$file" ] || args+=(-o "$file")
   build_picture
-  "$PICTURE" ${args[@]+"${args[@]}"} -o "$file" "$DIR" || status=$?
+  "$PICTURE" "${args[@]}" "$DIR" || status=$?
   if [ "$status" = 1 ] && ! grep -qx -- --trace "$DIR/flags" 2>/dev/null; then
     echo "run_cluster.sh: the cluster was started without --trace: ./run_cluster.sh stop, then start --trace" >&2
   fi
   [ "$status" = 0 ] || exit "$status"
-  echo "open it in a browser: file://$(cd "$(dirname "$file")" && pwd)/$(basename "$file")"
+  [ -n "$text" ] || echo "open it in a browser: file://$(cd "$(dirname "$file")" && pwd)/$(basename "$file")"
 }
 
 no_arguments() {  # COMMAND ARGS...

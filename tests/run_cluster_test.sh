@@ -673,6 +673,12 @@ scenario_picture() {
   else
     fail "picture run.svg: no $work/here/run.svg"
   fi
+  # As text, on standard output: a column per lane, no browser line.
+  run_bounded 20 "$script" picture --text --first 2000
+  expect_rc "picture --text" 0
+  expect_in "picture --text" "$out" "r2"
+  expect_in "picture --text" "$out" "configuration"
+  [[ "$out" != *"open it in a browser"* ]] || fail "picture --text should print the chart only: $out"
   run_bounded 10 "$script" picture --frobnicate
   expect_rc "picture --frobnicate" 2
   expect_in "picture --frobnicate" "$err" "unknown option '--frobnicate'"
