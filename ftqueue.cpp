@@ -219,8 +219,11 @@ partition::QueueState FTQueue::named_state() const {
   }
   s.id_by_label = id_by_label_;
   s.alias = alias_;
-  for (const auto& [id, c] : clients_) s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value};
+  for (const auto& [id, c] : clients_)
+    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms};
   s.absorbed = absorbed_;
+  s.next_id = next_id_;
+  s.cluster_time_ms = cluster_time_ms_;
   return s;
 }
 
@@ -234,18 +237,14 @@ void FTQueue::adopt(const partition::QueueState& merged) {
       out.items.push_back(it.value);
       out.names.push_back(it.name);
     }
-    if (static_cast<int64_t>(id) >= next_id_) next_id_ = static_cast<int64_t>(id) + 1;  // never reused
   }
   id_by_label_ = merged.id_by_label;
   alias_ = merged.alias;
   absorbed_ = merged.absorbed;
-  std::map<uint64_t, ClientRecord> clients;
-  for (const auto& [id, c] : merged.clients) {
-    auto old = clients_.find(id);
-    const uint64_t seen = old != clients_.end() ? old->second.last_seen_ms : cluster_time_ms_;
-    clients[id] = ClientRecord{c.request_no, c.code, c.value, seen};
-  }
-  clients_ = std::move(clients);
+  next_id_ = merged.next_id;
+  cluster_time_ms_ = merged.cluster_time_ms;
+  clients_.clear();
+  for (const auto& [id, c] : merged.clients) clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms};
   clients_by_last_seen_.clear();
   for (const auto& [id, c] : clients_) clients_by_last_seen_.insert({c.last_seen_ms, id});
   named_ = true;
@@ -272,7 +271,7 @@ std::string FTQueue::render_snapshot() const {
     out << "\n";
   }
   for (const auto& [from, to] : alias_) out << "alias " << from << " " << to << "\n";
-  for (uint64_t side : absorbed_) out << "absorbed " << side << "\n";
+  for (const auto& [side, count] : absorbed_) out << "absorbed " << side << " " << count << "\n";
   char hex[17];
   for (const auto& [client, rec] : clients_) {
     std::snprintf(hex, sizeof hex, "%016" PRIx64, client);
@@ -340,8 +339,9 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       if (ok) fresh.alias_[from] = to;
     } else if (word == "absorbed" && fresh.named_) {
       uint64_t side;
-      ok = static_cast<bool>(fields >> side);
-      if (ok) fresh.absorbed_.insert(side);
+      size_t count;
+      ok = static_cast<bool>(fields >> side >> count) && !fresh.absorbed_.count(side);
+      if (ok) fresh.absorbed_[side] = count;
     } else if (word == "client") {
       std::string hex, request_word, reply_word, code;
       ClientRecord rec;

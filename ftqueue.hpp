@@ -99,8 +99,9 @@ class FTQueue {
   // its name (the configuration that delivered its push, k, its place in
   // the batch), aliases and absorbed sides are kept, and all of it is in
   // the snapshot. named_state() is the state as the merge takes it, and
-  // adopt() makes a merge's result this state (the clients it names keep
-  // their last-seen time, new ones get the cluster time).
+  // adopt() makes a merge's result this state: all of it comes from the
+  // merged state (ids, clock, clients' last-seen times), so every member
+  // that adopts one merged state holds the same state.
   void name_items() { named_ = true; }
   bool names_items() const { return named_; }
   partition::QueueState named_state() const;
@@ -145,7 +146,7 @@ class FTQueue {
   std::set<std::pair<uint64_t, uint64_t>> clients_by_last_seen_;  // (last_seen_ms, client id)
   bool named_ = false;                         // partitionable mode: see name_items()
   std::map<int32_t, int32_t> alias_;           // named mode: see partition::QueueState
-  std::set<uint64_t> absorbed_;                // named mode: sides merged in
+  std::map<uint64_t, size_t> absorbed_;        // named mode: per side, its effects merged in
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
   bool exactly_once_ = true;        // false only in a test's deliberate bug
 };

@@ -32,10 +32,14 @@ std::string QueueState::render() const {
     s += "\n";
   }
   for (const auto& [from, to] : alias) s += "alias " + std::to_string(from) + " " + std::to_string(to) + "\n";
+  for (const auto& [label, id] : id_by_label) s += "label " + std::to_string(label) + " " + std::to_string(id) + "\n";
   for (const auto& [id, c] : clients)
     s += "client " + std::to_string(id) + " request " + std::to_string(c.request_no) + " code " +
-         std::to_string(static_cast<int>(c.code)) + " value " + std::to_string(c.value) + "\n";
-  for (uint64_t side : absorbed) s += "absorbed " + std::to_string(side) + "\n";
+         std::to_string(static_cast<int>(c.code)) + " value " + std::to_string(c.value) + " seen " +
+         std::to_string(c.last_seen_ms) + "\n";
+  for (const auto& [side, count] : absorbed)
+    s += "absorbed " + std::to_string(side) + " " + std::to_string(count) + "\n";
+  s += "next_id " + std::to_string(next_id) + " cluster_time_ms " + std::to_string(cluster_time_ms) + "\n";
   return s;
 }
 
@@ -44,7 +48,8 @@ std::string MergeCounts::text() const {
          ", pushes " + std::to_string(pushes) + ", pops " + std::to_string(pops) + ", popped twice " +
          std::to_string(popped_twice) + ", destroys " + std::to_string(destroys) + ", destroys undone " +
          std::to_string(destroys_undone) + ", label collisions " + std::to_string(label_collisions) +
-         ", cross-side retries " + std::to_string(cross_side_retries);
+         ", cross-side retries " + std::to_string(cross_side_retries) + ", id collisions " +
+         std::to_string(id_collisions);
 }
 
 // ---- a side -------------------------------------------------------------------
@@ -63,7 +68,7 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
   auto finish = [&](ReplyCode code, int32_t value) {
     e.code = code;
     e.value = value;
-    client = ClientEntry{op.request_no, code, value};
+    client = ClientEntry{op.request_no, code, value, state.cluster_time_ms};
     return e;
   };
   if (op.op == OpCode::Create || op.op == OpCode::Id) {
@@ -76,10 +81,11 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
     e.queue = new_id;
     state.queues[new_id] = Queue{true, op.arg, {}};
     state.id_by_label[op.arg] = new_id;
+    state.next_id = std::max<int64_t>(state.next_id, static_cast<int64_t>(new_id) + 1);
     return finish(ReplyCode::Ok, new_id);
   }
   e.queue = op.arg;
-  auto q = state.queues.find(op.arg);
+  auto q = state.queues.find(state.resolve(op.arg));
   if (q == state.queues.end()) {
     e.kind = Effect::Kind::Read;
     return finish(ReplyCode::NoQueue, 0);
@@ -132,7 +138,10 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
 //   reads and empty pops change nothing (their answers may be contradicted;
 //            the merge does not re-evaluate them).
 // The exactly-once table keeps, per client, the highest request any side
-// applied; the same request applied on two sides is counted.
+// applied; the same request applied on two sides is counted. Of a side's
+// segment, the effects past what the base absorbed are merged (copies of
+// one side's segment are prefixes of the longest: one side, one order).
+// next_id ends above every id any side made, so none is ever reused.
 //
 // Why the promises of merge.hpp hold: the order of segments is a function
 // of their ids, and every rule reads only the state and the effect, so the
@@ -140,8 +149,10 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
 // removes only items it names, and a push always lands (a missing queue
 // comes back), so an item leaves only when some side took it. Items are
 // appended in each segment's order, and never moved, so each side's order
-// stands. Names are unique (merge.hpp), and a segment is merged once
-// (absorbed), so no item appears twice.
+// stands. Names are unique (merge.hpp), and each effect of a side is
+// merged once (absorbed), so no item appears twice. All of this assumes
+// queue ids drawn apart (merge.hpp); a push always lands in the queue its
+// side meant only if no other side's create took that id.
 
 namespace {
 
@@ -149,10 +160,10 @@ class Merger {
  public:
   Merger(QueueState& s, MergeCounts& counts, MergeBug bug) : s_(s), counts_(counts), bug_(bug) {}
 
-  void segment(const Segment& seg, bool first) {
+  // The effects of `seg` from `from` on.
+  void segment(const Segment& seg, size_t from, bool first) {
     first_ = first;
-    side_ = seg.side;
-    for (const Effect& e : seg.effects) effect(e);
+    for (size_t i = from; i < seg.effects.size(); ++i) effect(seg.effects[i]);
   }
 
  private:
@@ -177,6 +188,11 @@ class Merger {
   }
 
   void create(const Effect& e) {
+    s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
+    if (s_.queues.count(e.queue) || s_.alias.count(e.queue)) {
+      ++counts_.id_collisions;  // two sides drew one id: the caller's rule is broken
+      return;
+    }
     auto holder = s_.id_by_label.find(e.label);
     if (holder != s_.id_by_label.end() && holder->second != e.queue) {
       s_.alias[e.queue] = holder->second;
@@ -250,32 +266,39 @@ class Merger {
       ++counts_.cross_side_retries;  // the lower side's answer stands
       return;
     }
-    if (e.request_no > c.request_no) c = ClientEntry{e.request_no, e.code, e.value};
+    if (e.request_no > c.request_no) c = ClientEntry{e.request_no, e.code, e.value, s_.cluster_time_ms};
   }
 
   QueueState& s_;
   MergeCounts& counts_;
   MergeBug bug_;
   bool first_ = true;
-  uint64_t side_ = 0;
 };
 
 }  // namespace
 
 QueueState merge(QueueState base, std::vector<Segment> segments, MergeCounts& counts, MergeBug bug) {
-  if (bug != MergeBug::ArrivalOrder)
-    std::stable_sort(segments.begin(), segments.end(),
-                     [](const Segment& a, const Segment& b) { return a.side < b.side; });
+  if (bug != MergeBug::ArrivalOrder) {
+    // By side, the longest copy of each side first; then one per side.
+    std::stable_sort(segments.begin(), segments.end(), [](const Segment& a, const Segment& b) {
+      return a.side != b.side ? a.side < b.side : a.effects.size() > b.effects.size();
+    });
+    segments.erase(std::unique(segments.begin(), segments.end(),
+                               [](const Segment& a, const Segment& b) { return a.side == b.side; }),
+                   segments.end());
+  }
   Merger merger(base, counts, bug);
   bool first = true;
   for (const Segment& seg : segments) {
-    if (base.absorbed.count(seg.side) && bug != MergeBug::NoAbsorbed) {
+    size_t& done = base.absorbed[seg.side];
+    const size_t from = bug == MergeBug::NoAbsorbed ? 0 : done;
+    if (from >= seg.effects.size()) {
       ++counts.already_absorbed;
       continue;
     }
-    merger.segment(seg, first);
+    merger.segment(seg, from, first);
     first = false;
-    base.absorbed.insert(seg.side);
+    done = std::max(done, seg.effects.size());
     ++counts.segments;
   }
   return base;

@@ -17,7 +17,9 @@
 // histories, under every order of handing the segments in):
 //   - The result depends on the base and the set of segments only: the
 //     segments are taken in ascending side order, whatever order they come
-//     in, and a side already absorbed into the base is skipped.
+//     in; of several copies of one side's segment (each a prefix of the
+//     longest: a side delivers in one order) the longest counts, and what
+//     of it the base has absorbed already is skipped.
 //   - Nothing is lost: an item in the base or pushed on any side is in the
 //     result unless some side popped it or a destroy removed it.
 //   - Nothing is invented, and no item name appears twice.
@@ -30,6 +32,14 @@
 //     the earlier's queue), a destroy undone because another side pushed to
 //     the queue (add wins: the queue lives on with those items), the same
 //     request applied on two sides (a client's retry that crossed sides).
+// What it needs from its caller: queue ids drawn so that no two sides draw
+// the same one (a create whose id is taken is counted in id_collisions,
+// and loses: the test treats any as a failure); and, for merges in steps
+// (a merged state merged again with more segments), that the sides added
+// later are newer than those merged before, or the blocks' order depends
+// on the order of the heals. Nested merges (two minorities merge, then the
+// result meets a majority) need the first merge's decisions recorded in
+// the next segment: step 3's to design, with the replicas' protocol.
 #pragma once
 
 #include <cstdint>
@@ -73,6 +83,7 @@ struct ClientEntry {
   uint64_t request_no = 0;
   wire::ReplyCode code = wire::ReplyCode::Ok;
   int32_t value = 0;
+  uint64_t last_seen_ms = 0;  // cluster time of its latest request (FTQueue's expiry)
 };
 
 // The queues with named items: a side's tentative copy, and the merge's
@@ -84,7 +95,10 @@ struct QueueState {
   // stands for that queue from the merge on.
   std::map<int32_t, int32_t> alias;
   std::map<uint64_t, ClientEntry> clients;  // the exactly-once table
-  std::set<uint64_t> absorbed;              // sides whose segments are merged in
+  // Per side, how many of its segment's effects are merged in.
+  std::map<uint64_t, size_t> absorbed;
+  int64_t next_id = 1;           // above every queue id used here (live, destroyed, aliased)
+  uint64_t cluster_time_ms = 0;  // the committed order's clock (FTQueue)
 
   // The live queue `id` stands for (through aliases), or `id` itself.
   int32_t resolve(int32_t id) const { return resolve(alias, id); }
@@ -117,8 +131,10 @@ struct Segment {
 // Applies one operation to a side's copy and says what it did. A push's
 // item is named `name`; a create that makes a queue gives it `new_id`
 // (ids are drawn so that two sides never draw the same one; the caller's
-// rule). A request the client table shows applied already is answered
-// from it and changes nothing (its Effect is a Read with that answer).
+// rule). Ids are resolved through aliases, as FTQueue does. A request the
+// client table shows applied already (or an older one) is answered with
+// the table's reply and changes nothing (a Read that does not touch the
+// table).
 Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id);
 
 struct MergeCounts {
@@ -131,6 +147,7 @@ struct MergeCounts {
   uint64_t destroys_undone = 0;     // destroyed on a side, kept: another side's items in it
   uint64_t label_collisions = 0;    // a queue created on two sides under one label: an alias
   uint64_t cross_side_retries = 0;  // one request applied on two sides
+  uint64_t id_collisions = 0;       // a create whose id another queue has (the caller's rule broken)
   std::string text() const;
 };
 

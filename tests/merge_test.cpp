@@ -5,19 +5,26 @@
 // committed side (a primary, if any) run on too, and merges the sides'
 // segments into the committed state, handing them in in every order. Checks:
 //   1. the result is the same whatever order the segments come in;
-//   2. merging the same segments again changes nothing (absorbed);
+//   2. merging the same segments again changes nothing (absorbed), and
+//      merging in two steps (a prefix of the newest side's segment first)
+//      gives what one step gives; a side's segment may come twice, once
+//      cut short (copies from two members);
 //   3. nothing lost: every item in the base or pushed anywhere is in the
 //      result unless some pop or destroy took it; nothing invented; no name
 //      twice, and nothing taken is still there;
 //   4. order: in every queue, base items first, then each side's block in
 //      side order, and each side's items in the order it pushed them;
 //   5. the exactly-once table holds, per client, the highest request any
-//      side applied.
+//      side applied;
+//   6. names: every label names one live queue and back, no alias is a live
+//      queue's id, no two sides' creates drew one id.
 // Plus the worked example of the README (a 2|1 split, a push and a pop on
 // each side) with its exact result.
 //
 // Usage: merge_test [--seeds N] [--first-seed S] [--seed S] [--bug NAME --expect-violation] [-v]
 //   bugs: arrival-order, drop-side-pushes, pop-head, destroy-wins, no-absorbed
+//   (merge.cpp's rules broken), same-ids (every side draws queue ids from
+//   its copy's next_id, as the default mode would)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +45,7 @@ struct Args {
   uint64_t first_seed = 1;
   uint64_t seeds = 2000;
   MergeBug bug = MergeBug::None;
+  bool same_ids = false;  // the generator's ids broken: --bug same-ids
   bool expect_violation = false;
   bool verbose = false;
 };
@@ -65,7 +73,7 @@ struct History {
 
 class Generator {
  public:
-  explicit Generator(uint64_t seed) : rng_(seed) {}
+  Generator(uint64_t seed, bool same_ids) : rng_(seed), same_ids_(same_ids) {}
 
   History make() {
     History h;
@@ -77,6 +85,7 @@ class Generator {
       const int items = pick(0, 5);
       for (int i = 0; i < items; ++i) queue.items.push_back(Item{ItemName{kCommitted, ++base_k_, 0}, pick(1, 99)});
     }
+    h.base.next_id = queues + 1;
     h.committed = h.base;
     if (pick(0, 1)) run_side(h.committed, kCommitted, base_k_, h.committed_effects);
     const int sides = pick(2, 3);
@@ -89,6 +98,13 @@ class Generator {
       QueueState copy = h.base;
       run_side(copy, seg.side, 0, seg.effects);
       h.segments.push_back(std::move(seg));
+    }
+    // Sometimes a second, shorter copy of one side's segment (a member that
+    // had delivered less), handed in with the others.
+    if (pick(0, 3) == 0) {
+      Segment cut = h.segments[static_cast<size_t>(pick(0, sides - 1))];
+      cut.effects.resize(static_cast<size_t>(pick(0, static_cast<int>(cut.effects.size()))));
+      h.segments.push_back(cut);
     }
     return h;
   }
@@ -116,7 +132,8 @@ class Generator {
         default: op = op_of(wire::OpCode::Push, client, request, queue, pick(1, 999)); break;
       }
       // Ids never collide across sides (each side draws from its own).
-      const int32_t new_id = static_cast<int32_t>(1000 + side * 100 + static_cast<uint64_t>(++ids_drawn_[side]));
+      const int32_t new_id = same_ids_ ? static_cast<int32_t>(s.next_id)
+                                       : static_cast<int32_t>(1000 + side * 100 + static_cast<uint64_t>(++ids_drawn_[side]));
       Effect e = apply_on_side(s, op, ItemName{side, first_k + static_cast<uint64_t>(i) + 1, 0}, new_id);
       if (e.kind == Effect::Kind::Create && e.created) created_.push_back(e.queue);
       out.push_back(e);
@@ -124,6 +141,7 @@ class Generator {
   }
 
   std::mt19937_64 rng_;
+  bool same_ids_;
   uint64_t base_k_ = 0;
   std::map<uint64_t, uint64_t> requests_;
   std::map<uint64_t, int> ids_drawn_;
@@ -182,6 +200,21 @@ void check_order(const History& h, const QueueState& result, Checker& c) {
   }
 }
 
+void check_names(const QueueState& result, const MergeCounts& counts, Checker& c) {
+  if (counts.id_collisions) return c.fail(std::to_string(counts.id_collisions) + " creates on two sides drew one id");
+  for (const auto& [label, id] : result.id_by_label) {
+    auto q = result.queues.find(id);
+    if (q == result.queues.end() || !q->second.has_label || q->second.label != label)
+      return c.fail("label " + std::to_string(label) + " names queue " + std::to_string(id) + ", which does not carry it");
+  }
+  for (const auto& [id, q] : result.queues) {
+    if (q.has_label && result.id_by_label.count(q.label) == 0)
+      return c.fail("queue " + std::to_string(id) + " carries label " + std::to_string(q.label) + ", which does not name it");
+    if (result.alias.count(id)) return c.fail("queue " + std::to_string(id) + " is live and an alias too");
+    if (id >= result.next_id) return c.fail("queue " + std::to_string(id) + " at or above next_id");
+  }
+}
+
 void check_clients(const History& h, const QueueState& result, Checker& c) {
   std::map<uint64_t, uint64_t> highest;
   for (const auto& [id, e] : h.committed.clients) highest[id] = e.request_no;
@@ -198,13 +231,14 @@ void check_clients(const History& h, const QueueState& result, Checker& c) {
 }
 
 std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
-  Generator gen(seed);
+  Generator gen(seed, a.same_ids);
   History h = gen.make();
   Checker c;
   std::vector<size_t> order(h.segments.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::string first_render;
   QueueState first;
+  MergeCounts first_counts;
   do {
     std::vector<Segment> given;
     for (size_t i : order) given.push_back(h.segments[i]);
@@ -214,6 +248,7 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
     if (first_render.empty()) {
       first_render = text;
       first = result;
+      first_counts = counts;
       total.segments += counts.segments;
       total.pushes += counts.pushes;
       total.pops += counts.pops;
@@ -222,6 +257,7 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
       total.destroys_undone += counts.destroys_undone;
       total.label_collisions += counts.label_collisions;
       total.cross_side_retries += counts.cross_side_retries;
+      total.id_collisions += counts.id_collisions;
     } else if (text != first_render) {
       c.fail("check 1: the result depends on the order the segments came in");
     }
@@ -230,7 +266,17 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   MergeCounts again_counts;
   QueueState again = merge(first, h.segments, again_counts, a.bug);
   if (again.render() != first_render) return "check 2: merging the same segments again changed the state";
+  // In two steps: the newest side cut short first, then everything.
+  std::vector<Segment> step1 = h.segments;
+  std::sort(step1.begin(), step1.end(), [](const Segment& x, const Segment& y) { return x.side < y.side; });
+  const uint64_t newest = step1.back().side;
+  for (Segment& seg : step1)
+    if (seg.side == newest) seg.effects.resize(seg.effects.size() / 2);
+  MergeCounts step_counts;
+  QueueState stepped = merge(merge(h.committed, step1, step_counts, a.bug), h.segments, step_counts, a.bug);
+  if (stepped.render() != first_render) return "check 2: merged in two steps, the state differs from one step";
   check_accounting(h, first, c);
+  if (c.failure.empty()) check_names(first, first_counts, c);
   if (c.failure.empty()) check_order(h, first, c);
   if (c.failure.empty()) check_clients(h, first, c);
   if (!c.failure.empty()) return c.failure;
@@ -277,6 +323,7 @@ bool parse(int argc, char** argv, Args& a) {
     else if (s == "--seed" && value) a.first_seed = std::strtoull(argv[++i], nullptr, 10), a.seeds = 1;
     else if (s == "--expect-violation") a.expect_violation = true;
     else if (s == "-v") a.verbose = true;
+    else if (s == "--bug" && value && std::string(argv[i + 1]) == "same-ids") a.same_ids = true, ++i;
     else if (s == "--bug" && value) {
       auto it = bugs.find(argv[++i]);
       if (it == bugs.end()) {
@@ -297,7 +344,7 @@ bool parse(int argc, char** argv, Args& a) {
 int main(int argc, char** argv) {
   Args a;
   if (!parse(argc, argv, a)) return 2;
-  int failed = a.bug == MergeBug::None ? worked_example() : 0;
+  int failed = a.bug == MergeBug::None && !a.same_ids ? worked_example() : 0;
   MergeCounts total;
   uint64_t failed_seeds = 0;
   for (uint64_t seed = a.first_seed; seed < a.first_seed + a.seeds; ++seed) {

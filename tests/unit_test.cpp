@@ -153,13 +153,29 @@ void test_named_items() {
   expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 20, "the committed side pops 20 too (k=6)");
   expect(f.call(OpCode::Create, 55), ReplyCode::Ok, 2, "the committed side creates 55 (k=7)");
   partition::MergeCounts counts;
-  q.adopt(partition::merge(q.named_state(), {seg}, counts));
+  const partition::QueueState merged_state = partition::merge(q.named_state(), {seg}, counts);
+  q.adopt(merged_state);
+  // Another member, with another history, adopting the same merged state
+  // holds the same state (all but its place in the order, set by delivery).
+  FTQueue twin;
+  Feeder t(twin);
+  t.time_ms = 99999;
+  for (int i = 0; i < 5; ++i) t.call(OpCode::Create, 500 + i);
+  twin.adopt(merged_state);
+  auto from_next_id = [](const std::string& snap) { return snap.substr(snap.find("next_id ")); };
+  CHECK(from_next_id(twin.render_snapshot()) == from_next_id(q.render_snapshot()),
+        "adopt depends on the merged state only: " + twin.render_snapshot() + " / " + q.render_snapshot());
   CHECK(counts.popped_twice == 1 && counts.pushes == 1 && counts.label_collisions == 1, "merge counts: " + counts.text());
   const std::string merged = q.render_snapshot();
   CHECK(merged.find("items 2: 30@1.4.0 40@131074.2.0\n") != std::string::npos &&
-            merged.find("alias 9001 2\n") != std::string::npos && merged.find("absorbed 131074\n") != std::string::npos,
+            merged.find("alias 9001 2\n") != std::string::npos && merged.find("absorbed 131074 3\n") != std::string::npos,
         "merged state: " + merged);
   CHECK(copy.load_snapshot(merged, error) && copy.render_snapshot() == merged, "merged snapshot round trip: " + error);
+  // A later side works through the alias as the committed state does.
+  partition::QueueState later = q.named_state();
+  partition::Effect via_alias =
+      partition::apply_on_side(later, wire::Operation{8, 4, OpCode::Push, 9001, 6}, {196610, 1, 0}, 0);
+  CHECK(via_alias.code == ReplyCode::Ok && later.queues[2].items.size() == 1, "a side's push through an alias lands");
   expect(f.call(OpCode::Push, 9001, 7), ReplyCode::Ok, 0, "a push to the side's id for label 55 (an alias)");
   expect(f.call(OpCode::Size, 2), ReplyCode::Ok, 1, "landed in the committed queue 2");
   expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 30, "FIFO after the merge: 30 then 40");
