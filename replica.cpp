@@ -53,12 +53,13 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
     return true;
   };
   if (misorder == Misorder::SendBeforePersist && !send_all()) return false;
+  if (misorder == Misorder::TrustBeforePersist && h.log_trusted && !fx.log_trusted()) return false;
   if (!h.records.empty() && !fx.append(h.records)) return false;               // 1
   if (h.write_snapshot) {                                                       // 2
     if (!fx.write_snapshot()) return false;
     replica.log_rewritten();
   }
-  if (h.log_trusted && !fx.log_trusted()) return false;
+  if (h.log_trusted && misorder != Misorder::TrustBeforePersist && !fx.log_trusted()) return false;
   const bool sync_before = h.sync == Handoff::Sync::BeforeSend && misorder != Misorder::SendBeforeSync;
   if (sync_before) {                                                            // 3
     if (!fx.sync()) return false;

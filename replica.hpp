@@ -173,7 +173,7 @@ class HandoffEffects {
 // Returns false if an effect reported a crash (the rest is not done).
 // `misorder` is for tests only: the simulator's deliberately broken
 // drivers, which its checks must catch.
-enum class Misorder { None, SendBeforePersist, SendBeforeSync };
+enum class Misorder { None, SendBeforePersist, SendBeforeSync, TrustBeforePersist };
 class Replica;
 bool carry_out(Replica& replica, const Handoff& handoff, HandoffEffects& effects, Misorder misorder = Misorder::None);
 

@@ -178,6 +178,8 @@ struct Options {
   // sent (a promise, a STATE) is sent first.
   bool send_before_persist = false;
   bool send_before_sync = false;
+  // ... the trust file written before the hand-off's records (its OrderComplete).
+  bool trust_before_persist = false;
   // The client's deliberate bug: a refusal vouches for every try of the
   // call so far, not only the one it names (a silent try may have been
   // admitted, so such a call can end "refused: no effect" and be applied).
@@ -1530,8 +1532,15 @@ class Run {
       return true;
     }
     bool write_snapshot() override { return run_.write_snapshot(i_, now_) || die(); }
+    // The trust file says a restart in this boot may trust the log: only
+    // once the log holds the OrderComplete that made the claim whole again
+    // (membership.hpp, "Amnesia"), of the primary the replica now names.
     bool log_trusted() override {
-      run_.members_[i_].trusted_boot = run_.members_[i_].boot;
+      Member& m = run_.members_[i_];
+      const ConfigId last = m.process->group().last_primary();
+      if (!m.primary_installs.count(last))
+        run_.fail(now_, run_.who(i_) + " wrote its trust file before its log held OrderComplete " + last.text());
+      m.trusted_boot = m.boot;
       return true;
     }
     bool sync() override {
@@ -1595,9 +1604,10 @@ class Run {
                       std::to_string(h.datagrams.size() + h.replies.size()) + " datagrams and replies sent");
       }
       last_now_ = now;
-      const Misorder misorder = opt_.send_before_persist ? Misorder::SendBeforePersist
-                                : opt_.send_before_sync  ? Misorder::SendBeforeSync
-                                                         : Misorder::None;
+      const Misorder misorder = opt_.send_before_persist   ? Misorder::SendBeforePersist
+                                : opt_.send_before_sync    ? Misorder::SendBeforeSync
+                                : opt_.trust_before_persist ? Misorder::TrustBeforePersist
+                                                           : Misorder::None;
       if (h.records.empty() && !(crash_now && fx.crash_after_write)) fx.check_events();
       const bool done = carry_out(r, h, fx, misorder);
       if (done && !(crash_now && fx.crash_after_write)) fx.check_events();
@@ -2757,6 +2767,7 @@ const NumberFlag kNumbers[] = {
 const BoolFlag kDriverBugs[] = {
     {"send-before-persist", &Options::send_before_persist},
     {"send-before-sync", &Options::send_before_sync},
+    {"trust-before-persist", &Options::trust_before_persist},
     {"trust-log-after-os-crash", &Options::trust_log_after_os_crash},
     {"refusal-vouches-for-all", &Options::refusal_vouches_for_all},
 };
