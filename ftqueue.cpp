@@ -339,7 +339,7 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       if (ok) fresh.alias_[from] = to;
     } else if (word == "absorbed" && fresh.named_) {
       uint64_t side;
-      size_t count;
+      uint64_t count;
       ok = static_cast<bool>(fields >> side >> count) && !fresh.absorbed_.count(side);
       if (ok) fresh.absorbed_[side] = count;
     } else if (word == "client") {

@@ -49,7 +49,7 @@ std::string MergeCounts::text() const {
          std::to_string(popped_twice) + ", destroys " + std::to_string(destroys) + ", destroys undone " +
          std::to_string(destroys_undone) + ", label collisions " + std::to_string(label_collisions) +
          ", cross-side retries " + std::to_string(cross_side_retries) + ", id collisions " +
-         std::to_string(id_collisions);
+         std::to_string(id_collisions) + ", gaps " + std::to_string(gaps);
 }
 
 // ---- a side -------------------------------------------------------------------
@@ -278,30 +278,131 @@ class Merger {
 }  // namespace
 
 QueueState merge(QueueState base, std::vector<Segment> segments, MergeCounts& counts, MergeBug bug) {
-  if (bug != MergeBug::ArrivalOrder) {
-    // By side, the longest copy of each side first; then one per side.
+  // By side; of one side's parts and copies, the earliest start first and,
+  // among equal starts, the longest.
+  if (bug != MergeBug::ArrivalOrder)
     std::stable_sort(segments.begin(), segments.end(), [](const Segment& a, const Segment& b) {
-      return a.side != b.side ? a.side < b.side : a.effects.size() > b.effects.size();
+      if (a.side != b.side) return a.side < b.side;
+      return a.first != b.first ? a.first < b.first : a.end() > b.end();
     });
-    segments.erase(std::unique(segments.begin(), segments.end(),
-                               [](const Segment& a, const Segment& b) { return a.side == b.side; }),
-                   segments.end());
-  }
   Merger merger(base, counts, bug);
   bool first = true;
   for (const Segment& seg : segments) {
-    size_t& done = base.absorbed[seg.side];
-    const size_t from = bug == MergeBug::NoAbsorbed ? 0 : done;
-    if (from >= seg.effects.size()) {
+    uint64_t& done = base.absorbed[seg.side];
+    const uint64_t from = bug == MergeBug::NoAbsorbed ? seg.first : done;
+    if (from < seg.first) {
+      ++counts.gaps;  // effects between `done` and seg.first are missing
+      continue;
+    }
+    if (from >= seg.end()) {
       ++counts.already_absorbed;
       continue;
     }
-    merger.segment(seg, from, first);
+    merger.segment(seg, static_cast<size_t>(from - seg.first), first);
     first = false;
-    done = std::max(done, seg.effects.size());
+    done = std::max(done, seg.end());
     ++counts.segments;
   }
   return base;
+}
+
+// ---- bytes ---------------------------------------------------------------------
+
+namespace {
+
+constexpr uint8_t kSegmentFormat = 1;
+
+void put_item(wire::Writer& w, const Item& it) {
+  w.u64(it.name.side);
+  w.u64(it.name.k);
+  w.u32(it.name.index);
+  w.i32(it.value);
+}
+
+bool get_item(wire::Reader& r, Item& it) {
+  return r.u64(it.name.side) && r.u64(it.name.k) && r.u32(it.name.index) && r.i32(it.value);
+}
+
+void put_effect(wire::Writer& w, const Effect& e) {
+  w.u8(static_cast<uint8_t>(e.kind));
+  w.u64(e.client_id);
+  w.u64(e.request_no);
+  w.u8(static_cast<uint8_t>(e.code));
+  w.i32(e.value);
+  w.i32(e.queue);
+  w.i32(e.label);
+  w.u8(e.created ? 1 : 0);
+  put_item(w, e.item);
+  w.u32(static_cast<uint32_t>(e.removed.size()));
+  for (const Item& it : e.removed) put_item(w, it);
+}
+
+constexpr size_t kItemBytes = 8 + 8 + 4 + 4;
+constexpr size_t kEffectFixedBytes = 1 + 8 + 8 + 1 + 4 + 4 + 4 + 1 + kItemBytes + 4;
+
+bool get_effect(wire::Reader& r, size_t bytes_left, Effect& e) {
+  uint8_t kind, code, created;
+  uint32_t removed;
+  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Read) || !r.u64(e.client_id) ||
+      !r.u64(e.request_no) || !r.u8(code) || !wire::valid_reply_code(code) || !r.i32(e.value) || !r.i32(e.queue) ||
+      !r.i32(e.label) || !r.u8(created) || created > 1 || !get_item(r, e.item) || !r.u32(removed) ||
+      removed > bytes_left / kItemBytes)
+    return false;
+  e.kind = static_cast<Effect::Kind>(kind);
+  e.code = static_cast<wire::ReplyCode>(code);
+  e.created = created == 1;
+  e.removed.resize(removed);
+  for (Item& it : e.removed)
+    if (!get_item(r, it)) return false;
+  return true;
+}
+
+size_t effect_bytes(const Effect& e) { return kEffectFixedBytes + e.removed.size() * kItemBytes; }
+
+}  // namespace
+
+std::string encode_segment(const Segment& segment) {
+  wire::Writer w;
+  w.u8(kSegmentFormat);
+  w.u64(segment.side);
+  w.u64(segment.first);
+  w.u32(static_cast<uint32_t>(segment.effects.size()));
+  for (const Effect& e : segment.effects) put_effect(w, e);
+  return w.take();
+}
+
+bool decode_segment(const std::string& bytes, Segment& out) {
+  wire::Reader r(bytes.data(), bytes.size());
+  uint8_t format;
+  uint32_t count;
+  Segment s;
+  if (!r.u8(format) || format != kSegmentFormat || !r.u64(s.side) || !r.u64(s.first) || !r.u32(count) ||
+      count > bytes.size() / kEffectFixedBytes || s.first > UINT64_MAX - count)
+    return false;
+  s.effects.resize(count);
+  for (Effect& e : s.effects)
+    if (!get_effect(r, bytes.size(), e)) return false;
+  if (!r.at_end()) return false;
+  out = std::move(s);
+  return true;
+}
+
+std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes) {
+  constexpr size_t kHeaderBytes = 1 + 8 + 8 + 4;
+  std::vector<Segment> parts;
+  Segment part{segment.side, segment.first, {}};
+  size_t size = kHeaderBytes;
+  for (const Effect& e : segment.effects) {
+    if (!part.effects.empty() && size + effect_bytes(e) > max_bytes) {
+      parts.push_back(std::move(part));
+      part = Segment{segment.side, parts.back().end(), {}};
+      size = kHeaderBytes;
+    }
+    part.effects.push_back(e);
+    size += effect_bytes(e);
+  }
+  if (!part.effects.empty() || parts.empty()) parts.push_back(std::move(part));
+  return parts;
 }
 
 }  // namespace partition

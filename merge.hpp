@@ -17,9 +17,9 @@
 // histories, under every order of handing the segments in):
 //   - The result depends on the base and the set of segments only: the
 //     segments are taken in ascending side order, whatever order they come
-//     in; of several copies of one side's segment (each a prefix of the
-//     longest: a side delivers in one order) the longest counts, and what
-//     of it the base has absorbed already is skipped.
+//     in; of a side's segment, copies and parts (of one sequence: a side
+//     applies in one order) are merged from what the base has absorbed
+//     on, and a part that starts beyond it (a gap) is skipped and counted.
 //   - Nothing is lost: an item in the base or pushed on any side is in the
 //     result unless some side popped it or a destroy removed it.
 //   - Nothing is invented, and no item name appears twice.
@@ -96,7 +96,7 @@ struct QueueState {
   std::map<int32_t, int32_t> alias;
   std::map<uint64_t, ClientEntry> clients;  // the exactly-once table
   // Per side, how many of its segment's effects are merged in.
-  std::map<uint64_t, size_t> absorbed;
+  std::map<uint64_t, uint64_t> absorbed;
   int64_t next_id = 1;           // above every queue id used here (live, destroyed, aliased)
   uint64_t cluster_time_ms = 0;  // the committed order's clock (FTQueue)
 
@@ -123,10 +123,24 @@ struct Effect {
 };
 
 // One side's effects, in the order that side applied them.
+// One side's effects, in the order that side applied them: all of them,
+// or a part (effects[i] is the side's effect number first + i).
 struct Segment {
-  uint64_t side = 0;  // the configuration's ordering number
+  uint64_t side = 0;   // the configuration's ordering number
+  uint64_t first = 0;  // the side's number of effects[0]
   std::vector<Effect> effects;
+  uint64_t end() const { return first + effects.size(); }
 };
+
+// A segment (or part) as bytes, for the log, datagrams and the order.
+// decode_segment refuses anything malformed (a short or long buffer, an
+// unknown kind or reply code, counts the bytes cannot hold) and leaves
+// `out` unchanged then; what it accepts re-encodes to the same bytes.
+std::string encode_segment(const Segment& segment);
+bool decode_segment(const std::string& bytes, Segment& out);
+// `segment` cut into consecutive parts whose encodings are at most
+// `max_bytes` each (a part holds one effect at least, whatever its size).
+std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes);
 
 // Applies one operation to a side's copy and says what it did. A push's
 // item is named `name`; a create that makes a queue gives it `new_id`
@@ -148,6 +162,7 @@ struct MergeCounts {
   uint64_t label_collisions = 0;    // a queue created on two sides under one label: an alias
   uint64_t cross_side_retries = 0;  // one request applied on two sides
   uint64_t id_collisions = 0;       // a create whose id another queue has (the caller's rule broken)
+  uint64_t gaps = 0;                // parts skipped: they start past what is absorbed of their side
   std::string text() const;
 };
 

@@ -17,7 +17,12 @@
 //   5. the exactly-once table holds, per client, the highest request any
 //      side applied;
 //   6. names: every label names one live queue and back, no alias is a live
-//      queue's id, no two sides' creates drew one id.
+//      queue's id, no two sides' creates drew one id;
+//   7. bytes: every segment survives encode/decode; no cut-short encoding
+//      decodes, and a corrupted one either fails or re-encodes to itself;
+//   8. parts: the segments cut into parts of random sizes, handed in
+//      shuffled, merge as the whole ones do; with one part missing, the
+//      parts after it are skipped and counted as gaps.
 // Plus the worked example of the README (a 2|1 split, a push and a pop on
 // each side) with its exact result.
 //
@@ -230,6 +235,53 @@ void check_clients(const History& h, const QueueState& result, Checker& c) {
   }
 }
 
+std::string check_bytes(const History& h, std::mt19937_64& rng) {
+  for (const Segment& seg : h.segments) {
+    const std::string bytes = encode_segment(seg);
+    Segment back;
+    if (!decode_segment(bytes, back) || encode_segment(back) != bytes)
+      return "check 7: side " + std::to_string(seg.side) + "'s segment does not survive encode/decode";
+    for (int t = 0; t < 4 && bytes.size() > 1; ++t) {
+      const size_t cut = std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(rng);
+      if (decode_segment(bytes.substr(0, cut), back)) return "check 7: a cut-short segment decoded";
+      std::string bad = bytes;
+      bad[cut] = static_cast<char>(bad[cut] ^ (1 + rng() % 255));
+      Segment odd;
+      if (decode_segment(bad, odd) && encode_segment(odd) != bad) return "check 7: a corrupted segment decoded to another";
+    }
+  }
+  return "";
+}
+
+std::string check_parts(const History& h, const Args& a, const std::string& whole, std::mt19937_64& rng) {
+  std::vector<Segment> parts;
+  for (const Segment& seg : h.segments)
+    for (Segment& p : split_segment(seg, std::uniform_int_distribution<size_t>(60, 400)(rng))) parts.push_back(p);
+  std::shuffle(parts.begin(), parts.end(), rng);
+  MergeCounts counts;
+  if (merge(h.committed, parts, counts, a.bug).render() != whole)
+    return "check 8: merged in parts, the state differs from the whole segments'";
+  // One part missing (not a side's first): the parts after it are gaps.
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].first == 0 || parts[i].effects.empty()) continue;
+    // A hole only if no other part (a copy's) covers its first effect.
+    bool later = false, covered = false;
+    for (size_t j = 0; j < parts.size(); ++j) {
+      if (j == i || parts[j].side != parts[i].side) continue;
+      later |= parts[j].first > parts[i].first;
+      covered |= parts[j].first <= parts[i].first && parts[i].first < parts[j].end();
+    }
+    if (covered) continue;
+    std::vector<Segment> holed = parts;
+    holed.erase(holed.begin() + static_cast<std::ptrdiff_t>(i));
+    MergeCounts hc;
+    merge(h.committed, holed, hc, a.bug);
+    if (later && hc.gaps == 0) return "check 8: a part missing, and no gap counted";
+    break;
+  }
+  return "";
+}
+
 std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   Generator gen(seed, a.same_ids);
   History h = gen.make();
@@ -275,6 +327,9 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   MergeCounts step_counts;
   QueueState stepped = merge(merge(h.committed, step1, step_counts, a.bug), h.segments, step_counts, a.bug);
   if (stepped.render() != first_render) return "check 2: merged in two steps, the state differs from one step";
+  std::mt19937_64 rng(seed * 7919 + 1);
+  if (std::string why = check_bytes(h, rng); !why.empty()) return why;
+  if (std::string why = check_parts(h, a, first_render, rng); !why.empty()) return why;
   check_accounting(h, first, c);
   if (c.failure.empty()) check_names(first, first_counts, c);
   if (c.failure.empty()) check_order(h, first, c);
@@ -293,7 +348,7 @@ int worked_example() {
   QueueState base;
   base.queues[1] = Queue{true, 7, {Item{{kCommitted, 1, 0}, 'a'}, Item{{kCommitted, 2, 0}, 'b'}}};
   base.id_by_label[7] = 1;
-  Segment left{131072, {}}, right{131074, {}};
+  Segment left{131072, 0, {}}, right{131074, 0, {}};
   QueueState l = base, r = base;
   left.effects.push_back(apply_on_side(l, op_of(wire::OpCode::Pop, 1, 1, 1), {131072, 1, 0}, 0));
   left.effects.push_back(apply_on_side(l, op_of(wire::OpCode::Push, 1, 2, 1, 'c'), {131072, 2, 0}, 0));

@@ -145,7 +145,7 @@ void test_named_items() {
   // A side split off after k=5: it pops 20, pushes 40, and creates label 55,
   // which the committed side creates too (a collision: an alias).
   partition::QueueState side = q.named_state();
-  partition::Segment seg{131074, {}};
+  partition::Segment seg{131074, 0, {}};
   seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 1, OpCode::Pop, 1, 0}, {131074, 1, 0}, 0));
   seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 2, OpCode::Push, 1, 40}, {131074, 2, 0}, 0));
   seg.effects.push_back(partition::apply_on_side(side, wire::Operation{8, 3, OpCode::Create, 55, 0}, {131074, 3, 0}, 9001));
