@@ -27,6 +27,16 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
 
   std::vector<wire::BatchedOp> batch;
   std::vector<AddressedReply> replies;
+  if (named_ && partition::is_merge_record(d.payload)) {
+    partition::Segment part;
+    if (!partition::decode_merge_record(d.payload, part)) {
+      ++malformed_batches_;  // every replica got the same bytes: skipped alike
+      return replies;
+    }
+    last_merge_ = partition::MergeCounts{};
+    adopt(partition::merge(named_state(), {part}, last_merge_));
+    return replies;
+  }
   uint64_t origin_time_ms = 0;
   if (!wire::decode_batch(d.payload, batch, &origin_time_ms)) {
     // Every replica got the same bytes, so every replica skips them alike.

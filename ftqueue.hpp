@@ -102,8 +102,12 @@ class FTQueue {
   // adopt() makes a merge's result this state: all of it comes from the
   // merged state (ids, clock, clients' last-seen times), so every member
   // that adopts one merged state holds the same state.
+  // In named mode a delivered MERGE record (partition::encode_merge_record)
+  // is merged into the state where the order delivers it; its counts are
+  // last_merge() (diagnostics, not state).
   void name_items() { named_ = true; }
   bool names_items() const { return named_; }
+  const partition::MergeCounts& last_merge() const { return last_merge_; }
   partition::QueueState named_state() const;
   void adopt(const partition::QueueState& merged);
 
@@ -148,6 +152,7 @@ class FTQueue {
   std::map<int32_t, int32_t> alias_;           // named mode: see partition::QueueState
   std::map<uint64_t, uint64_t> absorbed_;      // named mode: per side, its effects merged in
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
+  partition::MergeCounts last_merge_;  // diagnostics only
   bool exactly_once_ = true;        // false only in a test's deliberate bug
 };
 

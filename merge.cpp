@@ -405,4 +405,20 @@ std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes) {
   return parts;
 }
 
+namespace {
+const char kMergeMarker[2] = {'\xff', '\xfe'};
+}  // namespace
+
+std::string encode_merge_record(const Segment& part) {
+  return std::string(kMergeMarker, 2) + encode_segment(part);
+}
+
+bool is_merge_record(const std::string& payload) {
+  return payload.size() >= 2 && payload[0] == kMergeMarker[0] && payload[1] == kMergeMarker[1];
+}
+
+bool decode_merge_record(const std::string& payload, Segment& part) {
+  return is_merge_record(payload) && decode_segment(payload.substr(2), part);
+}
+
 }  // namespace partition

@@ -142,6 +142,14 @@ bool decode_segment(const std::string& bytes, Segment& out);
 // `max_bytes` each (a part holds one effect at least, whatever its size).
 std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes);
 
+// A MERGE record: a part of a side's segment as a message of the committed
+// order, so that every replica merges it at the same point of the order
+// (FTQueue::apply). Its first two bytes can never begin a batch of client
+// operations (wire::encode_batch starts with a count of at most 40).
+std::string encode_merge_record(const Segment& part);
+bool is_merge_record(const std::string& payload);
+bool decode_merge_record(const std::string& payload, Segment& part);
+
 // Applies one operation to a side's copy and says what it did. A push's
 // item is named `name`; a create that makes a queue gives it `new_id`
 // (ids are drawn so that two sides never draw the same one; the caller's

@@ -171,6 +171,23 @@ void test_named_items() {
             merged.find("alias 9001 2\n") != std::string::npos && merged.find("absorbed 131074 3\n") != std::string::npos,
         "merged state: " + merged);
   CHECK(copy.load_snapshot(merged, error) && copy.render_snapshot() == merged, "merged snapshot round trip: " + error);
+  // The same merge as a MERGE record in the order, at another member: the
+  // same state (but for its place in the order).
+  FTQueue other;
+  CHECK(other.load_snapshot(text, error), "load the state before the merge: " + error);
+  Feeder o(other);
+  o.call(OpCode::Pop, 1, 0, 7, 6);  // as at q: the committed side pops 20
+  o.call(OpCode::Create, 55, 0, 7, 7);
+  other.apply(mcast::Delivery{99, wire::MessageName{1, 1, 99}, partition::encode_merge_record(seg)});
+  CHECK(from_next_id(other.render_snapshot()) == from_next_id(q.render_snapshot()) &&
+            other.last_merge().popped_twice == 1,
+        "a MERGE record merges as merge() and adopt() do: " + other.render_snapshot());
+  FTQueue plain_copy;
+  Feeder pc(plain_copy);
+  pc.call(OpCode::Create, 1);
+  const std::string before_junk = plain_copy.render_snapshot();
+  plain_copy.apply(mcast::Delivery{2, wire::MessageName{0, 1, 2}, partition::encode_merge_record(seg)});
+  CHECK(plain_copy.malformed_batches() == 1, "a MERGE record outside named mode is skipped and counted");
   // A later side works through the alias as the committed state does.
   partition::QueueState later = q.named_state();
   partition::Effect via_alias =
