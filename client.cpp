@@ -369,7 +369,11 @@ class Client {
   // datagram the network duplicates already has with one copy. The two
   // copies leave back to back, so that is a copy held up in the network.
   // A reply naming another try (a late reply to an earlier one) says
-  // nothing of this try, so the call stays unsure.
+  // nothing of this try: it stays open. The call ends unsure while any try
+  // whose datagrams were sent is open (silent, or refused only under
+  // another try's name); a refusal that comes late for an earlier try
+  // closes that try (the simulator's clients follow the same rule, and
+  // its checker finds every "no effect" they report true).
   CallEnd call(const wire::Operation& op, wire::Reply& reply, bool& saw_busy) {
     const uint64_t kBusyPauseUs = 50'000;
     const uint64_t kRefusedPauseUs = 50'000;
@@ -383,7 +387,10 @@ class Client {
     bool saw_minority = false;
     wire::Reply minority_reply;
     std::vector<bool> told(servers_.size(), false);
-    bool unsure = false;  // some datagram of this call may have been admitted
+    // Tries sent and not closed by a refusal naming them: each may have
+    // been admitted. The call is unsure while any is open.
+    std::set<uint32_t> open_tries;
+    auto unsure = [&open_tries] { return !open_tries.empty(); };
     // Tries refused by a reply naming them. The refusal of a try's second
     // copy (refused again) comes just after the first one's, usually while
     // the next try waits: it says nothing new, so it does not end that wait
@@ -414,10 +421,12 @@ class Client {
         }
       }
       tries.sent(now);
+      if (count.sent > 0 && !refused_tries.count(attempt)) open_tries.insert(attempt);
       uint64_t until = std::min(deadline, now + retry_.timeout_us(silent_tries));
       const TryEnd end = count.sent == 0 && count.refused > 0 ? TryEnd::Refused
                                                               : wait_for_reply(op, until, server, count, reply, refused_tries);
       if (end == TryEnd::Refused) {
+        open_tries.erase(attempt);  // every datagram of it refused by the OS: none received
         refused_errno_[server] = count.error;
         if (first_refused_us == 0) first_refused_us = net::now_us();
         silent_tries = 0;
@@ -427,7 +436,7 @@ class Client {
         // may yet change (a replica restarting) and time is left.
         if (++refused_in_a_row % servers_.size() == 0) {
           now = net::now_us();
-          const bool nothing_else = !unsure && !saw_minority && !saw_busy;
+          const bool nothing_else = !unsure() && !saw_minority && !saw_busy;
           if ((nothing_else && now >= first_refused_us + kRefusedForUs) || now + kRefusedPauseUs >= deadline) break;
           pause_until(now + kRefusedPauseUs);
         }
@@ -436,7 +445,7 @@ class Client {
       refused_in_a_row = 0;
       if (end == TryEnd::Reply) {
         if (reply.code == wire::ReplyCode::NotInMajority) {
-          if (reply.attempt != attempt) unsure = true;  // names another try (see above)
+          open_tries.erase(reply.attempt);  // this try closed; another named stays open (see above)
           refused_tries.insert(reply.attempt);
           if (!told[server]) {  // once per replica and call: the answer line stays the answer
             told[server] = true;
@@ -465,7 +474,7 @@ class Client {
         }
         // This try was surely not admitted if the reply names it: it speaks
         // for all its copies (see above).
-        if (reply.attempt != attempt) unsure = true;
+        open_tries.erase(reply.attempt);
         refused_tries.insert(reply.attempt);
         saw_busy = true;
         // Again after a pause, but only with time left to hear the answer:
@@ -475,8 +484,8 @@ class Client {
         pause_until(now + kBusyPauseUs);
         continue;
       }
-      // Silent, or only some of its copies refused: it may have been admitted.
-      unsure = true;
+      // Silent, or only some of its copies refused: it may have been admitted
+      // (it stays open).
       // A server silent for 8 tries in a row, or for a second, is probably
       // down: next one. (The time bound matters after a failover: a call
       // held through a view change is a long round-trip sample, which
@@ -489,15 +498,15 @@ class Client {
         rotation_.leave_silent(net::now_us());
       }
     }
-    if (saw_minority && !saw_busy && !unsure) {
+    if (saw_minority && !saw_busy && !unsure()) {
       reply = minority_reply;
       return CallEnd::Answered;
     }
-    if (saw_busy && !unsure) {
+    if (saw_busy && !unsure()) {
       reply = wire::Reply{op.client_id, op.request_no, wire::ReplyCode::Busy, 0};
       return CallEnd::Answered;
     }
-    if (first_refused_us != 0 && !unsure && !saw_minority && !saw_busy) return CallEnd::Refused;
+    if (first_refused_us != 0 && !unsure() && !saw_minority && !saw_busy) return CallEnd::Refused;
     return CallEnd::Unknown;
   }
 

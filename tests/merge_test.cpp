@@ -58,13 +58,7 @@ struct Args {
 constexpr uint64_t kCommitted = 1;  // the committed order's side number in item names
 
 wire::Operation op_of(wire::OpCode code, uint64_t client, uint64_t request, int32_t arg, int32_t item = 0) {
-  wire::Operation op;
-  op.client_id = client;
-  op.request_no = request;
-  op.op = code;
-  op.arg = arg;
-  op.item = item;
-  return op;
+  return wire::Operation{client, request, code, arg, item};
 }
 
 // One history: the base, what the committed side did after the split, and
