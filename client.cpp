@@ -278,6 +278,12 @@ class Client {
   }
 
   Outcome print_reply(const wire::Operation& op, const wire::Reply& r) {
+    // Partitionable mode: the answer line stays as it is (scripts read it);
+    // that it is tentative goes to stderr, with what that means.
+    if (r.tentative)
+      std::fprintf(stderr,
+                   "client: tentative answer, from a side of a partition without a majority: the merge when the "
+                   "sides meet may contradict it\n");
     switch (r.code) {
       case wire::ReplyCode::Ok:
         if (op.op == wire::OpCode::Push || op.op == wire::OpCode::Destroy) say("ok");

@@ -461,21 +461,22 @@ std::string encode_reply(const Reply& rep) {
   w.u8(static_cast<uint8_t>(rep.code));
   w.i32(rep.value);
   w.u32(rep.attempt);
-  w.u8(rep.lossy ? 1 : 0);
+  w.u8(static_cast<uint8_t>((rep.lossy ? 1 : 0) | (rep.tentative ? 2 : 0)));  // flags
   return w.take();
 }
 
 bool decode_reply(const void* data, size_t len, Reply& out) {
   Reader r(data, len);
   Kind kind;
-  uint8_t code, lossy;
+  uint8_t code, flags;
   if (!read_preamble(r, kind) || kind != Kind::ClientReply) return false;
   if (!r.u64(out.client_id) || !r.u64(out.request_no) || !r.u8(code) || !r.i32(out.value) ||
-      !r.u32(out.attempt) || !r.u8(lossy))
+      !r.u32(out.attempt) || !r.u8(flags))
     return false;
-  if (!valid_reply_code(code) || lossy > 1 || !r.at_end()) return false;
+  if (!valid_reply_code(code) || flags > 3 || !r.at_end()) return false;
   out.code = static_cast<ReplyCode>(code);
-  out.lossy = lossy == 1;
+  out.lossy = (flags & 1) != 0;
+  out.tentative = (flags & 2) != 0;
   return true;
 }
 

@@ -300,6 +300,9 @@ struct Reply {
   // the answering replica is repairing heavy loss (its lossy mode): the
   // client should send each request twice while this stays set.
   bool lossy = false;
+  // Partitionable mode: the answer comes from a side without a majority
+  // (merge.hpp); a merge when the sides meet may contradict it.
+  bool tentative = false;
 };
 
 // A request datagram is one Operation and the number of this try (0 for the
