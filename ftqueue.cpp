@@ -86,7 +86,7 @@ Reply FTQueue::execute(const wire::Operation& op, const partition::ItemName& nam
       r.value = found->second;
     } else if (op.op == OpCode::Id) {
       r.value = -1;
-    } else if (next_id_ > INT32_MAX) {
+    } else if (next_id_ > INT32_MAX || (named_ && next_id_ >= partition::kFirstTentativeId)) {
       r.code = ReplyCode::IdsExhausted;
     } else {
       int32_t id = static_cast<int32_t>(next_id_++);
@@ -710,6 +710,35 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
   log_end_ += record_bytes;
   appended_bytes_since_snapshot_ += record_bytes;
   return true;
+}
+
+bool ReplicaStore::read_tentative(std::vector<std::string>& lines, std::string& error) const {
+  std::string text;
+  lines.clear();
+  if (!read_file(path("tentative.txt"), text)) {
+    if (errno == ENOENT) return true;
+    error = errno_text("cannot read " + path("tentative.txt"));
+    return false;
+  }
+  for (const std::string& line : split(text, '\n'))
+    if (!line.empty()) lines.push_back(line);
+  return true;
+}
+
+bool ReplicaStore::append_tentative(const std::vector<std::string>& lines, std::string& error) {
+  std::string text;
+  for (const std::string& line : lines) text += line + "\n";
+  const std::string file = path("tentative.txt");
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = errno_text("cannot open " + file);
+    return false;
+  }
+  struct stat st;
+  const bool ok = ::fstat(fd, &st) == 0 && write_all(fd, text, static_cast<uint64_t>(st.st_size)) && ::fdatasync(fd) == 0;
+  if (!ok) error = errno_text("cannot write " + file);
+  ::close(fd);
+  return ok;
 }
 
 bool ReplicaStore::sync(std::string& error) {

@@ -108,6 +108,11 @@ class FTQueue {
   void name_items() { named_ = true; }
   bool names_items() const { return named_; }
   const partition::MergeCounts& last_merge() const { return last_merge_; }
+  // How many of a side's effects are merged in (named mode).
+  uint64_t absorbed(uint64_t side) const {
+    auto it = absorbed_.find(side);
+    return it == absorbed_.end() ? 0 : it->second;
+  }
   partition::QueueState named_state() const;
   void adopt(const partition::QueueState& merged);
 
@@ -190,6 +195,11 @@ class ReplicaStore {
   // only before a promise leaves (replica.hpp): then, if a snapshot rewrote
   // the files unsynced since, they and their directory are synced first.
   bool sync(std::string& error);
+  // Partitionable mode: tentative.txt, what the sides this replica led did
+  // (Replica::restore_tentative reads the lines). Each append is synced,
+  // with or without fsync: a tentative answer rests on it.
+  bool read_tentative(std::vector<std::string>& lines, std::string& error) const;
+  bool append_tentative(const std::vector<std::string>& lines, std::string& error);
 
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
   // `protocol` (Membership::durable_state()): its promise, last primary, last

@@ -12,6 +12,11 @@ std::string ItemName::text() const {
   return std::to_string(side) + "." + std::to_string(k) + "." + std::to_string(index);
 }
 
+int32_t tentative_id(uint32_t leader, uint64_t c) {
+  if (leader >= 32 || c == 0 || c > ((uint64_t{1} << 25) - 1)) return -1;
+  return static_cast<int32_t>(kFirstTentativeId + static_cast<int64_t>(c) * 32 + leader);
+}
+
 int32_t QueueState::resolve(const std::map<int32_t, int32_t>& alias, int32_t id) {
   // Aliases point at queues made before them, so a chain ends; the bound
   // only guards a corrupt state.
@@ -81,7 +86,7 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
     e.queue = new_id;
     state.queues[new_id] = Queue{true, op.arg, {}};
     state.id_by_label[op.arg] = new_id;
-    state.next_id = std::max<int64_t>(state.next_id, static_cast<int64_t>(new_id) + 1);
+    if (new_id < kFirstTentativeId) state.next_id = std::max<int64_t>(state.next_id, static_cast<int64_t>(new_id) + 1);
     return finish(ReplyCode::Ok, new_id);
   }
   e.queue = op.arg;
@@ -188,7 +193,7 @@ class Merger {
   }
 
   void create(const Effect& e) {
-    s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
+    if (e.queue < kFirstTentativeId) s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
     if (s_.queues.count(e.queue) || s_.alias.count(e.queue)) {
       ++counts_.id_collisions;  // two sides drew one id: the caller's rule is broken
       return;

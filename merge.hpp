@@ -150,6 +150,14 @@ std::string encode_merge_record(const Segment& part);
 bool is_merge_record(const std::string& payload);
 bool decode_merge_record(const std::string& payload, Segment& part);
 
+// Queue ids in partitionable mode: the committed order draws 1, 2, 3, ...
+// below kFirstTentativeId; a side's leader draws from its own range above
+// it, tentative_id(leader, c) for its c-th create ever (its counter never
+// goes back), so no two sides, nor the committed order, draw one id. -1
+// when the leader's range is used up (or the leader's id is 32 or more).
+constexpr int32_t kFirstTentativeId = 1 << 30;
+int32_t tentative_id(uint32_t leader, uint64_t c);
+
 // Applies one operation to a side's copy and says what it did. A push's
 // item is named `name`; a create that makes a queue gives it `new_id`
 // (ids are drawn so that two sides never draw the same one; the caller's

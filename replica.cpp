@@ -2,6 +2,7 @@
 #include "replica.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 const char* admission_text(Admission a) {
   switch (a) {
@@ -13,6 +14,7 @@ const char* admission_text(Admission a) {
     case Admission::Stopping: return "refused: stopping";
     case Admission::Backlogged: return "refused: backlogged";
     case Admission::RefusedAgain: return "a copy of a try refused before: refused again";
+    case Admission::Tentative: return "answered tentatively (partitionable mode: this side has no majority)";
   }
   return "?";
 }
@@ -55,6 +57,7 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
   if (misorder == Misorder::SendBeforePersist && !send_all()) return false;
   if (misorder == Misorder::TrustBeforePersist && h.log_trusted && !fx.log_trusted()) return false;
   if (!h.records.empty() && !fx.append(h.records)) return false;               // 1
+  if (!h.tentative_lines.empty() && !fx.append_tentative(h.tentative_lines)) return false;
   if (h.write_snapshot) {                                                       // 2
     if (!fx.write_snapshot()) return false;
     replica.log_rewritten();
@@ -98,6 +101,7 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
     answer(again, from);
     return Admission::RefusedAgain;
   }
+  if (!may_serve() && serves_tentatively()) return serve_tentatively(op, attempt, from);
   if (!may_serve()) {
     ++counts_.minority_replies;
     answer(not_in_majority(op, attempt), from);
@@ -176,6 +180,7 @@ Replica::Refused Replica::refused() const {
 // gaps at its next tick (Multicast::recovery_due_), and this tick is it.
 void Replica::tick(uint64_t now_us, uint64_t wall_ms) {
   now_us_ = std::max(now_us_, now_us);
+  if (options_.partitionable) submit_merges(now_us);
   submit_waiting(now_us, wall_ms);
   group_.tick(now_us);
   // Closing ends this replica's sending; orphans' operations waiting to be
@@ -238,7 +243,7 @@ void Replica::submit_waiting(uint64_t now, uint64_t wall_ms) {
 // ---- the hand-off ---------------------------------------------------------------
 
 bool Replica::has_handoff(uint64_t now_us) const {
-  return group_.has_ready() || !replies_.empty() || sync_due_ ||
+  return group_.has_ready() || !replies_.empty() || !tentative_lines_.empty() || sync_due_ ||
          (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs);
 }
 
@@ -268,6 +273,9 @@ Handoff Replica::take_handoff(uint64_t now_us) {
   order_datagrams(out.datagrams);
   out.replies = std::move(replies_);
   replies_.clear();
+  out.tentative_lines = std::move(tentative_lines_);
+  tentative_lines_.clear();
+  if (options_.partitionable) forget_merged_sides();
   return out;
 }
 
@@ -532,4 +540,127 @@ ReplicaCounts Replica::counts() const {
   c.other_config = r.other_config;
   c.waiting = waiting_.size();
   return c;
+}
+
+// ---- partitionable mode ---------------------------------------------------------
+//
+// (Issue 23; merge.hpp holds the merge and what it promises.) With
+// --partitionable a configuration without a majority serves too, through
+// its leader, its lowest member: the leader runs each request on its
+// tentative state (the committed state merged with the sides it led
+// before), records what the request did (an Effect, this side's next) in
+// its tentative file, synced, and only then answers, marked tentative. The
+// side's other members refuse as a minority does, so a client moves on to
+// the leader. In a primary configuration every member that led sides
+// multicasts what of their segments the committed state lacks, as MERGE
+// records, parts of a segment, in the committed order: every replica
+// merges each part where the order delivers it (FTQueue::apply), so all
+// merge the same parts at the same points, and a part multicast twice is
+// merged once (absorbed).
+// Why committed answers stay true: a MERGE record is an ordinary message of
+// the order, applied like any later operation; it adds the sides' pushes
+// and removes only items a side's pop or destroy named. Queue ids a side
+// creates come from its leader's own range (partition::tentative_id, its
+// counter in the tentative file, never going back), so no two sides, nor
+// the committed order, draw one id.
+// Not built yet (issue 23): the side's other members do not hold its
+// segment (until the leader merges it, its disk alone keeps it); sides do
+// not exchange their work when they meet without a majority (each leader
+// starts from its own committed state and its own earlier sides); the
+// simulator does not run this mode.
+
+bool Replica::serves_tentatively() const {
+  if (!options_.partitionable || stopping_ || !group_.installed() || group_.primary()) return false;
+  const std::vector<mcast::MemberId>& members = group_.configuration().members;
+  return !members.empty() && members.front() == self_;
+}
+
+Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from) {
+  const uint64_t side = group_.configuration().id.ordering_number();
+  if (!tentative_ || tentative_side_ != side) {
+    std::vector<partition::Segment> earlier;
+    for (const auto& [s, seg] : open_segments_) earlier.push_back(seg);
+    partition::MergeCounts ignored;
+    tentative_ = partition::merge(state_.named_state(), earlier, ignored);
+    tentative_side_ = side;
+  }
+  partition::Segment& seg = open_segments_[side];
+  seg.side = side;
+  wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::Ok, 0};
+  r.attempt = attempt;
+  r.tentative = true;
+  const int32_t new_id = partition::tentative_id(self_, tentative_ids_drawn_ + 1);
+  if (op.op == wire::OpCode::Create && new_id < 0 && !tentative_->id_by_label.count(op.arg)) {
+    r.code = wire::ReplyCode::IdsExhausted;
+    answer(r, from);
+    return Admission::Tentative;
+  }
+  const uint64_t index = seg.end();
+  const partition::Effect e = partition::apply_on_side(*tentative_, op, partition::ItemName{side, index + 1, 0}, new_id);
+  if (e.kind == partition::Effect::Kind::Create && e.created) {
+    tentative_ids_drawn_ += 1;
+    tentative_lines_.push_back("ids " + std::to_string(tentative_ids_drawn_));
+  }
+  if (e.client_id != 0) {  // applied (not a repeat answered from the table)
+    seg.effects.push_back(e);
+    tentative_lines_.push_back("effect " + wire::to_hex(partition::encode_segment(partition::Segment{side, index, {e}})));
+  }
+  r.code = e.code;
+  r.value = e.value;
+  answer(r, from);
+  return Admission::Tentative;
+}
+
+// In a primary configuration: what of each side's segment the committed
+// state lacks, multicast as MERGE records (again in each new configuration:
+// one sent in an earlier one may have been lost with it).
+void Replica::submit_merges(uint64_t now) {
+  if (open_segments_.empty() || !group_.can_submit()) return;
+  const uint64_t config = group_.configuration().id.ordering_number();
+  if (merge_sent_config_ != config) {
+    merge_sent_.clear();
+    merge_sent_config_ = config;
+  }
+  for (const auto& [side, seg] : open_segments_) {
+    uint64_t from = std::max(state_.absorbed(side), merge_sent_[side]);
+    if (from >= seg.end()) continue;
+    partition::Segment rest{side, from, std::vector<partition::Effect>(seg.effects.begin() + static_cast<long>(from), seg.effects.end())};
+    for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
+      group_.submit(partition::encode_merge_record(part), now);
+    merge_sent_[side] = seg.end();
+  }
+}
+
+// A side whose every effect the committed state has merged is done.
+void Replica::forget_merged_sides() {
+  for (auto it = open_segments_.begin(); it != open_segments_.end();) {
+    const bool leading = tentative_ && it->first == tentative_side_ && serves_tentatively();
+    it = !leading && state_.absorbed(it->first) >= it->second.end() ? open_segments_.erase(it) : std::next(it);
+  }
+  if (!serves_tentatively()) tentative_.reset();
+}
+
+void Replica::restore_tentative(const std::vector<std::string>& lines) {
+  for (const std::string& line : lines) {
+    const size_t space = line.find(' ');
+    const std::string word = line.substr(0, space), rest = space == std::string::npos ? "" : line.substr(space + 1);
+    if (word == "ids") {
+      tentative_ids_drawn_ = std::max<uint64_t>(tentative_ids_drawn_, std::strtoull(rest.c_str(), nullptr, 10));
+      continue;
+    }
+    std::string bytes;
+    partition::Segment part;
+    if (word != "effect" || !wire::from_hex(rest, bytes) || !partition::decode_segment(bytes, part)) continue;
+    partition::Segment& seg = open_segments_[part.side];
+    seg.side = part.side;
+    if (part.first != seg.end()) continue;  // a line written twice, or out of place
+    seg.effects.insert(seg.effects.end(), part.effects.begin(), part.effects.end());
+  }
+  forget_merged_sides();
+}
+
+size_t Replica::open_tentative_effects() const {
+  size_t count = 0;
+  for (const auto& [side, seg] : open_segments_) count += static_cast<size_t>(seg.end() - state_.absorbed(side));
+  return count;
 }

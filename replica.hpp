@@ -68,6 +68,10 @@ struct ReplicaOptions {
   // 48k ops/s, 30-60 gave 60-87k, 120 less again.
   uint64_t batch_hold_us = 50;
   size_t max_waiting_ops = 8192;  // admitted, not yet multicast
+  // --partitionable (issue 23; see "Partitionable mode" in replica.cpp): a
+  // side without a majority serves tentatively, and its work is merged into
+  // the committed order when it meets a primary configuration.
+  bool partitionable = false;
   // Test only: the bugs the simulator's answer checker must catch
   // (tests/group_sim_test.cpp): the lie issue 21 found (an orphan answered
   // "not in a majority"), and a state without its exactly-once table.
@@ -85,6 +89,7 @@ enum class Admission {
   Stopping,       // refused (busy), no effect
   Backlogged,     // refused (busy), no effect
   RefusedAgain,   // a copy of a try refused before: refused again, no effect
+  Tentative,      // partitionable mode: answered tentatively by its side's leader
 };
 const char* admission_text(Admission a);
 
@@ -122,13 +127,17 @@ struct Handoff {
   std::vector<ReplyOut> replies;
   std::vector<AppliedEvent> applied;
   std::vector<std::string> notes;  // configuration changes, state transfers: for the log
+  // Partitionable mode: lines for the tentative file (what this side did,
+  // the tentative id counter). Appended and synced before anything of this
+  // hand-off leaves: a tentative answer rests on this replica's disk alone.
+  std::vector<std::string> tentative_lines;
   std::vector<size_t> delivered_batch_sizes;  // for net::IdleSpin
   // Not empty: this replica cannot go on (a state transfer's snapshot does
   // not load). Stop the process without carrying anything out.
   std::string fatal;
   bool empty() const {
     return records.empty() && !write_snapshot && !log_trusted && sync == Sync::None && datagrams.empty() && replies.empty() &&
-           applied.empty() && notes.empty() && fatal.empty();
+           applied.empty() && notes.empty() && fatal.empty() && tentative_lines.empty();
   }
 };
 
@@ -142,6 +151,8 @@ class HandoffEffects {
   virtual bool append(const std::vector<mcast::LogRecord>& records) = 0;
   virtual bool write_snapshot() = 0;  // state() and durable_state(), as ReplicaStore::write_snapshot
   virtual bool log_trusted() = 0;     // the log is whole again: a restart need not be amnesiac
+  // Partitionable mode: append these lines to the tentative file and sync it.
+  virtual bool append_tentative(const std::vector<std::string>& lines) = 0;
   virtual bool sync() = 0;
   virtual bool send(const mcast::Outgoing& datagram) = 0;
   virtual bool reply(const ReplyOut& reply) = 0;
@@ -215,6 +226,11 @@ class Replica {
   bool may_compact() const { return !group_.has_ready(); }
   bool done_leaving() const { return group_.done_leaving(); }
   const mcast::Membership& group() const { return group_; }
+  // Partitionable mode: the tentative file's lines, read back at a restart
+  // (what this replica's sides did that the committed state may lack).
+  void restore_tentative(const std::vector<std::string>& lines);
+  // What it holds of the sides' work not yet merged (status, tests).
+  size_t open_tentative_effects() const;
   wire::ReplicaStatus status_view() const;  // nonce and dropped_datagrams are the shell's
   ReplicaCounts counts() const;
 
@@ -245,6 +261,10 @@ class Replica {
   };
   Refused refused() const;
   bool may_serve() const;
+  bool serves_tentatively() const;
+  Admission serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from);
+  void submit_merges(uint64_t now);
+  void forget_merged_sides();
   wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const;
   void answer(wire::Reply r, wire::ClientAddress to, int copies = 1);
   bool batch_ready(uint64_t now) const;
@@ -300,4 +320,18 @@ class Replica {
   static constexpr uint64_t kOrphanLifetimeUs = 360'000'000;
   static constexpr uint64_t kRefusalMemoryUs = 60'000'000;
   static constexpr size_t kRefusalsKept = 4096;  // beyond this, those older than kRefusalMemoryUs go
+
+  // Partitionable mode (replica.cpp). The sides this replica led, by side
+  // (a configuration's ordering number): every effect, from the first.
+  std::map<uint64_t, partition::Segment> open_segments_;
+  // The tentative state of the side it leads now, and which side that is.
+  std::optional<partition::QueueState> tentative_;
+  uint64_t tentative_side_ = 0;
+  uint64_t tentative_ids_drawn_ = 0;  // never goes back (the tentative file keeps it)
+  std::vector<std::string> tentative_lines_;  // for the next hand-off
+  // Parts of a side's segment multicast in the current configuration, by
+  // side: up to which effect (sent again in the next configuration).
+  std::map<uint64_t, uint64_t> merge_sent_;
+  uint64_t merge_sent_config_ = 0;
+  static constexpr size_t kMergePartBytes = 1000;  // a part and its batch header fit a datagram
 };

@@ -3,7 +3,7 @@
 #
 #   ./run_cluster.sh                  build if needed, start 3 replicas, open the
 #                                     client; stop them again when you quit
-#   ./run_cluster.sh start [N] [--loss P] [--fsync] [-v] [--trace]
+#   ./run_cluster.sh start [N] [--loss P] [--fsync] [--partitionable] [-v] [--trace]
 #                                     start N replicas (default 3) in the background,
 #                                     with these flags (kept for restart) and no
 #                                     link cuts; returns once each one answers as
@@ -294,11 +294,12 @@ start() {
         shift 2
         ;;
       --fsync) FLAGS+=(--fsync); shift ;;
+      --partitionable) FLAGS+=(--partitionable); shift ;;
       -v | --verbose) FLAGS+=(-v); shift ;;
       --trace) FLAGS+=(--trace); shift ;;
       -vv) FLAGS+=(-v --trace); shift ;;
       [0-9]*) n=$1; shift ;;
-      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [-v] [--trace])" ;;
+      *) die "start: unknown argument '$1' (start [N] [--loss P] [--fsync] [--partitionable] [-v] [--trace])" ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 64 ] || die "N must be 1..64"
@@ -479,6 +480,9 @@ service_view() {
     done
     echo "links cut: $pairs (./run_cluster.sh heal restores them)"
   fi
+  if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null; then
+    echo "mode: partitionable: a side without a majority answers through its lowest replica, tentatively; its work is merged into the order when it meets a majority"
+  fi
   local up=0
   for ((i = 0; i < n; i++)); do [ "${STATE[i]}" != up ] || up=$((up + 1)); done
   if [ ${#best[@]} -eq 0 ]; then
@@ -494,7 +498,11 @@ service_view() {
     else
       who="at most ${#best[@]} of the replicas up reach each other ($(replicas_text "${best[@]}"))"
     fi
-    echo "service: NO: $who, and a majority is $majority of $n: clients are told \"not in a majority\" (no effect) until enough replicas are restarted or links healed"
+    if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null; then
+      echo "service: tentative only: $who, and a majority is $majority of $n: each side serves tentatively (through its lowest replica) until enough replicas are restarted or links healed"
+    else
+      echo "service: NO: $who, and a majority is $majority of $n: clients are told \"not in a majority\" (no effect) until enough replicas are restarted or links healed"
+    fi
     return 0
   fi
   local who count="${#best[@]} of $n; a majority is $majority"
@@ -515,7 +523,9 @@ service_view() {
     [ "${STATE[i]}" = up ] && [[ " ${best[*]} " != *" $i "* ]] && outside+=("$i")
   done
   local others=""
-  if [ ${#outside[@]} -eq 1 ]; then
+  if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null && [ ${#outside[@]} -gt 0 ]; then
+    others="; $(replicas_text "${outside[@]}"), cut off from them: each side serves tentatively until healed (through its lowest replica)"
+  elif [ ${#outside[@]} -eq 1 ]; then
     others="; replica ${outside[0]}, cut off from them, answers clients \"not in a majority\" until healed"
   elif [ ${#outside[@]} -gt 1 ]; then
     others="; $(replicas_text "${outside[@]}"), cut off from them, answer clients \"not in a majority\" until healed"

@@ -61,6 +61,11 @@ const char* kUsage =
     "                   an acknowledged operation survives a power cut (one\n"
     "                   fdatasync per pass: group commit; default: written\n"
     "                   to the OS, survives a server crash but not a power cut)\n"
+    "  --partitionable  every side of a partition serves: a side without a\n"
+    "                   majority answers through its lowest member, marked\n"
+    "                   tentative, and its work is merged into the order when\n"
+    "                   it meets a majority (README; the same at every replica,\n"
+    "                   and for the data directory's whole life)\n"
     "  --socket-fd FD   use the already-bound UDP socket FD instead of binding\n"
     "                   (for test harnesses that reserve ports)\n"
     "  --cut-file FILE  test switch: cut or slow links to other members, as\n"
@@ -191,6 +196,7 @@ struct Options {
   uint64_t seed = 0;
   bool seed_given = false;
   bool fsync = false;
+  bool partitionable = false;
   bool verbose = false;
   bool trace = false;  // --trace, -vv: one line per protocol event
   int socket_fd = -1;
@@ -239,6 +245,8 @@ int parse_options(int argc, char** argv, Options& o) {
       o.verbose = o.trace = true;
     } else if (arg == "--fsync") {
       o.fsync = true;
+    } else if (arg == "--partitionable") {
+      o.partitionable = true;
     } else if (arg == "--trust-log") {
       o.trust_log = true;
     } else if (arg == "--boot-id") {
@@ -843,6 +851,23 @@ class Server {
       log("error: %s", error);
       return false;
     }
+    // Partitionable mode names every item (merge.hpp): a data directory
+    // keeps the mode it was started in.
+    if (opt_.partitionable && !state.names_items()) {
+      if (state.applied_upto() != 0 || state.queue_count() != 0) {
+        log("error: %s", "--partitionable, but " + opt_.data_dir + " was written without it (start without it, or with a new data directory)");
+        return false;
+      }
+      state.name_items();
+    } else if (!opt_.partitionable && state.names_items()) {
+      log("error: %s", opt_.data_dir + " was written with --partitionable: start with it");
+      return false;
+    }
+    std::vector<std::string> tentative_lines;
+    if (!store_->read_tentative(tentative_lines, error)) {
+      log("error: %s", error);
+      return false;
+    }
     if (::pipe(g_signal_pipe) != 0) return false;
     for (int fd : g_signal_pipe) ::fcntl(fd, F_SETFL, O_NONBLOCK);
     struct sigaction sa {};
@@ -864,6 +889,7 @@ class Server {
 
     ReplicaOptions options;
     options.fsync = opt_.fsync;
+    options.partitionable = opt_.partitionable;
     options.membership.suspect_after_us = opt_.suspect_ms * 1000;
     options.membership.keepalive_us = opt_.keepalive_ms * 1000;
     options.membership.view_change_timeout_us =
@@ -871,13 +897,18 @@ class Server {
     const uint64_t resumed_at = state.applied_upto();
     replica_ = std::make_unique<Replica>(self_, opt_.peers.size(), incarnation, options, std::move(state),
                                          std::move(restored));
+    replica_->restore_tentative(tentative_lines);
     if (opt_.trace) trace_ = std::make_unique<Tracer>(self_);
     loss_rng_.seed(opt_.seed_given ? opt_.seed * 1000003u + static_cast<uint64_t>(opt_.id) : net::random_u64());
     char line[256];
     std::snprintf(line, sizeof line,
                   "listening on %s, %zu members, data %s, resumed at global_seq %llu, loss %.3f%s",
                   opt_.peers[self_].text.c_str(), opt_.peers.size(), opt_.data_dir.c_str(),
-                  static_cast<unsigned long long>(resumed_at), opt_.loss, opt_.fsync ? ", fsync" : "");
+                  static_cast<unsigned long long>(resumed_at), opt_.loss,
+                  opt_.fsync && opt_.partitionable ? ", fsync, partitionable"
+                  : opt_.fsync                      ? ", fsync"
+                  : opt_.partitionable              ? ", partitionable"
+                                                    : "");
     log("%s", line);
     return true;
   }
@@ -1236,6 +1267,11 @@ class Server {
     bool log_trusted() override {
       std::string error;
       if (!s_.write_trust("boot " + s_.boot_id_, false, error)) s_.fatal(error);
+      return true;
+    }
+    bool append_tentative(const std::vector<std::string>& lines) override {
+      std::string error;
+      if (!s_.store_->append_tentative(lines, error)) s_.fatal(error);
       return true;
     }
     bool sync() override {

@@ -738,6 +738,7 @@ struct Member : LogSummary {
   // amnesiac (that STATE may have counted for nothing). A later life may be
   // whole again: check 3 judges an install by the lives that sent STATEs.
   std::set<ConfigId> stated_amnesiac;
+  std::vector<std::string> tentative_lines;  // partitionable mode's file (not run yet)
 };
 
 // What the runs did, summed over seeds, so that a passing count says how
@@ -1541,6 +1542,13 @@ class Run {
       if (!m.primary_installs.count(last))
         run_.fail(now_, run_.who(i_) + " wrote its trust file before its log held OrderComplete " + last.text());
       m.trusted_boot = m.boot;
+      return true;
+    }
+    // Partitionable mode is not run here yet (issue 23): a tentative file
+    // line is kept across crashes, as the server's synced file would be.
+    bool append_tentative(const std::vector<std::string>& lines) override {
+      Member& m = run_.members_[i_];
+      m.tentative_lines.insert(m.tentative_lines.end(), lines.begin(), lines.end());
       return true;
     }
     bool sync() override {

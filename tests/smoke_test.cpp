@@ -623,6 +623,110 @@ void scenario_pause(const Args& a, uint64_t seed, const std::string& dir) {
   stop_and_compare(a, cluster);
 }
 
+// Partitionable mode (issue 23): the cluster split into `sides` (each a
+// list of replicas), every side served through its lowest replica, then
+// healed. Each side pushes its own items (and the first side, without a
+// majority, pops the committed state's head); the answers given on sides
+// without a majority must be marked tentative, the majority side's not.
+// After the heal every replica holds the same state: the committed items
+// but the one popped, then every item pushed on any side, once, in its
+// side's order.
+void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir, int n,
+                            const std::vector<std::vector<int>>& sides) {
+  ClusterConfig config{n, a.loss, seed, a.server, dir, {"--partitionable"}};
+  config.cut_files = true;
+  Cluster cluster(config);
+  cluster.start_all();
+  CHECK(cluster.wait_whole(a.client), "all replicas in one primary configuration");
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "create 7", "1");
+    expect(c, "push 1 1", "ok");
+    expect(c, "push 1 2", "ok");
+  }
+  // The split: each replica's links to every other side cut.
+  std::vector<std::string> cuts(static_cast<size_t>(n));
+  std::vector<int> side_of(static_cast<size_t>(n));
+  for (size_t s = 0; s < sides.size(); ++s)
+    for (int r : sides[s]) side_of[static_cast<size_t>(r)] = static_cast<int>(s);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      if (side_of[static_cast<size_t>(i)] != side_of[static_cast<size_t>(j)])
+        cuts[static_cast<size_t>(i)] += (cuts[static_cast<size_t>(i)].empty() ? "" : " ") + std::to_string(j);
+  cluster.cut_all(cuts);
+  // Each side's leader (its lowest replica) reports its own configuration
+  // of exactly that side (bounded wait).
+  for (const std::vector<int>& side : sides) {
+    std::string want = "{";
+    for (size_t i = 0; i < side.size(); ++i) want += (i ? "," : "") + std::to_string(side[i]);
+    want += "} (hears";
+    bool formed = false;
+    std::string out;
+    for (int waited_ms = 0; waited_ms < 10'000 && !formed; waited_ms += 50) {
+      harness::run_program(a.client, {"--servers", cluster.endpoint(side[0]), "--timeout", "0.5", "status"}, out);
+      formed = out.find(want) != std::string::npos;
+      if (!formed) ::usleep(50'000);
+    }
+    CHECK(formed, "side " + want + " formed: " + out);
+  }
+  const size_t majority = static_cast<size_t>(n / 2 + 1);
+  std::vector<std::vector<std::string>> pushed(sides.size());
+  for (size_t s = 0; s < sides.size(); ++s) {
+    // Every replica of the side, lowest last: the others refuse, the client
+    // moves on to the leader.
+    std::string servers;
+    for (size_t i = sides[s].size(); i-- > 0;) servers += (servers.empty() ? "" : ",") + cluster.endpoint(sides[s][i]);
+    const bool tentative = sides[s].size() < majority;
+    for (int j = 0; j < 3; ++j) {
+      const std::string item = std::to_string(100 * (static_cast<int>(s) + 1) + j);
+      std::string out, err;
+      const int status = harness::run_program(a.client, {"--servers", servers, "--timeout", "5", "push", "1", item}, "", out, err);
+      CHECK(status == 0 && out == "ok\n", "side " + std::to_string(s) + ": push 1 " + item + ": " + out + err);
+      CHECK((err.find("tentative answer") != std::string::npos) == tentative,
+            "side " + std::to_string(s) + (tentative ? ": the answer must say it is tentative: " : ": a committed answer: ") + err);
+      pushed[s].push_back(item);
+    }
+    if (s == 0) {  // the first side pops the committed state's head
+      std::string out, err;
+      harness::run_program(a.client, {"--servers", servers, "--timeout", "5", "pop", "1"}, "", out, err);
+      CHECK(out == "1\n", "side 0: pop 1 gives the committed head: " + out + err);
+    }
+  }
+  cluster.cut_all(std::vector<std::string>(static_cast<size_t>(n), ""));
+  CHECK(cluster.wait_whole(a.client), "one primary configuration of all after the heal");
+  // Every replica answers alike once the merges are delivered: wait until
+  // each says the queue holds what all sides left (item 1 popped at most
+  // twice, counted; item 2 and every side's pushes kept).
+  size_t want_size = 1;
+  for (const std::vector<std::string>& p : pushed) want_size += p.size();
+  for (int i = 0; i < n; ++i) {
+    std::string out;
+    for (int waited_ms = 0; waited_ms < 10'000; waited_ms += 50) {
+      harness::run_program(a.client, {"--servers", cluster.endpoint(i), "--timeout", "1", "size", "1"}, out);
+      if (out == std::to_string(want_size) + "\n") break;
+      ::usleep(50'000);
+    }
+    CHECK_EQ(out, std::to_string(want_size) + "\n", "replica " + std::to_string(i) + ": size 1 after the merges");
+  }
+  std::vector<std::string> popped;
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    for (size_t k = 0; k < want_size; ++k) popped.push_back(c.call("pop 1"));
+    expect(c, "pop 1", "error: queue 1 is empty");
+  }
+  CHECK(!popped.empty() && popped[0] == "2", "the committed item first: " + (popped.empty() ? "" : popped[0]));
+  for (size_t s = 0; s < pushed.size(); ++s) {
+    size_t at = 0;
+    for (const std::string& item : popped)
+      if (at < pushed[s].size() && item == pushed[s][at]) ++at;
+    CHECK(at == pushed[s].size(), "side " + std::to_string(s) + "'s pushes all there, in its order");
+  }
+  stop_and_compare(a, cluster);
+  std::printf("partitionable: %zu sides, %zu items merged, popped in order:", sides.size(), want_size);
+  for (const std::string& p : popped) std::printf(" %s", p.c_str());
+  std::printf("\n");
+}
+
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
   Cluster cluster(ClusterConfig{3, a.loss, seed, a.server, dir, {}});
   cluster.start_all();
@@ -936,7 +1040,7 @@ int main(int argc, char** argv) {
     else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
-      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace|pause|slow|lost_tail|lost_tail_majority --server BIN --client BIN [--loss P]\n");
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace|pause|slow|lost_tail|lost_tail_majority|partitionable_3|partitionable_5 --server BIN --client BIN [--loss P]\n");
       return 2;
     }
   }
@@ -949,6 +1053,8 @@ int main(int argc, char** argv) {
   if (a.scenario == "operations") scenario_operations(a, seed, dir);
   else if (a.scenario == "concurrent") scenario_concurrent(a, seed, dir);
   else if (a.scenario == "restart") scenario_restart(a, seed, dir);
+  else if (a.scenario == "partitionable_3") scenario_partitionable(a, seed, dir, 3, {{0}, {1, 2}});
+  else if (a.scenario == "partitionable_5") scenario_partitionable(a, seed, dir, 5, {{0, 1}, {2}, {3, 4}});
   else if (a.scenario == "crash") scenario_crash(a, seed, dir);
   else if (a.scenario == "lost_tail") scenario_lost_tail(a, seed, dir);
   else if (a.scenario == "lost_tail_majority") scenario_lost_tail_majority(a, seed, dir);
