@@ -395,6 +395,12 @@ void Replica::apply(const mcast::Event& e, Handoff& out) {
 void Replica::on_deliver(const mcast::Delivery& d, Handoff& out) {
   const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
   const std::vector<AddressedReply> applied = state_.apply(d);
+  partition::Segment part;
+  if (state_.names_items() && partition::decode_merge_record(d.payload, part))  // what a merge did, for the log
+    out.notes.push_back("k=" + std::to_string(d.global_seq) + " merged side " +
+                        mcast::ConfigId::of_ordering_number(part.side).text() + "'s effects " +
+                        std::to_string(part.first + 1) + ".." + std::to_string(part.end()) + ": " +
+                        state_.last_merge().text());
   out.delivered_batch_sizes.push_back(applied.size());
   const int copies = lossy_mode() ? 2 : 1;
   for (const AddressedReply& r : applied) {
