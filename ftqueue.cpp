@@ -34,7 +34,7 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
       return replies;
     }
     last_merge_ = partition::MergeCounts{};
-    adopt(partition::merge(named_state(), {part}, last_merge_));
+    adopt(partition::merge(named_state(), {part}, last_merge_, merge_bug_));
     return replies;
   }
   uint64_t origin_time_ms = 0;

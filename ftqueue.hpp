@@ -120,6 +120,8 @@ class FTQueue {
   // Test only (the simulator's answer checker must catch it): apply a
   // repeated request again, as if there were no exactly-once table.
   void break_exactly_once_for_tests() { exactly_once_ = false; }
+  // Test only: MERGE records merged by a deliberately broken rule.
+  void break_merge_for_tests(partition::MergeBug bug) { merge_bug_ = bug; }
   // Replaces this state with the one in `text`. On error the state is unchanged.
   bool load_snapshot(const std::string& text, std::string& error);
 
@@ -159,6 +161,7 @@ class FTQueue {
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
   partition::MergeCounts last_merge_;  // diagnostics only
   bool exactly_once_ = true;        // false only in a test's deliberate bug
+  partition::MergeBug merge_bug_ = partition::MergeBug::None;  // likewise
 };
 
 class ReplicaStore {

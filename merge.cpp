@@ -222,7 +222,7 @@ class Merger {
   }
 
   void push(const Effect& e) {
-    if (bug_ == MergeBug::DropSidePushes && !first_) return;
+    if ((bug_ == MergeBug::DropSidePushes && !first_) || bug_ == MergeBug::DropPushes) return;
     queue_for(e.queue, e.label).items.push_back(e.item);
     ++counts_.pushes;
   }

@@ -190,6 +190,7 @@ enum class MergeBug {
   PopHead,         // a pop removes the queue's head, not the item it named
   DestroyWins,     // a destroy removes the queue and every item in it
   NoAbsorbed,      // a segment merged before is merged again
+  DropPushes,      // every side's pushes are dropped (the replicas' test: group_sim --bug merge-drops-pushes)
 };
 
 // The merge: `base` (the committed state, or the newest state the merging

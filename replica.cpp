@@ -42,6 +42,7 @@ Replica::Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, 
       state_(std::move(state)) {
   amnesiac_ = group_.amnesiac();
   if (options_.bug == ReplicaOptions::Bug::NoExactlyOnce) state_.break_exactly_once_for_tests();
+  if (options_.bug == ReplicaOptions::Bug::MergeDropsPushes) state_.break_merge_for_tests(partition::MergeBug::DropPushes);
 }
 
 // ---- carrying out a hand-off (the order is stated in replica.hpp) ----------
@@ -569,11 +570,11 @@ ReplicaCounts Replica::counts() const {
 // creates come from its leader's own range (partition::tentative_id, its
 // counter in the tentative file, never going back), so no two sides, nor
 // the committed order, draw one id.
-// Not built yet (issue 23): the side's other members do not hold its
+// group_sim_test --partitionable runs this under the usual faults (check
+// 9). Not built yet (issue 23): the side's other members do not hold its
 // segment (until the leader merges it, its disk alone keeps it); sides do
 // not exchange their work when they meet without a majority (each leader
-// starts from its own committed state and its own earlier sides); the
-// simulator does not run this mode.
+// starts from its own committed state and its own earlier sides).
 
 bool Replica::serves_tentatively() const {
   if (!options_.partitionable || stopping_ || !group_.installed() || group_.primary()) return false;
@@ -634,6 +635,10 @@ void Replica::submit_merges(uint64_t now) {
     for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
       group_.submit(partition::encode_merge_record(part), now);
     merge_sent_[side] = seg.end();
+    if (options_.bug == ReplicaOptions::Bug::MergeOutsideOrder) {  // deliberately wrong: merged here and now
+      partition::MergeCounts ignored;
+      state_.adopt(partition::merge(state_.named_state(), {rest}, ignored));
+    }
   }
 }
 

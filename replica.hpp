@@ -76,7 +76,18 @@ struct ReplicaOptions {
   // (tests/group_sim_test.cpp): the lie issue 21 found (an orphan answered
   // "not in a majority"), and a state without its exactly-once table.
   // A third: a copy of a refused try admitted (refusals not remembered).
-  enum class Bug { None, OrphansNotInMajority, NoExactlyOnce, ForgetRefusals, PromiseUnsynced } bug = Bug::None;
+  // Partitionable mode's: a leader merges its side's work into its own
+  // state when it multicasts it, not where the order delivers it; and
+  // merges that drop the sides' pushes.
+  enum class Bug {
+    None,
+    OrphansNotInMajority,
+    NoExactlyOnce,
+    ForgetRefusals,
+    PromiseUnsynced,
+    MergeOutsideOrder,
+    MergeDropsPushes,
+  } bug = Bug::None;
 };
 
 // What became of a client's request (for the trace and the counters).

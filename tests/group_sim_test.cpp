@@ -170,6 +170,11 @@ struct Options {
   // the liveness rules of "Partial partitions" (membership.hpp) checked
   // while it holds (check 8).
   bool partial = false;
+  // Partitionable mode (issue 23): every replica runs with
+  // ReplicaOptions::partitionable; a side without a majority answers
+  // through its lowest member, tentatively, and its work is merged in the
+  // order once its leader is in a primary configuration (check 9).
+  bool partitionable = false;
   mcast::GroupBug bug = mcast::GroupBug::None;
   ReplicaOptions::Bug replica_bug = ReplicaOptions::Bug::None;
   // The driver's own deliberate bugs, in carry_out (replica.hpp):
@@ -603,6 +608,7 @@ struct SimClient {
   // the last result reply said its replica is in lossy mode, else once.
   bool lossy = false;
   bool doubled = false;  // this call sent some try as two copies
+  bool tentative_answer = false;  // the reply that ended the call was tentative
 };
 
 struct CallRecord {
@@ -613,6 +619,7 @@ struct CallRecord {
   int32_t value = 0;
   uint64_t ended_at = 0;
   uint64_t started_at = 0;
+  bool tentative = false;  // partitionable mode: answered by a side without a majority
 };
 
 // --partial: the one long partial partition and what check 8 asks of it.
@@ -754,6 +761,7 @@ struct Totals {
   uint64_t delivered = 0;  // highest k, summed
   uint64_t answered = 0, refused = 0, unknown = 0;  // calls, by outcome
   uint64_t unknown_applied = 0;  // unknown outcomes the order applied
+  uint64_t tentative = 0, merge_records = 0;  // --partitionable: tentative answers, MERGE records delivered
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;           // state transfers completed
@@ -811,7 +819,9 @@ class Run {
       t.answered += c.outcome == Outcome::Answered;
       t.refused += c.outcome == Outcome::Refused;
       t.unknown += c.outcome == Outcome::Unknown;
+      t.tentative += c.tentative;
     }
+    for (const auto& [k, d] : agreed_) t.merge_records += partition::is_merge_record(d.payload);
     t.unknown_applied += unknown_applied_;
     t.doubled_tries += doubled_tries_;
     t.doubled_calls += doubled_calls_;
@@ -860,6 +870,7 @@ class Run {
     ropt_.membership.bug = opt_.bug;
     ropt_.fsync = opt_.deferred;
     ropt_.bug = opt_.replica_bug;
+    ropt_.partitionable = opt_.partitionable;
     drop_ = uniform() < 0.25 || opt_.splits ? 0 : std::min(0.9, uniform() * 0.3 * opt_.loss_scale);
     dup_ = opt_.splits ? 0.2 + uniform() * 0.3 : uniform() < 0.5 ? 0 : uniform() * 0.1;
     max_delay_ = between(20, 3000);
@@ -1302,8 +1313,10 @@ class Run {
     m.life.started_amnesiac = restored.amnesiac;
     m.wall_offset_ms = between(0, 5000);
     m.busy_until = 0;
+    if (opt_.partitionable && !state.names_items()) state.name_items();  // a fresh state (the server's rule)
     m.process = std::make_unique<Replica>(static_cast<MemberId>(i), n_, m.life.incarnation, ropt_, std::move(state),
                                           std::move(restored));
+    m.process->restore_tentative(m.tentative_lines);
     if (trace_out_.on()) trace_out_.log(now, i, "listening on the simulated network, life " + std::to_string(m.life.number));
     flush(i, now);  // a constructor may have work ready (not expected, but drive it as the server would)
   }
@@ -1418,6 +1431,7 @@ class Run {
     m.trusted_boot = r.amnesiac ? -1 : m.boot;
     if (r.amnesiac) ++amnesiac_restarts_;
     FTQueue state;
+    if (opt_.partitionable) state.name_items();  // a snapshot, if any, says so too
     std::string error;
     if (!m.snapshot.empty() && !state.load_snapshot(m.snapshot, error))
       return fail(now, who(i) + "'s snapshot does not load: " + error);
@@ -2073,8 +2087,13 @@ class Run {
       return;
     }
     std::vector<wire::BatchedOp> ops;
-    if (!wire::decode_batch(d.payload, ops))
+    partition::Segment part;
+    const bool merge = opt_.partitionable && partition::decode_merge_record(d.payload, part);
+    if (!merge && !wire::decode_batch(d.payload, ops))
       return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " a payload that is not a batch");
+    for (const partition::Effect& e : part.effects)
+      if (e.client_id != 0 && !sent_.count({e.client_id, e.request_no}))
+        return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " a merge of an operation no client sent");
     for (const wire::BatchedOp& b : ops)
       if (!sent_.count({b.op.client_id, b.op.request_no}))
         return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " an operation no client sent");
@@ -2363,6 +2382,7 @@ class Run {
     if (!c.calling || r.request_no != c.op.request_no) return;  // a late copy for an ended call
     if (is_result(r.code)) {
       c.lossy = r.lossy;  // as RetryPolicy::on_reply: result replies only
+      c.tentative_answer = r.tentative;
       return end_call(ci, Outcome::Answered, now, r.code, r.value);
     }
     // A refusal of a try already refused (its second copy's, or a network
@@ -2383,7 +2403,9 @@ class Run {
       outcome = Outcome::Refused;  // every try was refused by a reply naming it
       code = c.refusal;
     }
-    calls_.push_back(CallRecord{ci, c.op, outcome, code, value, now, c.call_started_at});
+    calls_.push_back(CallRecord{ci, c.op, outcome, code, value, now, c.call_started_at,
+                                outcome == Outcome::Answered && c.tentative_answer});
+    c.tentative_answer = false;
     if (c.doubled) {
       ++doubled_calls_;
       doubled_refused_ += outcome == Outcome::Refused;
@@ -2590,6 +2612,11 @@ class Run {
           return "fifo: origin " + std::to_string(stream.first) + " stream " + std::to_string(stream.second) +
                  " delivered seq " + std::to_string(entry.first) + " without seq " + std::to_string(expect - 1);
     }
+    // Check 9: every side's work is merged once the cluster is whole again.
+    for (size_t i = 0; opt_.partitionable && i < n_; ++i)
+      if (const size_t open = members_[i].process->open_tentative_effects())
+        return "partitionable: " + who(i) + " still holds " + std::to_string(open) +
+               " effects of sides it led that no merge applied, after the heal";
     return check_answers(reached);
   }
 
@@ -2598,6 +2625,12 @@ class Run {
   // every call's outcome against where (and whether) the order applied it.
   std::string check_answers(uint64_t upto) {
     FTQueue reference;
+    if (opt_.partitionable) reference.name_items();
+    // Partitionable mode (check 9): what the MERGE records in the order
+    // applied, by (client, request): the answer the side gave. One request
+    // may have run on two sides (a retry that crossed sides: merge.hpp
+    // counts it), each with its own answer.
+    std::multimap<std::pair<uint64_t, uint64_t>, partition::Effect> merged;
     std::map<uint64_t, uint64_t> latest;  // client -> its latest request applied
     struct Applied {
       uint64_t k;
@@ -2608,6 +2641,20 @@ class Run {
       auto it = agreed_.find(k);
       if (it == agreed_.end()) return "k=" + std::to_string(k) + " is in no member's deliveries";
       std::vector<wire::BatchedOp> ops;
+      partition::Segment part;
+      if (opt_.partitionable && partition::decode_merge_record(it->second.payload, part)) {
+        const uint64_t before = reference.absorbed(part.side);
+        reference.apply(it->second);
+        for (uint64_t e = std::max(before, part.first); e < part.end(); ++e) {
+          const partition::Effect& effect = part.effects[static_cast<size_t>(e - part.first)];
+          if (effect.client_id == 0) continue;
+          merged.emplace(std::make_pair(effect.client_id, effect.request_no), effect);
+          // The merge raised the client's table as FTQueue's does (merge.cpp).
+          uint64_t& last = latest[effect.client_id];
+          last = std::max(last, effect.request_no);
+        }
+        continue;
+      }
       if (!wire::decode_batch(it->second.payload, ops)) return "k=" + std::to_string(k) + " is not a batch";
       const std::vector<AddressedReply> replies = reference.apply(it->second);
       size_t next_reply = 0;
@@ -2625,8 +2672,26 @@ class Run {
       auto it = applied.find({call.op.client_id, call.op.request_no});
       const std::string what = "answers: client " + std::to_string(call.client) + "'s " +
                                wire::opcode_name(call.op.op) + " #" + std::to_string(call.op.request_no);
+      const auto [m_begin, m_end] = merged.equal_range({call.op.client_id, call.op.request_no});
+      const bool merged_as_answered = std::any_of(m_begin, m_end, [&](const auto& entry) {
+        return entry.second.code == call.code && entry.second.value == call.value;
+      });
+      if (call.tentative) {
+        // Check 9: a tentative answer is what a side recorded for it, and
+        // the order merged that record.
+        if (m_begin == m_end) return what + " was answered tentatively, but no merge in the order applied it";
+        if (!merged_as_answered)
+          return what + " was answered tentatively code " + std::to_string(static_cast<int>(call.code)) + " value " +
+                 std::to_string(call.value) + ", but no side's merged record of it says so";
+        continue;
+      }
+      if (call.outcome == Outcome::Refused && m_begin != m_end)
+        return what + " was told it had no effect (every try refused), but a merge applied it";
       switch (call.outcome) {
         case Outcome::Answered:
+          // Applied on a side and merged, answered later from the table (a
+          // retry after the tentative reply was lost): the side's answer.
+          if (it == applied.end() && merged_as_answered) break;
           if (it == applied.end())
             return what + " was answered (code " + std::to_string(static_cast<int>(call.code)) +
                    ") but the agreed order never applied it";
@@ -2759,6 +2824,7 @@ const BoolFlag kSwitches[] = {
     {"--check-open", &Options::check_open},
     {"--splits", &Options::splits},
     {"--partial", &Options::partial},
+    {"--partitionable", &Options::partitionable},
 };
 struct NumberFlag {
   const char* name;
@@ -2803,6 +2869,8 @@ const struct {
     {"no-exactly-once", ReplicaOptions::Bug::NoExactlyOnce},
     {"forget-refusals", ReplicaOptions::Bug::ForgetRefusals},
     {"promise-unsynced", ReplicaOptions::Bug::PromiseUnsynced},
+    {"merge-outside-order", ReplicaOptions::Bug::MergeOutsideOrder},
+    {"merge-drops-pushes", ReplicaOptions::Bug::MergeDropsPushes},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
@@ -2981,5 +3049,8 @@ int main(int argc, char** argv) {
               u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
   std::printf("  two copies a try (clients told lossy): %llu tries in %llu calls, %llu of those calls refused (no effect)\n",
               u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
+  if (opt.partitionable)
+    std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered\n", u(totals.tentative),
+                u(totals.merge_records));
   return failures == 0 ? 0 : 1;
 }
