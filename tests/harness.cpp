@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,6 +83,8 @@ void child_setup() {
   // A SIGHUP (Cluster::cut) that reaches a server before it has set its
   // handler would end it: ignored until then (the server sets the handler,
   // then reads its cut file, so a file written meanwhile is still read).
+  // spawn() blocks SIGHUP across the fork, so one sent before this line is
+  // pending, and is discarded when the mask is restored below.
   struct sigaction ignore {};
   ignore.sa_handler = SIG_IGN;
   ::sigaction(SIGHUP, &ignore, nullptr);
@@ -95,6 +98,12 @@ pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, i
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // SIGHUP blocked across the fork: the child ignores it before it can
+  // arrive (child_setup), however soon after the fork a test sends it.
+  sigset_t hup, before;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &hup, &before);
   pid_t pid = ::fork();
   if (pid < 0) {
     std::perror("fork");
@@ -102,6 +111,7 @@ pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, i
   }
   if (pid == 0) {
     child_setup();
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     if (stdin_fd >= 0) ::dup2(stdin_fd, 0);
     if (stdout_fd >= 0) ::dup2(stdout_fd, 1);
     if (stderr_fd >= 0) ::dup2(stderr_fd, 2);
@@ -115,6 +125,7 @@ pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, i
     (void)ignored;
     ::_exit(127);
   }
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   add_child(pid);
   return pid;
 }
