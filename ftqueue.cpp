@@ -614,6 +614,7 @@ bool ReplicaStore::open(FTQueue& state, mcast::Restored& restored, std::string& 
   }
   // Work on copies: on error the caller's state and restored stay as they were.
   FTQueue rebuilt;
+  if (state.names_items()) rebuilt.name_items();  // partitionable: a log with no snapshot yet replays named
   std::string text;
   if (read_file(path("snapshot.txt"), text) && !rebuilt.load_snapshot(text, error)) {
     error = path("snapshot.txt") + ": " + error;

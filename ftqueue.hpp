@@ -173,7 +173,9 @@ class ReplicaStore {
   ReplicaStore(const ReplicaStore&) = delete;
   ReplicaStore& operator=(const ReplicaStore&) = delete;
 
-  // Creates the directory if needed, loads snapshot.txt into `state`,
+  // Creates the directory if needed, loads snapshot.txt into `state` (a
+  // state passed in named, partitionable mode's, replays the log named when
+  // there is no snapshot yet; a snapshot says its own mode),
   // replays log.txt (the held records up to each delivered mark are applied
   // to `state`, in global_seq order) and fills `restored` for the protocol:
   // delivered_upto = state.applied_upto(), every record the log still holds

@@ -188,6 +188,10 @@ class Merger {
         break;
       case Effect::Kind::Read:
         break;
+      case Effect::Kind::Remove:
+        if (auto q = s_.queues.find(s_.resolve(e.queue)); q != s_.queues.end())
+          for (const Item& it : e.removed) remove(q->second.items, it.name);
+        break;
     }
     if (e.client_id != 0) client(e);
   }
@@ -348,7 +352,7 @@ constexpr size_t kEffectFixedBytes = 1 + 8 + 8 + 1 + 4 + 4 + 4 + 1 + kItemBytes 
 bool get_effect(wire::Reader& r, size_t bytes_left, Effect& e) {
   uint8_t kind, code, created;
   uint32_t removed;
-  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Read) || !r.u64(e.client_id) ||
+  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Remove) || !r.u64(e.client_id) ||
       !r.u64(e.request_no) || !r.u8(code) || !wire::valid_reply_code(code) || !r.i32(e.value) || !r.i32(e.queue) ||
       !r.i32(e.label) || !r.u8(created) || created > 1 || !get_item(r, e.item) || !r.u32(removed) ||
       removed > bytes_left / kItemBytes)

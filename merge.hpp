@@ -109,7 +109,9 @@ struct QueueState {
 
 // What one operation did on a side.
 struct Effect {
-  enum class Kind : uint8_t { Create, Destroy, Push, Pop, Read };
+  // Remove: items a destroy took, sent ahead of it in parts when they are
+  // too many for one MERGE record (Replica; apply_on_side makes none).
+  enum class Kind : uint8_t { Create, Destroy, Push, Pop, Read, Remove };
   Kind kind = Kind::Read;
   uint64_t client_id = 0;
   uint64_t request_no = 0;

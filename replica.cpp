@@ -92,6 +92,16 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
     return Admission::AnsweredAgain;
   }
   if (state_.superseded(op.client_id, op.request_no)) return Admission::Superseded;
+  // A request this replica ran on a side it led is answered as it was there,
+  // wherever this replica is now: refused ("no effect") or run again it
+  // would be a lie or a second application (found by review).
+  if (auto ran = ran_tentatively_.find(op.client_id);
+      ran != ran_tentatively_.end() && ran->second.request_no == op.request_no) {
+    wire::Reply again = ran->second;
+    again.attempt = attempt;
+    answer(again, from);
+    return Admission::Tentative;
+  }
   const auto key = std::make_pair(op.client_id, op.request_no);
   if (admitted_.count(key)) return Admission::InFlight;
   auto refused = refused_.find(op.client_id);
@@ -609,13 +619,34 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
     tentative_lines_.push_back("ids " + std::to_string(tentative_ids_drawn_));
   }
   if (e.client_id != 0) {  // applied (not a repeat answered from the table)
-    seg.effects.push_back(e);
-    tentative_lines_.push_back("effect " + wire::to_hex(partition::encode_segment(partition::Segment{side, index, {e}})));
+    // A destroy of a long queue: the items it took go ahead in Remove
+    // effects of kRemovedPerEffect each, so that every effect fits a MERGE
+    // record (a part keeps one effect at least: one too large for a
+    // datagram would stop the order there).
+    partition::Effect last = e;
+    while (last.removed.size() > kRemovedPerEffect) {
+      partition::Effect chunk;
+      chunk.kind = partition::Effect::Kind::Remove;
+      chunk.queue = last.queue;
+      chunk.removed.assign(last.removed.begin(), last.removed.begin() + static_cast<long>(kRemovedPerEffect));
+      last.removed.erase(last.removed.begin(), last.removed.begin() + static_cast<long>(kRemovedPerEffect));
+      record_effect(side, chunk);
+    }
+    record_effect(side, last);
   }
   r.code = e.code;
   r.value = e.value;
+  if (e.client_id != 0) ran_tentatively_[op.client_id] = r;
   answer(r, from);
   return Admission::Tentative;
+}
+
+// The next effect of `side`'s segment: kept, and a line for the tentative file.
+void Replica::record_effect(uint64_t side, const partition::Effect& e) {
+  partition::Segment& seg = open_segments_[side];
+  seg.side = side;
+  tentative_lines_.push_back("effect " + wire::to_hex(partition::encode_segment(partition::Segment{side, seg.end(), {e}})));
+  seg.effects.push_back(e);
 }
 
 // In a primary configuration: what of each side's segment the committed
@@ -666,6 +697,13 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
     seg.side = part.side;
     if (part.first != seg.end()) continue;  // a line written twice, or out of place
     seg.effects.insert(seg.effects.end(), part.effects.begin(), part.effects.end());
+    for (const partition::Effect& e : part.effects)
+      if (e.client_id != 0) {
+        wire::Reply r{e.client_id, e.request_no, e.code, e.value};
+        r.tentative = true;
+        wire::Reply& kept = ran_tentatively_[e.client_id];
+        if (kept.request_no <= e.request_no) kept = r;
+      }
   }
   forget_merged_sides();
 }

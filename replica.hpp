@@ -275,6 +275,7 @@ class Replica {
   bool serves_tentatively() const;
   Admission serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from);
   void submit_merges(uint64_t now);
+  void record_effect(uint64_t side, const partition::Effect& e);
   void forget_merged_sides();
   wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const;
   void answer(wire::Reply r, wire::ClientAddress to, int copies = 1);
@@ -340,9 +341,12 @@ class Replica {
   uint64_t tentative_side_ = 0;
   uint64_t tentative_ids_drawn_ = 0;  // never goes back (the tentative file keeps it)
   std::vector<std::string> tentative_lines_;  // for the next hand-off
+  // Per client, the latest request it ran on a side it led, and the answer.
+  std::map<uint64_t, wire::Reply> ran_tentatively_;
   // Parts of a side's segment multicast in the current configuration, by
   // side: up to which effect (sent again in the next configuration).
   std::map<uint64_t, uint64_t> merge_sent_;
   uint64_t merge_sent_config_ = 0;
   static constexpr size_t kMergePartBytes = 1000;  // a part and its batch header fit a datagram
+  static constexpr size_t kRemovedPerEffect = 32;  // items of a destroy per effect: 32 x 24 bytes
 };

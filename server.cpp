@@ -844,6 +844,7 @@ class Server {
     std::string error;
     store_ = std::make_unique<ReplicaStore>(opt_.data_dir, opt_.fsync);
     FTQueue state;
+    if (opt_.partitionable) state.name_items();  // a log replayed before the first snapshot is named too
     mcast::Restored restored;
     uint64_t incarnation;
     if (!store_->open(state, restored, error) ||

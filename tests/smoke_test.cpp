@@ -643,6 +643,10 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
     expect(c, "create 7", "1");
     expect(c, "push 1 1", "ok");
     expect(c, "push 1 2", "ok");
+    // A long queue the first side destroys: its merge must not stop the
+    // order (a destroy's items go in parts that fit a datagram).
+    expect(c, "create 8", "2");
+    for (int i = 0; i < 80; ++i) expect(c, "push 2 " + std::to_string(1000 + i), "ok");
   }
   // The split: each replica's links to every other side cut.
   std::vector<std::string> cuts(static_cast<size_t>(n));
@@ -686,10 +690,12 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
             "side " + std::to_string(s) + (tentative ? ": the answer must say it is tentative: " : ": a committed answer: ") + err);
       pushed[s].push_back(item);
     }
-    if (s == 0) {  // the first side pops the committed state's head
+    if (s == 0) {  // the first side pops the committed state's head, and destroys queue 2
       std::string out, err;
       harness::run_program(a.client, {"--servers", servers, "--timeout", "5", "pop", "1"}, "", out, err);
       CHECK(out == "1\n", "side 0: pop 1 gives the committed head: " + out + err);
+      harness::run_program(a.client, {"--servers", servers, "--timeout", "5", "destroy", "2"}, "", out, err);
+      CHECK(out == "ok\n", "side 0: destroy 2 (80 items): " + out + err);
     }
   }
   cluster.cut_all(std::vector<std::string>(static_cast<size_t>(n), ""));
@@ -715,6 +721,15 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
     expect(c, "pop 1", "error: queue 1 is empty");
   }
   CHECK(!popped.empty() && popped[0] == "2", "the committed item first: " + (popped.empty() ? "" : popped[0]));
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "id 8", "-1");  // the side's destroy, merged: no other side touched queue 2
+  }
+  // A replica killed now restarts from its log (no snapshot written yet in
+  // this mode's data directory) and rejoins.
+  cluster.crash(n - 1);
+  cluster.start(n - 1);
+  CHECK(cluster.wait_whole(a.client), "replica " + std::to_string(n - 1) + " restarted from its log and rejoined");
   for (size_t s = 0; s < pushed.size(); ++s) {
     size_t at = 0;
     for (const std::string& item : popped)
