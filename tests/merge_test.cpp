@@ -23,7 +23,7 @@
 //   8. parts: the segments cut into parts of random sizes, handed in
 //      shuffled, merge as the whole ones do; with one part missing, the
 //      parts after it are skipped and counted as gaps.
-// Plus the worked example of the README (a 2|1 split, a push and a pop on
+// Plus a worked example (a 2|1 split, a push and a pop on
 // each side) with its exact result.
 //
 // Usage: merge_test [--seeds N] [--first-seed S] [--seed S] [--bug NAME --expect-violation] [-v]
@@ -334,7 +334,7 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   return "";
 }
 
-// The README's worked example: queue 1 holds a b (items 1 and 2 of the
+// A worked example: queue 1 holds a b (items 1 and 2 of the
 // committed order); replicas 0,1 | 2 split. Side {0,1} (configuration 2.0,
 // ordering number 131072) pops and pushes c; side {2} (2.2, 131074) pops
 // and pushes d. Both pops returned a (handed out twice). Merged: b c d.
