@@ -55,6 +55,7 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
       client = ClientRecord{op.request_no, r.code, r.value, client.last_seen_ms};
     }
     Reply reply{op.client_id, op.request_no, client.code, client.value};
+    reply.tentative = client.tentative;  // a repeat of a side's request, merged before it
     reply.attempt = b.attempt;
     replies.push_back(AddressedReply{reply, b.reply_to});
   }
@@ -135,7 +136,9 @@ Reply FTQueue::execute(const wire::Operation& op, const partition::ItemName& nam
 std::optional<Reply> FTQueue::cached_reply(uint64_t client_id, uint64_t request_no) const {
   auto it = clients_.find(client_id);
   if (it == clients_.end() || it->second.last_request != request_no) return std::nullopt;
-  return Reply{client_id, request_no, it->second.code, it->second.value};
+  Reply r{client_id, request_no, it->second.code, it->second.value};
+  r.tentative = it->second.tentative;
+  return r;
 }
 
 bool FTQueue::superseded(uint64_t client_id, uint64_t request_no) const {
@@ -230,7 +233,7 @@ partition::QueueState FTQueue::named_state() const {
   s.id_by_label = id_by_label_;
   s.alias = alias_;
   for (const auto& [id, c] : clients_)
-    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms};
+    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
   s.absorbed = absorbed_;
   s.next_id = next_id_;
   s.cluster_time_ms = cluster_time_ms_;
@@ -254,7 +257,8 @@ void FTQueue::adopt(const partition::QueueState& merged) {
   next_id_ = merged.next_id;
   cluster_time_ms_ = merged.cluster_time_ms;
   clients_.clear();
-  for (const auto& [id, c] : merged.clients) clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms};
+  for (const auto& [id, c] : merged.clients)
+    clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
   clients_by_last_seen_.clear();
   for (const auto& [id, c] : clients_) clients_by_last_seen_.insert({c.last_seen_ms, id});
   named_ = true;
@@ -286,7 +290,8 @@ std::string FTQueue::render_snapshot() const {
   for (const auto& [client, rec] : clients_) {
     std::snprintf(hex, sizeof hex, "%016" PRIx64, client);
     out << "client " << hex << " request " << rec.last_request << " reply "
-        << code_word(rec.code) << " " << rec.value << " seen " << rec.last_seen_ms << "\n";
+        << code_word(rec.code) << " " << rec.value << " seen " << rec.last_seen_ms
+        << (rec.tentative ? " tentative" : "") << "\n";
   }
   out << "end\n";
   return out.str();
@@ -360,6 +365,9 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
            request_word == "request" && reply_word == "reply" && parse_code(code, rec.code);
       std::string seen_word;  // absent in snapshots written before expiry existed
       if (ok && fields >> seen_word) ok = seen_word == "seen" && static_cast<bool>(fields >> rec.last_seen_ms);
+      std::string tentative_word;  // partitionable mode: a side's reply, merged
+      if (ok && fields >> tentative_word) ok = tentative_word == "tentative" && fresh.named_;
+      rec.tentative = ok && tentative_word == "tentative";
       char* end = nullptr;
       uint64_t client = ok ? std::strtoull(hex.c_str(), &end, 16) : 0;
       ok = ok && hex.size() == 16 && end && *end == 0 && !fresh.clients_.count(client);

@@ -139,6 +139,7 @@ class FTQueue {
     wire::ReplyCode code = wire::ReplyCode::Ok;
     int32_t value = 0;
     uint64_t last_seen_ms = 0;  // cluster time of its latest request
+    bool tentative = false;     // partitionable mode: the reply a side gave, merged
   };
 
   wire::Reply execute(const wire::Operation& op, const partition::ItemName& name);

@@ -41,7 +41,7 @@ std::string QueueState::render() const {
   for (const auto& [id, c] : clients)
     s += "client " + std::to_string(id) + " request " + std::to_string(c.request_no) + " code " +
          std::to_string(static_cast<int>(c.code)) + " value " + std::to_string(c.value) + " seen " +
-         std::to_string(c.last_seen_ms) + "\n";
+         std::to_string(c.last_seen_ms) + (c.tentative ? " tentative" : "") + "\n";
   for (const auto& [side, count] : absorbed)
     s += "absorbed " + std::to_string(side) + " " + std::to_string(count) + "\n";
   s += "next_id " + std::to_string(next_id) + " cluster_time_ms " + std::to_string(cluster_time_ms) + "\n";
@@ -73,7 +73,7 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
   auto finish = [&](ReplyCode code, int32_t value) {
     e.code = code;
     e.value = value;
-    client = ClientEntry{op.request_no, code, value, state.cluster_time_ms};
+    client = ClientEntry{op.request_no, code, value, state.cluster_time_ms, true};
     return e;
   };
   if (op.op == OpCode::Create || op.op == OpCode::Id) {
@@ -275,7 +275,7 @@ class Merger {
       ++counts_.cross_side_retries;  // the lower side's answer stands
       return;
     }
-    if (e.request_no > c.request_no) c = ClientEntry{e.request_no, e.code, e.value, s_.cluster_time_ms};
+    if (e.request_no > c.request_no) c = ClientEntry{e.request_no, e.code, e.value, s_.cluster_time_ms, true};
   }
 
   QueueState& s_;

@@ -84,6 +84,9 @@ struct ClientEntry {
   wire::ReplyCode code = wire::ReplyCode::Ok;
   int32_t value = 0;
   uint64_t last_seen_ms = 0;  // cluster time of its latest request (FTQueue's expiry)
+  // The reply is a side's (tentative): a retry answered from the table
+  // after the merge is marked tentative too, as the first answer was.
+  bool tentative = false;
 };
 
 // The queues with named items: a side's tentative copy, and the merge's

@@ -88,6 +88,7 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
   now_us_ = std::max(now_us_, now_us);
   if (auto cached = state_.cached_reply(op.client_id, op.request_no)) {
     cached->attempt = attempt;
+    if (options_.bug == ReplicaOptions::Bug::UntaggedMergedRepeats) cached->tentative = false;
     answer(*cached, from);
     return Admission::AnsweredAgain;
   }

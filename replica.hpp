@@ -78,7 +78,8 @@ struct ReplicaOptions {
   // A third: a copy of a refused try admitted (refusals not remembered).
   // Partitionable mode's: a leader merges its side's work into its own
   // state when it multicasts it, not where the order delivers it; and
-  // merges that drop the sides' pushes.
+  // merges that drop the sides' pushes; a side's reply given again after
+  // its merge without its tentative mark.
   enum class Bug {
     None,
     OrphansNotInMajority,
@@ -87,6 +88,7 @@ struct ReplicaOptions {
     PromiseUnsynced,
     MergeOutsideOrder,
     MergeDropsPushes,
+    UntaggedMergedRepeats,
   } bug = Bug::None;
 };
 

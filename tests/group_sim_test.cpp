@@ -2689,9 +2689,8 @@ class Run {
         return what + " was told it had no effect (every try refused), but a merge applied it";
       switch (call.outcome) {
         case Outcome::Answered:
-          // Applied on a side and merged, answered later from the table (a
-          // retry after the tentative reply was lost): the side's answer.
-          if (it == applied.end() && merged_as_answered) break;
+          // (A side's answer given again from the merged table is marked
+          // tentative, so it is checked above: an untagged one is an error.)
           if (it == applied.end())
             return what + " was answered (code " + std::to_string(static_cast<int>(call.code)) +
                    ") but the agreed order never applied it";
@@ -2871,6 +2870,7 @@ const struct {
     {"promise-unsynced", ReplicaOptions::Bug::PromiseUnsynced},
     {"merge-outside-order", ReplicaOptions::Bug::MergeOutsideOrder},
     {"merge-drops-pushes", ReplicaOptions::Bug::MergeDropsPushes},
+    {"untagged-merged-repeats", ReplicaOptions::Bug::UntaggedMergedRepeats},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {

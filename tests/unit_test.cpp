@@ -197,7 +197,18 @@ void test_named_items() {
   expect(f.call(OpCode::Size, 2), ReplyCode::Ok, 1, "landed in the committed queue 2");
   expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 30, "FIFO after the merge: 30 then 40");
   expect(f.call(OpCode::Pop, 1), ReplyCode::Ok, 40, "FIFO after the merge: 40");
-  expect(f.call(OpCode::Pop, 8, 0, 8, 3), ReplyCode::Ok, 9001, "a retry of the side's last request gets the side's answer");
+  // ... marked tentative, as the side's first answer was, whether the
+  // retry is delivered in the order or answered at admission.
+  const wire::Reply retried = f.call(OpCode::Pop, 8, 0, 8, 3);
+  expect(retried, ReplyCode::Ok, 9001, "a retry of the side's last request gets the side's answer");
+  CHECK(retried.tentative, "a retry of the side's request delivered in the order is answered tentative");
+  const std::optional<wire::Reply> stored = q.cached_reply(8, 3);
+  CHECK(stored && stored->tentative && merged.find(" tentative\n") != std::string::npos,
+        "the side's reply in the merged table is tentative: " + merged);
+  expect(f.call(OpCode::Size, 1, 0, 8, 4), ReplyCode::Ok, 0, "the client's next request, committed");
+  CHECK(q.cached_reply(8, 4) && !q.cached_reply(8, 4)->tentative, "a committed reply is not tentative");
+  CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nclient 0000000000000008 request 3 reply ok 1 seen 7 tentative\nend\n", error),
+        "a tentative reply in a snapshot without named_items is refused");
 
   // Bad names are refused; the default mode has none.
   CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nnamed_items\nqueue 1 label 2 items 1: 5@1.x.0\nend\n", error),
