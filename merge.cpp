@@ -48,12 +48,31 @@ std::string QueueState::render() const {
   return s;
 }
 
+MergeCounts& MergeCounts::operator+=(const MergeCounts& o) {
+  segments += o.segments;
+  already_absorbed += o.already_absorbed;
+  pushes += o.pushes;
+  pops += o.pops;
+  popped_twice += o.popped_twice;
+  destroys += o.destroys;
+  destroys_undone += o.destroys_undone;
+  label_collisions += o.label_collisions;
+  cross_side_retries += o.cross_side_retries;
+  empty_pops_contradicted += o.empty_pops_contradicted;
+  reads_contradicted += o.reads_contradicted;
+  id_collisions += o.id_collisions;
+  gaps += o.gaps;
+  return *this;
+}
+
 std::string MergeCounts::text() const {
   return "segments " + std::to_string(segments) + ", already absorbed " + std::to_string(already_absorbed) +
          ", pushes " + std::to_string(pushes) + ", pops " + std::to_string(pops) + ", popped twice " +
          std::to_string(popped_twice) + ", destroys " + std::to_string(destroys) + ", destroys undone " +
          std::to_string(destroys_undone) + ", label collisions " + std::to_string(label_collisions) +
-         ", cross-side retries " + std::to_string(cross_side_retries) + ", id collisions " +
+         ", cross-side retries " + std::to_string(cross_side_retries) + ", empty pops contradicted " +
+         std::to_string(empty_pops_contradicted) + ", reads contradicted " + std::to_string(reads_contradicted) +
+         ", id collisions " +
          std::to_string(id_collisions) + ", gaps " + std::to_string(gaps);
 }
 
@@ -61,6 +80,7 @@ std::string MergeCounts::text() const {
 
 Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id) {
   Effect e;
+  e.op = op.op;
   e.client_id = op.client_id;
   e.request_no = op.request_no;
   ClientEntry& client = state.clients[op.client_id];
@@ -140,8 +160,9 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
 //   destroy  removes the items it names; the queue goes with them, unless
 //            it holds items the destroying side never saw (add wins: it
 //            stays, count a destroy undone).
-//   reads and empty pops change nothing (their answers may be contradicted;
-//            the merge does not re-evaluate them).
+//   reads and empty pops change nothing; each is held against the merged
+//            state where the merge puts it, and counted if that state
+//            would have answered otherwise (contradicted).
 // The exactly-once table keeps, per client, the highest request any side
 // applied; the same request applied on two sides is counted. Of a side's
 // segment, the effects past what the base absorbed are merged (copies of
@@ -173,6 +194,7 @@ class Merger {
 
  private:
   void effect(const Effect& e) {
+    if (e.kind == Effect::Kind::Read || (e.kind == Effect::Kind::Pop && e.code != ReplyCode::Ok)) contradicted(e);
     switch (e.kind) {
       case Effect::Kind::Create:
         if (e.created) create(e);
@@ -262,6 +284,43 @@ class Merger {
     ++counts_.destroys;
   }
 
+  // An answer that changed nothing, held against the merged state where the
+  // merge puts it (the base, the segments before, its side's effects
+  // before): counted when the merged history would have answered otherwise.
+  // It changes nothing, so it cannot make two members differ.
+  void contradicted(const Effect& e) {
+    if (e.client_id == 0) return;  // a repeat answered from the side's table
+    if (e.op == OpCode::Id) {
+      auto holder = s_.id_by_label.find(e.label);
+      const int32_t now = holder == s_.id_by_label.end() ? -1 : holder->second;
+      counts_.reads_contradicted += (e.value == -1 ? now != -1 : s_.resolve(e.value) != now);
+      return;
+    }
+    auto q = s_.queues.find(s_.resolve(e.queue));
+    if (e.code == ReplyCode::NoQueue) {
+      counts_.reads_contradicted += q != s_.queues.end();
+      return;
+    }
+    if (q == s_.queues.end()) {
+      ++counts_.reads_contradicted;  // the side had the queue; the merge does not
+      return;
+    }
+    const std::deque<Item>& items = q->second.items;
+    switch (e.op) {
+      case OpCode::Pop:
+        counts_.empty_pops_contradicted += !items.empty();
+        break;
+      case OpCode::Top:
+        counts_.reads_contradicted += e.code == ReplyCode::Empty ? !items.empty() : items.empty() || items.front().value != e.value;
+        break;
+      case OpCode::Size:
+        counts_.reads_contradicted += static_cast<int64_t>(items.size()) != e.value;
+        break;
+      default:
+        break;
+    }
+  }
+
   static bool remove(std::deque<Item>& items, const ItemName& name) {
     auto it = std::find_if(items.begin(), items.end(), [&](const Item& x) { return x.name == name; });
     if (it == items.end()) return false;
@@ -319,7 +378,7 @@ QueueState merge(QueueState base, std::vector<Segment> segments, MergeCounts& co
 
 namespace {
 
-constexpr uint8_t kSegmentFormat = 1;
+constexpr uint8_t kSegmentFormat = 2;  // 2: each effect names its operation
 
 void put_item(wire::Writer& w, const Item& it) {
   w.u64(it.name.side);
@@ -334,6 +393,7 @@ bool get_item(wire::Reader& r, Item& it) {
 
 void put_effect(wire::Writer& w, const Effect& e) {
   w.u8(static_cast<uint8_t>(e.kind));
+  w.u8(static_cast<uint8_t>(e.op));
   w.u64(e.client_id);
   w.u64(e.request_no);
   w.u8(static_cast<uint8_t>(e.code));
@@ -347,17 +407,19 @@ void put_effect(wire::Writer& w, const Effect& e) {
 }
 
 constexpr size_t kItemBytes = 8 + 8 + 4 + 4;
-constexpr size_t kEffectFixedBytes = 1 + 8 + 8 + 1 + 4 + 4 + 4 + 1 + kItemBytes + 4;
+constexpr size_t kEffectFixedBytes = 1 + 1 + 8 + 8 + 1 + 4 + 4 + 4 + 1 + kItemBytes + 4;
 
 bool get_effect(wire::Reader& r, size_t bytes_left, Effect& e) {
-  uint8_t kind, code, created;
+  uint8_t kind, op, code, created;
   uint32_t removed;
-  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Remove) || !r.u64(e.client_id) ||
+  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Remove) || !r.u8(op) || !wire::valid_opcode(op) ||
+      !r.u64(e.client_id) ||
       !r.u64(e.request_no) || !r.u8(code) || !wire::valid_reply_code(code) || !r.i32(e.value) || !r.i32(e.queue) ||
       !r.i32(e.label) || !r.u8(created) || created > 1 || !get_item(r, e.item) || !r.u32(removed) ||
       removed > bytes_left / kItemBytes)
     return false;
   e.kind = static_cast<Effect::Kind>(kind);
+  e.op = static_cast<wire::OpCode>(op);
   e.code = static_cast<wire::ReplyCode>(code);
   e.created = created == 1;
   e.removed.resize(removed);

@@ -1,8 +1,7 @@
 // merge.hpp: partitionable mode's merge of queue copies, a pure function.
 //
-// In partitionable mode (issue 23; not wired into the replicas yet: this is
-// its first step, the part every later one relies on) every side of a
-// partition serves. A side's operations change a tentative copy of the
+// In partitionable mode (issue 23; Replica's "partitionable mode" section
+// in replica.cpp drives it) every side of a partition serves. A side's operations change a tentative copy of the
 // queues, and for each one the side records what it did (an Effect): which
 // item a push appended, which item a pop removed, which queue a create
 // made. When sides meet, merge() folds the sides' effect lists (Segments)
@@ -24,14 +23,19 @@
 //     result unless some side popped it or a destroy removed it.
 //   - Nothing is invented, and no item name appears twice.
 //   - Each side's order is kept: items one side pushed to a queue stay in
-//     that order, after the base's items (which keep theirs); the sides'
-//     blocks follow each other in side order.
+//     that order, after the base's items (which keep theirs); within one
+//     call the sides' blocks follow each other in side order. (The
+//     replicas merge each MERGE record where the order delivers it, one
+//     part a call: there the blocks follow the parts' delivery order, the
+//     same at every replica.)
 //   - Answers can be contradicted, and each kind is counted (MergeCounts):
 //     an item popped on two sides (handed out twice), a queue created on
 //     two sides under one label (the later side's id becomes an alias of
 //     the earlier's queue), a destroy undone because another side pushed to
 //     the queue (add wins: the queue lives on with those items), the same
-//     request applied on two sides (a client's retry that crossed sides).
+//     request applied on two sides (a client's retry that crossed sides),
+//     a pop told "empty" and a size, top, id or "no queue" answer that the
+//     merged history, at the point it puts them, would have given otherwise.
 // What it needs from its caller: queue ids drawn so that no two sides draw
 // the same one (a create whose id is taken is counted in id_collisions,
 // and loses: the test treats any as a failure); and, for merges in steps
@@ -116,6 +120,7 @@ struct Effect {
   // too many for one MERGE record (Replica; apply_on_side makes none).
   enum class Kind : uint8_t { Create, Destroy, Push, Pop, Read, Remove };
   Kind kind = Kind::Read;
+  wire::OpCode op = wire::OpCode::Size;  // the operation asked (a Read's: which answer to check)
   uint64_t client_id = 0;
   uint64_t request_no = 0;
   wire::ReplyCode code = wire::ReplyCode::Ok;  // the answer the side gave
@@ -182,9 +187,12 @@ struct MergeCounts {
   uint64_t destroys_undone = 0;     // destroyed on a side, kept: another side's items in it
   uint64_t label_collisions = 0;    // a queue created on two sides under one label: an alias
   uint64_t cross_side_retries = 0;  // one request applied on two sides
+  uint64_t empty_pops_contradicted = 0;  // a pop a side answered "empty" where the merged queue holds items
+  uint64_t reads_contradicted = 0;       // a size, top, id or "no queue" answer the merged state differs from
   uint64_t id_collisions = 0;       // a create whose id another queue has (the caller's rule broken)
   uint64_t gaps = 0;                // parts skipped: they start past what is absorbed of their side
   std::string text() const;
+  MergeCounts& operator+=(const MergeCounts& o);
 };
 
 // Deliberately broken merges, for the test that must catch each.

@@ -762,6 +762,7 @@ struct Totals {
   uint64_t answered = 0, refused = 0, unknown = 0;  // calls, by outcome
   uint64_t unknown_applied = 0;  // unknown outcomes the order applied
   uint64_t tentative = 0, merge_records = 0;  // --partitionable: tentative answers, MERGE records delivered
+  partition::MergeCounts merged;              // --partitionable: what the MERGE records did, in the agreed order
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;           // state transfers completed
@@ -822,6 +823,7 @@ class Run {
       t.tentative += c.tentative;
     }
     for (const auto& [k, d] : agreed_) t.merge_records += partition::is_merge_record(d.payload);
+    t.merged += merged_;
     t.unknown_applied += unknown_applied_;
     t.doubled_tries += doubled_tries_;
     t.doubled_calls += doubled_calls_;
@@ -2645,6 +2647,7 @@ class Run {
       if (opt_.partitionable && partition::decode_merge_record(it->second.payload, part)) {
         const uint64_t before = reference.absorbed(part.side);
         reference.apply(it->second);
+        merged_ += reference.last_merge();
         for (uint64_t e = std::max(before, part.first); e < part.end(); ++e) {
           const partition::Effect& effect = part.effects[static_cast<size_t>(e - part.first)];
           if (effect.client_id == 0) continue;
@@ -2718,6 +2721,7 @@ class Run {
     return "";
   }
 
+  partition::MergeCounts merged_;  // --partitionable: the agreed order's merges (check_answers)
   uint64_t seed_;
   Options opt_;
   std::mt19937_64 rng_;
@@ -3050,7 +3054,7 @@ int main(int argc, char** argv) {
   std::printf("  two copies a try (clients told lossy): %llu tries in %llu calls, %llu of those calls refused (no effect)\n",
               u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
   if (opt.partitionable)
-    std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered\n", u(totals.tentative),
-                u(totals.merge_records));
+    std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered; merged: %s\n",
+                u(totals.tentative), u(totals.merge_records), totals.merged.text().c_str());
   return failures == 0 ? 0 : 1;
 }

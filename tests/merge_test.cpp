@@ -295,15 +295,9 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
       first_render = text;
       first = result;
       first_counts = counts;
-      total.segments += counts.segments;
-      total.pushes += counts.pushes;
-      total.pops += counts.pops;
-      total.popped_twice += counts.popped_twice;
-      total.destroys += counts.destroys;
-      total.destroys_undone += counts.destroys_undone;
-      total.label_collisions += counts.label_collisions;
-      total.cross_side_retries += counts.cross_side_retries;
-      total.id_collisions += counts.id_collisions;
+      MergeCounts merged_now = counts;
+      merged_now.already_absorbed = 0;  // counted from the second merge below
+      total += merged_now;
     } else if (text != first_render) {
       c.fail("check 1: the result depends on the order the segments came in");
     }
@@ -336,8 +330,10 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
 
 // A worked example: queue 1 holds a b (items 1 and 2 of the
 // committed order); replicas 0,1 | 2 split. Side {0,1} (configuration 2.0,
-// ordering number 131072) pops and pushes c; side {2} (2.2, 131074) pops
-// and pushes d. Both pops returned a (handed out twice). Merged: b c d.
+// ordering number 131072) pops and pushes c; side {2} (2.2, 131074) pops,
+// pushes d, is told size 2, pops b and d, and is told "empty". Both first
+// pops returned a (handed out twice). Merged: c. Where the merge puts
+// them, the size (b c d: 3) and the empty pop (c left) are contradicted.
 int worked_example() {
   QueueState base;
   base.queues[1] = Queue{true, 7, {Item{{kCommitted, 1, 0}, 'a'}, Item{{kCommitted, 2, 0}, 'b'}}};
@@ -348,11 +344,16 @@ int worked_example() {
   left.effects.push_back(apply_on_side(l, op_of(wire::OpCode::Push, 1, 2, 1, 'c'), {131072, 2, 0}, 0));
   right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Pop, 2, 1, 1), {131074, 1, 0}, 0));
   right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Push, 2, 2, 1, 'd'), {131074, 2, 0}, 0));
+  right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Size, 2, 3, 1), {131074, 3, 0}, 0));
+  for (uint64_t request = 4; request <= 6; ++request)
+    right.effects.push_back(apply_on_side(r, op_of(wire::OpCode::Pop, 2, request, 1), {131074, request, 0}, 0));
   MergeCounts counts;
   QueueState merged = merge(base, {right, left}, counts);
-  const std::string want = "queue 1 label 7 items 3: 98@1.2.0 99@131072.2.0 100@131074.2.0\n";
+  const std::string want = "queue 1 label 7 items 1: 99@131072.2.0\n";
   const std::string got = merged.render();
-  const bool ok = got.compare(0, want.size(), want) == 0 && counts.popped_twice == 1 && counts.pops == 1;
+  const bool ok = got.compare(0, want.size(), want) == 0 && right.effects[2].value == 2 &&
+                  right.effects[5].code == wire::ReplyCode::Empty && counts.popped_twice == 1 && counts.pops == 3 &&
+                  counts.reads_contradicted == 1 && counts.empty_pops_contradicted == 1;
   std::printf("worked example: %s\n  merged: %s  counts: %s\n", ok ? "as expected" : "WRONG", got.substr(0, got.find('\n') + 1).c_str(),
               counts.text().c_str());
   return ok ? 0 : 1;
