@@ -73,6 +73,11 @@ void Membership::receive(MemberId from, const void* data, size_t len, uint64_t n
       ++stats_.malformed;
       return;
     }
+    if (m.sender_partitionable != options_.partitionable) {  // not a peer: see MembershipConfig
+      ++stats_.other_mode;
+      other_mode_members_ |= uint64_t{1} << from;
+      return;
+    }
     if (m.incarnation < peers_[from].incarnation) {  // an earlier life of the sender
       ++stats_.stale;
       return;
@@ -1046,6 +1051,7 @@ wire::MembershipMessage Membership::header(wire::MembershipType type) const {
     m.installed_primary = config_.primary;
   }
   m.sender_amnesiac = amnesiac_;
+  m.sender_partitionable = options_.partitionable;
   m.promised = to_wire(promised_);
   m.delivered_upto = options_.multicast.deferred_durability ? durable_delivered_upto_ : delivered_upto_;
   for (MemberId p = 0; p < n_; ++p)

@@ -461,6 +461,12 @@ struct MembershipConfig {
   // A probe refused while this member's configuration works: the same set
   // is asked again no sooner than this (rule 3 of "Partial partitions").
   uint64_t refused_retry_us = 1'000'000;
+  // The service's mode (Replica's --partitionable). Every membership header
+  // says it, and one of the other mode is dropped (counted in other_mode):
+  // such a member is never a peer, so no configuration mixes modes (a
+  // committed MERGE record would be skipped as malformed where items are
+  // not named, and the copies would differ for ever).
+  bool partitionable = false;
   MulticastConfig multicast;
   GroupBug bug = GroupBug::None;
 };
@@ -469,6 +475,7 @@ struct MembershipStats {
   uint64_t malformed = 0;
   uint64_t stale = 0;            // membership messages of an earlier life of their sender
   uint64_t other_config = 0;     // multicast packets of a configuration not ours
+  uint64_t other_mode = 0;       // membership messages of a member of the other mode (dropped)
   uint64_t view_changes = 0;     // PREPARE rounds this member started
   uint64_t probes = 0;           // PROBE rounds this member started
   uint64_t refusals = 0;         // PROBEs and PREPAREs this member refused to join
@@ -555,6 +562,8 @@ class Membership {
   // what the log is rewritten to when a snapshot is taken.
   Restored durable_state() const;
   const MembershipStats& stats() const { return stats_; }
+  // Bit m: member m's membership messages said the other mode (ever).
+  uint64_t other_mode_members() const { return other_mode_members_; }
   // The current configuration's ordering, or null (not primary, or frozen).
   const Multicast* ordering() const { return ordering_.get(); }
 
@@ -710,6 +719,7 @@ class Membership {
 
   Ready ready_;
   MembershipStats stats_;
+  uint64_t other_mode_members_ = 0;
 };
 
 }  // namespace mcast

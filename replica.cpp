@@ -27,8 +27,24 @@ std::string members_text(const std::vector<mcast::MemberId>& members) {
   return text;
 }
 
-mcast::MembershipConfig with_durability(ReplicaOptions o) {
+}  // namespace
+
+const char* peer_verdict_note(PeerVerdict v) {
+  switch (v) {
+    case PeerVerdict::Taken: return "";
+    case PeerVerdict::Malformed: return " (rejected: malformed or implausible)";
+    case PeerVerdict::Stale: return " (dropped: stale, from an earlier life)";
+    case PeerVerdict::OtherConfig: return " (dropped: another configuration's)";
+    case PeerVerdict::OtherMode: return " (dropped: its sender runs in the other mode, --partitionable)";
+  }
+  return "";
+}
+
+namespace {
+// The membership's options as the replica's imply them.
+mcast::MembershipConfig membership_options(ReplicaOptions o) {
   o.membership.multicast.deferred_durability = o.fsync;
+  o.membership.partitionable = o.partitionable;
   return o.membership;
 }
 }  // namespace
@@ -38,7 +54,7 @@ Replica::Replica(mcast::MemberId self, size_t group_size, uint64_t incarnation, 
     : self_(self),
       n_(group_size),
       options_(std::move(options)),
-      group_(self, group_size, incarnation, with_durability(options_), std::move(restored)),
+      group_(self, group_size, incarnation, membership_options(options_), std::move(restored)),
       state_(std::move(state)) {
   amnesiac_ = group_.amnesiac();
   if (options_.bug == ReplicaOptions::Bug::NoExactlyOnce) state_.break_exactly_once_for_tests();
@@ -178,6 +194,7 @@ PeerVerdict Replica::peer_datagram(mcast::MemberId from, const void* data, size_
   if (after.malformed > before.malformed) return PeerVerdict::Malformed;
   if (after.stale > before.stale) return PeerVerdict::Stale;
   if (after.other_config > before.other_config) return PeerVerdict::OtherConfig;
+  if (after.other_mode > before.other_mode) return PeerVerdict::OtherMode;
   return PeerVerdict::Taken;
 }
 
@@ -185,7 +202,7 @@ Replica::Refused Replica::refused() const {
   const mcast::Multicast* ordering = group_.ordering();
   const mcast::MembershipStats& g = group_.stats();
   return Refused{g.malformed + (ordering ? ordering->stats().malformed : 0),
-                 g.stale + (ordering ? ordering->stats().stale : 0), g.other_config};
+                 g.stale + (ordering ? ordering->stats().stale : 0), g.other_config, g.other_mode};
 }
 
 // Requests go out before the protocol's tick: a submit makes it look for
@@ -281,6 +298,7 @@ Handoff Replica::take_handoff(uint64_t now_us) {
     out.notes.push_back("caught up: its log holds everything it claims again");
   }
   amnesiac_ = group_.amnesiac();
+  note_other_mode(out);
   out.datagrams = std::move(ready.to_send);
   order_datagrams(out.datagrams);
   out.replies = std::move(replies_);
@@ -289,6 +307,18 @@ Handoff Replica::take_handoff(uint64_t now_us) {
   tentative_lines_.clear();
   if (options_.partitionable) forget_merged_sides();
   return out;
+}
+
+// Once per member: one that says the other mode is not a peer (membership.hpp).
+void Replica::note_other_mode(Handoff& out) {
+  const uint64_t fresh = group_.other_mode_members() & ~other_mode_noted_;
+  for (mcast::MemberId m = 0; m < n_; ++m)
+    if (fresh & (uint64_t{1} << m))
+      out.notes.push_back("error: replica " + std::to_string(m) + " runs " +
+                          (options_.partitionable ? "without" : "with") +
+                          " --partitionable, this one " + (options_.partitionable ? "with" : "without") +
+                          " it: it is not a peer (its messages are dropped). Start every replica the same way.");
+  other_mode_noted_ |= fresh;
 }
 
 // The protocol's datagrams, the next sequencer's first: it may assign the
@@ -556,6 +586,7 @@ ReplicaCounts Replica::counts() const {
   c.malformed = r.malformed;
   c.stale = r.stale;
   c.other_config = r.other_config;
+  c.other_mode = r.other_mode;
   c.waiting = waiting_.size();
   return c;
 }

@@ -107,7 +107,8 @@ enum class Admission {
 const char* admission_text(Admission a);
 
 // What the protocol made of a peer's datagram (for the trace).
-enum class PeerVerdict { Taken, Malformed, Stale, OtherConfig };
+enum class PeerVerdict { Taken, Malformed, Stale, OtherConfig, OtherMode };
+const char* peer_verdict_note(PeerVerdict v);  // for the trace: "" or " (dropped: ...)"
 
 struct ReplyOut {
   wire::Reply reply;  // lossy bit set
@@ -205,7 +206,7 @@ bool carry_out(Replica& replica, const Handoff& handoff, HandoffEffects& effects
 struct ReplicaCounts {
   uint64_t requests = 0, busy_replies = 0, minority_replies = 0;
   uint64_t log_writes = 0;          // --fsync: appends with records (several per sync)
-  uint64_t malformed = 0, stale = 0, other_config = 0;  // peer datagrams refused
+  uint64_t malformed = 0, stale = 0, other_config = 0, other_mode = 0;  // peer datagrams refused
   size_t waiting = 0, buffered = 0;
   mcast::MulticastStats ordering;
   mcast::MembershipStats membership;
@@ -270,9 +271,10 @@ class Replica {
   bool too_old(uint64_t first_sent_us) const { return now_us_ > first_sent_us + kOrphanLifetimeUs; }
   void forget_orphan_ops(const std::vector<wire::BatchedOp>& ops);
   struct Refused {
-    uint64_t malformed, stale, other_config;
+    uint64_t malformed, stale, other_config, other_mode;
   };
   Refused refused() const;
+  void note_other_mode(Handoff& out);
   bool may_serve() const;
   bool serves_tentatively() const;
   Admission serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from);
@@ -319,6 +321,7 @@ class Replica {
   // when; and the marks the next sync reports.
   bool unsynced_ = false;
   bool amnesiac_ = false;  // as the hand-offs so far have told the shell
+  uint64_t other_mode_noted_ = 0;  // members whose other mode a note reported
   uint64_t sync_owed_since_ = mcast::kNever;
   bool sync_due_ = false;
   mcast::DurableMarks owed_marks_;

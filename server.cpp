@@ -1183,11 +1183,7 @@ class Server {
     if (!stopping_ || !keepalive(data, len)) last_peer_talk_us_ = now;  // see finished()
     const PeerVerdict verdict = replica_->peer_datagram(member, data, len, now);
     if (!trace_) return;
-    const char* note = verdict == PeerVerdict::Malformed     ? " (rejected: malformed or implausible)"
-                       : verdict == PeerVerdict::Stale       ? " (dropped: stale, from an earlier life)"
-                       : verdict == PeerVerdict::OtherConfig ? " (dropped: another configuration's)"
-                                                             : "";
-    trace_->peer_in(member, data, len, note);
+    trace_->peer_in(member, data, len, peer_verdict_note(verdict));
   }
 
   // A membership keepalive, which says nothing of what its sender still needs.
@@ -1388,7 +1384,7 @@ class Server {
   uint64_t dropped() const {
     const ReplicaCounts c = replica_->counts();
     return counters_.nonmember + counters_.loss_dropped + counters_.cut_dropped + counters_.slow_dropped +
-           c.malformed + c.stale + c.other_config;
+           c.malformed + c.stale + c.other_config + c.other_mode;
   }
 
   void report(uint64_t now) {
@@ -1402,7 +1398,7 @@ class Server {
                   "config %s%s %s hears %zu | delivered %llu held %llu stable %llu buffered %zu waiting %zu | "
                   "requests %llu busy %llu minority %llu | view-changes %llu installs %llu | "
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
-                  "dropped: malformed %llu stale %llu other-config %llu non-member %llu loss %llu cut %llu "
+                  "dropped: malformed %llu stale %llu other-config %llu other-mode %llu non-member %llu loss %llu cut %llu "
                   "slow-link %llu send-failed %llu | slow-link delayed %llu pending %zu | "
                   "log writes %llu syncs %llu | spins %llu with a datagram %llu",
                   group.installed() ? group.configuration().id.text().c_str() : "none",
@@ -1416,7 +1412,8 @@ class Server {
                   (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
                   (unsigned long long)s.retransmitted, (unsigned long long)s.redundant_copies,
                   (unsigned long long)s.heartbeats, (unsigned long long)c.malformed, (unsigned long long)c.stale,
-                  (unsigned long long)c.other_config, (unsigned long long)counters_.nonmember,
+                  (unsigned long long)c.other_config, (unsigned long long)c.other_mode,
+                  (unsigned long long)counters_.nonmember,
                   (unsigned long long)counters_.loss_dropped, (unsigned long long)counters_.cut_dropped,
                   (unsigned long long)counters_.slow_dropped, (unsigned long long)counters_.send_failed,
                   (unsigned long long)counters_.slow_delayed, held_.size(), (unsigned long long)c.log_writes,

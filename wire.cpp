@@ -228,7 +228,7 @@ std::string encode_membership(const MembershipMessage& m) {
   w.u8(static_cast<uint8_t>(m.type));
   write_config_id(w, m.installed);
   w.u8(m.installed_primary ? 1 : 0);
-  w.u8(m.sender_amnesiac ? 1 : 0);
+  w.u8((m.sender_amnesiac ? 1 : 0) | (m.sender_partitionable ? 2 : 0));  // the sender's flags
   write_config_id(w, m.promised);
   w.u64(m.delivered_upto);
   w.u64(m.hears);
@@ -286,16 +286,17 @@ bool decode_membership(const void* data, size_t len, MembershipMessage& out) {
   if (len > kMaxDatagram) return false;
   Reader r(data, len);
   Kind kind;
-  uint8_t type, installed_primary, sender_amnesiac;
+  uint8_t type, installed_primary, sender_flags;
   if (!read_preamble(r, kind) || kind != Kind::Membership) return false;
   if (!(r.u16(out.sender) && r.u16(out.group_size) && r.u64(out.incarnation) && r.u8(type) &&
-        read_config_id(r, out.installed) && r.u8(installed_primary) && r.u8(sender_amnesiac) &&
+        read_config_id(r, out.installed) && r.u8(installed_primary) && r.u8(sender_flags) &&
         read_config_id(r, out.promised) && r.u64(out.delivered_upto) && r.u64(out.hears)))
     return false;
-  if (type < 1 || type > 8 || installed_primary > 1 || sender_amnesiac > 1) return false;
+  if (type < 1 || type > 8 || installed_primary > 1 || sender_flags > 3) return false;
   out.type = static_cast<MembershipType>(type);
   out.installed_primary = installed_primary == 1;
-  out.sender_amnesiac = sender_amnesiac == 1;
+  out.sender_amnesiac = (sender_flags & 1) != 0;
+  out.sender_partitionable = (sender_flags & 2) != 0;
   uint16_t count = 0;
   switch (out.type) {
     case MembershipType::Keepalive:

@@ -24,10 +24,11 @@ namespace wire {
 constexpr uint8_t kMagic0 = 'F';
 constexpr uint8_t kMagic1 = 'Q';
 // 2: headers echo the receiver's incarnation; 3: held_upto, membership;
-// 4: 32-bit try numbers in client requests and replies. Only datagrams carry
+// 4: 32-bit try numbers in client requests and replies; 6: membership
+// headers say the sender's mode (partitionable). Only datagrams carry
 // it: nothing a replica stores does (its log holds batches and its snapshot
 // is text, neither with a preamble), so a bump leaves the files readable.
-constexpr uint8_t kVersion = 5;
+constexpr uint8_t kVersion = 6;
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -206,6 +207,9 @@ struct MembershipMessage {
   // The sender's log may have lost a claimed tail (membership.hpp,
   // "Amnesia"): it cannot help make a configuration primary yet.
   bool sender_amnesiac = false;
+  // The sender serves in partitionable mode (Replica): a cluster is of one
+  // mode, and a member of the other is no peer (Membership drops it).
+  bool sender_partitionable = false;
   WireConfigId promised;         // highest id the sender promised
   uint64_t delivered_upto = 0;
   uint64_t hears = 0;            // bit m: the sender hears member m lately

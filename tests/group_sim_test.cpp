@@ -472,15 +472,6 @@ std::vector<std::pair<std::string, std::string>> traced_records(const std::strin
   return records;
 }
 
-const char* verdict_note(PeerVerdict v) {
-  switch (v) {
-    case PeerVerdict::Taken: return "";
-    case PeerVerdict::Malformed: return " (rejected: malformed or implausible)";
-    case PeerVerdict::Stale: return " (dropped: stale, from an earlier life)";
-    case PeerVerdict::OtherConfig: return " (dropped: another configuration's)";
-  }
-  return "";
-}
 
 // A simulated client's address in the trace: "client3".
 std::string client_address(size_t client) { return "client" + std::to_string(client); }
@@ -1492,7 +1483,7 @@ class Run {
         continue;
       }
       const PeerVerdict verdict = members_[f.to].process->peer_datagram(f.from, f.bytes.data(), f.bytes.size(), now);
-      if (trace_out_.on()) trace_out_.received(now, f.from, f.to, f.bytes, verdict_note(verdict));
+      if (trace_out_.on()) trace_out_.received(now, f.from, f.to, f.bytes, peer_verdict_note(verdict));
       took_input(f.to, now);
     }
   }

@@ -1398,7 +1398,51 @@ bool partitions_in_a_row(mcast::InjectedBug bug) {
   return disagreed;
 }
 
+// Three members on a perfect network, member 2 of the other mode
+// (--partitionable) than 0 and 1: 0 and 1 form {0,1}, and no configuration
+// ever holds 2 with either (a mixed one would diverge at its first MERGE
+// record). Returns the members of the configurations installed, by member.
+std::vector<std::set<std::string>> mixed_modes(bool same_mode) {
+  using namespace mcast;
+  const size_t n = 3;
+  std::vector<std::unique_ptr<Membership>> m;
+  for (MemberId i = 0; i < n; ++i) {
+    MembershipConfig cfg;
+    cfg.partitionable = i != 2 || same_mode;
+    m.push_back(std::make_unique<Membership>(i, n, 1, cfg));
+  }
+  std::vector<std::set<std::string>> installed(n);
+  std::deque<std::pair<MemberId, Outgoing>> net;
+  for (uint64_t now = 1000; now < 1'500'000; now += 1000) {
+    for (MemberId i = 0; i < n; ++i) {
+      if (m[i]->next_deadline() <= now) m[i]->tick(now);
+      Ready r = m[i]->take_ready();
+      for (const Event& e : r.events)
+        if (e.kind == Event::Kind::Regular) {
+          std::string members;
+          for (MemberId x : e.config.members) members += std::to_string(x);
+          installed[i].insert(members);
+        }
+      for (Outgoing& o : r.to_send) net.emplace_back(i, std::move(o));
+    }
+    for (; !net.empty(); net.pop_front()) {
+      const auto& [from, o] = net.front();
+      m[o.to]->receive(from, o.bytes.data(), o.bytes.size(), now);
+    }
+  }
+  CHECK(same_mode || (m[0]->stats().other_mode > 0 && m[2]->stats().other_mode > 0 &&
+                      m[2]->other_mode_members() == 3 && m[0]->other_mode_members() == 4),
+        "each side counts the other mode's messages and knows who sent them");
+  return installed;
+}
+
 void test_membership() {
+  const std::vector<std::set<std::string>> mixed = mixed_modes(false);
+  CHECK(mixed[0].count("01") && mixed[1].count("01"), "replicas 0 and 1, of one mode, form {0,1}");
+  for (const auto& at_member : mixed)
+    for (const std::string& members : at_member)
+      CHECK(members == "01" || members == "2", "no configuration mixes the modes: {" + members + "}");
+  CHECK(mixed_modes(true)[2].count("012"), "of one mode, the same three form {0,1,2} (the test can fail)");
   CHECK(!partitions_in_a_row(mcast::InjectedBug::None), "no delivered k is lost over three partitions in a row");
   CHECK(partitions_in_a_row(mcast::InjectedBug::ClaimBelowCut),
         "claiming what it holds short of the cut loses a delivered k there (the test can fail)");
