@@ -721,23 +721,37 @@ bool ReplicaStore::append(const std::vector<mcast::LogRecord>& records, std::str
   return true;
 }
 
-bool ReplicaStore::read_tentative(std::vector<std::string>& lines, std::string& error) const {
+// A last line without its newline is an append a crash cut short: its sync
+// never completed, so no answer rests on it. It is dropped, and cut from
+// the file, so that the next append starts a line of its own (glued to the
+// fragment, it would be unreadable, and every line after it out of place).
+bool ReplicaStore::read_tentative(std::vector<std::string>& lines, std::string& error) {
   std::string text;
   lines.clear();
-  if (!read_file(path("tentative.txt"), text)) {
+  const std::string file = path("tentative.txt");
+  if (!read_file(file, text)) {
     if (errno == ENOENT) return true;
-    error = errno_text("cannot read " + path("tentative.txt"));
+    error = errno_text("cannot read " + file);
     return false;
+  }
+  const size_t whole = text.empty() || text.back() == '\n' ? text.size() : text.rfind('\n') + 1;  // npos + 1 == 0
+  if (whole < text.size()) {
+    text.resize(whole);
+    if (::truncate(file.c_str(), static_cast<off_t>(whole)) != 0) {
+      error = errno_text("cannot cut the torn last line of " + file);
+      return false;
+    }
   }
   for (const std::string& line : split(text, '\n'))
     if (!line.empty()) lines.push_back(line);
   return true;
 }
 
-bool ReplicaStore::append_tentative(const std::vector<std::string>& lines, std::string& error) {
+bool ReplicaStore::write_tentative(const std::vector<std::string>& lines, bool replace, std::string& error) {
   std::string text;
   for (const std::string& line : lines) text += line + "\n";
   const std::string file = path("tentative.txt");
+  if (replace) return write_file_atomically(file, text, error, true);
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     error = errno_text("cannot open " + file);
@@ -747,6 +761,8 @@ bool ReplicaStore::append_tentative(const std::vector<std::string>& lines, std::
   const bool ok = ::fstat(fd, &st) == 0 && write_all(fd, text, static_cast<uint64_t>(st.st_size)) && ::fdatasync(fd) == 0;
   if (!ok) error = errno_text("cannot write " + file);
   ::close(fd);
+  // A new file's name must survive a power cut too (once, when it was empty).
+  if (ok && st.st_size == 0) sync_directory_of(file);
   return ok;
 }
 

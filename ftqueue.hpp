@@ -202,10 +202,12 @@ class ReplicaStore {
   // the files unsynced since, they and their directory are synced first.
   bool sync(std::string& error);
   // Partitionable mode: tentative.txt, what the sides this replica led did
-  // (Replica::restore_tentative reads the lines). Each append is synced,
-  // with or without fsync: a tentative answer rests on it.
-  bool read_tentative(std::vector<std::string>& lines, std::string& error) const;
-  bool append_tentative(const std::vector<std::string>& lines, std::string& error);
+  // (Replica writes and reads the lines). Each write is synced, with or
+  // without fsync: a tentative answer rests on it. `replace`: the lines
+  // become the whole file (atomically: a crash leaves the old one or the
+  // new one). Reading cuts a torn last line (a crash amid an append).
+  bool read_tentative(std::vector<std::string>& lines, std::string& error);
+  bool write_tentative(const std::vector<std::string>& lines, bool replace, std::string& error);
 
   // Writes snapshot.txt atomically, then rewrites the log (atomically) to
   // `protocol` (Membership::durable_state()): its promise, last primary, last

@@ -74,7 +74,8 @@ bool carry_out(Replica& replica, const Handoff& h, HandoffEffects& fx, Misorder 
   if (misorder == Misorder::SendBeforePersist && !send_all()) return false;
   if (misorder == Misorder::TrustBeforePersist && h.log_trusted && !fx.log_trusted()) return false;
   if (!h.records.empty() && !fx.append(h.records)) return false;               // 1
-  if (!h.tentative_lines.empty() && !fx.append_tentative(h.tentative_lines)) return false;
+  if ((!h.tentative_lines.empty() || h.tentative_replace) && !fx.write_tentative(h.tentative_lines, h.tentative_replace))
+    return false;
   if (h.write_snapshot) {                                                       // 2
     if (!fx.write_snapshot()) return false;
     replica.log_rewritten();
@@ -272,7 +273,7 @@ void Replica::submit_waiting(uint64_t now, uint64_t wall_ms) {
 // ---- the hand-off ---------------------------------------------------------------
 
 bool Replica::has_handoff(uint64_t now_us) const {
-  return group_.has_ready() || !replies_.empty() || !tentative_lines_.empty() || sync_due_ ||
+  return group_.has_ready() || !replies_.empty() || !tentative_lines_.empty() || tentative_replace_ || sync_due_ ||
          (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs);
 }
 
@@ -303,9 +304,11 @@ Handoff Replica::take_handoff(uint64_t now_us) {
   order_datagrams(out.datagrams);
   out.replies = std::move(replies_);
   replies_.clear();
+  if (options_.partitionable) forget_merged_sides();
   out.tentative_lines = std::move(tentative_lines_);
   tentative_lines_.clear();
-  if (options_.partitionable) forget_merged_sides();
+  out.tentative_replace = tentative_replace_;
+  tentative_replace_ = false;
   return out;
 }
 
@@ -613,7 +616,8 @@ ReplicaCounts Replica::counts() const {
 // counter in the tentative file, never going back), so no two sides, nor
 // the committed order, draw one id.
 // group_sim_test --partitionable runs this under the usual faults (check
-// 9). Not built yet (issue 23): the side's other members do not hold its
+// 9). Once every side it holds is merged, the file shrinks to the id
+// counter. Not built yet (issue 23): the side's other members do not hold its
 // segment (until the leader merges it, its disk alone keeps it); sides do
 // not exchange their work when they meet without a majority (each leader
 // starts from its own committed state and its own earlier sides).
@@ -679,6 +683,7 @@ void Replica::record_effect(uint64_t side, const partition::Effect& e) {
   seg.side = side;
   tentative_lines_.push_back("effect " + wire::to_hex(partition::encode_segment(partition::Segment{side, seg.end(), {e}})));
   seg.effects.push_back(e);
+  tentative_file_has_effects_ = true;
 }
 
 // In a primary configuration: what of each side's segment the committed
@@ -712,6 +717,13 @@ void Replica::forget_merged_sides() {
     it = !leading && state_.absorbed(it->first) >= it->second.end() ? open_segments_.erase(it) : std::next(it);
   }
   if (!serves_tentatively()) tentative_.reset();
+  // Nothing left to merge: the file shrinks to the id counter, which must
+  // never go back (merge.hpp, tentative_id).
+  if (open_segments_.empty() && tentative_file_has_effects_) {
+    tentative_lines_ = {"ids " + std::to_string(tentative_ids_drawn_)};
+    tentative_replace_ = true;
+    tentative_file_has_effects_ = false;
+  }
 }
 
 void Replica::restore_tentative(const std::vector<std::string>& lines) {
@@ -725,6 +737,7 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
     std::string bytes;
     partition::Segment part;
     if (word != "effect" || !wire::from_hex(rest, bytes) || !partition::decode_segment(bytes, part)) continue;
+    tentative_file_has_effects_ = true;
     partition::Segment& seg = open_segments_[part.side];
     seg.side = part.side;
     if (part.first != seg.end()) continue;  // a line written twice, or out of place

@@ -145,13 +145,18 @@ struct Handoff {
   // the tentative id counter). Appended and synced before anything of this
   // hand-off leaves: a tentative answer rests on this replica's disk alone.
   std::vector<std::string> tentative_lines;
+  // ... or, true, the lines that replace the file: every side it held is
+  // merged (absorbed by the applied state, so a majority holds the MERGE
+  // records: delivered), and only the id counter need stay.
+  bool tentative_replace = false;
   std::vector<size_t> delivered_batch_sizes;  // for net::IdleSpin
   // Not empty: this replica cannot go on (a state transfer's snapshot does
   // not load). Stop the process without carrying anything out.
   std::string fatal;
   bool empty() const {
     return records.empty() && !write_snapshot && !log_trusted && sync == Sync::None && datagrams.empty() && replies.empty() &&
-           applied.empty() && notes.empty() && fatal.empty() && tentative_lines.empty();
+           applied.empty() && notes.empty() && fatal.empty() && tentative_lines.empty() &&
+           !tentative_replace;
   }
 };
 
@@ -165,8 +170,9 @@ class HandoffEffects {
   virtual bool append(const std::vector<mcast::LogRecord>& records) = 0;
   virtual bool write_snapshot() = 0;  // state() and durable_state(), as ReplicaStore::write_snapshot
   virtual bool log_trusted() = 0;     // the log is whole again: a restart need not be amnesiac
-  // Partitionable mode: append these lines to the tentative file and sync it.
-  virtual bool append_tentative(const std::vector<std::string>& lines) = 0;
+  // Partitionable mode: append these lines to the tentative file (or, with
+  // `replace`, make them the whole file, atomically) and sync it.
+  virtual bool write_tentative(const std::vector<std::string>& lines, bool replace) = 0;
   virtual bool sync() = 0;
   virtual bool send(const mcast::Outgoing& datagram) = 0;
   virtual bool reply(const ReplyOut& reply) = 0;
@@ -346,6 +352,8 @@ class Replica {
   uint64_t tentative_side_ = 0;
   uint64_t tentative_ids_drawn_ = 0;  // never goes back (the tentative file keeps it)
   std::vector<std::string> tentative_lines_;  // for the next hand-off
+  bool tentative_replace_ = false;            // ... replacing the file (forget_merged_sides)
+  bool tentative_file_has_effects_ = false;   // the file holds effect lines (not compacted)
   // Per client, the latest request it ran on a side it led, and the answer.
   std::map<uint64_t, wire::Reply> ran_tentatively_;
   // Parts of a side's segment multicast in the current configuration, by

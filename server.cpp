@@ -1266,9 +1266,9 @@ class Server {
       if (!s_.write_trust("boot " + s_.boot_id_, false, error)) s_.fatal(error);
       return true;
     }
-    bool append_tentative(const std::vector<std::string>& lines) override {
+    bool write_tentative(const std::vector<std::string>& lines, bool replace) override {
       std::string error;
-      if (!s_.store_->append_tentative(lines, error)) s_.fatal(error);
+      if (!s_.store_->write_tentative(lines, replace, error)) s_.fatal(error);
       return true;
     }
     bool sync() override {

@@ -736,7 +736,7 @@ struct Member : LogSummary {
   // amnesiac (that STATE may have counted for nothing). A later life may be
   // whole again: check 3 judges an install by the lives that sent STATEs.
   std::set<ConfigId> stated_amnesiac;
-  std::vector<std::string> tentative_lines;  // partitionable mode's file (not run yet)
+  std::vector<std::string> tentative_lines;  // partitionable mode's file
 };
 
 // What the runs did, summed over seeds, so that a passing count says how
@@ -1551,10 +1551,11 @@ class Run {
       m.trusted_boot = m.boot;
       return true;
     }
-    // Partitionable mode is not run here yet (issue 23): a tentative file
-    // line is kept across crashes, as the server's synced file would be.
-    bool append_tentative(const std::vector<std::string>& lines) override {
+    // Partitionable mode's file: synced as written, so kept across crashes
+    // of either kind, as the server's is.
+    bool write_tentative(const std::vector<std::string>& lines, bool replace) override {
       Member& m = run_.members_[i_];
+      if (replace) m.tentative_lines.clear();
       m.tentative_lines.insert(m.tentative_lines.end(), lines.begin(), lines.end());
       return true;
     }

@@ -714,6 +714,21 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
     }
     CHECK_EQ(out, std::to_string(want_size) + "\n", "replica " + std::to_string(i) + ": size 1 after the merges");
   }
+  // Each minority side's leader, its work merged, shrinks its tentative
+  // file to the id counter (bounded wait: it does so at its next step).
+  for (const std::vector<int>& side : sides) {
+    if (side.size() >= majority) continue;
+    const std::string path = cluster.data_dir(side[0]) + "/tentative.txt";
+    std::string text;
+    for (int waited_ms = 0; waited_ms < 5'000; waited_ms += 50) {
+      text.clear();
+      read_file(path, text);
+      if (text.rfind("ids ", 0) == 0 && text.find("effect") == std::string::npos) break;
+      ::usleep(50'000);
+    }
+    CHECK(text.rfind("ids ", 0) == 0 && text.find('\n') == text.size() - 1,
+          "replica " + std::to_string(side[0]) + "'s tentative file, merged, is its id counter alone: " + text.substr(0, 200));
+  }
   std::vector<std::string> popped;
   {
     ClientProcess c(a.client, cluster.servers(), 10);
