@@ -534,6 +534,10 @@ struct Partition {
   std::string shape;
   std::set<std::pair<MemberId, MemberId>> cut;
   bool ordering_only = false;
+  // --partitionable: armed (from = to = never) until the first MERGE record
+  // is delivered during the faults, then it starts (a second partition
+  // amid a merge).
+  bool after_merge = false;
 };
 
 struct Crash {
@@ -541,6 +545,7 @@ struct Crash {
     AnyFlush,         // a flush with records or datagrams
     FlushWithRecords, // a flush with records (the persist-before-send window)
     ViewChange,       // a flush that persists a Promise or an Install
+    Merge,            // a flush that persists or applies a MERGE record (--partitionable)
   };
   uint64_t at = 0;          // strikes at the member's first fitting flush from here
   uint64_t give_up_at = 0;  // no fitting flush by then: strikes at once
@@ -754,6 +759,7 @@ struct Totals {
   uint64_t unknown_applied = 0;  // unknown outcomes the order applied
   uint64_t tentative = 0, merge_records = 0;  // --partitionable: tentative answers, MERGE records delivered
   partition::MergeCounts merged;              // --partitionable: what the MERGE records did, in the agreed order
+  uint64_t merge_crashes = 0, merge_partitions = 0;  // --partitionable: faults that struck amid a merge
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;           // state transfers completed
@@ -799,6 +805,8 @@ class Run {
     ++t.runs;
     t.crashes += crashes_done_;
     t.crashes_in_view_change += crashes_in_view_change_;
+    t.merge_crashes += merge_crashes_;
+    t.merge_partitions += merge_partitions_;
     t.pauses += pauses_.size();
     t.os_crashes += os_crashes_;
     t.amnesiac_restarts += amnesiac_restarts_;
@@ -878,8 +886,47 @@ class Run {
       if (opt_.storm || uniform() < 0.6) plan_partitions();
       if (opt_.storm || uniform() < 0.6) plan_crashes();
     }
+    if (opt_.partitionable) plan_merge_faults();
     plan_clients();
     if (std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 0.3 && !opt_.partial) plan_pauses();
+  }
+
+  // --partitionable: faults aimed at a merge (issue 23): a crash at a
+  // member's first hand-off that persists or applies a MERGE record, and a
+  // partition that starts when the first MERGE record is delivered. Both
+  // only while the faults last; a side that rejoins a majority before
+  // the end of the faults merges then, so the faults go on a while after
+  // the planned partitions end.
+  void plan_merge_faults() {
+    uint64_t last_partition_end = 0;
+    for (const Partition& p : partitions_) last_partition_end = std::max(last_partition_end, p.to);
+    if (last_partition_end > 0) fault_end_ = std::max(fault_end_, last_partition_end + 3 * suspect());
+    if (uniform() < 0.5) {
+      add_crash(any_member(), 1000, downtime(), Crash::Trigger::Merge);
+      crashes_.back().give_up_at = fault_end_;
+      note(1000, "crash of " + std::to_string(crashes_.back().member) + " armed for its first hand-off with a MERGE record");
+    }
+    if (uniform() < 0.5) {
+      Partition part;
+      part.from = part.to = mcast::kNever;
+      part.after_merge = true;
+      shape_partition(part);
+      note(1000, "partition (" + part.shape + ") armed for the first MERGE record delivered");
+      partitions_.push_back(part);
+    }
+  }
+
+  // A MERGE record delivered while the faults last starts the armed partition.
+  void merge_delivered(uint64_t now) {
+    if (!faulty()) return;
+    for (Partition& p : partitions_)
+      if (p.after_merge && p.from == mcast::kNever) {
+        p.from = now + between(0, 2000);
+        p.to = p.from + between(suspect() / 3, 4 * suspect());
+        fault_end_ = std::max(fault_end_, p.to);
+        ++merge_partitions_;
+        note(now, "partition (" + p.shape + ") amid a merge, until t=" + std::to_string(p.to));
+      }
   }
 
   size_t scaled(size_t count) const { return std::max<size_t>(1, static_cast<size_t>(count * opt_.fault_scale + 0.5)); }
@@ -1335,6 +1382,12 @@ class Run {
         for (const LogRecord& rec : h.records)
           if (rec.kind == LogRecord::Kind::Promise || rec.kind == LogRecord::Kind::Install) return true;
         return false;
+      case Crash::Trigger::Merge:
+        for (const LogRecord& rec : h.records)
+          if (rec.kind == LogRecord::Kind::Held && partition::is_merge_record(rec.held.payload)) return true;
+        for (const AppliedEvent& a : h.applied)
+          if (a.event.kind == Event::Kind::Deliver && partition::is_merge_record(a.event.delivery.payload)) return true;
+        return false;
     }
     return false;
   }
@@ -1611,6 +1664,7 @@ class Run {
       Crash* crash_now = crash_due(i, now, h);
       if (crash_now) {
         if (fits(Crash::Trigger::ViewChange, h)) ++crashes_in_view_change_;
+        if (opt_.partitionable && fits(Crash::Trigger::Merge, h)) ++merge_crashes_;
         const bool mid_write = uniform() < 0.5;
         fx.write_budget = mid_write ? between(0, h.records.size()) : h.records.size();
         fx.crash_after_write = mid_write;
@@ -2083,6 +2137,7 @@ class Run {
     std::vector<wire::BatchedOp> ops;
     partition::Segment part;
     const bool merge = opt_.partitionable && partition::decode_merge_record(d.payload, part);
+    if (merge) merge_delivered(now);
     if (!merge && !wire::decode_batch(d.payload, ops))
       return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " a payload that is not a batch");
     for (const partition::Effect& e : part.effects)
@@ -2742,6 +2797,7 @@ class Run {
   std::vector<Pause> pauses_;
   size_t crashes_done_ = 0;
   size_t crashes_in_view_change_ = 0;
+  size_t merge_crashes_ = 0, merge_partitions_ = 0;  // --partitionable: faults that struck amid a merge
   size_t snapshots_installed_ = 0;
   size_t snapshots_past_cut_ = 0;  // of those, snapshots the source took past the configuration's cut
   uint64_t converged_at_ = 0;
@@ -3046,7 +3102,9 @@ int main(int argc, char** argv) {
   std::printf("  two copies a try (clients told lossy): %llu tries in %llu calls, %llu of those calls refused (no effect)\n",
               u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
   if (opt.partitionable)
-    std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered; merged: %s\n",
-                u(totals.tentative), u(totals.merge_records), totals.merged.text().c_str());
+    std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered; amid a merge: %llu crashes, "
+                "%llu partitions began; merged: %s\n",
+                u(totals.tentative), u(totals.merge_records), u(totals.merge_crashes), u(totals.merge_partitions),
+                totals.merged.text().c_str());
   return failures == 0 ? 0 : 1;
 }
