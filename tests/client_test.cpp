@@ -339,13 +339,7 @@ int lossy_no_majority_test(const std::string& server, const std::string& client)
                               std::to_string(exit_status));
 
   for (int i = 0; i < 5; ++i) cluster.cut(i, "");
-  bool healed = false;
-  for (const uint64_t give_up = net::now_us() + 20'000'000; !healed && net::now_us() < give_up;) {
-    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
-    healed = occurrences(status, " primary {0,1,2,3,4}") == 5;
-    if (!healed) ::usleep(100'000);
-  }
-  CHECK(healed, "healed, all 5 should be primary again: " + status);
+  CHECK(cluster.wait_whole(client, 20'000), "healed: all 5 should be in one primary configuration again");
   CHECK(cluster.stop_all(), std::string("graceful stop"));
   if (harness::g_failures == 0) {
     harness::remove_tree(dir);
@@ -452,13 +446,7 @@ int no_majority_test(const std::string& server, const std::string& client) {
 
   // Heal, so that the replicas can drain and stop gracefully.
   for (int i = 0; i < 5; ++i) cluster.cut(i, "");
-  bool healed = false;
-  for (const uint64_t give_up = net::now_us() + 20'000'000; !healed && net::now_us() < give_up;) {
-    status = run(client, {"--servers", servers, "--timeout", "1", "status"}).out;
-    healed = occurrences(status, " primary {0,1,2,3,4}") == 5;
-    if (!healed) ::usleep(100'000);
-  }
-  CHECK(healed, "healed, all 5 should be primary again: " + status);
+  CHECK(cluster.wait_whole(client, 20'000), "healed: all 5 should be in one primary configuration again");
   // An idle cluster stops gracefully in a fraction of a second: a replica
   // done leaving lingers only while a peer still needs it, and the peers'
   // keepalives do not count (they kept every replica to the 3 s cap). 2 s

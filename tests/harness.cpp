@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -215,7 +216,9 @@ bool Cluster::wait_whole(const std::string& client_bin, int timeout_ms) const {
   std::string all = "{";
   for (int i = 0; i < config_.members; ++i) all += (i ? "," : "") + std::to_string(i);
   all += "}";
-  for (int waited_ms = 0; waited_ms < timeout_ms; waited_ms += 50) {
+  // A deadline by the clock: each round's status calls take time too.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < give_up) {
     std::set<std::string> configs;
     int whole = 0;
     for (int i = 0; i < config_.members; ++i) {

@@ -499,6 +499,35 @@ static int scenario_c(bool starve3) {
   return sim.violations ? 1 : 0;
 }
 
+// The membership counters of every member now.
+static std::vector<MembershipStats> all_stats(const Sim& sim) {
+  std::vector<MembershipStats> out;
+  for (const auto& node : sim.nodes) out.push_back(node.p->stats());
+  return out;
+}
+
+// Prints what each member did since `before` (over `window`), and returns
+// the changes summed over members: installs, and probes + rounds + installs.
+struct Churn {
+  uint64_t installs = 0, all = 0;
+};
+static Churn report_since(const Sim& sim, const std::vector<MembershipStats>& before, const char* window) {
+  Churn churn;
+  for (size_t i = 0; i < sim.nodes.size(); ++i) {
+    const MembershipStats& st = sim.nodes[i].p->stats();
+    const uint64_t installs = st.installs - before[i].installs, rounds = st.view_changes - before[i].view_changes,
+                   probes = st.probes - before[i].probes;
+    std::printf("    member %zu, in the last %s: installs %llu (total %llu), rounds %llu, probes %llu; config {", i, window,
+                (unsigned long long)installs, (unsigned long long)st.installs, (unsigned long long)rounds,
+                (unsigned long long)probes);
+    for (MemberId m : sim.nodes[i].p->configuration().members) std::printf(" %u", m);
+    std::printf(" }\n");
+    churn.installs += installs;
+    churn.all += installs + rounds + probes;
+  }
+  return churn;
+}
+
 // R1 (review): a majority-sized configuration that installs non-primary
 // (amnesiac members: a whole-cluster power cut without --fsync), all links
 // up. Counts installs over 3 s of steady links.
@@ -513,20 +542,11 @@ static int scenario_r1(size_t n, int amnesiacs) {
     sim.flush(i);
   }
   sim.run(1'000'000);
-  std::vector<uint64_t> before(n);
-  for (size_t i = 0; i < n; ++i) before[i] = sim.nodes[i].p->stats().installs;
+  const std::vector<MembershipStats> before = all_stats(sim);
   sim.show_all();
   sim.run(3'000'000);
   sim.show_all();
-  uint64_t total = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const MembershipStats& st = sim.nodes[i].p->stats();
-    std::printf("    member %zu: installs in the last 3 s %llu (total %llu), rounds started %llu, probes %llu\n", i,
-                (unsigned long long)(st.installs - before[i]), (unsigned long long)st.installs,
-                (unsigned long long)st.view_changes, (unsigned long long)st.probes);
-    total += st.installs - before[i];
-  }
-  return total > 0 ? 1 : 0;
+  return report_since(sim, before, "3 s").installs > 0 ? 1 : 0;
 }
 
 // R2 (review): n=8. Phase 1: a clean split A={0,1,5} | B={2,3,6} | C={4,7}
@@ -576,21 +596,10 @@ static int scenario_r3() {
     sim.flush(i);
   }
   sim.run(1'000'000);
-  std::vector<uint64_t> before(3);
-  for (int i = 0; i < 3; ++i) before[i] = sim.nodes[i].p->stats().installs;
+  const std::vector<MembershipStats> before = all_stats(sim);
   sim.run(3'000'000);
   sim.show_all();
-  uint64_t total = 0;
-  for (int i = 0; i < 3; ++i) {
-    const MembershipStats& st = sim.nodes[i].p->stats();
-    std::printf("    member %d: installs in the last 3 s %llu (total %llu), rounds %llu, probes %llu, config {", i,
-                (unsigned long long)(st.installs - before[i]), (unsigned long long)st.installs, (unsigned long long)st.view_changes,
-                (unsigned long long)st.probes);
-    for (MemberId m : sim.nodes[i].p->configuration().members) std::printf(" %u", m);
-    std::printf(" }\n");
-    total += st.installs - before[i];
-  }
-  return total > 0 ? 1 : 0;
+  return report_since(sim, before, "3 s").installs > 0 ? 1 : 0;
 }
 
 // R4: n=3. A keepalive member 1 sent to member 0 in configuration A is
@@ -618,24 +627,13 @@ static int scenario_r4() {
          "B={0,1,2} installs after member 2's restart");
   sim.run(200'000);
   sim.show_all();
-  std::vector<MembershipStats> before;
-  for (int i = 0; i < 3; ++i) before.push_back(sim.nodes[i].p->stats());
+  const std::vector<MembershipStats> before = all_stats(sim);
   for (int t = 0; t < 100; ++t) {
     sim.inflight.push_back(Pkt{1, 0, stale});
     sim.run(10'000);
   }
   sim.show_all();
-  uint64_t changes = 0;
-  for (int i = 0; i < 3; ++i) {
-    const MembershipStats& st = sim.nodes[i].p->stats();
-    std::printf("    member %d: in the last 1 s probes %llu, rounds %llu, installs %llu\n", i,
-                (unsigned long long)(st.probes - before[i].probes),
-                (unsigned long long)(st.view_changes - before[i].view_changes),
-                (unsigned long long)(st.installs - before[i].installs));
-    changes += (st.probes - before[i].probes) + (st.view_changes - before[i].view_changes) +
-               (st.installs - before[i].installs);
-  }
-  return changes > 0 ? 1 : 0;
+  return report_since(sim, before, "1 s").all > 0 ? 1 : 0;
 }
 
 static int run(const std::string& which);
