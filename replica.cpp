@@ -40,6 +40,24 @@ const char* peer_verdict_note(PeerVerdict v) {
   return "";
 }
 
+const char* describe_side_datagram(const void* data, size_t len, std::string& text) {
+  std::string bytes;
+  partition::Segment part;
+  uint64_t side = 0, held = 0;
+  if (wire::decode_side_copy(data, len, bytes)) {
+    text = partition::decode_segment(bytes, part)
+               ? "side " + mcast::ConfigId::of_ordering_number(part.side).text() + " effects " +
+                     std::to_string(part.first + 1) + ".." + std::to_string(part.end())
+               : "a malformed segment";
+    return "SIDECOPY";
+  }
+  if (wire::decode_side_ack(data, len, side, held)) {
+    text = "side " + mcast::ConfigId::of_ordering_number(side).text() + ": holds its effects 1.." + std::to_string(held);
+    return "SIDEACK";
+  }
+  return nullptr;
+}
+
 namespace {
 // The membership's options as the replica's imply them.
 mcast::MembershipConfig membership_options(ReplicaOptions o) {
@@ -117,7 +135,7 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
       ran != ran_tentatively_.end() && ran->second.request_no == op.request_no) {
     wire::Reply again = ran->second;
     again.attempt = attempt;
-    answer(again, from);
+    answer_when_copied(again, from);
     return Admission::Tentative;
   }
   const auto key = std::make_pair(op.client_id, op.request_no);
@@ -189,6 +207,8 @@ bool Replica::lossy_mode() const { return group_.ordering() && group_.ordering()
 
 PeerVerdict Replica::peer_datagram(mcast::MemberId from, const void* data, size_t len, uint64_t now_us) {
   now_us_ = std::max(now_us_, now_us);
+  PeerVerdict side_verdict;
+  if (side_datagram(from, data, len, side_verdict)) return side_verdict;
   const Refused before = refused();
   group_.receive(from, data, len, now_us);
   const Refused after = refused();
@@ -202,7 +222,7 @@ PeerVerdict Replica::peer_datagram(mcast::MemberId from, const void* data, size_
 Replica::Refused Replica::refused() const {
   const mcast::Multicast* ordering = group_.ordering();
   const mcast::MembershipStats& g = group_.stats();
-  return Refused{g.malformed + (ordering ? ordering->stats().malformed : 0),
+  return Refused{g.malformed + (ordering ? ordering->stats().malformed : 0) + side_malformed_,
                  g.stale + (ordering ? ordering->stats().stale : 0), g.other_config, g.other_mode};
 }
 
@@ -210,7 +230,10 @@ Replica::Refused Replica::refused() const {
 // gaps at its next tick (Multicast::recovery_due_), and this tick is it.
 void Replica::tick(uint64_t now_us, uint64_t wall_ms) {
   now_us_ = std::max(now_us_, now_us);
-  if (options_.partitionable) submit_merges(now_us);
+  if (options_.partitionable) {
+    submit_merges(now_us);
+    if (now_us >= side_copy_due_us_) copy_side(now_us);
+  }
   submit_waiting(now_us, wall_ms);
   group_.tick(now_us);
   // Closing ends this replica's sending; orphans' operations waiting to be
@@ -221,7 +244,7 @@ void Replica::tick(uint64_t now_us, uint64_t wall_ms) {
 }
 
 uint64_t Replica::next_deadline() const {
-  uint64_t deadline = std::min(group_.next_deadline(), batch_hold_ends());
+  uint64_t deadline = std::min({group_.next_deadline(), batch_hold_ends(), side_copy_due_us_});
   if (sync_owed_since_ != mcast::kNever) deadline = std::min(deadline, sync_owed_since_ + kOwedSyncUs);
   return deadline;
 }
@@ -273,7 +296,8 @@ void Replica::submit_waiting(uint64_t now, uint64_t wall_ms) {
 // ---- the hand-off ---------------------------------------------------------------
 
 bool Replica::has_handoff(uint64_t now_us) const {
-  return group_.has_ready() || !replies_.empty() || !tentative_lines_.empty() || tentative_replace_ || sync_due_ ||
+  return group_.has_ready() || !replies_.empty() || !tentative_lines_.empty() || tentative_replace_ || !side_out_.empty() ||
+         sync_due_ ||
          (sync_owed_since_ != mcast::kNever && now_us >= sync_owed_since_ + kOwedSyncUs);
 }
 
@@ -302,6 +326,8 @@ Handoff Replica::take_handoff(uint64_t now_us) {
   note_other_mode(out);
   out.datagrams = std::move(ready.to_send);
   order_datagrams(out.datagrams);
+  out.datagrams.insert(out.datagrams.end(), side_out_.begin(), side_out_.end());
+  side_out_.clear();
   out.replies = std::move(replies_);
   replies_.clear();
   if (options_.partitionable) forget_merged_sides();
@@ -617,10 +643,11 @@ ReplicaCounts Replica::counts() const {
 // the committed order, draw one id.
 // group_sim_test --partitionable runs this under the usual faults (check
 // 9). Once every side it holds is merged, the file shrinks to the id
-// counter. Not built yet (issue 23): the side's other members do not hold its
-// segment (until the leader merges it, its disk alone keeps it); sides do
-// not exchange their work when they meet without a majority (each leader
-// starts from its own committed state and its own earlier sides).
+// counter. A tentative answer waits until every other member of the side
+// holds its effect ("copies of a side's work", below). Not built yet
+// (issue 23): sides do not exchange their work when they meet without a
+// majority (each leader starts from its own committed state and the sides
+// whose work it holds).
 
 bool Replica::serves_tentatively() const {
   if (!options_.partitionable || stopping_ || !group_.installed() || group_.primary()) return false;
@@ -636,6 +663,10 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
     partition::MergeCounts ignored;
     tentative_ = partition::merge(state_.named_state(), earlier, ignored);
     tentative_side_ = side;
+    side_held_.clear();
+    for (mcast::MemberId m : group_.configuration().members)
+      if (m != self_) side_held_[m] = 0;
+    side_sent_ = side_held_;
   }
   partition::Segment& seg = open_segments_[side];
   seg.side = side;
@@ -673,7 +704,8 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
   r.code = e.code;
   r.value = e.value;
   if (e.client_id != 0) ran_tentatively_[op.client_id] = r;
-  answer(r, from);
+  answer_when_copied(r, from);
+  copy_side(now_us_);
   return Admission::Tentative;
 }
 
@@ -716,7 +748,16 @@ void Replica::forget_merged_sides() {
     const bool leading = tentative_ && it->first == tentative_side_ && serves_tentatively();
     it = !leading && state_.absorbed(it->first) >= it->second.end() ? open_segments_.erase(it) : std::next(it);
   }
-  if (!serves_tentatively()) tentative_.reset();
+  if (!serves_tentatively()) {
+    // The side ended: answers still waiting for copies are dropped (each
+    // client tries again, and is answered from ran_tentatively_ where this
+    // replica leads a side again; its effect stays on this disk).
+    tentative_.reset();
+    side_held_.clear();
+    side_sent_.clear();
+    held_answers_.clear();
+    side_copy_due_us_ = mcast::kNever;
+  }
   // Nothing left to merge: the file shrinks to the id counter, which must
   // never go back (merge.hpp, tentative_id).
   if (open_segments_.empty() && tentative_file_has_effects_) {
@@ -724,6 +765,114 @@ void Replica::forget_merged_sides() {
     tentative_replace_ = true;
     tentative_file_has_effects_ = false;
   }
+}
+
+// ---- copies of a side's work -------------------------------------------------------
+//
+// A tentative answer leaves the leader only once every other member of the
+// side holds the effect it answers for, synced in its own tentative file
+// (SideCopy, SideAck): a side's work outlives its leader's disk, as a
+// committed answer outlives any minority's. Each member that holds a side's
+// effects multicasts them in a primary configuration (submit_merges), and
+// the merge takes each effect once (absorbed), whoever sent it. A member
+// holds a copy only from the leader of the configuration it is installed in
+// (that side), and acks what its file holds, after the lines are synced
+// (carry_out writes the tentative file before it sends). Waiting for every
+// member, not a majority of the side: a member that stops answering leaves
+// the side soon (suspicion), and the next side is smaller.
+
+// True (with its verdict) if the datagram is a side's copy or ack.
+bool Replica::side_datagram(mcast::MemberId from, const void* data, size_t len, PeerVerdict& verdict) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  const uint8_t kind = len > 3 ? bytes[3] : 0;
+  if (kind != static_cast<uint8_t>(wire::Kind::SideCopy) && kind != static_cast<uint8_t>(wire::Kind::SideAck)) return false;
+  verdict = PeerVerdict::Malformed;
+  std::string segment_bytes;
+  partition::Segment part;
+  uint64_t side = 0, held = 0;
+  if (!options_.partitionable) {
+    ++side_malformed_;
+  } else if (wire::decode_side_copy(data, len, segment_bytes) && partition::decode_segment(segment_bytes, part)) {
+    verdict = PeerVerdict::Taken;
+    on_side_copy(from, part);
+  } else if (wire::decode_side_ack(data, len, side, held)) {
+    verdict = PeerVerdict::Taken;
+    on_side_ack(from, side, held);
+  } else {
+    ++side_malformed_;
+  }
+  return true;
+}
+
+// Answered now, or once every other member of the side holds every effect
+// recorded so far (the one this answer is for among them).
+void Replica::answer_when_copied(const wire::Reply& r, wire::ClientAddress from) {
+  const uint64_t needs = serves_tentatively() ? open_segments_[tentative_side_].end() : 0;
+  for (const auto& [member, held] : side_held_)
+    if (held < needs) {
+      held_answers_.push_back(HeldAnswer{needs, ReplyOut{r, from, 1}});
+      return;
+    }
+  answer(r, from);
+}
+
+// Sends each other member of the side what it lacks: what it was not sent
+// yet, or (every kSideCopyRetryUs) all it has not acknowledged.
+void Replica::copy_side(uint64_t now) {
+  if (!serves_tentatively() || !tentative_) return;
+  const partition::Segment& seg = open_segments_[tentative_side_];
+  const bool again = now >= side_copy_due_us_;
+  bool unheld = false;
+  for (auto& [member, sent] : side_sent_) {
+    const uint64_t held = side_held_[member];
+    if (held >= seg.end()) continue;
+    unheld = true;
+    const uint64_t from = again ? held : std::max(held, sent);
+    if (from >= seg.end()) continue;
+    partition::Segment rest{seg.side, from,
+                            std::vector<partition::Effect>(seg.effects.begin() + static_cast<long>(from), seg.effects.end())};
+    for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
+      side_out_.push_back(mcast::Outgoing{member, wire::encode_side_copy(partition::encode_segment(part))});
+    sent = seg.end();
+  }
+  side_copy_due_us_ = !unheld ? mcast::kNever : again || side_copy_due_us_ == mcast::kNever ? now + kSideCopyRetryUs
+                                                                                              : side_copy_due_us_;
+}
+
+void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part) {
+  if (!group_.installed() || group_.primary() || from == self_) return;
+  const mcast::Configuration& c = group_.configuration();
+  if (c.members.empty() || c.members.front() != from || c.id.ordering_number() != part.side) return;  // not my side's leader
+  partition::Segment& seg = open_segments_[part.side];
+  seg.side = part.side;
+  if (part.first <= seg.end())
+    for (uint64_t i = seg.end(); i < part.end(); ++i) {
+      const partition::Effect& e = part.effects[static_cast<size_t>(i - part.first)];
+      record_effect(part.side, e);
+      if (e.client_id != 0) {  // a retry here gets the side's answer, as at its leader
+        wire::Reply r{e.client_id, e.request_no, e.code, e.value};
+        r.tentative = true;
+        ran_tentatively_[e.client_id] = r;
+      }
+    }
+  side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, seg.end())});
+}
+
+void Replica::on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held) {
+  if (!serves_tentatively() || side != tentative_side_) return;
+  auto it = side_held_.find(from);
+  if (it == side_held_.end()) return;
+  it->second = std::max(it->second, std::min(held, open_segments_[side].end()));
+  release_copied_answers();
+}
+
+void Replica::release_copied_answers() {
+  uint64_t everyone = mcast::kNever;
+  for (const auto& [member, held] : side_held_) everyone = std::min(everyone, held);
+  auto copied = std::stable_partition(held_answers_.begin(), held_answers_.end(),
+                                      [everyone](const HeldAnswer& h) { return h.needs <= everyone; });
+  for (auto it = held_answers_.begin(); it != copied; ++it) answer(it->reply.reply, it->reply.to);
+  held_answers_.erase(held_answers_.begin(), copied);
 }
 
 void Replica::restore_tentative(const std::vector<std::string>& lines) {

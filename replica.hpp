@@ -109,6 +109,9 @@ const char* admission_text(Admission a);
 // What the protocol made of a peer's datagram (for the trace).
 enum class PeerVerdict { Taken, Malformed, Stale, OtherConfig, OtherMode };
 const char* peer_verdict_note(PeerVerdict v);  // for the trace: "" or " (dropped: ...)"
+// For the trace: a side's copy or ack (partitionable mode): its event
+// ("SIDECOPY", "SIDEACK"), and its text in `text`; nullptr for any other.
+const char* describe_side_datagram(const void* data, size_t len, std::string& text);
 
 struct ReplyOut {
   wire::Reply reply;  // lossy bit set
@@ -285,6 +288,12 @@ class Replica {
   bool serves_tentatively() const;
   Admission serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from);
   void submit_merges(uint64_t now);
+  bool side_datagram(mcast::MemberId from, const void* data, size_t len, PeerVerdict& verdict);
+  void answer_when_copied(const wire::Reply& r, wire::ClientAddress from);
+  void copy_side(uint64_t now);
+  void on_side_copy(mcast::MemberId from, const partition::Segment& part);
+  void on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held);
+  void release_copied_answers();
   void record_effect(uint64_t side, const partition::Effect& e);
   void forget_merged_sides();
   wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const;
@@ -362,4 +371,18 @@ class Replica {
   uint64_t merge_sent_config_ = 0;
   static constexpr size_t kMergePartBytes = 1000;  // a part and its batch header fit a datagram
   static constexpr size_t kRemovedPerEffect = 32;  // items of a destroy per effect: 32 x 24 bytes
+  // Copies of the side's work (the side this replica leads now): how many
+  // of its effects each other member said it holds, the answers waiting
+  // for every member to hold their effect, and when the copies go again.
+  struct HeldAnswer {
+    uint64_t needs = 0;  // effects 0..needs-1 of the side held by every member
+    ReplyOut reply;
+  };
+  std::map<mcast::MemberId, uint64_t> side_held_;
+  std::map<mcast::MemberId, uint64_t> side_sent_;  // effects sent to each, not yet resent
+  std::vector<HeldAnswer> held_answers_;
+  uint64_t side_copy_due_us_ = mcast::kNever;
+  std::vector<mcast::Outgoing> side_out_;  // copies and acks, for the next hand-off
+  uint64_t side_malformed_ = 0;            // side datagrams refused (or outside partitionable mode)
+  static constexpr uint64_t kSideCopyRetryUs = 20'000;
 };

@@ -705,6 +705,11 @@ class Tracer {
         line(wire::membership_type_name(m.type), "in", "from " + member_text(from) + ": " + membership_text(m) + note);
       return;
     }
+    std::string side_text;
+    if (const char* side_event = describe_side_datagram(data, len, side_text)) {
+      line(side_event, "in", "from " + member_text(from) + ": " + side_text + note);
+      return;
+    }
     wire::PeerPacket p;
     if (!wire::decode_peer(data, len, p)) {
       line("JUNK", "in", "from " + member_text(from) + ": " + std::to_string(len) + " bytes, not a peer packet" + note);
@@ -734,6 +739,10 @@ class Tracer {
         if (m.type != wire::MembershipType::Keepalive) described.push_back({wire::membership_type_name(m.type), membership_text(m)});
       } else if (wire::decode_peer(out[i].bytes.data(), out[i].bytes.size(), p)) {
         described = describe_packet(p);
+      } else {
+        std::string side_text;
+        if (const char* side_event = describe_side_datagram(out[i].bytes.data(), out[i].bytes.size(), side_text))
+          described.push_back(TraceLine{side_event, side_text});
       }
       for (TraceLine& l : described) {
         auto same = std::find_if(lines.begin(), lines.end(), [&l](const Line& e) {

@@ -64,7 +64,7 @@ bool read_preamble(Reader& r, Kind& kind) {
   uint8_t m0, m1, ver, k;
   if (!r.u8(m0) || !r.u8(m1) || !r.u8(ver) || !r.u8(k)) return false;
   if (m0 != kMagic0 || m1 != kMagic1 || ver != kVersion) return false;
-  if (k < static_cast<uint8_t>(Kind::Peer) || k > static_cast<uint8_t>(Kind::Membership)) return false;
+  if (k < static_cast<uint8_t>(Kind::Peer) || k > static_cast<uint8_t>(Kind::SideAck)) return false;
   kind = static_cast<Kind>(k);
   return true;
 }
@@ -279,6 +279,34 @@ std::string encode_membership(const MembershipMessage& m) {
       break;
   }
   return w.take();
+}
+
+std::string encode_side_copy(const std::string& segment_bytes) {
+  Writer w;
+  write_preamble(w, Kind::SideCopy);
+  w.bytes(segment_bytes);
+  return w.take();
+}
+
+bool decode_side_copy(const void* data, size_t len, std::string& segment_bytes) {
+  if (len > kMaxDatagram) return false;
+  Reader r(data, len);
+  Kind kind;
+  return read_preamble(r, kind) && kind == Kind::SideCopy && r.bytes(segment_bytes, kMaxDatagram) && r.at_end();
+}
+
+std::string encode_side_ack(uint64_t side, uint64_t held) {
+  Writer w;
+  write_preamble(w, Kind::SideAck);
+  w.u64(side);
+  w.u64(held);
+  return w.take();
+}
+
+bool decode_side_ack(const void* data, size_t len, uint64_t& side, uint64_t& held) {
+  Reader r(data, len);
+  Kind kind;
+  return read_preamble(r, kind) && kind == Kind::SideAck && r.u64(side) && r.u64(held) && r.at_end();
 }
 
 bool decode_membership(const void* data, size_t len, MembershipMessage& out) {

@@ -41,6 +41,8 @@ enum class Kind : uint8_t {
   StatusRequest = 4,
   StatusReply = 5,
   Membership = 6,
+  SideCopy = 7,  // partitionable mode: a side's leader copies its work to the side
+  SideAck = 8,   // ... and each member says how much of it it holds
 };
 
 // ---- primitives ----------------------------------------------------------
@@ -251,6 +253,16 @@ constexpr size_t kSnapshotChunkBytes = 1200;
 const char* membership_type_name(MembershipType t);
 std::string encode_membership(const MembershipMessage& m);
 bool decode_membership(const void* data, size_t len, MembershipMessage& out);
+
+// Partitionable mode (Replica): a part of a side's segment (merge.hpp's
+// encode_segment bytes, opaque here), from the side's leader to another
+// member of the side; and the answer, how many of the side's effects
+// (`held`) that member holds on disk. `side` is the side's configuration's
+// ordering number.
+std::string encode_side_copy(const std::string& segment_bytes);
+bool decode_side_copy(const void* data, size_t len, std::string& segment_bytes);
+std::string encode_side_ack(uint64_t side, uint64_t held);
+bool decode_side_ack(const void* data, size_t len, uint64_t& side, uint64_t& held);
 
 // ---- client datagrams ----------------------------------------------------
 

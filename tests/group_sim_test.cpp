@@ -403,6 +403,9 @@ std::string datagram_text(const std::string& bytes) {
     }
     return s;
   }
+  std::string side_text;
+  if (const char* side_event = describe_side_datagram(bytes.data(), bytes.size(), side_text))
+    return std::string(side_event) + " " + side_text;
   wire::PeerPacket p;
   if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return "undecodable peer datagram";
   std::string s = "PEER inc=" + std::to_string(p.header.incarnation) + " held=" + std::to_string(p.header.held_upto) +
@@ -451,6 +454,8 @@ std::vector<std::pair<std::string, std::string>> traced_records(const std::strin
     std::string text = datagram_text(bytes);  // "PREPARE inst=..."
     return {{wire::membership_type_name(m.type), from_wire(m.config).text() + " " + text.substr(text.find(' ') + 1)}};
   }
+  std::string side_text;
+  if (const char* side_event = describe_side_datagram(bytes.data(), bytes.size(), side_text)) return {{side_event, side_text}};
   wire::PeerPacket p;
   if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return {{"JUNK", "undecodable peer datagram"}};
   std::vector<std::pair<std::string, std::string>> records;
@@ -1953,6 +1958,23 @@ class Run {
     }
   }
 
+  // Partitionable mode: a member says it holds a side's effects only once
+  // its tentative file holds them (persist before send; the leader answers
+  // for them on the strength of it).
+  void check_side_ack(size_t i, uint64_t side, uint64_t held, uint64_t now) {
+    uint64_t in_file = 0;
+    for (const std::string& line : members_[i].tentative_lines) {
+      std::string bytes;
+      partition::Segment part;
+      if (line.rfind("effect ", 0) == 0 && wire::from_hex(line.substr(7), bytes) && partition::decode_segment(bytes, part) &&
+          part.side == side && part.first == in_file)
+        in_file = part.end();
+    }
+    if (held > in_file)
+      fail(now, who(i) + " said it holds side " + std::to_string(side) + "'s effects 1.." + std::to_string(held) +
+                    ", but its tentative file holds 1.." + std::to_string(in_file));
+  }
+
   void note_claims(size_t i, const std::string& bytes, uint64_t now) {
     Member& m = members_[i];
     Claims& c = m.life.claims;
@@ -1978,6 +2000,10 @@ class Run {
       }
       return;
     }
+    uint64_t side = 0, side_held = 0;
+    if (wire::decode_side_ack(bytes.data(), bytes.size(), side, side_held)) return check_side_ack(i, side, side_held, now);
+    std::string segment_bytes;
+    if (wire::decode_side_copy(bytes.data(), bytes.size(), segment_bytes)) return;
     wire::PeerPacket p;
     if (!wire::decode_peer(bytes.data(), bytes.size(), p)) return fail(now, who(i) + " sent an undecodable datagram");
     c.delivered_upto = std::max(c.delivered_upto, p.header.delivered_upto);
