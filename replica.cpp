@@ -15,6 +15,7 @@ const char* admission_text(Admission a) {
     case Admission::Backlogged: return "refused: backlogged";
     case Admission::RefusedAgain: return "a copy of a try refused before: refused again";
     case Admission::Tentative: return "answered tentatively (partitionable mode: this side has no majority)";
+    case Admission::Uncopied: return "ran on a side whose members may not all hold it: not answered (outcome unknown)";
   }
   return "?";
 }
@@ -132,12 +133,8 @@ Admission Replica::client_request(const wire::Operation& op, uint32_t attempt, w
   // wherever this replica is now: refused ("no effect") or run again it
   // would be a lie or a second application (found by review).
   if (auto ran = ran_tentatively_.find(op.client_id);
-      ran != ran_tentatively_.end() && ran->second.request_no == op.request_no) {
-    wire::Reply again = ran->second;
-    again.attempt = attempt;
-    answer_when_copied(again, from);
-    return Admission::Tentative;
-  }
+      ran != ran_tentatively_.end() && ran->second.reply.request_no == op.request_no)
+    return answer_ran_tentatively(ran->second, attempt, from) ? Admission::Tentative : Admission::Uncopied;
   const auto key = std::make_pair(op.client_id, op.request_no);
   if (admitted_.count(key)) return Admission::InFlight;
   auto refused = refused_.find(op.client_id);
@@ -703,7 +700,7 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
   }
   r.code = e.code;
   r.value = e.value;
-  if (e.client_id != 0) ran_tentatively_[op.client_id] = r;
+  if (e.client_id != 0) ran_tentatively_[op.client_id] = RanTentatively{r, false, side, seg.end()};
   answer_when_copied(r, from);
   copy_side(now_us_);
   return Admission::Tentative;
@@ -804,16 +801,30 @@ bool Replica::side_datagram(mcast::MemberId from, const void* data, size_t len, 
   return true;
 }
 
-// Answered now, or once every other member of the side holds every effect
-// recorded so far (the one this answer is for among them).
+// Answered once every other member of the side holds every effect
+// recorded so far (the one this answer is for among them): at once on a
+// side of one.
 void Replica::answer_when_copied(const wire::Reply& r, wire::ClientAddress from) {
-  const uint64_t needs = serves_tentatively() ? open_segments_[tentative_side_].end() : 0;
-  for (const auto& [member, held] : side_held_)
-    if (held < needs) {
-      held_answers_.push_back(HeldAnswer{needs, ReplyOut{r, from, 1}});
-      return;
-    }
-  answer(r, from);
+  const bool now = options_.bug == ReplicaOptions::Bug::AnswerBeforeCopied;  // deliberately wrong
+  held_answers_.push_back(HeldAnswer{now ? 0 : open_segments_[tentative_side_].end(), ReplyOut{r, from, 1}});
+  release_copied_answers();
+}
+
+// A retry of a request this replica ran on a side: answered as it was
+// there once its side holds it (or held until then, while this replica
+// still leads that side); else not at all (the outcome stays unknown to
+// the client, as it may be: the effect may be lost with this disk). Never
+// run again, never refused: either would lie.
+bool Replica::answer_ran_tentatively(RanTentatively& ran, uint32_t attempt, wire::ClientAddress from) {
+  wire::Reply again = ran.reply;
+  again.attempt = attempt;
+  if (!ran.copied && serves_tentatively() && ran.side == tentative_side_) {
+    held_answers_.push_back(HeldAnswer{ran.needs, ReplyOut{again, from, 1}});
+    release_copied_answers();
+    return true;
+  }
+  if (ran.copied) answer(again, from);
+  return ran.copied;
 }
 
 // Sends each other member of the side what it lacks: what it was not sent
@@ -845,14 +856,18 @@ void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part)
   if (c.members.empty() || c.members.front() != from || c.id.ordering_number() != part.side) return;  // not my side's leader
   partition::Segment& seg = open_segments_[part.side];
   seg.side = part.side;
+  if (options_.bug == ReplicaOptions::Bug::AckUncopied) {  // deliberately wrong: claims what it never wrote
+    side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, part.end())});
+    return;
+  }
   if (part.first <= seg.end())
     for (uint64_t i = seg.end(); i < part.end(); ++i) {
       const partition::Effect& e = part.effects[static_cast<size_t>(i - part.first)];
       record_effect(part.side, e);
-      if (e.client_id != 0) {  // a retry here gets the side's answer, as at its leader
+      if (e.client_id != 0) {  // a retry here gets the side's answer: this member and the leader hold it
         wire::Reply r{e.client_id, e.request_no, e.code, e.value};
         r.tentative = true;
-        ran_tentatively_[e.client_id] = r;
+        ran_tentatively_[e.client_id] = RanTentatively{r, true, part.side, 0};
       }
     }
   side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, seg.end())});
@@ -871,7 +886,11 @@ void Replica::release_copied_answers() {
   for (const auto& [member, held] : side_held_) everyone = std::min(everyone, held);
   auto copied = std::stable_partition(held_answers_.begin(), held_answers_.end(),
                                       [everyone](const HeldAnswer& h) { return h.needs <= everyone; });
-  for (auto it = held_answers_.begin(); it != copied; ++it) answer(it->reply.reply, it->reply.to);
+  for (auto it = held_answers_.begin(); it != copied; ++it) {
+    answer(it->reply.reply, it->reply.to);
+    auto ran = ran_tentatively_.find(it->reply.reply.client_id);
+    if (ran != ran_tentatively_.end() && ran->second.reply.request_no == it->reply.reply.request_no) ran->second.copied = true;
+  }
   held_answers_.erase(held_answers_.begin(), copied);
 }
 
@@ -895,8 +914,8 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
       if (e.client_id != 0) {
         wire::Reply r{e.client_id, e.request_no, e.code, e.value};
         r.tentative = true;
-        wire::Reply& kept = ran_tentatively_[e.client_id];
-        if (kept.request_no <= e.request_no) kept = r;
+        RanTentatively& kept = ran_tentatively_[e.client_id];
+        if (kept.reply.request_no <= e.request_no) kept = RanTentatively{r, false, part.side, 0};
       }
   }
   forget_merged_sides();

@@ -89,6 +89,8 @@ struct ReplicaOptions {
     MergeOutsideOrder,
     MergeDropsPushes,
     UntaggedMergedRepeats,
+    AnswerBeforeCopied,  // a tentative answer leaves before the side's other members hold its effect
+    AckUncopied,         // a member acknowledges a side's copy without writing it
   } bug = Bug::None;
 };
 
@@ -103,6 +105,7 @@ enum class Admission {
   Backlogged,     // refused (busy), no effect
   RefusedAgain,   // a copy of a try refused before: refused again, no effect
   Tentative,      // partitionable mode: answered tentatively by its side's leader
+  Uncopied,       // partitionable mode: ran on a side that may not hold it: no answer (outcome unknown)
 };
 const char* admission_text(Admission a);
 
@@ -290,6 +293,8 @@ class Replica {
   void submit_merges(uint64_t now);
   bool side_datagram(mcast::MemberId from, const void* data, size_t len, PeerVerdict& verdict);
   void answer_when_copied(const wire::Reply& r, wire::ClientAddress from);
+  struct RanTentatively;
+  bool answer_ran_tentatively(RanTentatively& ran, uint32_t attempt, wire::ClientAddress from);
   void copy_side(uint64_t now);
   void on_side_copy(mcast::MemberId from, const partition::Segment& part);
   void on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held);
@@ -364,7 +369,15 @@ class Replica {
   bool tentative_replace_ = false;            // ... replacing the file (forget_merged_sides)
   bool tentative_file_has_effects_ = false;   // the file holds effect lines (not compacted)
   // Per client, the latest request it ran on a side it led, and the answer.
-  std::map<uint64_t, wire::Reply> ran_tentatively_;
+  // Answered (again) only once `copied`: every member of its side held its
+  // effect (at the leader: all acknowledged; a member's own copy: it and
+  // the leader hold it; read back at a restart: not known, so not).
+  struct RanTentatively {
+    wire::Reply reply;
+    bool copied = false;
+    uint64_t side = 0, needs = 0;  // at the leader: effects 0..needs-1 of `side` copied answers it
+  };
+  std::map<uint64_t, RanTentatively> ran_tentatively_;
   // Parts of a side's segment multicast in the current configuration, by
   // side: up to which effect (sent again in the next configuration).
   std::map<uint64_t, uint64_t> merge_sent_;

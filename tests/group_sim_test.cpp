@@ -561,6 +561,7 @@ struct Crash {
   Trigger trigger = Trigger::AnyFlush;
   bool done = false;
   bool restarted = false;
+  bool loses_tentative = false;  // --partitionable: restarts without its tentative file (its disk's copy lost)
 };
 
 struct InFlight {
@@ -765,6 +766,7 @@ struct Totals {
   uint64_t tentative = 0, merge_records = 0;  // --partitionable: tentative answers, MERGE records delivered
   partition::MergeCounts merged;              // --partitionable: what the MERGE records did, in the agreed order
   uint64_t merge_crashes = 0, merge_partitions = 0;  // --partitionable: faults that struck amid a merge
+  uint64_t lost_tentative = 0, lost_with_a_side_of_one = 0;  // restarts without the file; answers lost with it
   uint64_t slowest_convergence_us = 0;
   uint64_t slowest_seed = 0;
   uint64_t snapshots = 0;           // state transfers completed
@@ -811,6 +813,8 @@ class Run {
     t.crashes += crashes_done_;
     t.crashes_in_view_change += crashes_in_view_change_;
     t.merge_crashes += merge_crashes_;
+    t.lost_tentative += lost_tentative_.size();
+    t.lost_with_a_side_of_one += lost_with_a_side_of_one_;
     t.merge_partitions += merge_partitions_;
     t.pauses += pauses_.size();
     t.os_crashes += os_crashes_;
@@ -910,6 +914,11 @@ class Run {
       add_crash(any_member(), 1000, downtime(), Crash::Trigger::Merge);
       crashes_.back().give_up_at = fault_end_;
       note(1000, "crash of " + std::to_string(crashes_.back().member) + " armed for its first hand-off with a MERGE record");
+    }
+    if (uniform() < 0.3) {  // a side's work must outlive its leader's disk (copies)
+      add_crash(any_member(), between(1000, fault_end_), downtime(), Crash::Trigger::AnyFlush);
+      crashes_.back().loses_tentative = true;
+      note(crashes_.back().at, "crash of " + std::to_string(crashes_.back().member) + ", to restart without its tentative file");
     }
     if (uniform() < 0.5) {
       Partition part;
@@ -1453,6 +1462,11 @@ class Run {
       if (!c.done || c.restarted || c.restart_at > now) continue;
       c.restarted = true;
       if (up(c.member)) continue;  // restarted already by an earlier crash event's timer
+      if (c.loses_tentative) {
+        members_[c.member].tentative_lines.clear();
+        lost_tentative_.insert(c.member);
+        note(now, who(c.member) + " restarts without its tentative file");
+      }
       restart(c.member, now);
       if (!failure_.empty()) return;
     }
@@ -1632,6 +1646,11 @@ class Run {
       if (send_budget == 0) return die();
       --send_budget;
       run_.send_reply(i_, r, now_);
+      if (r.reply.tentative) {
+        const mcast::Membership& g = run_.members_[i_].process->group();
+        run_.tentative_senders_[{r.reply.client_id, r.reply.request_no}].push_back(
+            {i_, g.installed() ? g.configuration().members.size() : 0});
+      }
       return true;
     }
     // The events are applied (in the Replica) before anything of the
@@ -2698,6 +2717,17 @@ class Run {
   // Check 7: the agreed order 1..upto replayed by a reference FTQueue (with
   // its exactly-once table: the state the members must all have), and
   // every call's outcome against where (and whether) the order applied it.
+  // A tentative answer's work is lost, legitimately, only with the disk of
+  // a side of one: every reply of it came from a side of one member, which
+  // later lost its tentative file.
+  bool lost_with_its_side(const CallRecord& call) const {
+    auto it = tentative_senders_.find({call.op.client_id, call.op.request_no});
+    if (it == tentative_senders_.end()) return false;
+    return std::all_of(it->second.begin(), it->second.end(), [this](const std::pair<size_t, size_t>& sender) {
+      return sender.second == 1 && lost_tentative_.count(sender.first);
+    });
+  }
+
   std::string check_answers(uint64_t upto) {
     FTQueue reference;
     if (opt_.partitionable) reference.name_items();
@@ -2755,6 +2785,10 @@ class Run {
       if (call.tentative) {
         // Check 9: a tentative answer is what a side recorded for it, and
         // the order merged that record.
+        if (m_begin == m_end && lost_with_its_side(call)) {
+          ++lost_with_a_side_of_one_;
+          continue;
+        }
         if (m_begin == m_end) return what + " was answered tentatively, but no merge in the order applied it";
         if (!merged_as_answered)
           return what + " was answered tentatively code " + std::to_string(static_cast<int>(call.code)) + " value " +
@@ -2824,6 +2858,11 @@ class Run {
   size_t crashes_done_ = 0;
   size_t crashes_in_view_change_ = 0;
   size_t merge_crashes_ = 0, merge_partitions_ = 0;  // --partitionable: faults that struck amid a merge
+  // --partitionable: members that lost their tentative file, and who sent
+  // each tentative reply (member, its configuration's size then).
+  std::set<size_t> lost_tentative_;
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<std::pair<size_t, size_t>>> tentative_senders_;
+  size_t lost_with_a_side_of_one_ = 0;
   size_t snapshots_installed_ = 0;
   size_t snapshots_past_cut_ = 0;  // of those, snapshots the source took past the configuration's cut
   uint64_t converged_at_ = 0;
@@ -2949,6 +2988,8 @@ const struct {
     {"merge-outside-order", ReplicaOptions::Bug::MergeOutsideOrder},
     {"merge-drops-pushes", ReplicaOptions::Bug::MergeDropsPushes},
     {"untagged-merged-repeats", ReplicaOptions::Bug::UntaggedMergedRepeats},
+    {"answer-before-copied", ReplicaOptions::Bug::AnswerBeforeCopied},
+    {"ack-uncopied", ReplicaOptions::Bug::AckUncopied},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
@@ -3129,8 +3170,9 @@ int main(int argc, char** argv) {
               u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
   if (opt.partitionable)
     std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered; amid a merge: %llu crashes, "
-                "%llu partitions began; merged: %s\n",
+                "%llu partitions began; %llu restarts without the tentative file, %llu answers lost with a side of one;\n"
+                "  merged: %s\n",
                 u(totals.tentative), u(totals.merge_records), u(totals.merge_crashes), u(totals.merge_partitions),
-                totals.merged.text().c_str());
+                u(totals.lost_tentative), u(totals.lost_with_a_side_of_one), totals.merged.text().c_str());
   return failures == 0 ? 0 : 1;
 }
