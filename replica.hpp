@@ -149,7 +149,8 @@ struct Handoff {
   std::vector<std::string> notes;  // configuration changes, state transfers: for the log
   // Partitionable mode: lines for the tentative file (what this side did,
   // the tentative id counter). Appended and synced before anything of this
-  // hand-off leaves: a tentative answer rests on this replica's disk alone.
+  // hand-off leaves: a tentative answer, and a member's acknowledgement of
+  // a side's copy, rest on it.
   std::vector<std::string> tentative_lines;
   // ... or, true, the lines that replace the file: every side it held is
   // merged (absorbed by the applied state, so a majority holds the MERGE

@@ -524,7 +524,11 @@ service_view() {
   done
   local others=""
   if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null && [ ${#outside[@]} -gt 0 ]; then
-    others="; $(replicas_text "${outside[@]}"), cut off from them: each side serves tentatively until healed (through its lowest replica)"
+    if [ ${#outside[@]} -eq 1 ]; then
+      others="; replica ${outside[0]}, cut off from them, serves tentatively until healed, and its work is merged then"
+    else
+      others="; $(replicas_text "${outside[@]}"), cut off from them: each side of them serves tentatively (through its lowest replica) until healed, and its work is merged then"
+    fi
   elif [ ${#outside[@]} -eq 1 ]; then
     others="; replica ${outside[0]}, cut off from them, answers clients \"not in a majority\" until healed"
   elif [ ${#outside[@]} -gt 1 ]; then
@@ -672,7 +676,11 @@ partition() {
   done
   echo "partition into $# sides: $names (every datagram between two sides dropped, both ways)"
   apply_cuts
-  echo "(a side with a majority of the replicas forms a primary configuration and keeps serving; the others answer \"not in a majority\" until ./run_cluster.sh heal)"
+  if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null; then
+    echo "(partitionable mode: a side with a majority of the replicas keeps serving; every other side serves tentatively through its lowest replica, and its work is merged after ./run_cluster.sh heal)"
+  else
+    echo "(a side with a majority of the replicas forms a primary configuration and keeps serving; the others answer \"not in a majority\" until ./run_cluster.sh heal)"
+  fi
 }
 
 heal() {
