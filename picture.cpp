@@ -392,6 +392,7 @@ struct Trace {
   size_t skipped = 0;
   std::string first_skipped;  // "FILE:LINE: text"
   int replicas = 0;           // lanes: the highest replica id seen, plus one
+  bool partitionable = false;  // a replica started with --partitionable: a side without a majority serves
 };
 
 // "replica-12.log" -> 12; -1 for any other name.
@@ -439,6 +440,7 @@ void read_file(const std::string& path, Trace& trace) {
       trace.first_skipped = path + ":" + std::to_string(number) + ": " + printable(line.substr(0, 100));
     if (type != LineType::Event) continue;
     trace.trace_lines += e.kind != "START" && e.kind != "CRASH";
+    if (e.kind == "START" && e.text.find(", partitionable") != std::string::npos) trace.partitionable = true;
     e.order = trace.events.size();
     trace.events.push_back(std::move(e));
   }
@@ -631,6 +633,12 @@ bool parse_configuration(const Event& e, Configuration& c) {
   c.primary = flag == "primary";
   c.members = members.substr(1, members.size() - 2);
   return !c.id.empty();
+}
+
+// What a configuration band means for clients.
+std::string band_meaning(const Trace& trace, const Configuration& c) {
+  if (c.primary) return "a majority, it serves";
+  return trace.partitionable ? "no majority, serves tentatively" : "no majority, it refuses clients";
 }
 
 // ---- rows: what is drawn, in which order ------------------------------------------
@@ -880,7 +888,7 @@ void draw_band(Svg& svg, const Picture& p, size_t r, const Configuration& c) {
   const std::string name = "configuration " + c.id + (c.primary ? " primary {" : " non-primary {") + c.members + "}";
   svg.open("g", "class=\"config\" data-config=\"" + esc(c.id) + "\" data-members=\"" + esc(c.members) +
                     "\" data-primary=\"" + (c.primary ? "yes" : "no") + "\"");
-  svg.title(name + (c.primary ? ": a majority, it serves" : ": no majority, it refuses clients"));
+  svg.title(name + ": " + band_meaning(p.trace, c));
   svg.element("rect", "x=\"" + num(l.time_w) + "\" y=\"" + num(l.row_y(r) - l.row_h / 2 + 1) + "\" width=\"" +
                           num(l.lanes_right() - l.time_w) + "\" height=\"" + num(l.row_h - 2) + "\" fill=\"" +
                           (c.primary ? "#d8f3dc" : "#fff3bf") + "\" stroke=\"" + (c.primary ? "#52b788" : "#f59f00") + "\"");
@@ -1253,7 +1261,7 @@ std::string render_text(const Trace& trace, const Options& o, const std::vector<
       if (from + 2 + name.size() > row.size()) row.resize(from + 2 + name.size(), '=');
       row.replace(from + 2, name.size(), name);
       entries.push_back(TextEntry{
-          text_line(l, row, c.primary ? "installed: a majority, it serves" : "installed: no majority, it refuses clients"),
+          text_line(l, row, "installed: " + band_meaning(trace, c)),
           "", "", ""});
       continue;
     }

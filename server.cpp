@@ -558,6 +558,10 @@ const char* reply_code_text(wire::ReplyCode c) {
 // pop 3 (client ..)", the first few operations only.
 std::string batch_text(const std::string& payload, bool list_ops) {
   std::vector<wire::BatchedOp> ops;
+  partition::Segment part;
+  if (partition::decode_merge_record(payload, part))  // partitionable mode
+    return "MERGE of side " + mcast::ConfigId::of_ordering_number(part.side).text() + "'s effects " +
+           std::to_string(part.first + 1) + ".." + std::to_string(part.end());
   if (!wire::decode_batch(payload, ops)) return "payload of " + std::to_string(payload.size()) + " bytes, not a batch";
   std::string text = "batch of " + std::to_string(ops.size()) + (ops.size() == 1 ? " op" : " ops");
   if (!list_ops) return text;
