@@ -652,9 +652,28 @@ bool Replica::serves_tentatively() const {
   return !members.empty() && members.front() == self_;
 }
 
+// The side this replica's tentative state is of, and it leads it still.
+bool Replica::leads_tentative_side() const {
+  return tentative_ && serves_tentatively() && group_.configuration().id.ordering_number() == tentative_side_;
+}
+
+// The side it led ended (or another began): answers still waiting for
+// copies are dropped, and never given (a retry is answered only once
+// copied: answer_ran_tentatively), since the old side's members may lack
+// the effect and will not take a copy from a side they left (found by
+// review: released by the next side's acks, they were answered uncopied).
+void Replica::end_tentative_side() {
+  tentative_.reset();
+  side_held_.clear();
+  side_sent_.clear();
+  held_answers_.clear();
+  side_copy_due_us_ = mcast::kNever;
+}
+
 Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from) {
   const uint64_t side = group_.configuration().id.ordering_number();
   if (!tentative_ || tentative_side_ != side) {
+    end_tentative_side();
     std::vector<partition::Segment> earlier;
     for (const auto& [s, seg] : open_segments_) earlier.push_back(seg);
     partition::MergeCounts ignored;
@@ -741,20 +760,20 @@ void Replica::submit_merges(uint64_t now) {
 
 // A side whose every effect the committed state has merged is done.
 void Replica::forget_merged_sides() {
+  if (!leads_tentative_side()) end_tentative_side();
+  const size_t sides_before = open_segments_.size();
   for (auto it = open_segments_.begin(); it != open_segments_.end();) {
-    const bool leading = tentative_ && it->first == tentative_side_ && serves_tentatively();
+    const bool leading = tentative_ && it->first == tentative_side_;
     it = !leading && state_.absorbed(it->first) >= it->second.end() ? open_segments_.erase(it) : std::next(it);
   }
-  if (!serves_tentatively()) {
-    // The side ended: answers still waiting for copies are dropped (each
-    // client tries again, and is answered from ran_tentatively_ where this
-    // replica leads a side again; its effect stays on this disk).
-    tentative_.reset();
-    side_held_.clear();
-    side_sent_.clear();
-    held_answers_.clear();
-    side_copy_due_us_ = mcast::kNever;
-  }
+  // A client whose request a side ran, now in the committed table (merged,
+  // or overtaken by a later request), needs no entry here.
+  if (open_segments_.size() < sides_before)
+    for (auto it = ran_tentatively_.begin(); it != ran_tentatively_.end();) {
+      const wire::Reply& r = it->second.reply;
+      const bool in_table = state_.cached_reply(r.client_id, r.request_no) || state_.superseded(r.client_id, r.request_no);
+      it = in_table && !open_segments_.count(it->second.side) ? ran_tentatively_.erase(it) : std::next(it);
+    }
   // Nothing left to merge: the file shrinks to the id counter, which must
   // never go back (merge.hpp, tentative_id).
   if (open_segments_.empty() && tentative_file_has_effects_) {
@@ -818,7 +837,7 @@ void Replica::answer_when_copied(const wire::Reply& r, wire::ClientAddress from)
 bool Replica::answer_ran_tentatively(RanTentatively& ran, uint32_t attempt, wire::ClientAddress from) {
   wire::Reply again = ran.reply;
   again.attempt = attempt;
-  if (!ran.copied && serves_tentatively() && ran.side == tentative_side_) {
+  if (!ran.copied && leads_tentative_side() && ran.side == tentative_side_) {
     held_answers_.push_back(HeldAnswer{ran.needs, ReplyOut{again, from, 1}});
     release_copied_answers();
     return true;
@@ -830,7 +849,10 @@ bool Replica::answer_ran_tentatively(RanTentatively& ran, uint32_t attempt, wire
 // Sends each other member of the side what it lacks: what it was not sent
 // yet, or (every kSideCopyRetryUs) all it has not acknowledged.
 void Replica::copy_side(uint64_t now) {
-  if (!serves_tentatively() || !tentative_) return;
+  if (!leads_tentative_side()) {
+    side_copy_due_us_ = mcast::kNever;
+    return;
+  }
   const partition::Segment& seg = open_segments_[tentative_side_];
   const bool again = now >= side_copy_due_us_;
   bool unheld = false;
@@ -867,14 +889,15 @@ void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part)
       if (e.client_id != 0) {  // a retry here gets the side's answer: this member and the leader hold it
         wire::Reply r{e.client_id, e.request_no, e.code, e.value};
         r.tentative = true;
-        ran_tentatively_[e.client_id] = RanTentatively{r, true, part.side, 0};
+        RanTentatively& kept = ran_tentatively_[e.client_id];
+        if (kept.reply.request_no <= e.request_no) kept = RanTentatively{r, true, part.side, 0};
       }
     }
   side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, seg.end())});
 }
 
 void Replica::on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held) {
-  if (!serves_tentatively() || side != tentative_side_) return;
+  if (!leads_tentative_side() || side != tentative_side_) return;
   auto it = side_held_.find(from);
   if (it == side_held_.end()) return;
   it->second = std::max(it->second, std::min(held, open_segments_[side].end()));

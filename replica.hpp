@@ -290,6 +290,8 @@ class Replica {
   void note_other_mode(Handoff& out);
   bool may_serve() const;
   bool serves_tentatively() const;
+  bool leads_tentative_side() const;
+  void end_tentative_side();
   Admission serve_tentatively(const wire::Operation& op, uint32_t attempt, wire::ClientAddress from);
   void submit_merges(uint64_t now);
   bool side_datagram(mcast::MemberId from, const void* data, size_t len, PeerVerdict& verdict);

@@ -2820,6 +2820,10 @@ class Run {
           break;
       }
     }
+    // Tentative ids are drawn apart (merge.hpp), so no merge finds one taken;
+    // but a leader that lost its tentative file lost its id counter too.
+    if (merged_.id_collisions > 0 && lost_tentative_.empty())
+      return "merge: " + std::to_string(merged_.id_collisions) + " creates on a side drew an id already taken";
     const std::string expected = reference.render_snapshot();
     for (size_t i = 0; i < n_; ++i)
       if (members_[i].process->state().render_snapshot() != expected)
