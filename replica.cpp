@@ -944,6 +944,11 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
   forget_merged_sides();
 }
 
+uint64_t Replica::ran_on_side(uint64_t client_id, uint64_t request_no) const {
+  auto it = ran_tentatively_.find(client_id);
+  return it != ran_tentatively_.end() && it->second.reply.request_no == request_no ? it->second.side : 0;
+}
+
 size_t Replica::open_tentative_effects() const {
   size_t count = 0;
   for (const auto& [side, seg] : open_segments_) count += static_cast<size_t>(seg.end() - state_.absorbed(side));

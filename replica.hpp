@@ -258,6 +258,9 @@ class Replica {
   void restore_tentative(const std::vector<std::string>& lines);
   // What it holds of the sides' work not yet merged (status, tests).
   size_t open_tentative_effects() const;
+  // The side (its configuration's ordering number) on which this replica
+  // ran, or holds a copy of, the client's request; 0 if none (tests).
+  uint64_t ran_on_side(uint64_t client_id, uint64_t request_no) const;
   wire::ReplicaStatus status_view() const;  // nonce and dropped_datagrams are the shell's
   ReplicaCounts counts() const;
 

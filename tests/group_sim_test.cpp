@@ -1646,10 +1646,12 @@ class Run {
       if (send_budget == 0) return die();
       --send_budget;
       run_.send_reply(i_, r, now_);
-      if (r.reply.tentative) {
-        const mcast::Membership& g = run_.members_[i_].process->group();
+      if (r.reply.tentative) {  // who answered, and the size of the side that ran it (0: unknown)
+        const uint64_t side = run_.members_[i_].process->ran_on_side(r.reply.client_id, r.reply.request_no);
+        auto config = run_.configs_.find(ConfigId::of_ordering_number(side));
         run_.tentative_senders_[{r.reply.client_id, r.reply.request_no}].push_back(
-            {i_, g.installed() ? g.configuration().members.size() : 0});
+            TentativeSender{i_, side != 0 && config != run_.configs_.end() ? config->second.members.size() : 0,
+                            r.reply.code, r.reply.value});
       }
       return true;
     }
@@ -2718,14 +2720,20 @@ class Run {
   // its exactly-once table: the state the members must all have), and
   // every call's outcome against where (and whether) the order applied it.
   // A tentative answer's work is lost, legitimately, only with the disk of
-  // a side of one: every reply of it came from a side of one member, which
-  // later lost its tentative file.
+  // a side of one: every reply that said what the client took was sent by
+  // a member that ran it on a side of one and later lost its tentative
+  // file. (Another side's run of the same request, a retry that crossed
+  // sides, may be merged with another answer.)
   bool lost_with_its_side(const CallRecord& call) const {
     auto it = tentative_senders_.find({call.op.client_id, call.op.request_no});
     if (it == tentative_senders_.end()) return false;
-    return std::all_of(it->second.begin(), it->second.end(), [this](const std::pair<size_t, size_t>& sender) {
-      return sender.second == 1 && lost_tentative_.count(sender.first);
-    });
+    bool any = false;
+    for (const TentativeSender& s : it->second) {
+      if (s.code != call.code || s.value != call.value) continue;
+      if (s.side_size != 1 || !lost_tentative_.count(s.member)) return false;
+      any = true;
+    }
+    return any;
   }
 
   std::string check_answers(uint64_t upto) {
@@ -2785,7 +2793,7 @@ class Run {
       if (call.tentative) {
         // Check 9: a tentative answer is what a side recorded for it, and
         // the order merged that record.
-        if (m_begin == m_end && lost_with_its_side(call)) {
+        if ((m_begin == m_end || !merged_as_answered) && lost_with_its_side(call)) {
           ++lost_with_a_side_of_one_;
           continue;
         }
@@ -2865,7 +2873,12 @@ class Run {
   // --partitionable: members that lost their tentative file, and who sent
   // each tentative reply (member, its configuration's size then).
   std::set<size_t> lost_tentative_;
-  std::map<std::pair<uint64_t, uint64_t>, std::vector<std::pair<size_t, size_t>>> tentative_senders_;
+  struct TentativeSender {
+    size_t member, side_size;  // the size of the side that ran the request (0: unknown)
+    wire::ReplyCode code;
+    int32_t value;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<TentativeSender>> tentative_senders_;
   size_t lost_with_a_side_of_one_ = 0;
   size_t snapshots_installed_ = 0;
   size_t snapshots_past_cut_ = 0;  // of those, snapshots the source took past the configuration's cut
