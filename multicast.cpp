@@ -533,7 +533,11 @@ bool Multicast::awaiting_next_assignment() const {
 // costs little traffic.
 uint64_t Multicast::ask_gap(const Ask& a) const {
   if (a.times == 0) return lossy_mode() ? config_.nack_grace_us / 5 : config_.nack_grace_us;
-  return config_.nack_interval_us << std::min<uint32_t>(a.times < 3 ? 0 : a.times - 2, 4);
+  return ask_again_gap(a.times);
+}
+
+uint64_t Multicast::ask_again_gap(uint32_t times_asked) const {
+  return config_.nack_interval_us << std::min<uint32_t>(times_asked < 3 ? 0 : times_asked - 2, 4);
 }
 
 // True, and counted as asked, if the item should be asked for now.
@@ -606,19 +610,22 @@ bool Multicast::ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& as
 // a healthy (if busy) cluster the ASSIGN is on its way; we ask only after a
 // heartbeat interval, as long as a lost last ASSIGN would take to show. In
 // lossy mode a lost ASSIGN is the likely story, and the whole rotation waits
-// on it, so we ask after one NACK interval.
+// on it, so we ask after one NACK interval. Asks again back off as other
+// NACKs do (ask_gap): a sequencer that stays silent is likely dead, and
+// until the membership suspects it (300 ms by default) every survivor
+// would otherwise ask it every millisecond, for nothing.
 void Multicast::ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
   if (!awaiting_next_assignment()) return;
   uint64_t k = assigned_contiguous_ + 1;
   Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
   uint64_t first_wait = lossy_mode() ? config_.nack_interval_us : config_.heartbeat_interval_us;
-  uint64_t late_at = a.last + (a.times == 0 ? first_wait : config_.nack_interval_us);
+  uint64_t late_at = a.last + (a.times == 0 ? first_wait : ask_again_gap(a.times));
   if (now_us >= late_at) {
     a.last = now_us;
     ++a.times;
     ++stats_.nacks_sent;
     outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
-    late_at = now_us + config_.nack_interval_us;
+    late_at = now_us + ask_again_gap(a.times);
   }
   next_ask_due_ = std::min(next_ask_due_, late_at);
   asks[k] = a;

@@ -325,6 +325,7 @@ class Multicast {
   bool wants_heartbeat() const { return !quiescent() || (closed_ && !all_peers_closed()); }
   void recover(uint64_t now_us);
   uint64_t ask_gap(const Ask& a) const;
+  uint64_t ask_again_gap(uint32_t times_asked) const;  // after the first ask: 1, 1, 2, 4, ... 16 intervals
   bool due(Ask& a, uint64_t now_us);
   bool ask_for_assignments(uint64_t now_us, std::map<uint64_t, Ask>& asks);
   bool ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& asks);
