@@ -96,7 +96,8 @@ const char* kCommands =
     "  size ID          number of items in queue ID\n"
     "  status           each replica, a line each (from a pipe: one line, the\n"
     "                   replicas joined by '; '): reachable, its configuration,\n"
-    "                   delivered seq, queues, buffered\n"
+    "                   delivered and stable seq, queues, buffered,\n"
+    "                   dropped\n"
     "  help             this list\n"
     "  quit             leave\n"
     "LABEL, ID and ITEM are 32-bit signed integers; '#' starts a comment.\n";
