@@ -164,7 +164,15 @@ void Multicast::receive(MemberId from, const wire::PeerPacket& p, uint64_t now_u
     return;
   }
   now_us_ = now_us;  // only now: a rejected datagram changes nothing but counters
-  if (p.header.incarnation > peer.incarnation) new_life(from, p.header.incarnation);
+  if (p.header.incarnation > peer.incarnation) {
+    new_life(from, p.header.incarnation);
+    // Nothing we sent it so far could echo this life of it, so it does not
+    // hear us yet (the echo rule below) and, as a sequencer, would not
+    // assign: a header now, rather than at our next heartbeat up to 5 ms
+    // on (seen at the start of a configuration whose joiner installed
+    // after the others' first datagrams). Once per peer life.
+    outbox(from).has_status = true;
+  }
   // The echo rule: only a datagram sent after the peer knew of this life of
   // ours shows what it holds now. One sent to our earlier life may be late,
   // and may say less than the peer holds (an assignment we made and lost).
