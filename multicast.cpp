@@ -618,22 +618,29 @@ bool Multicast::ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& as
 // a healthy (if busy) cluster the ASSIGN is on its way; we ask only after a
 // heartbeat interval, as long as a lost last ASSIGN would take to show. In
 // lossy mode a lost ASSIGN is the likely story, and the whole rotation waits
-// on it, so we ask after one NACK interval. Asks again back off as other
-// NACKs do (ask_gap): a sequencer that stays silent is likely dead, and
-// until the membership suspects it (300 ms by default) every survivor
-// would otherwise ask it every millisecond, for nothing.
+// on it, so we ask after one NACK interval. While the sequencer is heard
+// from, it is alive and our ask or its answer was lost: ask again every NACK
+// interval. Once it has been silent a heartbeat interval it is likely dead,
+// and asks back off (ask_again_gap: 1, 1, 2, 4, ... 16 intervals), since
+// until the membership suspects it (300 ms by default) every survivor would
+// otherwise ask it every millisecond, for nothing.
 void Multicast::ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
   if (!awaiting_next_assignment()) return;
   uint64_t k = assigned_contiguous_ + 1;
-  Ask a = asked_assign_.count(k) ? asked_assign_[k] : Ask{now_us, 0};
+  MemberId seq = sequencer_for(k);
+  Ask a = asked_late_.count(k) ? asked_late_[k] : Ask{now_us, 0};
+  auto again_gap = [&](uint32_t times) {
+    bool silent = now_us >= last_heard_us_[seq] + config_.heartbeat_interval_us;
+    return silent ? ask_again_gap(times) : config_.nack_interval_us;
+  };
   uint64_t first_wait = lossy_mode() ? config_.nack_interval_us : config_.heartbeat_interval_us;
-  uint64_t late_at = a.last + (a.times == 0 ? first_wait : ask_again_gap(a.times));
+  uint64_t late_at = a.last + (a.times == 0 ? first_wait : again_gap(a.times));
   if (now_us >= late_at) {
     a.last = now_us;
     ++a.times;
     ++stats_.nacks_sent;
-    outbox(sequencer_for(k)).nack_assign.push_back(wire::SeqRange{k, k});
-    late_at = now_us + ask_again_gap(a.times);
+    outbox(seq).nack_assign.push_back(wire::SeqRange{k, k});
+    late_at = now_us + again_gap(a.times);
   }
   next_ask_due_ = std::min(next_ask_due_, late_at);
   asks[k] = a;
@@ -645,11 +652,13 @@ void Multicast::recover(uint64_t now_us) {
   next_ask_due_ = kNever;
   std::map<uint64_t, Ask> assign_asks;
   std::map<MessageName, Ask> data_asks;
+  std::map<uint64_t, Ask> late_asks;
   bool lost = ask_for_assignments(now_us, assign_asks);
   lost = ask_for_payloads(now_us, data_asks) || lost;
-  ask_late_sequencer(now_us, assign_asks);  // lateness is no evidence of loss
+  ask_late_sequencer(now_us, late_asks);  // lateness is no evidence of loss
   asked_assign_ = std::move(assign_asks);
   asked_data_ = std::move(data_asks);
+  asked_late_ = std::move(late_asks);
   if (lost) {
     ++stats_.nack_rounds;
     note_repair();

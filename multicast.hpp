@@ -379,6 +379,10 @@ class Multicast {
 
   std::map<uint64_t, Ask> asked_assign_;     // first k of each missing range
   std::map<MessageName, Ask> asked_data_;    // missing payloads
+  // The next k while its sequencer is late (at most one entry). Kept apart
+  // from asked_assign_ so that a gap ask starts its own backoff afresh: a
+  // late sequencer asked often must not make the gap behind it ask slowly.
+  std::map<uint64_t, Ask> asked_late_;
   uint64_t next_ask_due_ = kNever;
   uint64_t now_us_ = 0;          // the latest time the caller gave us
   bool recovery_due_ = false;    // something arrived: look for gaps at the next tick

@@ -666,7 +666,7 @@ void Replica::end_tentative_side() {
   tentative_.reset();
   side_held_.clear();
   side_sent_.clear();
-  held_answers_.clear();
+  if (options_.bug != ReplicaOptions::Bug::HeldAcrossSides) held_answers_.clear();  // else deliberately wrong
   side_copy_due_us_ = mcast::kNever;
 }
 

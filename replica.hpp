@@ -91,6 +91,7 @@ struct ReplicaOptions {
     UntaggedMergedRepeats,
     AnswerBeforeCopied,  // a tentative answer leaves before the side's other members hold its effect
     AckUncopied,         // a member acknowledges a side's copy without writing it
+    HeldAcrossSides,     // answers held for one side's copies outlive it, released by the next side's acks
   } bug = Bug::None;
 };
 

@@ -3007,6 +3007,7 @@ const struct {
     {"untagged-merged-repeats", ReplicaOptions::Bug::UntaggedMergedRepeats},
     {"answer-before-copied", ReplicaOptions::Bug::AnswerBeforeCopied},
     {"ack-uncopied", ReplicaOptions::Bug::AckUncopied},
+    {"held-across-sides", ReplicaOptions::Bug::HeldAcrossSides},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
