@@ -17,6 +17,24 @@ int32_t tentative_id(uint32_t leader, uint64_t c) {
   return static_cast<int32_t>(kFirstTentativeId + static_cast<int64_t>(c) * 32 + leader);
 }
 
+namespace {
+uint64_t tentative_count(int32_t id, uint32_t leader) {
+  if (id < kFirstTentativeId) return 0;
+  const int64_t offset = static_cast<int64_t>(id) - kFirstTentativeId;
+  return offset % 32 == leader ? static_cast<uint64_t>(offset / 32) : 0;
+}
+}  // namespace
+
+uint64_t highest_tentative_count(const QueueState& state, const std::vector<Segment>& segments, uint32_t leader) {
+  uint64_t c = 0;
+  for (const auto& [id, queue] : state.queues) c = std::max(c, tentative_count(id, leader));
+  for (const auto& [id, to] : state.alias) c = std::max(c, tentative_count(id, leader));
+  for (const Segment& seg : segments)
+    for (const Effect& e : seg.effects)
+      if (e.kind == Effect::Kind::Create && e.created) c = std::max(c, tentative_count(e.queue, leader));
+  return c;
+}
+
 int32_t QueueState::resolve(const std::map<int32_t, int32_t>& alias, int32_t id) {
   // Aliases point at queues made before them, so a chain ends; the bound
   // only guards a corrupt state.

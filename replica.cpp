@@ -678,6 +678,9 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
     for (const auto& [s, seg] : open_segments_) earlier.push_back(seg);
     partition::MergeCounts ignored;
     tentative_ = partition::merge(state_.named_state(), earlier, ignored);
+    // A counter lost with the tentative file goes on past every id of this
+    // leader's range that it can still see (merge.hpp).
+    tentative_ids_drawn_ = std::max(tentative_ids_drawn_, partition::highest_tentative_count(*tentative_, earlier, self_));
     tentative_side_ = side;
     side_held_.clear();
     for (mcast::MemberId m : group_.configuration().members)

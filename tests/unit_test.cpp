@@ -210,6 +210,23 @@ void test_named_items() {
   CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nclient 0000000000000008 request 3 reply ok 1 seen 7 tentative\nend\n", error),
         "a tentative reply in a snapshot without named_items is refused");
 
+  // A leader that lost its tentative file goes on past the ids of its range
+  // it can see: live queues, aliases, creates in the sides it holds.
+  partition::QueueState seen;
+  seen.queues[partition::tentative_id(2, 3)] = {};
+  seen.queues[partition::tentative_id(1, 9)] = {};  // another leader's range
+  seen.alias[partition::tentative_id(2, 5)] = 1;
+  partition::Segment held{196610, 0, {}};
+  partition::Effect made;
+  made.kind = partition::Effect::Kind::Create;
+  made.created = true;
+  made.queue = partition::tentative_id(2, 7);
+  held.effects.push_back(made);
+  CHECK(partition::highest_tentative_count(seen, {}, 2) == 5, "the highest count of leader 2's range in a state");
+  CHECK(partition::highest_tentative_count(seen, {held}, 2) == 7, "and in the creates of the sides held");
+  CHECK(partition::highest_tentative_count(seen, {held}, 3) == 0, "none of leader 3's range");
+  CHECK(partition::highest_tentative_count(q.named_state(), {}, 2) == 0, "committed ids are in no leader's range");
+
   // Bad names are refused; the default mode has none.
   CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nnamed_items\nqueue 1 label 2 items 1: 5@1.x.0\nend\n", error),
         "a malformed name is refused");
