@@ -25,13 +25,10 @@ uint64_t tentative_count(int32_t id, uint32_t leader) {
 }
 }  // namespace
 
-uint64_t highest_tentative_count(const QueueState& state, const std::vector<Segment>& segments, uint32_t leader) {
+uint64_t highest_tentative_count(const QueueState& state, uint32_t leader) {
   uint64_t c = 0;
   for (const auto& [id, queue] : state.queues) c = std::max(c, tentative_count(id, leader));
   for (const auto& [id, to] : state.alias) c = std::max(c, tentative_count(id, leader));
-  for (const Segment& seg : segments)
-    for (const Effect& e : seg.effects)
-      if (e.kind == Effect::Kind::Create && e.created) c = std::max(c, tentative_count(e.queue, leader));
   return c;
 }
 

@@ -177,13 +177,13 @@ int32_t tentative_id(uint32_t leader, uint64_t c);
 // table).
 Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id);
 
-// The highest c for which tentative_id(leader, c) appears in `state` (a
-// live queue or an alias) or was created in `segments`; 0 if none. A
-// leader that lost its tentative file lost its counter with it: it goes on
-// from at least here, so that no id it can see is drawn twice. (Ids drawn
-// in sides whose copies it cannot see are not covered: merge() counts
-// such a collision, id_collisions.)
-uint64_t highest_tentative_count(const QueueState& state, const std::vector<Segment>& segments, uint32_t leader);
+// The highest c for which tentative_id(leader, c) names a live queue or an
+// alias in `state`; 0 if none. A leader that lost its tentative file lost
+// its counter with it: it goes on from at least here. Not covered: an id
+// of a queue since destroyed (nothing keeps it), and ids drawn in sides
+// whose work this leader cannot see yet (merge() counts such a collision,
+// id_collisions).
+uint64_t highest_tentative_count(const QueueState& state, uint32_t leader);
 
 struct MergeCounts {
   uint64_t segments = 0;            // merged now

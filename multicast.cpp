@@ -619,11 +619,14 @@ bool Multicast::ask_for_payloads(uint64_t now_us, std::map<MessageName, Ask>& as
 // heartbeat interval, as long as a lost last ASSIGN would take to show. In
 // lossy mode a lost ASSIGN is the likely story, and the whole rotation waits
 // on it, so we ask after one NACK interval. While the sequencer is heard
-// from, it is alive and our ask or its answer was lost: ask again every NACK
-// interval. Once it has been silent a heartbeat interval it is likely dead,
-// and asks back off (ask_again_gap: 1, 1, 2, 4, ... 16 intervals), since
-// until the membership suspects it (300 ms by default) every survivor would
-// otherwise ask it every millisecond, for nothing.
+// from it is alive: our ask or its answer was lost, or it waits itself (for
+// the payload, or to hear every member): ask again every NACK interval.
+// Once it has been silent a heartbeat interval it is likely dead, and asks
+// back off (ask_again_gap, by the count of every ask of k so far, up to 16
+// intervals), since until the membership suspects it (300 ms by default)
+// every survivor would otherwise ask it every millisecond, for nothing.
+// Late asks are kept apart from gap asks (asked_late_): when k turns into
+// a gap (a higher assignment arrives), its gap asks start afresh.
 void Multicast::ask_late_sequencer(uint64_t now_us, std::map<uint64_t, Ask>& asks) {
   if (!awaiting_next_assignment()) return;
   uint64_t k = assigned_contiguous_ + 1;

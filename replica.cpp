@@ -679,8 +679,8 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
     partition::MergeCounts ignored;
     tentative_ = partition::merge(state_.named_state(), earlier, ignored);
     // A counter lost with the tentative file goes on past every id of this
-    // leader's range that it can still see (merge.hpp).
-    tentative_ids_drawn_ = std::max(tentative_ids_drawn_, partition::highest_tentative_count(*tentative_, earlier, self_));
+    // leader's range that the state it serves on still holds (merge.hpp).
+    tentative_ids_drawn_ = std::max(tentative_ids_drawn_, partition::highest_tentative_count(*tentative_, self_));
     tentative_side_ = side;
     side_held_.clear();
     for (mcast::MemberId m : group_.configuration().members)

@@ -211,21 +211,15 @@ void test_named_items() {
         "a tentative reply in a snapshot without named_items is refused");
 
   // A leader that lost its tentative file goes on past the ids of its range
-  // it can see: live queues, aliases, creates in the sides it holds.
+  // it can see: live queues and aliases.
   partition::QueueState seen;
   seen.queues[partition::tentative_id(2, 3)] = {};
   seen.queues[partition::tentative_id(1, 9)] = {};  // another leader's range
-  seen.alias[partition::tentative_id(2, 5)] = 1;
-  partition::Segment held{196610, 0, {}};
-  partition::Effect made;
-  made.kind = partition::Effect::Kind::Create;
-  made.created = true;
-  made.queue = partition::tentative_id(2, 7);
-  held.effects.push_back(made);
-  CHECK(partition::highest_tentative_count(seen, {}, 2) == 5, "the highest count of leader 2's range in a state");
-  CHECK(partition::highest_tentative_count(seen, {held}, 2) == 7, "and in the creates of the sides held");
-  CHECK(partition::highest_tentative_count(seen, {held}, 3) == 0, "none of leader 3's range");
-  CHECK(partition::highest_tentative_count(q.named_state(), {}, 2) == 0, "committed ids are in no leader's range");
+  CHECK(partition::highest_tentative_count(seen, 2) == 3, "the highest count of leader 2's range among live queues");
+  seen.alias[partition::tentative_id(2, 5)] = partition::tentative_id(2, 3);
+  CHECK(partition::highest_tentative_count(seen, 2) == 5, "and among aliases");
+  CHECK(partition::highest_tentative_count(seen, 3) == 0, "none of leader 3's range");
+  CHECK(partition::highest_tentative_count(q.named_state(), 2) == 0, "committed ids are in no leader's range");
 
   // Bad names are refused; the default mode has none.
   CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nnamed_items\nqueue 1 label 2 items 1: 5@1.x.0\nend\n", error),
