@@ -235,6 +235,7 @@ partition::QueueState FTQueue::named_state() const {
   for (const auto& [id, c] : clients_)
     s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
   s.absorbed = absorbed_;
+  s.tentative_counts = tentative_counts_;
   s.next_id = next_id_;
   s.cluster_time_ms = cluster_time_ms_;
   return s;
@@ -254,6 +255,7 @@ void FTQueue::adopt(const partition::QueueState& merged) {
   id_by_label_ = merged.id_by_label;
   alias_ = merged.alias;
   absorbed_ = merged.absorbed;
+  tentative_counts_ = merged.tentative_counts;
   next_id_ = merged.next_id;
   cluster_time_ms_ = merged.cluster_time_ms;
   clients_.clear();
@@ -286,6 +288,7 @@ std::string FTQueue::render_snapshot() const {
   }
   for (const auto& [from, to] : alias_) out << "alias " << from << " " << to << "\n";
   for (const auto& [side, count] : absorbed_) out << "absorbed " << side << " " << count << "\n";
+  for (const auto& [leader, count] : tentative_counts_) out << "tentative_count " << leader << " " << count << "\n";
   char hex[17];
   for (const auto& [client, rec] : clients_) {
     std::snprintf(hex, sizeof hex, "%016" PRIx64, client);
@@ -357,6 +360,11 @@ bool FTQueue::load_snapshot(const std::string& text, std::string& error) {
       uint64_t count;
       ok = static_cast<bool>(fields >> side >> count) && !fresh.absorbed_.count(side);
       if (ok) fresh.absorbed_[side] = count;
+    } else if (word == "tentative_count" && fresh.named_) {
+      uint32_t leader;
+      uint64_t count;
+      ok = static_cast<bool>(fields >> leader >> count) && !fresh.tentative_counts_.count(leader);
+      if (ok) fresh.tentative_counts_[leader] = count;
     } else if (word == "client") {
       std::string hex, request_word, reply_word, code;
       ClientRecord rec;

@@ -158,6 +158,7 @@ class FTQueue {
   std::set<std::pair<uint64_t, uint64_t>> clients_by_last_seen_;  // (last_seen_ms, client id)
   bool named_ = false;                         // partitionable mode: see name_items()
   std::map<int32_t, int32_t> alias_;           // named mode: see partition::QueueState
+  std::map<uint32_t, uint64_t> tentative_counts_;  // named mode: see partition::QueueState
   std::map<uint64_t, uint64_t> absorbed_;      // named mode: per side, its effects merged in
   uint64_t malformed_batches_ = 0;  // not part of the state: diagnostics only
   partition::MergeCounts last_merge_;  // diagnostics only

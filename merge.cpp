@@ -26,7 +26,8 @@ uint64_t tentative_count(int32_t id, uint32_t leader) {
 }  // namespace
 
 uint64_t highest_tentative_count(const QueueState& state, uint32_t leader) {
-  uint64_t c = 0;
+  auto used = state.tentative_counts.find(leader);
+  uint64_t c = used == state.tentative_counts.end() ? 0 : used->second;
   for (const auto& [id, queue] : state.queues) c = std::max(c, tentative_count(id, leader));
   for (const auto& [id, to] : state.alias) c = std::max(c, tentative_count(id, leader));
   return c;
@@ -59,6 +60,8 @@ std::string QueueState::render() const {
          std::to_string(c.last_seen_ms) + (c.tentative ? " tentative" : "") + "\n";
   for (const auto& [side, count] : absorbed)
     s += "absorbed " + std::to_string(side) + " " + std::to_string(count) + "\n";
+  for (const auto& [leader, count] : tentative_counts)
+    s += "tentative_count " + std::to_string(leader) + " " + std::to_string(count) + "\n";
   s += "next_id " + std::to_string(next_id) + " cluster_time_ms " + std::to_string(cluster_time_ms) + "\n";
   return s;
 }
@@ -235,6 +238,7 @@ class Merger {
 
   void create(const Effect& e) {
     if (e.queue < kFirstTentativeId) s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
+    else note_tentative_id(e.queue);
     if (s_.queues.count(e.queue) || s_.alias.count(e.queue)) {
       ++counts_.id_collisions;  // two sides drew one id: the caller's rule is broken
       return;
@@ -247,6 +251,14 @@ class Merger {
     }
     s_.queues[e.queue] = Queue{true, e.label, {}};
     s_.id_by_label[e.label] = e.queue;
+  }
+
+  // Remembered for good (QueueState::tentative_counts), even if the queue
+  // is destroyed later or the create collides.
+  void note_tentative_id(int32_t id) {
+    const int64_t offset = static_cast<int64_t>(id) - kFirstTentativeId;
+    uint64_t& highest = s_.tentative_counts[static_cast<uint32_t>(offset % 32)];
+    highest = std::max(highest, static_cast<uint64_t>(offset / 32));
   }
 
   // The live queue for a side's id, brought back if it is gone.

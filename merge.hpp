@@ -104,6 +104,10 @@ struct QueueState {
   std::map<uint64_t, ClientEntry> clients;  // the exactly-once table
   // Per side, how many of its segment's effects are merged in.
   std::map<uint64_t, uint64_t> absorbed;
+  // Per leader, the highest count c of its range (tentative_id) that any
+  // merged create used; kept after the queue is destroyed, so that a
+  // leader that lost its counter never draws that id again.
+  std::map<uint32_t, uint64_t> tentative_counts;
   int64_t next_id = 1;           // above every queue id used here (live, destroyed, aliased)
   uint64_t cluster_time_ms = 0;  // the committed order's clock (FTQueue)
 
@@ -178,10 +182,10 @@ int32_t tentative_id(uint32_t leader, uint64_t c);
 Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name, int32_t new_id);
 
 // The highest c for which tentative_id(leader, c) names a live queue or an
-// alias in `state`; 0 if none. A leader that lost its tentative file lost
-// its counter with it: it goes on from at least here. Not covered: an id
-// of a queue since destroyed (nothing keeps it), and ids drawn in sides
-// whose work this leader cannot see yet (merge() counts such a collision,
+// alias in `state`, or was used by a merged create (tentative_counts); 0
+// if none. A leader that lost its tentative file lost its counter with it:
+// it goes on from at least here. Not covered: ids drawn in sides whose
+// work no merge has brought in yet (merge() counts such a collision,
 // id_collisions).
 uint64_t highest_tentative_count(const QueueState& state, uint32_t leader);
 

@@ -220,6 +220,27 @@ void test_named_items() {
   CHECK(partition::highest_tentative_count(seen, 2) == 5, "and among aliases");
   CHECK(partition::highest_tentative_count(seen, 3) == 0, "none of leader 3's range");
   CHECK(partition::highest_tentative_count(q.named_state(), 2) == 0, "committed ids are in no leader's range");
+  // ... and past the ids of its range that merged creates used, even once
+  // their queues are destroyed (QueueState::tentative_counts).
+  {
+    FTQueue m;
+    m.name_items();
+    Feeder mf(m);
+    partition::QueueState side_state = m.named_state();
+    const int32_t made = partition::tentative_id(2, 4);
+    partition::Segment side_seg{196610, 0, {}};
+    side_seg.effects.push_back(partition::apply_on_side(side_state, wire::Operation{9, 1, OpCode::Create, 77, 0}, {196610, 1, 0}, made));
+    partition::MergeCounts merge_counts;
+    m.adopt(partition::merge(m.named_state(), {side_seg}, merge_counts));
+    expect(mf.call(OpCode::Destroy, made), ReplyCode::Ok, 0, "the committed order destroys the side's queue");
+    CHECK(m.queue_count() == 0 && partition::highest_tentative_count(m.named_state(), 2) == 4,
+          "a destroyed queue's tentative id stays used: " + m.render_snapshot());
+    FTQueue loaded;
+    error.clear();
+    CHECK(loaded.load_snapshot(m.render_snapshot(), error) && loaded.render_snapshot() == m.render_snapshot() &&
+              partition::highest_tentative_count(loaded.named_state(), 2) == 4,
+          "tentative counts survive a snapshot: " + error);
+  }
 
   // Bad names are refused; the default mode has none.
   CHECK(!copy.load_snapshot("ftqueue-snapshot v1\nnamed_items\nqueue 1 label 2 items 1: 5@1.x.0\nend\n", error),
