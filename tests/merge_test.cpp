@@ -22,7 +22,10 @@
 //      decodes, and a corrupted one either fails or re-encodes to itself;
 //   8. parts: the segments cut into parts of random sizes, handed in
 //      shuffled, merge as the whole ones do; with one part missing, the
-//      parts after it are skipped and counted as gaps.
+//      parts after it are skipped and counted as gaps;
+//   9. the replica's way: those parts applied one by one as MERGE records
+//      to an FTQueue (its own representation, through named_state() and
+//      adopt()) give, after each, the state and counts of merge().
 // Plus a worked example (a 2|1 split, a push and a pop on
 // each side) with its exact result.
 //
@@ -40,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "../ftqueue.hpp"
 #include "../merge.hpp"
 
 using namespace partition;
@@ -276,6 +280,32 @@ std::string check_parts(const History& h, const Args& a, const std::string& whol
   return "";
 }
 
+std::string check_replica_way(const History& h, const Args& a, std::mt19937_64& rng) {
+  std::vector<Segment> parts;
+  for (const Segment& seg : h.segments)
+    for (Segment& p : split_segment(seg, std::uniform_int_distribution<size_t>(60, 400)(rng))) parts.push_back(p);
+  std::shuffle(parts.begin(), parts.end(), rng);
+  FTQueue replica;
+  replica.adopt(h.committed);
+  replica.break_merge_for_tests(a.bug);
+  QueueState whole = h.committed;
+  uint64_t k = 0;
+  for (const Segment& part : parts) {
+    MergeCounts counts;
+    whole = merge(whole, {part}, counts, a.bug);
+    ++k;
+    replica.apply(mcast::Delivery{k, wire::MessageName{0, 1, k}, encode_merge_record(part)});
+    if (replica.named_state().render() != whole.render())
+      return "check 9: MERGE record " + std::to_string(k) + " (side " + std::to_string(part.side) +
+             ") applied by FTQueue gives another state than merge() of the whole state:\n" +
+             replica.named_state().render() + "  expected:\n" + whole.render();
+    if (replica.last_merge().text() != counts.text())
+      return "check 9: MERGE record " + std::to_string(k) + " counted " + replica.last_merge().text() + ", merge() " +
+             counts.text();
+  }
+  return "";
+}
+
 std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   Generator gen(seed, a.same_ids);
   History h = gen.make();
@@ -318,6 +348,7 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   std::mt19937_64 rng(seed * 7919 + 1);
   if (std::string why = check_bytes(h, rng); !why.empty()) return why;
   if (std::string why = check_parts(h, a, first_render, rng); !why.empty()) return why;
+  if (std::string why = check_replica_way(h, a, rng); !why.empty()) return why;
   check_accounting(h, first, c);
   if (c.failure.empty()) check_names(first, first_counts, c);
   if (c.failure.empty()) check_order(h, first, c);
