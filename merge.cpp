@@ -18,10 +18,19 @@ int32_t tentative_id(uint32_t leader, uint64_t c) {
 }
 
 namespace {
-uint64_t tentative_count(int32_t id, uint32_t leader) {
-  if (id < kFirstTentativeId) return 0;
+// tentative_id's inverse: false for an id below the tentative range.
+bool split_tentative_id(int32_t id, uint32_t& leader, uint64_t& c) {
+  if (id < kFirstTentativeId) return false;
   const int64_t offset = static_cast<int64_t>(id) - kFirstTentativeId;
-  return offset % 32 == leader ? static_cast<uint64_t>(offset / 32) : 0;
+  leader = static_cast<uint32_t>(offset % 32);
+  c = static_cast<uint64_t>(offset / 32);
+  return true;
+}
+
+uint64_t tentative_count(int32_t id, uint32_t leader) {
+  uint32_t drawn_by;
+  uint64_t c;
+  return split_tentative_id(id, drawn_by, c) && drawn_by == leader ? c : 0;
 }
 }  // namespace
 
@@ -237,8 +246,12 @@ class Merger {
   }
 
   void create(const Effect& e) {
-    if (e.queue < kFirstTentativeId) s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
-    else note_tentative_id(e.queue);
+    // A tentative id is remembered for good (QueueState::tentative_counts),
+    // even if the queue is destroyed later or the create collides.
+    uint32_t leader;
+    uint64_t c;
+    if (split_tentative_id(e.queue, leader, c)) s_.tentative_counts[leader] = std::max(s_.tentative_counts[leader], c);
+    else s_.next_id = std::max<int64_t>(s_.next_id, static_cast<int64_t>(e.queue) + 1);
     if (s_.queues.count(e.queue) || s_.alias.count(e.queue)) {
       ++counts_.id_collisions;  // two sides drew one id: the caller's rule is broken
       return;
@@ -251,14 +264,6 @@ class Merger {
     }
     s_.queues[e.queue] = Queue{true, e.label, {}};
     s_.id_by_label[e.label] = e.queue;
-  }
-
-  // Remembered for good (QueueState::tentative_counts), even if the queue
-  // is destroyed later or the create collides.
-  void note_tentative_id(int32_t id) {
-    const int64_t offset = static_cast<int64_t>(id) - kFirstTentativeId;
-    uint64_t& highest = s_.tentative_counts[static_cast<uint32_t>(offset % 32)];
-    highest = std::max(highest, static_cast<uint64_t>(offset / 32));
   }
 
   // The live queue for a side's id, brought back if it is gone.

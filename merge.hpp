@@ -183,7 +183,9 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
 
 // The highest c for which tentative_id(leader, c) names a live queue or an
 // alias in `state`, or was used by a merged create (tentative_counts); 0
-// if none. A leader that lost its tentative file lost its counter with it:
+// if none. (Every such queue or alias came from a merged create, but a
+// state loaded from a snapshot written before tentative_counts existed
+// has only the queues and aliases.) A leader that lost its tentative file lost its counter with it:
 // it goes on from at least here. Not covered: ids drawn in sides whose
 // work no merge has brought in yet (merge() counts such a collision,
 // id_collisions).

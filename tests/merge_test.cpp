@@ -251,11 +251,17 @@ std::string check_bytes(const History& h, std::mt19937_64& rng) {
   return "";
 }
 
-std::string check_parts(const History& h, const Args& a, const std::string& whole, std::mt19937_64& rng) {
+// The sides' segments cut into parts of random sizes, shuffled.
+std::vector<Segment> shuffled_parts(const History& h, std::mt19937_64& rng) {
   std::vector<Segment> parts;
   for (const Segment& seg : h.segments)
     for (Segment& p : split_segment(seg, std::uniform_int_distribution<size_t>(60, 400)(rng))) parts.push_back(p);
   std::shuffle(parts.begin(), parts.end(), rng);
+  return parts;
+}
+
+std::string check_parts(const History& h, const Args& a, const std::string& whole, std::mt19937_64& rng) {
+  const std::vector<Segment> parts = shuffled_parts(h, rng);
   MergeCounts counts;
   if (merge(h.committed, parts, counts, a.bug).render() != whole)
     return "check 8: merged in parts, the state differs from the whole segments'";
@@ -281,10 +287,7 @@ std::string check_parts(const History& h, const Args& a, const std::string& whol
 }
 
 std::string check_replica_way(const History& h, const Args& a, std::mt19937_64& rng) {
-  std::vector<Segment> parts;
-  for (const Segment& seg : h.segments)
-    for (Segment& p : split_segment(seg, std::uniform_int_distribution<size_t>(60, 400)(rng))) parts.push_back(p);
-  std::shuffle(parts.begin(), parts.end(), rng);
+  const std::vector<Segment> parts = shuffled_parts(h, rng);
   FTQueue replica;
   replica.adopt(h.committed);
   replica.break_merge_for_tests(a.bug);
