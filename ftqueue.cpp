@@ -22,11 +22,12 @@ using wire::ReplyCode;
 
 std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
   applied_upto_ = d.global_seq;
+  std::vector<AddressedReply> replies;
+  if (mcast::is_rotation_change(d.name)) return replies;  // an ordering matter: nothing to apply
   if (last_applied_.size() <= d.name.origin) last_applied_.resize(d.name.origin + 1);
   last_applied_[d.name.origin] = mcast::OriginPosition{d.name.incarnation, d.name.origin_seq};
 
   std::vector<wire::BatchedOp> batch;
-  std::vector<AddressedReply> replies;
   if (named_ && partition::is_merge_record(d.payload)) {
     partition::Segment part;
     if (!partition::decode_merge_record(d.payload, part)) {

@@ -717,6 +717,7 @@ void Membership::start_ordering(MemberId source, std::vector<OriginPosition> pos
   MulticastConfig mc = options_.multicast;
   if (options_.bug == GroupBug::DeliverWithoutMajority) mc.bug = InjectedBug::DeliverWithoutMajority;
   if (options_.bug == GroupBug::ClaimBeforeDurable) mc.bug = InjectedBug::ClaimBeforeDurable;
+  if (options_.bug == GroupBug::RevokeLaggingSlot) mc.bug = InjectedBug::RevokeLaggingSlot;
   ordering_ = std::make_unique<Multicast>(self_, config_.members, ordering_number(config_.id), mc, start);
   if (closed_) ordering_->close();
   if (!order_incomplete_) ordering_->mark_order_complete();  // only with GroupBug::PrimaryAtInstall
@@ -909,7 +910,8 @@ void Membership::pull_from_ordering() {
     // REGULAR goes right after the last message up to the cut.
     if (regular_pending_ && d.global_seq > config_.cut) maybe_emit_regular();
     delivered_upto_ = d.global_seq;
-    last_delivered_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
+    if (!mcast::is_rotation_change(d.name))
+      last_delivered_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
     Event e;
     e.kind = Event::Kind::Deliver;
     e.delivery = std::move(d);

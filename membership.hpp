@@ -452,6 +452,7 @@ enum class GroupBug {
   // no observable failure (membership_scenario_r4 catches both broken).
   StaleHeadersBreak,
   ClaimBeforeDurable,      // deferred durability: claim a record once written, before it is on disk
+  RevokeLaggingSlot,       // slow members: take a lagging member out of the rotation in its slot, without it
 };
 
 struct MembershipConfig {

@@ -28,6 +28,10 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   peers_[self_] = PeerState{incarnation_, 0, delivered_upto_, true};
   last_sent_us_.assign(peers_.size(), 0);
   last_heard_us_.assign(peers_.size(), 0);
+  active_ = view_;
+  rotations_[0] = view_;
+  lag_.assign(peers_.size(), ClaimLag{});
+  answered_.assign(peers_.size(), RecentAnswers{});
 }
 
 Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarnation,
@@ -52,7 +56,8 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
     assignments_[d.global_seq] = d.name;
     seq_of_[d.name] = d.global_seq;
     retransmit_buffer_[d.name] = d.payload;
-    sequenced_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
+    if (!is_rotation_change(d.name))  // an earlier configuration's: not in force here
+      sequenced_[d.name.origin] = OriginPosition{d.name.incarnation, d.name.origin_seq};
     held = std::max(held, d.global_seq);
   }
   // Everything up to `held` is in this member's log already.
@@ -62,6 +67,10 @@ Multicast::Multicast(MemberId self, std::vector<MemberId> view, uint64_t incarna
   peers_[self_].held_upto = held;
   last_sent_us_.assign(peers_.size(), 0);
   last_heard_us_.assign(peers_.size(), 0);
+  active_ = view_;  // a new configuration starts with every member in the rotation
+  rotations_[0] = view_;
+  lag_.assign(peers_.size(), ClaimLag{});
+  answered_.assign(peers_.size(), RecentAnswers{});
 }
 
 void Multicast::restore_logged(const Delivery& d) {
@@ -131,8 +140,13 @@ bool Multicast::plausible(const wire::PeerPacket& p) const {
     return false;
   for (const auto& d : p.data)
     if (!plausible_name(d.name)) return false;
-  for (const auto& a : p.assigns)
-    if (!plausible_name(a.name) || a.global_seq == 0 || a.global_seq > horizon) return false;
+  for (const auto& a : p.assigns) {
+    bool name_ok = is_rotation_change(a.name)
+                       ? safe_ && a.name.origin < peers_.size() && a.name.origin_seq == a.global_seq
+                       : plausible_name(a.name);
+    if (!name_ok || a.global_seq == 0 || a.global_seq > horizon) return false;
+  }
+  if ((group_size_ < 64 && h.finds_lagging >> group_size_ != 0) || (!safe_ && h.finds_lagging != 0)) return false;
   for (const auto& n : p.nack_data)
     if (!plausible_name(n)) return false;
   for (const auto& r : p.nack_assign)
@@ -187,6 +201,7 @@ void Multicast::receive(MemberId from, const wire::PeerPacket& p, uint64_t now_u
   peer.assigned_contiguous = std::max(peer.assigned_contiguous, p.header.assigned_contiguous);
   peer.assigned_upto = std::max(peer.assigned_upto, p.header.assigned_upto);
   if (safe_) peer.held_upto = std::max(peer.held_upto, p.header.held_upto);
+  peer.finds_lagging = p.header.finds_lagging;  // what it finds now, not the most it ever found
 
   // Assignments first: a payload that comes with its assignment (a NACK
   // answer below the cut) is then known to be sequenced, and kept.
@@ -251,18 +266,29 @@ void Multicast::on_assign(uint64_t global_seq, const MessageName& name) {
     if (known->second != name) ++stats_.conflicting_assignments;
     return;
   }
-  learn_name(name);
+  if (!is_rotation_change(name)) learn_name(name);
   record_assignment(global_seq, name);
 }
 
 // Stores assignment k and extends the known prefix 1..assigned_contiguous_,
 // which is what the sequencing position of each origin is computed over.
+// A rotation change comes into force only here, once every slot up to it is
+// known: every member then changes the rotation at the same slot.
 void Multicast::record_assignment(uint64_t global_seq, const MessageName& name) {
   assignments_[global_seq] = name;
   seq_of_[name] = global_seq;
+  if (is_rotation_change(name)) {
+    retransmit_buffer_.emplace(name, std::string());  // it has no payload to wait for
+    if (global_seq > std::max(assigned_contiguous_ + 1, cut_)) pending_rotation_changes_[global_seq] = name.origin;
+  }
   for (auto it = assignments_.find(assigned_contiguous_ + 1); it != assignments_.end();
        it = assignments_.find(assigned_contiguous_ + 1)) {
     ++assigned_contiguous_;
+    if (is_rotation_change(it->second)) {
+      pending_rotation_changes_.erase(assigned_contiguous_);
+      if (assigned_contiguous_ > cut_) apply_rotation_change(assigned_contiguous_, it->second.origin);
+      continue;
+    }
     OriginPosition& pos = sequenced_[it->second.origin];
     bool new_life = it->second.incarnation > pos.incarnation;
     pos = OriginPosition{it->second.incarnation, it->second.origin_seq};
@@ -270,11 +296,36 @@ void Multicast::record_assignment(uint64_t global_seq, const MessageName& name) 
   }
 }
 
+// A lagging peer (see "A slow member") asks again every NACK interval, long
+// before an answer can reach it: each item it lacks would be sent it a
+// dozen times over a 20 ms link. So an item re-sent to it is not re-sent
+// again within its claim lag (about its round trip); if that copy is lost
+// too, its next ask after the window is answered. Any other peer is
+// answered every time.
+uint64_t Multicast::repeat_window(MemberId to) {
+  const bool lagging = config_.resign_lag_us > 0 && lag_[to].lagging;
+  RecentAnswers& recent = answered_[to];
+  if (!lagging) {
+    recent = RecentAnswers{};
+    return 0;
+  }
+  const uint64_t window = lag_[to].average_us;
+  for (auto it = recent.assigns.begin(); it != recent.assigns.end();)
+    it = now_us_ >= it->second + window ? recent.assigns.erase(it) : std::next(it);
+  for (auto it = recent.data.begin(); it != recent.data.end();)
+    it = now_us_ >= it->second + window ? recent.data.erase(it) : std::next(it);
+  return window;
+}
+
 void Multicast::answer_nacks(MemberId from, const wire::PeerPacket& p) {
+  if (p.nack_data.empty() && p.nack_assign.empty()) return;
   wire::PeerPacket& reply = outbox(from);
+  const bool limit = repeat_window(from) > 0;
+  RecentAnswers& recent = answered_[from];
   for (const MessageName& n : p.nack_data) {
     auto it = retransmit_buffer_.find(n);
     if (it == retransmit_buffer_.end()) continue;
+    if (limit && !recent.data.emplace(n, now_us_).second) continue;  // sent it within the window
     reply.data.push_back(wire::DataRecord{n, it->second});
     ++stats_.retransmitted;
   }
@@ -285,10 +336,11 @@ void Multicast::answer_nacks(MemberId from, const wire::PeerPacket& p) {
     if (r.from <= cut_) to = std::min({to, cut_, r.from + kMaxPayloadAnswer - 1});
     for (auto it = assignments_.lower_bound(r.from); it != assignments_.end() && it->first <= to;
          ++it) {
+      if (limit && !recent.assigns.emplace(it->first, now_us_).second) continue;
       reply.assigns.push_back(wire::AssignRecord{it->first, it->second});
       ++stats_.retransmitted;
       auto payload = retransmit_buffer_.find(it->second);
-      if (it->first <= cut_ && payload != retransmit_buffer_.end())
+      if (it->first <= cut_ && payload != retransmit_buffer_.end() && !is_rotation_change(it->second))
         reply.data.push_back(wire::DataRecord{it->second, payload->second});
     }
   }
@@ -312,8 +364,132 @@ void Multicast::drop_superseded(MemberId origin) {
 
 // ---- sequencing and delivery ---------------------------------------------
 
+namespace {
+// The rotation after a change naming `subject`: without it if it was in,
+// with it (in view order) if it was out.
+std::vector<MemberId> toggled(const std::vector<MemberId>& view, const std::vector<MemberId>& rotation,
+                              MemberId subject) {
+  bool was_in = std::find(rotation.begin(), rotation.end(), subject) != rotation.end();
+  std::vector<MemberId> out;
+  for (MemberId m : view) {
+    bool in = m == subject ? !was_in : std::find(rotation.begin(), rotation.end(), m) != rotation.end();
+    if (in) out.push_back(m);
+  }
+  return out;
+}
+}  // namespace
+
 MemberId Multicast::sequencer_for(uint64_t global_seq) const {
-  return view_[global_seq % view_.size()];
+  auto change = pending_rotation_changes_.begin();
+  if (change == pending_rotation_changes_.end() || change->first >= global_seq) {
+    auto in_force = rotations_.upper_bound(global_seq);  // the rotation k was (or will be) assigned in
+    if (in_force != rotations_.begin()) --in_force;
+    return in_force->second[global_seq % in_force->second.size()];
+  }
+  std::vector<MemberId> guess = active_;  // beyond the known prefix: see the header
+  for (; change != pending_rotation_changes_.end() && change->first < global_seq; ++change) {
+    std::vector<MemberId> next = toggled(view_, guess, change->second);
+    if (!next.empty()) guess = std::move(next);
+  }
+  return guess[global_seq % guess.size()];
+}
+
+// The change assigned to slot k: the rotation from k+1 on. Never empties
+// the rotation (no honest member asks that: should_resign leaves a
+// majority in it), whatever a datagram says. The last few rotations are
+// kept, so that who assigned a recent slot stays known (awaits_claim).
+void Multicast::apply_rotation_change(uint64_t global_seq, MemberId subject) {
+  if (std::find(view_.begin(), view_.end(), subject) == view_.end()) return;
+  std::vector<MemberId> next = toggled(view_, active_, subject);
+  if (next.empty()) return;
+  active_ = next;
+  rotations_[global_seq + 1] = std::move(next);
+  if (rotations_.size() > 16) rotations_.erase(rotations_.begin());
+  ++stats_.rotation_changes;
+}
+
+// ---- slow members (see "A slow member" in multicast.hpp) -------------------
+
+// Claim lag: from the moment this member holds slot k to the moment a peer's
+// header says it holds k too. A peer as close as this one claims within a
+// header's time (well under a millisecond under load, at most a heartbeat
+// interval idle); one behind a 20 ms link, about 40 ms later. Measured on
+// one slot per peer at a time, as a moving average; the member that is
+// slow itself sees the others' claims arrive with their assignments, so it
+// does not find the fast ones lagging.
+//
+// Only slots of this configuration are timed (above the cut, from a peer
+// heard in it): the order below the cut is fetched at a configuration's
+// start, and a member catching up is not slow. A sample counts at most
+// four resign lags (a peer paused, then back, would otherwise be found
+// lagging, and answered sparingly, for many samples), and no one sample
+// makes a peer lagging: the average starts at 0.
+void Multicast::measure_claim_lag() {
+  if (config_.resign_lag_us == 0) return;
+  const uint64_t max_sample = 4 * config_.resign_lag_us;
+  for (MemberId m : view_) {
+    if (m == self_) continue;
+    ClaimLag& l = lag_[m];
+    if (l.probe_slot != 0 && peers_[m].held_upto >= l.probe_slot) {
+      uint64_t sample = std::min(now_us_ - l.probe_since, max_sample);
+      l.average_us = (3 * l.average_us + sample) / 4;
+      if (l.average_us >= config_.resign_lag_us) l.lagging = true;
+      if (l.average_us < config_.resign_lag_us / 2) l.lagging = false;
+      l.probe_slot = 0;
+    }
+    if (l.probe_slot == 0 && held_upto_ > std::max(peers_[m].held_upto, cut_) && peers_[m].heard && now_us_ > 0)
+      l = ClaimLag{held_upto_, now_us_, l.average_us, l.lagging};
+  }
+}
+
+uint64_t Multicast::lagging_bits() const {
+  uint64_t bits = 0;
+  for (MemberId m : view_)
+    if (m < 64 && lag_[m].lagging) bits |= uint64_t{1} << m;
+  return bits;
+}
+
+// How many members of this configuration (m itself never) find m lagging.
+size_t Multicast::found_lagging_by(MemberId m) const {
+  if (m >= 64) return 0;
+  size_t count = 0;
+  for (MemberId j : view_) {
+    if (j == m) continue;
+    bool finds = j == self_ ? lag_[m].lagging : (peers_[j].finds_lagging >> m & 1) != 0;
+    if (finds) ++count;
+  }
+  return count;
+}
+
+// A majority of the group finds this member lagging, and the rotation keeps
+// a majority without it. Leaving it does not help otherwise: safe delivery
+// needs a majority's claims, so with fewer fast members everyone waits for
+// this one's claims anyway.
+bool Multicast::should_resign() const {
+  const size_t majority = group_size_ / 2 + 1;
+  return found_lagging_by(self_) >= majority && active_.size() > majority;
+}
+
+// A member out of the rotation that fewer than a majority find lagging now.
+MemberId Multicast::to_reinstate() const {
+  const size_t majority = group_size_ / 2 + 1;
+  for (MemberId m : view_)
+    if (std::find(active_.begin(), active_.end(), m) == active_.end() && found_lagging_by(m) < majority) return m;
+  return kNobody;
+}
+
+// Our slot k goes to a rotation change, if one is due: we resign, or put a
+// member back. Only the owner of k may do either (see the header).
+bool Multicast::assign_rotation_change(uint64_t global_seq) {
+  if (!safe_ || config_.resign_lag_us == 0) return false;
+  MemberId subject = should_resign() ? self_ : to_reinstate();
+  if (subject == kNobody) return false;
+  MessageName change = rotation_change(subject, global_seq);
+  record_assignment(global_seq, change);
+  ++stats_.assignments_made;
+  wire::AssignRecord record{global_seq, change};
+  send_to_others(nullptr, &record);
+  return true;
 }
 
 // The message of `origin` that must be sequenced next: the one after the last
@@ -373,10 +549,13 @@ void Multicast::try_sequence() {
     } else if (sequencer_for(k) != self_ || k <= assigned_heard()) {
       // Not our turn; or someone says k is already assigned (a slot of ours
       // from an earlier life): wait until the NACKs bring it back.
+      if (config_.bug == InjectedBug::RevokeLaggingSlot && revoke_lagging_slot(k)) continue;
       return;
     }
     MessageName name;
     if (!pick_eligible(k, name)) return;
+    // Only with work waiting: an idle member's turn never comes to an end.
+    if (assign_rotation_change(k)) continue;
     record_assignment(k, name);
     if (config_.bug == InjectedBug::SequenceWithoutPrefix) {
       OriginPosition& pos = sequenced_[name.origin];
@@ -388,6 +567,21 @@ void Multicast::try_sequence() {
     send_to_others(nullptr, &record);
     if (config_.bug == InjectedBug::SequenceWithoutPrefix) return;
   }
+}
+
+// Deliberately wrong (InjectedBug::RevokeLaggingSlot): takes a lagging
+// member out of the rotation in its own slot k, without it. The owner may
+// be assigning k at this moment: two assignments of k, and the members that
+// hold one deliver something else at k than those that hold the other.
+bool Multicast::revoke_lagging_slot(uint64_t k) {
+  const MemberId owner = sequencer_for(k);
+  if (!safe_ || owner == self_ || k <= assigned_heard() || !all_heard()) return false;
+  if (found_lagging_by(owner) < group_size_ / 2 + 1 || active_.size() <= group_size_ / 2 + 1) return false;
+  MessageName change = rotation_change(owner, k);
+  record_assignment(k, change);
+  wire::AssignRecord record{k, change};
+  send_to_others(nullptr, &record);
+  return true;
 }
 
 // Safe mode: extends 1..held_upto_ over every assignment whose payload we
@@ -443,6 +637,7 @@ MemberId Multicast::holder_of(uint64_t global_seq) const {
 void Multicast::try_deliver() {
   if (safe_) {
     advance_held();
+    measure_claim_lag();
     while (order_complete_ && delivered_upto_ < logged_held_upto_ && held_by_majority(delivered_upto_ + 1)) {
       uint64_t k = delivered_upto_ + 1;
       const MessageName& name = assignments_.at(k);
@@ -540,12 +735,24 @@ bool Multicast::awaiting_next_assignment() const {
 // twice; then backing off to 16 intervals, so an item nobody can supply
 // costs little traffic.
 uint64_t Multicast::ask_gap(const Ask& a) const {
+  if (a.times == 0 && found_lagging()) return std::max(config_.nack_grace_us, config_.resign_lag_us / 3);
   if (a.times == 0) return lossy_mode() ? config_.nack_grace_us / 5 : config_.nack_grace_us;
   return ask_again_gap(a.times);
 }
 
+// A majority finds this member lagging (see "A slow member"): nobody waits
+// for it (it has no slots, or is about to give them up, and the others are
+// a majority), and its round trip is about resign_lag_us or more. So its
+// repairs are not urgent: it asks later and again no sooner than that, and
+// does not go into lossy mode, sparing the others a stream of asks and
+// doubled packets that would slow them.
+bool Multicast::found_lagging() const {
+  return config_.resign_lag_us > 0 && self_ < 64 && found_lagging_by(self_) >= group_size_ / 2 + 1;
+}
+
 uint64_t Multicast::ask_again_gap(uint32_t times_asked) const {
-  return config_.nack_interval_us << std::min<uint32_t>(times_asked < 3 ? 0 : times_asked - 2, 4);
+  uint64_t gap = config_.nack_interval_us << std::min<uint32_t>(times_asked < 3 ? 0 : times_asked - 2, 4);
+  return found_lagging() ? std::max(gap, config_.resign_lag_us) : gap;
 }
 
 // True, and counted as asked, if the item should be asked for now.
@@ -725,6 +932,7 @@ std::vector<Outgoing> Multicast::take_outgoing() {
   header.assigned_contiguous = assigned_contiguous_;
   header.closed = closed_;
   header.held_upto = safe_ ? claimable_held() : 0;
+  header.finds_lagging = safe_ ? lagging_bits() : 0;
   const bool lossy = lossy_mode();
   for (auto& [to, packet] : outbox_) {
     if (packet.data.empty() && packet.assigns.empty() && packet.nack_data.empty() &&
@@ -751,7 +959,7 @@ void Multicast::note_repair() {
   recent_repairs_[next_repair_slot_] = std::max<uint64_t>(now_us_, 1);
   next_repair_slot_ = (next_repair_slot_ + 1) % n;
   uint64_t oldest = recent_repairs_[next_repair_slot_];  // n repairs ago
-  if (oldest != 0 && now_us_ < oldest + 100'000 && config_.redundancy_window_us > 0)
+  if (oldest != 0 && now_us_ < oldest + 100'000 && config_.redundancy_window_us > 0 && !found_lagging())
     redundant_until_ = now_us_ + config_.redundancy_window_us;
 }
 
@@ -858,6 +1066,7 @@ void Multicast::tell_holders_needed(uint64_t from, uint64_t to) {
 MemberId Multicast::awaits_claim(uint64_t k, const MessageName& name) const {
   const MemberId origin = name.origin, sequencer = holder_of(k);
   if (k <= cut_) return sequencer;
+  if (is_rotation_change(name)) return kNobody;  // no client waits on it
   if (origin == self_) return self_;
   if (std::find(view_.begin(), view_.end(), origin) == view_.end()) return kNobody;
   if (origin != sequencer && !config_.deferred_durability) return kNobody;

@@ -55,6 +55,35 @@
 // delivered once the network lets enough through and every member is up.
 // In the all-members mode the group stalls while any member is down; in
 // safe-delivery mode a view change (membership.hpp) replaces the configuration.
+//
+// A slow member (safe mode, resign_lag_us): since k+1 is assigned only
+// once k is known, a member whose datagrams take 20 ms each way holds up
+// every n-th slot by a round trip, and so everyone. Each member measures how
+// late every other one claims what it holds (claim lag) and says in its
+// headers whom it finds lagging. A member that a majority of the group finds
+// lagging resigns from the rotation: at its own next slot k it assigns,
+// instead of a message, a rotation change naming itself. From k+1 on the
+// slots go round the remaining members only (active[k mod |active|]); the
+// slow member stays a member, holds and claims the order, and its clients'
+// messages are sequenced by the others. Once fewer than a majority find it
+// lagging, the owner of some later slot assigns a rotation change naming
+// it, and it is back in. A healthy cluster keeps k mod n. Why this keeps
+// total order (the rule, kept in try_sequence): a rotation change is an
+// assignment like any other, made by the one member that owns its slot
+// (never by another on its behalf: that is Mencius's revocation, which
+// needs consensus, as the owner may be assigning the slot at that moment);
+// and a member assigns k only knowing every assignment below k, so every
+// member that assigns after a change knows of it and computes the same
+// owner. It is a record like any other for safe delivery and the view
+// change (held, claimed, carried over the cut), and delivers as a no-op. A
+// new configuration starts with every member in the rotation. Only
+// liveness rests on the lag figures: a wrong one moves slots to other
+// owners, never gives a slot two. A member resigns only while the rest are
+// a majority: with fewer, safe delivery waits for its claims anyway.
+// Repairs across a slow link are paced by its round trip: an item re-sent
+// to a lagging member is not re-sent within its claim lag, and a member a
+// majority finds lagging asks later, and again no sooner than
+// resign_lag_us, and does not go into lossy mode (ask_gap).
 #pragma once
 
 #include <cstdint>
@@ -71,6 +100,15 @@ using MemberId = uint16_t;
 using wire::MessageName;
 
 constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+
+// A rotation change (see "A slow member" above) is an assignment whose name
+// has incarnation 0, which no message has: origin is the member it takes out
+// of the rotation or puts back, origin_seq the slot it is assigned to (so
+// every change has its own name). It has no payload and delivers as a no-op.
+inline bool is_rotation_change(const MessageName& n) { return n.incarnation == 0; }
+inline MessageName rotation_change(MemberId subject, uint64_t global_seq) {
+  return MessageName{subject, 0, global_seq};
+}
 
 struct Delivery {
   uint64_t global_seq = 0;
@@ -107,6 +145,7 @@ enum class InjectedBug {
   DeliverWithoutMajority,  // safe mode: deliver what this member holds, majority or not
   ClaimBelowCut,           // safe mode: claim (and count) what it holds before it holds the cut
   ClaimBeforeDurable,      // deferred durability: claim records when written, not when durable
+  RevokeLaggingSlot,       // resign a lagging member in its own slot, on its behalf, without it
 };
 
 // Safe-delivery mode, used by membership.hpp: this Multicast orders one
@@ -151,6 +190,13 @@ struct MulticastConfig {
   // caller says the write is durable (records_durable). Off: taking a
   // record is its durability, as the caller writes it before its next send.
   bool deferred_durability = false;
+  // Safe mode: a member whose claims arrive this late (a moving average of
+  // claim lags) is lagging; one that a majority finds lagging leaves the
+  // rotation until fewer do (see "A slow member" at the top). A member is
+  // no longer found lagging once its average falls below half of this (a
+  // member nobody waits for claims at its next heartbeat, 5 ms at most).
+  // 0: off, every member keeps its slots.
+  uint64_t resign_lag_us = 0;
   InjectedBug bug = InjectedBug::None;
 };
 
@@ -165,6 +211,7 @@ struct MulticastStats {
   uint64_t retransmitted = 0;      // entries re-sent because someone asked
   uint64_t heartbeats = 0;
   uint64_t redundant_copies = 0;   // packets sent twice because of recent loss
+  uint64_t rotation_changes = 0;   // delivered in this configuration (slow members out or back in)
 };
 
 class Multicast {
@@ -261,8 +308,19 @@ class Multicast {
   bool done_leaving() const;
 
   MemberId self() const { return self_; }
-  // The one member that may assign global_seq: view[global_seq mod n].
+  // The one member that may assign global_seq: view[global_seq mod n] in a
+  // healthy configuration; active[global_seq mod |active|] once some member
+  // resigned (see "A slow member"). Exact up to the first slot not known
+  // assigned (for recent slots: the last 16 rotations are kept); beyond
+  // it a guess (an unknown rotation change may lie between).
   MemberId sequencer_for(uint64_t global_seq) const;
+  // The members in the rotation after every assignment known so far.
+  const std::vector<MemberId>& rotation() const { return active_; }
+  // Safe mode, resign_lag_us: this member finds m lagging, and how late m's
+  // claims arrive (moving average, microseconds; 0 until measured).
+  bool finds_lagging(MemberId m) const { return m < lag_.size() && lag_[m].lagging; }
+  uint64_t claim_lag_us(MemberId m) const { return m < lag_.size() ? lag_[m].average_us : 0; }
+  size_t lagging_measured() const { return lag_.size(); }  // members 0..this-1
   // Who assigns the first global_seq this member does not know assigned.
   MemberId next_sequencer() const { return sequencer_for(assigned_contiguous_ + 1); }
   uint64_t delivered_upto() const { return delivered_upto_; }
@@ -285,6 +343,13 @@ class Multicast {
     uint64_t assigned_contiguous = 0;  // it knows every assignment 1..this
     uint64_t assigned_upto = 0;   // highest assignment it holds, said in its current life
     uint64_t held_upto = 0;       // safe mode: it logged 1..this (said in this configuration)
+    uint64_t finds_lagging = 0;   // bit m: it finds member m lagging (its latest header)
+  };
+  struct ClaimLag {  // how late one peer claims what this member holds
+    uint64_t probe_slot = 0;    // waiting for its claim of this slot (0: none)
+    uint64_t probe_since = 0;   // when this member came to hold probe_slot
+    uint64_t average_us = 0;
+    bool lagging = false;
   };
   struct Ask {  // one missing item: when first seen or last asked for, how often
     uint64_t last = 0;
@@ -311,6 +376,15 @@ class Multicast {
   bool held_by_majority(uint64_t global_seq) const;
   uint64_t claimable_held() const;
   MemberId holder_of(uint64_t global_seq) const;
+  void measure_claim_lag();
+  uint64_t lagging_bits() const;
+  size_t found_lagging_by(MemberId m) const;
+  bool should_resign() const;
+  bool found_lagging() const;  // by a majority: this member is the slow one
+  MemberId to_reinstate() const;
+  bool assign_rotation_change(uint64_t global_seq);
+  bool revoke_lagging_slot(uint64_t global_seq);
+  void apply_rotation_change(uint64_t global_seq, MemberId subject);
   void update_stability();
   void drop_superseded(MemberId origin);
 
@@ -372,6 +446,20 @@ class Multicast {
   std::vector<OriginPosition> sequenced_;     // per origin, within 1..assigned_contiguous_
   std::map<uint64_t, MessageName> assignments_;  // global_seq > stable_upto_
   std::map<MessageName, uint64_t> seq_of_;       // inverse of assignments_
+  // The rotation for the slots after assigned_contiguous_ (view_ minus the
+  // members that resigned in this configuration, in view_ order), and the
+  // rotation changes known above assigned_contiguous_, by slot (not yet in
+  // force: a change applies from its slot on, once every slot below is known).
+  std::vector<MemberId> active_;
+  std::map<uint64_t, MemberId> pending_rotation_changes_;
+  std::map<uint64_t, std::vector<MemberId>> rotations_;  // by first slot: the last few, active_ last
+  std::vector<ClaimLag> lag_;  // by member id
+  struct RecentAnswers {  // re-sent to a lagging peer within its claim lag: when
+    std::map<uint64_t, uint64_t> assigns;
+    std::map<MessageName, uint64_t> data;
+  };
+  std::vector<RecentAnswers> answered_;  // by member id
+  uint64_t repeat_window(MemberId to);
   // Payloads held, sequenced or not. Invariant: an entry leaves only when its
   // global_seq <= stable_upto_ (every member delivered it) or when it can no
   // longer be sequenced (its origin has restarted and it never was).

@@ -461,6 +461,12 @@ void Replica::apply(const mcast::Event& e, Handoff& out) {
 // the members hold it. (Should that reply be lost, the client's retry
 // finds the stored reply.)
 void Replica::on_deliver(const mcast::Delivery& d, Handoff& out) {
+  if (mcast::is_rotation_change(d.name)) {  // applies as a no-op; the log says what it did
+    const mcast::Multicast* ordering = group_.ordering();
+    out.notes.push_back("k=" + std::to_string(d.global_seq) + " rotation change naming r" + std::to_string(d.name.origin) +
+                        (ordering && d.global_seq > group_.configuration().cut ? "; slots now go round {" + members_text(ordering->rotation()) + "}" : std::string()) +
+                        " (a member leaves when a majority finds its claims late, and is put back when fewer do)");
+  }
   const bool mine = d.name.origin == self_ && in_flight_.erase(d.name) + orphans_.erase(d.name) > 0;
   const std::vector<AddressedReply> applied = state_.apply(d);
   partition::Segment part;

@@ -72,7 +72,18 @@
 #                                     Returns once each running replica's log
 #                                     confirms its cuts; a replica that is down
 #                                     reads them when restarted
-#   ./run_cluster.sh heal             no link cuts any more (confirmed likewise)
+#   ./run_cluster.sh slow I [MS [PCT]]
+#                                     make replica I's links slow: every datagram
+#                                     between it and another replica held MS ms
+#                                     (default 20) and PCT% of them dropped
+#                                     (default 5), each way (clients still reach
+#                                     it at full speed). It replaces any cuts. The
+#                                     others soon find its claims late and it
+#                                     leaves the sequencer rotation: each log says
+#                                     'rotation change naming rI' (README: "Message
+#                                     flow", step 8)
+#   ./run_cluster.sh heal             no link cuts or slow links any more
+#                                     (confirmed likewise)
 #
 #   ./run_cluster.sh COMMAND --help   what that one command does
 #
@@ -120,7 +131,7 @@ usage() { sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; }
 command_help() {
   usage | awk -v cmd="$1" '/^  \.\/run_cluster\.sh / { on = ($2 == cmd) } /^$/ { on = 0 } on'
   case "$1" in
-    kill | restart | partition | heal) echo; usage | sed -n '/^Faults,/,/^$/p' | sed '$d' ;;
+    kill | restart | partition | slow | heal) echo; usage | sed -n '/^Faults,/,/^$/p' | sed '$d' ;;
   esac
 }
 
@@ -431,19 +442,26 @@ service_view() {
   local n=$1 majority i j k tok id down=() silent=() cut=() group=() best=() queue=() seen=() config="" members
   majority=$((n / 2 + 1))
   declare -A blocked=()  # "i j": replica i cuts some link with j
+  declare -A slow_links=()  # id: "MS ms, PCT% dropped" (./run_cluster.sh slow)
   for ((i = 0; i < n; i++)); do
     case "${STATE[i]}" in
       down) down+=("$i") ;;
       silent | other) silent+=("$i") ;;
     esac
     [[ "${CUTS[i]}" == none* ]] && continue
+    local cuts_some=0
     for tok in ${CUTS[i]}; do
+      if [[ "$tok" == slow:* ]]; then  # slow:ID:MS:PCT: slow, not cut
+        slow_links["$(cut -d: -f2 <<< "$tok")"]="$(cut -d: -f3 <<< "$tok") ms, $(cut -d: -f4 <<< "$tok")% dropped"
+        continue
+      fi
       id=${tok#*:}
       [[ "$id" =~ ^[0-9]+$ ]] || continue
       blocked["$i $((10#$id))"]=1
       blocked["$((10#$id)) $i"]=1
+      cuts_some=1
     done
-    [ "${STATE[i]}" = down ] || cut+=("$i")
+    [ "${STATE[i]}" = down ] || [ $cuts_some = 0 ] || cut+=("$i")
   done
   # The largest group of answering replicas connected through uncut links
   # (a side of a partition; with cuts that are no clean partition, an upper
@@ -480,6 +498,9 @@ service_view() {
     done
     echo "links cut: $pairs (./run_cluster.sh heal restores them)"
   fi
+  for id in "${!slow_links[@]}"; do
+    echo "slow: replica $id's links (${slow_links[$id]} each way; ./run_cluster.sh heal restores them)"
+  done
   if grep -qx -- --partitionable "$DIR/flags" 2>/dev/null; then
     echo "mode: partitionable: a side without a majority answers through its lowest replica, tentatively; its work is merged into the order when it meets a majority"
   fi
@@ -683,6 +704,25 @@ partition() {
   fi
 }
 
+slow() {
+  [ $# -ge 1 ] && [ $# -le 3 ] || die "slow: name a replica, e.g. 'slow 2' or 'slow 2 20 5' (see slow --help)"
+  local ms=${2:-20} pct=${3:-5} i n
+  [[ "$ms" =~ ^[0-9]+$ ]] && [ "$ms" -ge 1 ] && [ "$ms" -le 10000 ] ||
+    die "slow: '$ms' is not a delay in milliseconds from 1 to 10000"
+  [[ "$pct" =~ ^[0-9]+$ ]] && [ "$pct" -le 100 ] || die "slow: '$pct' is not a loss percentage from 0 to 100"
+  need_cluster
+  parse_id slow "$1"
+  n=$(cluster_size)
+  CUT=()
+  for ((i = 0; i < n; i++)); do
+    CUT[i]=""
+    [ "$i" = "$ID" ] || CUT[i]="slow:$ID:$ms:$pct"
+  done
+  echo "slow: replica $ID's links held $ms ms and $pct% dropped, each way (any partition lifted)"
+  apply_cuts
+  echo "(once the others find its claims late, replica $ID leaves the sequencer rotation and the rest go on at full speed; ./run_cluster.sh heal restores its links)"
+}
+
 heal() {
   [ $# -eq 0 ] || die "heal takes no arguments (see heal --help)"
   need_cluster
@@ -771,7 +811,7 @@ no_arguments() {  # COMMAND ARGS...
 command=${1:-}
 [ $# -eq 0 ] || shift
 case "$command" in
-  start | stop | status | watch | client | kill | restart | partition | heal | picture)
+  start | stop | status | watch | client | kill | restart | partition | slow | heal | picture)
     if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
       command_help "$command"
       exit 0
@@ -796,8 +836,9 @@ case "$command" in
   kill) kill_replica "$@" ;;
   restart) restart "$@" ;;
   partition) partition "$@" ;;
+  slow) slow "$@" ;;
   heal) heal "$@" ;;
   picture) picture "$@" ;;
   -h | --help | help) usage ;;
-  *) die "unknown command '$command' (commands: start stop status watch client kill restart partition heal picture; ./run_cluster.sh --help)" ;;
+  *) die "unknown command '$command' (commands: start stop status watch client kill restart partition slow heal picture; ./run_cluster.sh --help)" ;;
 esac

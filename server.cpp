@@ -99,6 +99,12 @@ const char* kUsage =
     "                   suspected more often)\n"
     "  --keepalive-ms MS  period of the keepalive every member sends to all\n"
     "                   (default 20; keep it well below --suspect-ms)\n"
+    "  --resign-lag-ms MS  a member whose claims reach a majority this late\n"
+    "                   (on average) leaves the sequencer rotation until they\n"
+    "                   arrive in half of it, so that one slow member does\n"
+    "                   not pace the rest (default 25: above what loss alone\n"
+    "                   costs a member's claims; 0: every member keeps\n"
+    "                   its slots)\n"
     "  --spin-us US     after each datagram, poll without sleeping for up to\n"
     "                   US microseconds while the load is light (default 100;\n"
     "                   0: always sleep). Halves one client's latency on a\n"
@@ -207,6 +213,7 @@ struct Options {
   std::string cut_file;  // test switch, see --help
   uint64_t suspect_ms = 300;
   uint64_t keepalive_ms = 20;
+  uint64_t resign_lag_ms = 25;
   uint64_t spin_us = 100;  // net::IdleSpin's window
   bool trust_log = false;  // --trust-log: the operator vouches for the log
   std::string boot_id;     // --boot-id (test switch): the OS's, else
@@ -277,6 +284,9 @@ int parse_options(int argc, char** argv, Options& o) {
       if (!need(v) || !net::parse_u64(v, ms) || ms < 1 || ms > 60'000)
         return usage_error(arg + " needs milliseconds between 1 and 60000, got '" + v + "'");
       (arg == "--suspect-ms" ? o.suspect_ms : o.keepalive_ms) = ms;
+    } else if (arg == "--resign-lag-ms") {
+      if (!need(v) || !net::parse_u64(v, o.resign_lag_ms) || o.resign_lag_ms > 60'000)
+        return usage_error("--resign-lag-ms needs milliseconds between 0 and 60000, got '" + v + "'");
     } else if (arg == "--spin-us") {
       if (!need(v) || !net::parse_u64(v, o.spin_us) || o.spin_us > 10'000)
         return usage_error("--spin-us needs microseconds between 0 and 10000, got '" + v + "'");
@@ -910,6 +920,7 @@ class Server {
     options.partitionable = opt_.partitionable;
     options.membership.suspect_after_us = opt_.suspect_ms * 1000;
     options.membership.keepalive_us = opt_.keepalive_ms * 1000;
+    options.membership.multicast.resign_lag_us = opt_.resign_lag_ms * 1000;
     options.membership.view_change_timeout_us =
         std::max<uint64_t>(options.membership.suspect_after_us * 2 / 3, 2 * options.membership.keepalive_us);
     const uint64_t resumed_at = state.applied_upto();
@@ -1404,6 +1415,21 @@ class Server {
            c.malformed + c.stale + c.other_config + c.other_mode;
   }
 
+  // "{0,1} claim lag ms 0.1 4.2 41.0*": the sequencer rotation, and how
+  // late each member's claims reach this one (* lagging; multicast.hpp,
+  // "A slow member").
+  static std::string rotation_text(const mcast::Multicast* ordering) {
+    if (!ordering) return "none";
+    std::string text = member_list_text(ordering->rotation()) + " claim lag ms";
+    char lag[32];
+    for (size_t m = 0; m < ordering->lagging_measured(); ++m) {
+      std::snprintf(lag, sizeof lag, " %.1f%s", ordering->claim_lag_us(static_cast<mcast::MemberId>(m)) / 1000.0,
+                    ordering->finds_lagging(static_cast<mcast::MemberId>(m)) ? "*" : "");
+      text += lag;
+    }
+    return text;
+  }
+
   void report(uint64_t now) {
     last_report_ = now;
     const ReplicaCounts c = replica_->counts();
@@ -1413,7 +1439,7 @@ class Server {
     char line[1024];
     std::snprintf(line, sizeof line,
                   "config %s%s %s hears %zu | delivered %llu held %llu stable %llu buffered %zu waiting %zu | "
-                  "requests %llu busy %llu minority %llu | view-changes %llu installs %llu | "
+                  "requests %llu busy %llu minority %llu | view-changes %llu installs %llu rotation %s | "
                   "assigned %llu nack-rounds %llu nacked %llu retransmitted %llu doubled %llu heartbeats %llu | "
                   "dropped: malformed %llu stale %llu other-config %llu other-mode %llu non-member %llu loss %llu cut %llu "
                   "slow-link %llu send-failed %llu | slow-link delayed %llu pending %zu | "
@@ -1425,7 +1451,9 @@ class Server {
                   (unsigned long long)group.stable_upto(), c.buffered, c.waiting,
                   (unsigned long long)c.requests, (unsigned long long)c.busy_replies,
                   (unsigned long long)c.minority_replies, (unsigned long long)g.view_changes,
-                  (unsigned long long)g.installs, (unsigned long long)s.assignments_made,
+                  (unsigned long long)g.installs,
+                  rotation_text(group.ordering()).c_str(),
+                  (unsigned long long)s.assignments_made,
                   (unsigned long long)s.nack_rounds, (unsigned long long)s.nacks_sent,
                   (unsigned long long)s.retransmitted, (unsigned long long)s.redundant_copies,
                   (unsigned long long)s.heartbeats, (unsigned long long)c.malformed, (unsigned long long)c.stale,

@@ -95,13 +95,14 @@ void write_header(Writer& w, const PeerHeader& h) {
   w.u64(h.assigned_upto);
   w.u64(h.receiver_incarnation);
   w.u64(h.held_upto);
+  w.u64(h.finds_lagging);
   w.u8(h.closed ? 1 : 0);
 }
 bool read_header(Reader& r, PeerHeader& h) {
   uint8_t closed;
   if (!(r.u16(h.sender) && r.u16(h.group_size) && r.u64(h.incarnation) && r.u64(h.own_highwater) &&
         r.u64(h.delivered_upto) && r.u64(h.assigned_contiguous) && r.u64(h.assigned_upto) &&
-        r.u64(h.receiver_incarnation) && r.u64(h.held_upto) && r.u8(closed)) ||
+        r.u64(h.receiver_incarnation) && r.u64(h.held_upto) && r.u64(h.finds_lagging) && r.u8(closed)) ||
       closed > 1)
     return false;
   h.closed = closed == 1;

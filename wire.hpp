@@ -28,7 +28,7 @@ constexpr uint8_t kMagic1 = 'Q';
 // headers say the sender's mode (partitionable). Only datagrams carry
 // it: nothing a replica stores does (its log holds batches and its snapshot
 // is text, neither with a preamble), so a bump leaves the files readable.
-constexpr uint8_t kVersion = 6;
+constexpr uint8_t kVersion = 7;
 
 // Largest datagram any FTQueue process sends. 1400 bytes fits an Ethernet MTU
 // without IP fragmentation, so the cluster also works across real machines.
@@ -122,6 +122,9 @@ struct PeerHeader {
   // Safe delivery (membership.hpp): the sender's log holds every assignment
   // and payload 1..held_upto. 0 in phase one's mode, which does not use it.
   uint64_t held_upto = 0;
+  // Safe delivery, slow members (multicast.hpp): bit m set if the sender
+  // finds member m lagging (its claims arrive late).
+  uint64_t finds_lagging = 0;
 };
 
 struct DataRecord {
@@ -149,7 +152,8 @@ struct PeerPacket {
   bool want_reply = false;  // with has_status: "answer me with your header"
 };
 
-// Largest multicast payload; leaves room for the header and record framing.
+// Largest multicast payload; leaves room for the header (73 bytes) and one
+// record's framing (23): a full payload fills a datagram exactly.
 constexpr size_t kMaxPayload = kMaxDatagram - 96;
 
 // Splits one logical packet into as many datagrams as its records need,

@@ -175,6 +175,12 @@ struct Options {
   // through its lowest member, tentatively, and its work is merged in the
   // order once its leader is in a primary configuration (check 9).
   bool partitionable = false;
+  // Slow member (issue 25): every member runs with a resign lag (5-30 ms),
+  // and one member's datagrams, both ways, are held 5-30 ms longer (and 5%
+  // more are dropped while the faults last) in one to three windows of the
+  // run, so that it leaves the rotation and comes back; the usual faults
+  // strike as well. Every check applies; the rotation changes are counted.
+  bool slow_member = false;
   mcast::GroupBug bug = mcast::GroupBug::None;
   ReplicaOptions::Bug replica_bug = ReplicaOptions::Bug::None;
   // The driver's own deliberate bugs, in carry_out (replica.hpp):
@@ -772,6 +778,7 @@ struct Totals {
   uint64_t snapshots = 0;           // state transfers completed
   uint64_t snapshots_past_cut = 0;  // of those, with a snapshot past the configuration's cut
   uint64_t doubled_tries = 0, doubled_calls = 0, doubled_refused = 0;  // lossy-mode clients' two copies a try
+  uint64_t rotation_changes = 0, rotation_runs = 0;  // --slow-member: delivered; runs with any
 };
 
 class Run {
@@ -831,6 +838,8 @@ class Run {
       t.tentative += c.tentative;
     }
     for (const auto& [k, d] : agreed_) t.merge_records += partition::is_merge_record(d.payload);
+    t.rotation_changes += rotation_changes_;
+    t.rotation_runs += rotation_changes_ > 0;
     t.merged += merged_;
     t.unknown_applied += unknown_applied_;
     t.doubled_tries += doubled_tries_;
@@ -896,6 +905,7 @@ class Run {
       if (opt_.storm || uniform() < 0.6) plan_crashes();
     }
     if (opt_.partitionable) plan_merge_faults();
+    if (opt_.slow_member) plan_slow_member();
     plan_clients();
     if (std::uniform_real_distribution<double>(0, 1)(shape_rng_) < 0.3 && !opt_.partial) plan_pauses();
   }
@@ -1292,6 +1302,28 @@ class Run {
   }
 
   bool faulty() const { return healed_at_ == 0; }
+
+  // --slow-member: see Options::slow_member.
+  void plan_slow_member() {
+    ropt_.membership.multicast.resign_lag_us = between(5'000, 30'000);
+    slow_ = any_member();
+    slow_delay_ = between(5'000, 30'000);
+    const size_t windows = between(1, 3);
+    for (size_t w = 0; w < windows; ++w) {
+      uint64_t from = between(0, fault_end_ + 2 * suspect());
+      slow_windows_.push_back({from, from + between(suspect(), 8 * suspect())});
+    }
+    note(0, "r" + std::to_string(slow_) + " slow by " + std::to_string(slow_delay_) + " us in " +
+                std::to_string(windows) + " windows; resign lag " +
+                std::to_string(ropt_.membership.multicast.resign_lag_us) + " us");
+  }
+
+  bool slow_link(uint64_t now, MemberId from, MemberId to) const {
+    if (!opt_.slow_member || (from != slow_ && to != slow_)) return false;
+    for (const auto& [begin, end] : slow_windows_)
+      if (now >= begin && now < end) return true;
+    return false;
+  }
 
   bool link_down(uint64_t now, MemberId a, MemberId b, bool ordering_datagram) const {
     for (const Partition& p : partitions_)
@@ -1966,12 +1998,14 @@ class Run {
     const MemberId from = static_cast<MemberId>(i), to = out.to;
     int copies = faulty() && uniform() < dup_ ? 2 : 1;
     for (int c = 0; c < copies; ++c) {
-      const bool dropped = faulty() && uniform() < drop_;
+      const bool slow = slow_link(now, from, to);
+      const bool dropped = faulty() && (uniform() < drop_ || (slow && uniform() < 0.05));
       const bool cut = faulty() && !dropped && link_down(now, from, to, !is_membership(out.bytes));
       const bool lost = dropped || cut;
       if (trace_out_.on()) trace_out_.sent(now, from, to, out.bytes, dropped ? " (dropped: loss)" : cut ? " (dropped: cut)" : "");
       uint64_t delay = between(1, max_delay_);
       if (faulty() && uniform() < straggle_) delay += between(max_delay_, suspect());  // a straggler
+      if (slow) delay += slow_delay_;
       if (opt_.trace)
         note(now, std::to_string(from) + " -> " + std::to_string(to) + " " + datagram_text(out.bytes) +
                       (lost ? "  (lost)" : "  (arrives " + std::to_string(now + delay) + ")"));
@@ -2179,6 +2213,12 @@ class Run {
       if (first->second.name != d.name || first->second.payload != d.payload)
         fail(now, "agreement: " + who(i) + " delivered k=" + std::to_string(k) + " as " + name_text(d.name) +
                       ", another delivery of k=" + std::to_string(k) + " was " + name_text(first->second.name));
+      return;
+    }
+    if (mcast::is_rotation_change(d.name)) {
+      if (!d.payload.empty() || d.name.origin_seq != k || d.name.origin >= n_)
+        return fail(now, who(i) + " delivered at k=" + std::to_string(k) + " a malformed rotation change");
+      ++rotation_changes_;
       return;
     }
     std::vector<wire::BatchedOp> ops;
@@ -2753,6 +2793,10 @@ class Run {
     for (uint64_t k = 1; k <= upto; ++k) {
       auto it = agreed_.find(k);
       if (it == agreed_.end()) return "k=" + std::to_string(k) + " is in no member's deliveries";
+      if (mcast::is_rotation_change(it->second.name)) {  // checked in agree(): nothing to apply
+        reference.apply(it->second);
+        continue;
+      }
       std::vector<wire::BatchedOp> ops;
       partition::Segment part;
       if (opt_.partitionable && partition::decode_merge_record(it->second.payload, part)) {
@@ -2863,6 +2907,9 @@ class Run {
   std::priority_queue<ClientDatagram, std::vector<ClientDatagram>, std::greater<ClientDatagram>> client_net_;
   uint64_t order_ = 0;
   double drop_ = 0, dup_ = 0, straggle_ = 0;
+  MemberId slow_ = 0;  // --slow-member
+  uint64_t slow_delay_ = 0, rotation_changes_ = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> slow_windows_;
   uint64_t max_delay_ = 0, fault_end_ = 0, healed_at_ = 0;
   std::vector<Partition> partitions_;
   std::vector<Crash> crashes_;
@@ -2905,7 +2952,7 @@ class Run {
 void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--trace-out DIR] [--keep-going]\n"
-      "                      [--storm] [--splits] [--partial] [--deferred-durability] [--bug NAME --expect-violation]\n"
+      "                      [--storm] [--splits] [--partial] [--slow-member] [--deferred-durability] [--bug NAME --expect-violation]\n"
       "                      [--loss-scale X] [--fault-scale X] [--batch-us U]\n"
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open] [--check-open]\n"
       "--trace-out DIR: with --seed S, write each member's events to DIR/replica-I.log in the\n"
@@ -2924,7 +2971,8 @@ void usage() {
       "--deferred-durability: group commit (server --fsync): records reach the disk at the\n"
       "      syncs the Replica asks for, and a crash is a power cut that loses what no sync covered\n"
       "bugs: deliver-without-majority, cut-at-delivered, minority-delivers, primary-at-install,\n"
-      "      shrink-claim-at-install, claim-before-durable (with --deferred-durability) (protocol);\n"
+      "      shrink-claim-at-install, claim-before-durable (with --deferred-durability),\n"
+      "      revoke-lagging-slot (with --slow-member) (protocol);\n"
       "      orphans-not-in-majority (an orphan answered 'not in a majority', issue 21's lie),\n"
       "      no-exactly-once (the state applies a repeated request again), forget-refusals (a duplicated\n"
       "      copy of a refused try is admitted) (the Replica's answers);\n"
@@ -2935,6 +2983,8 @@ void usage() {
       "      refusal-vouches-for-all (the client: a refusal counts for every try of its call, not the one it names);\n"
       "      propose-heard-set, yield-working-primary, no-prevote (with --partial: the partial-partition\n"
       "      rules broken: sets whose members do not all hear each other; a working primary given up; no probe)\n"
+      "--slow-member: one member's links slow (5-30 ms) in windows; every member resigns its\n"
+      "      slots when a majority finds it lagging (multicast.hpp, 'A slow member')\n"
       "--partial: one partial partition held long (bridge, hub, one-way, ring, clean cut, flapping link)\n"
       "      with no loss, crash or pause, and check 8 (it settles, then few changes, no stalls)\n"
       "Runs N seeded simulations (default 1000, from seed 1). A failure prints its seed;\n"
@@ -2958,6 +3008,7 @@ const BoolFlag kSwitches[] = {
     {"--splits", &Options::splits},
     {"--partial", &Options::partial},
     {"--partitionable", &Options::partitionable},
+    {"--slow-member", &Options::slow_member},
 };
 struct NumberFlag {
   const char* name;
@@ -2988,6 +3039,7 @@ const struct {
     {"primary-at-install", mcast::GroupBug::PrimaryAtInstall},
     {"shrink-claim-at-install", mcast::GroupBug::ShrinkClaimAtInstall},
     {"claim-before-durable", mcast::GroupBug::ClaimBeforeDurable},
+    {"revoke-lagging-slot", mcast::GroupBug::RevokeLaggingSlot},
     {"count-amnesiac", mcast::GroupBug::CountAmnesiac},
     {"propose-heard-set", mcast::GroupBug::ProposeHeardSet},
     {"yield-working-primary", mcast::GroupBug::YieldWorkingPrimary},
@@ -3186,6 +3238,16 @@ int main(int argc, char** argv) {
               u(totals.snapshots_past_cut), totals.slowest_convergence_us / 1e6, u(totals.slowest_seed));
   std::printf("  two copies a try (clients told lossy): %llu tries in %llu calls, %llu of those calls refused (no effect)\n",
               u(totals.doubled_tries), u(totals.doubled_calls), u(totals.doubled_refused));
+  if (opt.slow_member) {
+    std::printf("  slow member: %llu rotation changes delivered, in %llu runs\n", u(totals.rotation_changes),
+                u(totals.rotation_runs));
+    // The mode exists to exercise the rotation changes: a run of many seeds
+    // without one means they no longer happen (a threshold or a rule broken).
+    if (totals.runs >= 20 && totals.rotation_runs == 0) {
+      std::printf("FAIL: no member left the rotation in %llu passing runs with a slow member\n", u(totals.runs));
+      return 1;
+    }
+  }
   if (opt.partitionable)
     std::printf("  partitionable: %llu tentative answers, %llu MERGE records delivered; amid a merge: %llu crashes, "
                 "%llu partitions began; %llu restarts without the tentative file, %llu answers lost with a side of one;\n"

@@ -480,6 +480,25 @@ scenario_status() {
   run_bounded 10 "$script" status
   [[ "$out" != *"down:"* && "$out" != *"links cut:"* ]] || fail "status after heal still names faults: $out"
 
+  # slow 2: its links held 20 ms and 5% dropped; once 0 and 1 find its
+  # claims late it leaves the rotation (calls give the lag something to
+  # measure), and every log says so.
+  run_bounded 20 "$script" slow 2
+  expect_rc "slow 2" 0
+  expect_in "slow 2" "$out" "slow: replica 2's links held 20 ms and 5% dropped"
+  for i in 0 1; do expect_eq "replica $i's log after slow 2" "$(last_cuts "$i")" "slow:2:20:5"; done
+  run_bounded 10 "$script" status
+  expect_in "status with a slow replica" "$out" "slow: replica 2's links (20 ms, 5% dropped each way;"
+  [[ "$out" != *"links cut:"* ]] || fail "status calls a slow link cut: $out"
+  local left=0
+  for i in $(seq 1 100); do
+    call push 1 "$i" > /dev/null
+    grep -q "rotation change naming r2; slots now go round {0,1}" "$cdir/replica-0.log" && { left=1; break; }
+  done
+  [ $left = 1 ] || fail "replica 2 did not leave the rotation within 100 calls of slow 2"
+  run_bounded 20 "$script" heal
+  expect_rc "heal after slow" 0
+
   run_bounded 20 "$script" stop
   expect_rc "stop" 0
   no_servers_left "after stop"
@@ -521,6 +540,11 @@ scenario_fault_arguments() {
   expect_refused "partition: no replica 5" partition 0,1 2,5
   expect_refused "partition: '0,,1' is not a side" partition 0,,1 2
   expect_refused "partition: 'x' is not a side" partition 0,1 x
+  expect_refused "slow: name a replica" slow
+  expect_refused "slow: name a replica" slow 1 20 5 9
+  expect_refused "slow: no replica 3" slow 3
+  expect_refused "slow: '0' is not a delay in milliseconds" slow 1 0
+  expect_refused "slow: '101' is not a loss percentage" slow 1 20 101
   expect_refused "heal takes no arguments" heal now
   expect_refused "status takes no arguments" status x
   expect_refused "watch takes no arguments" watch x

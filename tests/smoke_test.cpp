@@ -19,7 +19,8 @@
 // pause       as concurrent, with one replica stopped (SIGSTOP) for 1.5 s
 //             mid-run and resumed
 // slow        as concurrent, while --cut-file makes replica 2's links slow
-//             (slow:2:20:5); then with slow:2:50 a call through replica 2
+//             (slow:2:20:5), and replica 2 leaves the sequencer rotation (it
+//             is back after the heal); then with slow:2:50 a call through replica 2
 //             takes at least two one-way delays, and the -v counters show
 //             who delayed what
 // lost_tail   as concurrent, twice a replica killed, its log's tail cut off
@@ -543,6 +544,13 @@ void scenario_slow(const Args& a, uint64_t seed, const std::string& dir) {
     CHECK(wait_for_more(cluster, i, "link cuts (test switch): slow:2:20:5\n", 0),
           "replica " + std::to_string(i) + " read its slow link");
   run_with_fault(a, cluster, seed, "slow", [&](const WaitForCalls& wait_for_calls) { wait_for_calls(320); });
+  // Replicas 0 and 1 find replica 2's claims late, and it leaves the
+  // sequencer rotation (multicast.hpp, "A slow member"): every replica
+  // delivers the change and says so.
+  const std::string left = "rotation change naming r2; slots now go round {0,1}";
+  for (int i = 0; i < 3; ++i)
+    CHECK(count_lines(cluster.log_text(i), left) >= 1,
+          "replica " + std::to_string(i) + " delivered replica 2's leaving the rotation");
 
   for (int i : {0, 1})
     CHECK(cut_links(cluster, i, "slow:2:50", "slow:2:50"), "replica " + std::to_string(i) + " read its slow link");
@@ -599,6 +607,19 @@ void scenario_slow(const Args& a, uint64_t seed, const std::string& dir) {
   CHECK(wait_for_more(cluster, 2, unchanged2, before2), "a slow entry naming the replica itself is refused");
   for (int i : {0, 1}) CHECK(cut_links(cluster, i, "", "none"), "replica " + std::to_string(i) + " healed");
   CHECK(cluster.running(1) && cluster.running(2), "refused slow entries do not stop a replica");
+  // Healed: once its claims come in time again, a member whose slot comes
+  // up puts replica 2 back (calls give the lag something to measure).
+  {
+    const std::string back = "rotation change naming r2; slots now go round {0,1,2}";
+    ClientProcess at0(a.client, cluster.endpoint(0), 10);
+    const std::string queue = at0.call("create 10");
+    bool rejoined = false;
+    for (int j = 0; j < 400 && !rejoined; ++j) {
+      CHECK_EQ(at0.call("push " + queue + " " + std::to_string(j)), std::string("ok"), "push after the heal");
+      rejoined = count_lines(cluster.log_text(0), back) >= 1;
+    }
+    CHECK(rejoined, "replica 2 is back in the rotation within 400 calls of the heal");
+  }
   stop_and_compare(a, cluster);
 }
 

@@ -490,6 +490,135 @@ void test_idle_spin() {
 }
 
 
+// ---- a slow member leaves the rotation (multicast.hpp, "A slow member") ----
+
+// Three safe-mode members (one primary configuration, as Membership starts
+// them) on a timed network: every link takes 100 us, member 2's take
+// `slow_us` more each way while `slow` is set. Member 0 multicasts a
+// message every 500 us. The test is its own caller: it logs what take_held
+// hands out (here: keeps it) before it sends, and keeps the deliveries.
+class SafeTrio {
+ public:
+  explicit SafeTrio(uint64_t resign_lag_us, mcast::InjectedBug bug = mcast::InjectedBug::None) {
+    mcast::MulticastConfig cfg;
+    cfg.resign_lag_us = resign_lag_us;
+    cfg.bug = bug;
+    mcast::OrderingStart start;
+    start.group_size = 3;
+    for (mcast::MemberId i = 0; i < 3; ++i) {
+      m_[i] = std::make_unique<mcast::Multicast>(i, std::vector<mcast::MemberId>{0, 1, 2}, 1, cfg, start);
+      m_[i]->mark_order_complete();
+    }
+  }
+  mcast::Multicast& operator[](mcast::MemberId i) { return *m_[i]; }
+  bool slow = false;
+  uint64_t slow_us = 20'000;
+  // The clock a server starts with (CLOCK_MONOTONIC: the machine's uptime),
+  // not 0: the configuration starts before any time is given (a review
+  // found claim lags timed from 0, days long, at every start).
+  uint64_t now = 1'000'000'000'000;
+  std::vector<mcast::Delivery> delivered[3];
+
+  // Runs `us` microseconds in steps of 100.
+  void run(uint64_t us) {
+    for (uint64_t end = now + us; now < end;) {
+      now += 100;
+      if (now % 500 == 0 && m_[0]->can_submit()) m_[0]->submit("m" + std::to_string(++sent_), now);
+      while (!net_.empty() && net_.begin()->first.first <= now) {
+        const auto& [key, datagram] = *net_.begin();
+        m_[datagram.to]->receive(datagram.from, datagram.bytes.data(), datagram.bytes.size(), now);
+        net_.erase(net_.begin());
+      }
+      for (mcast::MemberId i = 0; i < 3; ++i) {
+        m_[i]->tick(now);
+        m_[i]->take_held();  // "logged" before the sends below
+        for (mcast::Delivery& d : m_[i]->take_deliveries()) delivered[i].push_back(std::move(d));
+        for (mcast::Outgoing& o : m_[i]->take_outgoing()) {
+          uint64_t delay = 100 + (slow && (i == 2 || o.to == 2) ? slow_us : 0);
+          net_.emplace(std::make_pair(now + delay, order_++), Datagram{i, o.to, std::move(o.bytes)});
+        }
+      }
+    }
+  }
+  // The rotation changes delivered at member i, as (k, member named).
+  std::vector<std::pair<uint64_t, mcast::MemberId>> changes(mcast::MemberId i) const {
+    std::vector<std::pair<uint64_t, mcast::MemberId>> out;
+    for (const mcast::Delivery& d : delivered[i])
+      if (mcast::is_rotation_change(d.name)) out.emplace_back(d.global_seq, d.name.origin);
+    return out;
+  }
+  // Every member delivered the same sequence, as far as each got.
+  bool agree() const {
+    for (mcast::MemberId i = 1; i < 3; ++i)
+      for (size_t j = 0; j < std::min(delivered[0].size(), delivered[i].size()); ++j)
+        if (delivered[0][j].global_seq != delivered[i][j].global_seq || delivered[0][j].name != delivered[i][j].name)
+          return false;
+    return true;
+  }
+
+ private:
+  struct Datagram {
+    mcast::MemberId from, to;
+    std::string bytes;
+  };
+  std::unique_ptr<mcast::Multicast> m_[3];
+  std::map<std::pair<uint64_t, uint64_t>, Datagram> net_;  // (arrival, send order)
+  uint64_t order_ = 0, sent_ = 0;
+};
+
+void test_slow_member() {
+  using Rotation = std::vector<mcast::MemberId>;
+  // Healthy: k mod n, and no change however long it runs.
+  SafeTrio healthy(15'000);
+  healthy.run(300'000);
+  CHECK(healthy.changes(0).empty() && healthy[0].rotation() == Rotation({0, 1, 2}),
+        "a healthy cluster keeps every member in the rotation");
+  for (uint64_t k = 10; k < 13; ++k)
+    CHECK(healthy[1].sequencer_for(k) == k % 3, "healthy: k is member k mod 3's");
+  CHECK(healthy.agree() && healthy.delivered[0].size() > 500, "healthy: the same order everywhere");
+
+  // Member 2 slow by 20 ms each way: 0 and 1 find it lagging, and at its
+  // own next slot it resigns; the slots go round 0 and 1.
+  SafeTrio trio(15'000);
+  trio.slow = true;
+  trio.run(1'000'000);
+  auto changes = trio.changes(0);
+  CHECK(changes.size() == 1 && changes[0].second == 2, "member 2 left the rotation, once");
+  if (!changes.empty())
+    CHECK(changes[0].first % 3 == 2, "it left in a slot of its own: k=" + std::to_string(changes[0].first));
+  CHECK(trio[0].finds_lagging(2) && trio[1].finds_lagging(2) && !trio[2].finds_lagging(0) && !trio[2].finds_lagging(1),
+        "0 and 1 find 2 lagging; 2, which hears their claims with their assignments, finds neither lagging");
+  for (mcast::MemberId i = 0; i < 3; ++i)
+    CHECK(trio[i].rotation() == Rotation({0, 1}), "member " + std::to_string(i) + " sees the rotation {0,1}");
+  CHECK(trio[0].sequencer_for(trio[0].delivered_upto() + 1) != 2, "no slot of member 2's ahead");
+  const size_t before = trio.delivered[0].size();
+  trio.run(500'000);
+  const size_t slow_phase = trio.delivered[0].size() - before;
+  CHECK(slow_phase >= 900, "without member 2's slots, 0's messages (2 a ms) are delivered at its pace: " +
+                               std::to_string(slow_phase) + " in 500 ms");
+  CHECK(trio.agree(), "slow member out: the same order everywhere");
+
+  // Healed: the lag falls, and the owner of a later slot puts it back.
+  trio.slow = false;
+  trio.run(1'000'000);
+  changes = trio.changes(0);
+  CHECK(changes.size() == 2 && changes.back().second == 2, "member 2 was put back");
+  if (changes.size() == 2)
+    CHECK(trio[0].rotation() == Rotation({0, 1, 2}),
+          "by another member's slot, and the rotation is whole again");
+  CHECK(trio.agree(), "healed: the same order everywhere");
+
+  // Off (resign lag 0): the same slow member keeps its slots, and paces the rest.
+  SafeTrio off(0);
+  off.slow = true;
+  off.run(1'500'000);
+  const size_t paced = off.delivered[0].size();
+  CHECK(off.changes(0).empty() && off[0].rotation() == Rotation({0, 1, 2}), "off: nobody leaves the rotation");
+  CHECK(paced < slow_phase * 2, "off: 1.5 s delivers less than the 0.5 s without member 2's slots (" +
+                                    std::to_string(paced) + " against " + std::to_string(slow_phase) + ")");
+}
+
+
 // Three members on a hand-driven network: the five steps of the slot-reuse
 // bug (a restarted sequencer reassigning a global_seq of its earlier life).
 class Trio {
@@ -1522,8 +1651,9 @@ int main(int argc, char** argv) {
   else if (what == "sequencer") test_sequencer();
   else if (what == "store") test_store();
   else if (what == "membership") test_membership();
+  else if (what == "slow_member") test_slow_member();
   else {
-    std::fprintf(stderr, "usage: unit_test ftqueue|retry|sequencer|store|membership\n");
+    std::fprintf(stderr, "usage: unit_test ftqueue|retry|sequencer|store|membership|slow_member\n");
     return 2;
   }
   std::printf("unit %s: %s\n", what.c_str(), harness::g_failures ? "FAILED" : "passed");
