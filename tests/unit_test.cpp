@@ -503,10 +503,16 @@ class SafeTrio {
     mcast::MulticastConfig cfg;
     cfg.resign_lag_us = resign_lag_us;
     cfg.bug = bug;
+    // As Membership starts a configuration after a view change: every
+    // member holds the earlier order up to the cut (k=1..5, configuration
+    // 1's), and the ordering is complete before any time is given.
     mcast::OrderingStart start;
     start.group_size = 3;
+    start.cut = 5;
+    for (uint64_t k = 1; k <= start.cut; ++k)
+      start.held.push_back(mcast::Delivery{k, mcast::MessageName{0, 1, k}, "old" + std::to_string(k)});
     for (mcast::MemberId i = 0; i < 3; ++i) {
-      m_[i] = std::make_unique<mcast::Multicast>(i, std::vector<mcast::MemberId>{0, 1, 2}, 1, cfg, start);
+      m_[i] = std::make_unique<mcast::Multicast>(i, std::vector<mcast::MemberId>{0, 1, 2}, 2, cfg, start);
       m_[i]->mark_order_complete();
     }
   }
@@ -576,6 +582,9 @@ void test_slow_member() {
   for (uint64_t k = 10; k < 13; ++k)
     CHECK(healthy[1].sequencer_for(k) == k % 3, "healthy: k is member k mod 3's");
   CHECK(healthy.agree() && healthy.delivered[0].size() > 500, "healthy: the same order everywhere");
+  CHECK(healthy[0].claim_lag_us(1) < 5'000 && healthy[0].claim_lag_us(2) < 5'000,
+        "healthy: claims come within a few ms (member 0 measured " + std::to_string(healthy[0].claim_lag_us(1)) +
+            " and " + std::to_string(healthy[0].claim_lag_us(2)) + " us)");
 
   // Member 2 slow by 20 ms each way: 0 and 1 find it lagging, and at its
   // own next slot it resigns; the slots go round 0 and 1.
