@@ -735,19 +735,24 @@ bool Multicast::awaiting_next_assignment() const {
 // twice; then backing off to 16 intervals, so an item nobody can supply
 // costs little traffic.
 uint64_t Multicast::ask_gap(const Ask& a) const {
-  if (a.times == 0 && found_lagging()) return std::max(config_.nack_grace_us, config_.resign_lag_us / 3);
+  if (a.times == 0 && resigned_for_lag()) return std::max(config_.nack_grace_us, config_.resign_lag_us / 3);
   if (a.times == 0) return lossy_mode() ? config_.nack_grace_us / 5 : config_.nack_grace_us;
   return ask_again_gap(a.times);
 }
 
-// A majority finds this member lagging (see "A slow member"): nobody waits
-// for it (it has no slots, or is about to give them up, and the others are
-// a majority), and its round trip is about resign_lag_us or more. So its
-// repairs are not urgent: it asks later and again no sooner than that, and
-// does not go into lossy mode, sparing the others a stream of asks and
-// doubled packets that would slow them.
+// A majority finds this member lagging (see "A slow member"): its round
+// trip is about resign_lag_us or more, so it asks again no sooner than
+// that. Once it is also out of the rotation, nobody waits for it (the
+// others are a majority), so its repairs are not urgent: it asks later,
+// and does not go into lossy mode, sparing the others a stream of asks and
+// doubled packets that would slow them. (Still in the rotation, as when
+// two of three are slow and neither may leave, it is on everyone's path.)
 bool Multicast::found_lagging() const {
   return config_.resign_lag_us > 0 && self_ < 64 && found_lagging_by(self_) >= group_size_ / 2 + 1;
+}
+
+bool Multicast::resigned_for_lag() const {
+  return found_lagging() && std::find(active_.begin(), active_.end(), self_) == active_.end();
 }
 
 uint64_t Multicast::ask_again_gap(uint32_t times_asked) const {
@@ -959,7 +964,7 @@ void Multicast::note_repair() {
   recent_repairs_[next_repair_slot_] = std::max<uint64_t>(now_us_, 1);
   next_repair_slot_ = (next_repair_slot_ + 1) % n;
   uint64_t oldest = recent_repairs_[next_repair_slot_];  // n repairs ago
-  if (oldest != 0 && now_us_ < oldest + 100'000 && config_.redundancy_window_us > 0 && !found_lagging())
+  if (oldest != 0 && now_us_ < oldest + 100'000 && config_.redundancy_window_us > 0 && !resigned_for_lag())
     redundant_until_ = now_us_ + config_.redundancy_window_us;
 }
 

@@ -82,8 +82,8 @@
 // a majority: with fewer, safe delivery waits for its claims anyway.
 // Repairs across a slow link are paced by its round trip: an item re-sent
 // to a lagging member is not re-sent within its claim lag, and a member a
-// majority finds lagging asks later, and again no sooner than
-// resign_lag_us, and does not go into lossy mode (ask_gap).
+// majority finds lagging asks again no sooner than resign_lag_us; out of
+// the rotation, it also asks later and stays out of lossy mode (ask_gap).
 #pragma once
 
 #include <cstdint>
@@ -381,6 +381,7 @@ class Multicast {
   size_t found_lagging_by(MemberId m) const;
   bool should_resign() const;
   bool found_lagging() const;  // by a majority: this member is the slow one
+  bool resigned_for_lag() const;  // ... and out of the rotation
   MemberId to_reinstate() const;
   bool assign_rotation_change(uint64_t global_seq);
   bool revoke_lagging_slot(uint64_t global_seq);
