@@ -89,6 +89,8 @@ MergeCounts& MergeCounts::operator+=(const MergeCounts& o) {
   reads_contradicted += o.reads_contradicted;
   id_collisions += o.id_collisions;
   gaps += o.gaps;
+  carried += o.carried;
+  carried_skipped += o.carried_skipped;
   return *this;
 }
 
@@ -100,7 +102,8 @@ std::string MergeCounts::text() const {
          ", cross-side retries " + std::to_string(cross_side_retries) + ", empty pops contradicted " +
          std::to_string(empty_pops_contradicted) + ", reads contradicted " + std::to_string(reads_contradicted) +
          ", id collisions " +
-         std::to_string(id_collisions) + ", gaps " + std::to_string(gaps);
+         std::to_string(id_collisions) + ", gaps " + std::to_string(gaps) + ", carried " + std::to_string(carried) +
+         " (merged before: " + std::to_string(carried_skipped) + ")";
 }
 
 // ---- a side -------------------------------------------------------------------
@@ -195,6 +198,16 @@ Effect apply_on_side(QueueState& state, const wire::Operation& op, ItemName name
 // segment, the effects past what the base absorbed are merged (copies of
 // one side's segment are prefixes of the longest: one side, one order).
 // next_id ends above every id any side made, so none is ever reused.
+// A carried copy of side T's effect number i is merged when absorbed[T]
+// is at most i, and raises it to i + 1: whichever copy (T's own part, or
+// a later side's carried one) comes first is merged, the other skipped.
+// Why raising it past effects of T not yet seen here loses none: a side
+// carries every effect of T from where its leader's committed state had
+// absorbed T, in T's order, and any committed state a later merge meets
+// has absorbed at least that much (the committed order only grows), so
+// T's effects between absorbed[T] and i came in this same segment, before
+// (T's own effects as carried copies of T; those T carried itself as
+// copies of their own sides, which do not raise absorbed[T]).
 //
 // Why the promises of merge.hpp hold: the order of segments is a function
 // of their ids, and every rule reads only the state and the effect, so the
@@ -213,10 +226,24 @@ class Merger {
  public:
   Merger(QueueState& s, MergeCounts& counts, MergeBug bug) : s_(s), counts_(counts), bug_(bug) {}
 
-  // The effects of `seg` from `from` on.
+  // The effects of `seg` from `from` on; carried copies once (above).
   void segment(const Segment& seg, size_t from, bool first) {
     first_ = first;
-    for (size_t i = from; i < seg.effects.size(); ++i) effect(seg.effects[i]);
+    for (size_t i = from; i < seg.effects.size(); ++i) {
+      const Effect& e = seg.effects[i];
+      if (e.carried_side == 0) {
+        effect(e);
+        continue;
+      }
+      uint64_t& done = s_.absorbed[e.carried_side];
+      if (done > e.carried_index && bug_ != MergeBug::NoAbsorbed) {
+        ++counts_.carried_skipped;
+        continue;
+      }
+      effect(e);
+      ++counts_.carried;
+      done = std::max(done, e.carried_index + 1);
+    }
   }
 
  private:
@@ -423,8 +450,12 @@ bool get_item(wire::Reader& r, Item& it) {
   return r.u64(it.name.side) && r.u64(it.name.k) && r.u32(it.name.index) && r.i32(it.value);
 }
 
+// A carried copy's kind byte has this bit set, and its origin follows the
+// effect (a format-2 segment written before carried copies reads as is).
+constexpr uint8_t kCarriedBit = 0x80;
+
 void put_effect(wire::Writer& w, const Effect& e) {
-  w.u8(static_cast<uint8_t>(e.kind));
+  w.u8(static_cast<uint8_t>(static_cast<uint8_t>(e.kind) | (e.carried_side != 0 ? kCarriedBit : 0)));
   w.u8(static_cast<uint8_t>(e.op));
   w.u64(e.client_id);
   w.u64(e.request_no);
@@ -436,6 +467,10 @@ void put_effect(wire::Writer& w, const Effect& e) {
   put_item(w, e.item);
   w.u32(static_cast<uint32_t>(e.removed.size()));
   for (const Item& it : e.removed) put_item(w, it);
+  if (e.carried_side != 0) {
+    w.u64(e.carried_side);
+    w.u64(e.carried_index);
+  }
 }
 
 constexpr size_t kItemBytes = 8 + 8 + 4 + 4;
@@ -444,7 +479,10 @@ constexpr size_t kEffectFixedBytes = 1 + 1 + 8 + 8 + 1 + 4 + 4 + 4 + 1 + kItemBy
 bool get_effect(wire::Reader& r, size_t bytes_left, Effect& e) {
   uint8_t kind, op, code, created;
   uint32_t removed;
-  if (!r.u8(kind) || kind > static_cast<uint8_t>(Effect::Kind::Remove) || !r.u8(op) || !wire::valid_opcode(op) ||
+  if (!r.u8(kind)) return false;
+  const bool carried = (kind & kCarriedBit) != 0;
+  kind = static_cast<uint8_t>(kind & ~kCarriedBit);
+  if (kind > static_cast<uint8_t>(Effect::Kind::Remove) || !r.u8(op) || !wire::valid_opcode(op) ||
       !r.u64(e.client_id) ||
       !r.u64(e.request_no) || !r.u8(code) || !wire::valid_reply_code(code) || !r.i32(e.value) || !r.i32(e.queue) ||
       !r.i32(e.label) || !r.u8(created) || created > 1 || !get_item(r, e.item) || !r.u32(removed) ||
@@ -457,10 +495,14 @@ bool get_effect(wire::Reader& r, size_t bytes_left, Effect& e) {
   e.removed.resize(removed);
   for (Item& it : e.removed)
     if (!get_item(r, it)) return false;
+  e.carried_side = e.carried_index = 0;
+  if (carried && (!r.u64(e.carried_side) || !r.u64(e.carried_index) || e.carried_side == 0)) return false;
   return true;
 }
 
-size_t effect_bytes(const Effect& e) { return kEffectFixedBytes + e.removed.size() * kItemBytes; }
+size_t effect_bytes(const Effect& e) {
+  return kEffectFixedBytes + e.removed.size() * kItemBytes + (e.carried_side != 0 ? 16 : 0);
+}
 
 }  // namespace
 

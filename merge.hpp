@@ -41,9 +41,12 @@
 // and loses: the test treats any as a failure); and, for merges in steps
 // (a merged state merged again with more segments), that the sides added
 // later are newer than those merged before, or the blocks' order depends
-// on the order of the heals. Nested merges (two minorities merge, then the
-// result meets a majority) need the first merge's decisions recorded in
-// the next segment: step 3's to design, with the replicas' protocol.
+// on the order of the heals. Nested merges (two sides meet without a
+// majority, then the result meets a majority): the new side's segment
+// begins with carried copies of the earlier sides' effects that its leader
+// built on (Effect::carried_side), so that a part of it never needs
+// another side's part merged first; merge() takes each effect once, by its
+// own side's count, whichever copy comes first.
 #pragma once
 
 #include <cstdint>
@@ -134,6 +137,12 @@ struct Effect {
   bool created = false;         // create: made a new queue (not: it existed)
   Item item;                    // push: appended; pop (code Ok): removed
   std::vector<Item> removed;    // destroy: the items it took with the queue
+  // A carried copy (sides that meet without a majority: Replica carries
+  // what its members bring into the new side's segment): effect number
+  // `carried_index` of side `carried_side`, which that side ran itself.
+  // 0: this side ran it. Merged once, by whichever copy comes first.
+  uint64_t carried_side = 0;
+  uint64_t carried_index = 0;
 };
 
 // One side's effects, in the order that side applied them.
@@ -205,6 +214,8 @@ struct MergeCounts {
   uint64_t reads_contradicted = 0;       // a size, top, id or "no queue" answer the merged state differs from
   uint64_t id_collisions = 0;       // a create whose id another queue has (the caller's rule broken)
   uint64_t gaps = 0;                // parts skipped: they start past what is absorbed of their side
+  uint64_t carried = 0;             // carried copies merged (their own side's copy not merged before)
+  uint64_t carried_skipped = 0;     // carried copies skipped: merged before
   std::string text() const;
   MergeCounts& operator+=(const MergeCounts& o);
 };

@@ -26,13 +26,19 @@
 //   9. the replica's way: those parts applied one by one as MERGE records
 //      to an FTQueue (its own representation, through named_state() and
 //      adopt()) give, after each, the state and counts of merge().
+//  10. nested: the sides meet without a majority and a newer side runs on
+//      their merge, its segment beginning with carried copies of theirs;
+//      merged before them, with them, or after them (whole or in parts,
+//      its carried copies included), the result is the same, and no item
+//      its own pops took is there.
 // Plus a worked example (a 2|1 split, a push and a pop on
 // each side) with its exact result.
 //
 // Usage: merge_test [--seeds N] [--first-seed S] [--seed S] [--bug NAME --expect-violation] [-v]
 //   bugs: arrival-order, drop-side-pushes, pop-head, destroy-wins, no-absorbed
 //   (merge.cpp's rules broken), same-ids (every side draws queue ids from
-//   its copy's next_id, as the default mode would)
+//   its copy's next_id, as the default mode would), no-carry (the nested
+//   side of check 10 carries nothing of the sides it ran on)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +61,7 @@ struct Args {
   uint64_t seeds = 2000;
   MergeBug bug = MergeBug::None;
   bool same_ids = false;  // the generator's ids broken: --bug same-ids
+  bool no_carry = false;  // check 10's nested side carries nothing: --bug no-carry
   bool expect_violation = false;
   bool verbose = false;
 };
@@ -110,6 +117,29 @@ class Generator {
       h.segments.push_back(cut);
     }
     return h;
+  }
+
+  // Check 10's newer side: runs on the merge of h's sides into the
+  // committed state, its segment beginning (unless `carry` is false) with
+  // carried copies of every side's effects, as a replica's leader makes it.
+  Segment nested_side(const History& h, uint64_t side, bool carry) {
+    Segment nested{side, 0, {}};
+    std::map<uint64_t, const Segment*> longest;
+    for (const Segment& seg : h.segments)
+      if (!longest.count(seg.side) || longest[seg.side]->effects.size() < seg.effects.size()) longest[seg.side] = &seg;
+    for (const auto& [from_side, seg] : longest)
+      for (size_t i = 0; carry && i < seg->effects.size(); ++i) {
+        Effect copy = seg->effects[i];
+        copy.carried_side = from_side;
+        copy.carried_index = i;
+        nested.effects.push_back(copy);
+      }
+    MergeCounts ignored;
+    QueueState start = merge(h.committed, h.segments, ignored);
+    std::vector<Effect> own;
+    run_side(start, side, nested.effects.size(), own);  // names count the carried copies too
+    nested.effects.insert(nested.effects.end(), own.begin(), own.end());
+    return nested;
   }
 
  private:
@@ -309,6 +339,29 @@ std::string check_replica_way(const History& h, const Args& a, std::mt19937_64& 
   return "";
 }
 
+std::string check_nested(const History& h, Generator& gen, const Args& a, std::mt19937_64& rng) {
+  const Segment nested = gen.nested_side(h, 900, !a.no_carry);
+  std::vector<Segment> all = h.segments;
+  all.push_back(nested);
+  MergeCounts counts;
+  const QueueState together = merge(h.committed, all, counts, a.bug);
+  // The nested side first (in parts, shuffled among themselves), then the rest.
+  QueueState stepped = h.committed;
+  for (const Segment& part : split_segment(nested, std::uniform_int_distribution<size_t>(60, 400)(rng)))
+    stepped = merge(stepped, {part}, counts, a.bug);
+  stepped = merge(stepped, h.segments, counts, a.bug);
+  if (stepped.render() != together.render())
+    return "check 10: the nested side merged before the sides it ran on gives another state:\n" + stepped.render() +
+           "  merged with them:\n" + together.render();
+  std::set<std::string> taken;
+  for (const Effect& e : nested.effects)
+    if (e.carried_side == 0 && e.kind == Effect::Kind::Pop && e.code == wire::ReplyCode::Ok) taken.insert(e.item.name.text());
+  for (const auto& [id, q] : stepped.queues)
+    for (const Item& it : q.items)
+      if (taken.count(it.name.text())) return "check 10: item " + it.name.text() + ", popped on the nested side, is back";
+  return "";
+}
+
 std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   Generator gen(seed, a.same_ids);
   History h = gen.make();
@@ -352,6 +405,7 @@ std::string run_seed(uint64_t seed, const Args& a, MergeCounts& total) {
   if (std::string why = check_bytes(h, rng); !why.empty()) return why;
   if (std::string why = check_parts(h, a, first_render, rng); !why.empty()) return why;
   if (std::string why = check_replica_way(h, a, rng); !why.empty()) return why;
+  if (std::string why = check_nested(h, gen, a, rng); !why.empty()) return why;
   check_accounting(h, first, c);
   if (c.failure.empty()) check_names(first, first_counts, c);
   if (c.failure.empty()) check_order(h, first, c);
@@ -408,6 +462,7 @@ bool parse(int argc, char** argv, Args& a) {
     else if (s == "--expect-violation") a.expect_violation = true;
     else if (s == "-v") a.verbose = true;
     else if (s == "--bug" && value && std::string(argv[i + 1]) == "same-ids") a.same_ids = true, ++i;
+    else if (s == "--bug" && value && std::string(argv[i + 1]) == "no-carry") a.no_carry = true, ++i;
     else if (s == "--bug" && value) {
       auto it = bugs.find(argv[++i]);
       if (it == bugs.end()) {
@@ -428,7 +483,7 @@ bool parse(int argc, char** argv, Args& a) {
 int main(int argc, char** argv) {
   Args a;
   if (!parse(argc, argv, a)) return 2;
-  int failed = a.bug == MergeBug::None && !a.same_ids ? worked_example() : 0;
+  int failed = a.bug == MergeBug::None && !a.same_ids && !a.no_carry ? worked_example() : 0;
   MergeCounts total;
   uint64_t failed_seeds = 0;
   for (uint64_t seed = a.first_seed; seed < a.first_seed + a.seeds; ++seed) {
