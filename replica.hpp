@@ -91,7 +91,7 @@ struct ReplicaOptions {
     UntaggedMergedRepeats,
     AnswerBeforeCopied,  // a tentative answer leaves before the side's other members hold its effect
     AckUncopied,         // a member acknowledges a side's copy without writing it
-    HeldAcrossSides,     // answers held for one side's copies outlive it, released by the next side's acks
+    NoCarry,             // a side that met others without a majority serves on their work without carrying it
   } bug = Bug::None;
 };
 
@@ -107,6 +107,7 @@ enum class Admission {
   RefusedAgain,   // a copy of a try refused before: refused again, no effect
   Tentative,      // partitionable mode: answered tentatively by its side's leader
   Uncopied,       // partitionable mode: ran on a side that may not hold it: no answer (outcome unknown)
+  Gathering,      // partitionable mode: its side's leader awaits its members' work: no answer yet, no effect
 };
 const char* admission_text(Admission a);
 
@@ -306,6 +307,11 @@ class Replica {
   void on_side_copy(mcast::MemberId from, const partition::Segment& part);
   void on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held);
   void release_copied_answers();
+  bool side_gathered();
+  void bring_to_leader(uint64_t now);
+  void on_brought(mcast::MemberId from, const partition::Segment& part);
+  void on_bring_ack(mcast::MemberId from, uint64_t side, uint64_t held);
+  void carry_earlier_sides(uint64_t side);
   void record_effect(uint64_t side, const partition::Effect& e);
   void forget_merged_sides();
   wire::Reply not_in_majority(const wire::Operation& op, uint32_t attempt) const;
@@ -405,4 +411,14 @@ class Replica {
   std::vector<mcast::Outgoing> side_out_;  // copies and acks, for the next hand-off
   uint64_t side_malformed_ = 0;            // side datagrams refused (or outside partitionable mode)
   static constexpr uint64_t kSideCopyRetryUs = 20'000;
+  // Sides that meet without a majority (replica.cpp). At the leader: the
+  // members that brought it their work, for side `gathering_side_`. At a
+  // member: the side it brings to, how much of each earlier side the
+  // leader said it holds, and when it sends again.
+  uint64_t gathering_side_ = 0;
+  std::set<mcast::MemberId> brought_;
+  uint64_t bringing_side_ = 0;
+  std::map<uint64_t, uint64_t> bring_acked_;
+  bool bring_done_ = false;  // the leader acknowledged the end of it
+  uint64_t bring_due_us_ = mcast::kNever;
 };

@@ -2790,6 +2790,18 @@ class Run {
       wire::Reply reply;
     };
     std::map<std::pair<uint64_t, uint64_t>, Applied> applied;  // (client, request) -> first application
+    // Partitionable mode: every side a MERGE record in the order names (its
+    // own, or one it carries copies of), so that an item's name tells a
+    // side's push from a committed one.
+    std::set<uint64_t> sides;
+    for (uint64_t k = 1; opt_.partitionable && k <= upto; ++k) {
+      partition::Segment part;
+      auto it = agreed_.find(k);
+      if (it == agreed_.end() || !partition::decode_merge_record(it->second.payload, part)) continue;
+      sides.insert(part.side);
+      for (const partition::Effect& e : part.effects)
+        if (e.carried_side != 0) sides.insert(e.carried_side);
+    }
     for (uint64_t k = 1; k <= upto; ++k) {
       auto it = agreed_.find(k);
       if (it == agreed_.end()) return "k=" + std::to_string(k) + " is in no member's deliveries";
@@ -2803,6 +2815,16 @@ class Run {
         const uint64_t before = reference.absorbed(part.side);
         reference.apply(it->second);
         merged_ += reference.last_merge();
+        // Check 9: a side's pop is merged only after the push of the item
+        // it took (else the push, merged later, would bring the item back):
+        // a side that ran on other sides' work carries it (replica.cpp).
+        for (const partition::Effect& e : part.effects) {
+          const partition::ItemName& name = e.item.name;
+          if (e.kind == partition::Effect::Kind::Pop && e.code == wire::ReplyCode::Ok && sides.count(name.side) &&
+              reference.absorbed(name.side) < name.k)
+            return "k=" + std::to_string(k) + ": a MERGE record of side " + std::to_string(part.side) + " pops item " +
+                   name.text() + ", whose push no merge applied yet (it would come back when one does)";
+        }
         for (uint64_t e = std::max(before, part.first); e < part.end(); ++e) {
           const partition::Effect& effect = part.effects[static_cast<size_t>(e - part.first)];
           if (effect.client_id == 0) continue;
@@ -3059,7 +3081,7 @@ const struct {
     {"untagged-merged-repeats", ReplicaOptions::Bug::UntaggedMergedRepeats},
     {"answer-before-copied", ReplicaOptions::Bug::AnswerBeforeCopied},
     {"ack-uncopied", ReplicaOptions::Bug::AckUncopied},
-    {"held-across-sides", ReplicaOptions::Bug::HeldAcrossSides},
+    {"no-carry", ReplicaOptions::Bug::NoCarry},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {

@@ -644,6 +644,34 @@ void scenario_pause(const Args& a, uint64_t seed, const std::string& dir) {
   stop_and_compare(a, cluster);
 }
 
+// Cuts every replica's links to the replicas of other sides, and waits
+// (bounded) until each side's leader, its lowest replica, reports a
+// configuration of exactly that side.
+void split_into(const Args& a, Cluster& cluster, int n, const std::vector<std::vector<int>>& sides) {
+  std::vector<std::string> cuts(static_cast<size_t>(n));
+  std::vector<int> side_of(static_cast<size_t>(n));
+  for (size_t s = 0; s < sides.size(); ++s)
+    for (int r : sides[s]) side_of[static_cast<size_t>(r)] = static_cast<int>(s);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      if (side_of[static_cast<size_t>(i)] != side_of[static_cast<size_t>(j)])
+        cuts[static_cast<size_t>(i)] += (cuts[static_cast<size_t>(i)].empty() ? "" : " ") + std::to_string(j);
+  cluster.cut_all(cuts);
+  for (const std::vector<int>& side : sides) {
+    std::string want = "{";
+    for (size_t i = 0; i < side.size(); ++i) want += (i ? "," : "") + std::to_string(side[i]);
+    want += "} (hears";
+    bool formed = false;
+    std::string out;
+    for (int waited_ms = 0; waited_ms < 10'000 && !formed; waited_ms += 50) {
+      harness::run_program(a.client, {"--servers", cluster.endpoint(side[0]), "--timeout", "0.5", "status"}, out);
+      formed = out.find(want) != std::string::npos;
+      if (!formed) ::usleep(50'000);
+    }
+    CHECK(formed, "side " + want + " formed: " + out);
+  }
+}
+
 // Partitionable mode (issue 23): the cluster split into `sides` (each a
 // list of replicas), every side served through its lowest replica, then
 // healed. Each side pushes its own items (and the first side, without a
@@ -669,31 +697,7 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
     expect(c, "create 8", "2");
     for (int i = 0; i < 80; ++i) expect(c, "push 2 " + std::to_string(1000 + i), "ok");
   }
-  // The split: each replica's links to every other side cut.
-  std::vector<std::string> cuts(static_cast<size_t>(n));
-  std::vector<int> side_of(static_cast<size_t>(n));
-  for (size_t s = 0; s < sides.size(); ++s)
-    for (int r : sides[s]) side_of[static_cast<size_t>(r)] = static_cast<int>(s);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j)
-      if (side_of[static_cast<size_t>(i)] != side_of[static_cast<size_t>(j)])
-        cuts[static_cast<size_t>(i)] += (cuts[static_cast<size_t>(i)].empty() ? "" : " ") + std::to_string(j);
-  cluster.cut_all(cuts);
-  // Each side's leader (its lowest replica) reports its own configuration
-  // of exactly that side (bounded wait).
-  for (const std::vector<int>& side : sides) {
-    std::string want = "{";
-    for (size_t i = 0; i < side.size(); ++i) want += (i ? "," : "") + std::to_string(side[i]);
-    want += "} (hears";
-    bool formed = false;
-    std::string out;
-    for (int waited_ms = 0; waited_ms < 10'000 && !formed; waited_ms += 50) {
-      harness::run_program(a.client, {"--servers", cluster.endpoint(side[0]), "--timeout", "0.5", "status"}, out);
-      formed = out.find(want) != std::string::npos;
-      if (!formed) ::usleep(50'000);
-    }
-    CHECK(formed, "side " + want + " formed: " + out);
-  }
+  split_into(a, cluster, n, sides);
   const size_t majority = static_cast<size_t>(n / 2 + 1);
   std::vector<std::vector<std::string>> pushed(sides.size());
   for (size_t s = 0; s < sides.size(); ++s) {
@@ -788,6 +792,62 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
   std::printf("partitionable: %zu sides, %zu items merged, popped in order:", sides.size(), want_size);
   for (const std::string& p : popped) std::printf(" %s", p.c_str());
   std::printf("\n");
+}
+
+// Partitionable mode, sides that meet without a majority (issue 23): five
+// replicas split 0 | 1 | 2,3,4; sides {0} and {1} each push an item; then
+// {0} and {1} meet, still without a majority. The new side must serve on
+// both sides' work: its pops give the committed item and both pushed
+// items, then "empty". After the heal no item comes back (every replica's
+// queue is empty): the new side's pops are merged after the pushes they
+// took, whichever replica multicasts its work first.
+void scenario_partitionable_nested(const Args& a, uint64_t seed, const std::string& dir) {
+  const int n = 5;
+  ClusterConfig config{n, a.loss, seed, a.server, dir, {"--partitionable"}};
+  config.cut_files = true;
+  Cluster cluster(config);
+  cluster.start_all();
+  CHECK(cluster.wait_whole(a.client), "all replicas in one primary configuration");
+  {
+    ClientProcess c(a.client, cluster.servers(), 10);
+    expect(c, "create 7", "1");
+    expect(c, "push 1 1", "ok");
+  }
+  split_into(a, cluster, n, {{0}, {1}, {2, 3, 4}});
+  for (int r = 0; r < 2; ++r) {
+    std::string out, err;
+    const std::string item = std::to_string(10 + r);
+    harness::run_program(a.client, {"--servers", cluster.endpoint(r), "--timeout", "5", "push", "1", item}, "", out, err);
+    CHECK(out == "ok\n" && err.find("tentative answer") != std::string::npos, "side {" + std::to_string(r) + "}: push 1 " + item + ": " + out + err);
+  }
+  split_into(a, cluster, n, {{0, 1}, {2, 3, 4}});
+  std::vector<std::string> popped;
+  const std::string both = cluster.endpoint(1) + "," + cluster.endpoint(0);
+  for (int i = 0; i < 4; ++i) {
+    std::string out, err;
+    harness::run_program(a.client, {"--servers", both, "--timeout", "5", "pop", "1"}, "", out, err);
+    CHECK(err.find("tentative answer") != std::string::npos, "side {0,1}: pop 1 answered tentatively: " + out + err);
+    popped.push_back(out.empty() && err.find("queue 1 is empty") != std::string::npos ? "empty" : out.substr(0, out.find('\n')));
+  }
+  std::vector<std::string> sorted(popped.begin(), popped.begin() + 3);
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(popped[0] == "1" && sorted == std::vector<std::string>({"1", "10", "11"}) && popped[3] == "empty",
+        "side {0,1} pops the committed item, then both sides' items, then finds it empty: " + popped[0] + " " + popped[1] +
+            " " + popped[2] + " " + popped[3]);
+  cluster.cut_all(std::vector<std::string>(static_cast<size_t>(n), ""));
+  CHECK(cluster.wait_whole(a.client), "one primary configuration of all after the heal");
+  for (int i = 0; i < n; ++i) {  // every replica: nothing came back (bounded wait for the merges)
+    std::string out;
+    for (int waited_ms = 0; waited_ms < 10'000; waited_ms += 50) {
+      harness::run_program(a.client, {"--servers", cluster.endpoint(i), "--timeout", "1", "size", "1"}, out);
+      if (out == "0\n") break;
+      ::usleep(50'000);
+    }
+    CHECK_EQ(out, std::string("0\n"), "replica " + std::to_string(i) + ": size 1 after the merges (nothing popped comes back)");
+  }
+  stop_and_compare(a, cluster);
+  std::printf("partitionable, nested: side {0,1} popped %s %s %s, then empty; merged, every replica's queue empty\n",
+              popped[0].c_str(), popped[1].c_str(), popped[2].c_str());
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
@@ -1108,7 +1168,7 @@ int main(int argc, char** argv) {
     else if (s == "--loss" && i + 1 < argc) a.loss = std::atof(argv[++i]);
     else if (a.scenario.empty() && s[0] != '-') a.scenario = s;
     else {
-      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace|pause|slow|lost_tail|lost_tail_majority|partitionable_3|partitionable_5 --server BIN --client BIN [--loss P]\n");
+      std::fprintf(stderr, "usage: smoke_test operations|concurrent|restart|crash|partition|trace|pause|slow|lost_tail|lost_tail_majority|partitionable_3|partitionable_5|partitionable_nested --server BIN --client BIN [--loss P]\n");
       return 2;
     }
   }
@@ -1123,6 +1183,7 @@ int main(int argc, char** argv) {
   else if (a.scenario == "restart") scenario_restart(a, seed, dir);
   else if (a.scenario == "partitionable_3") scenario_partitionable(a, seed, dir, 3, {{0}, {1, 2}});
   else if (a.scenario == "partitionable_5") scenario_partitionable(a, seed, dir, 5, {{0, 1}, {2}, {3, 4}});
+  else if (a.scenario == "partitionable_nested") scenario_partitionable_nested(a, seed, dir);
   else if (a.scenario == "crash") scenario_crash(a, seed, dir);
   else if (a.scenario == "lost_tail") scenario_lost_tail(a, seed, dir);
   else if (a.scenario == "lost_tail_majority") scenario_lost_tail_majority(a, seed, dir);
