@@ -465,16 +465,12 @@ size_t Multicast::found_lagging_by(MemberId m) const {
 // a majority without it. Leaving it does not help otherwise: safe delivery
 // needs a majority's claims, so with fewer fast members everyone waits for
 // this one's claims anyway.
-bool Multicast::should_resign() const {
-  const size_t majority = group_size_ / 2 + 1;
-  return found_lagging_by(self_) >= majority && active_.size() > majority;
-}
+bool Multicast::should_resign() const { return found_lagging() && active_.size() > majority(); }
 
 // A member out of the rotation that fewer than a majority find lagging now.
 MemberId Multicast::to_reinstate() const {
-  const size_t majority = group_size_ / 2 + 1;
   for (MemberId m : view_)
-    if (std::find(active_.begin(), active_.end(), m) == active_.end() && found_lagging_by(m) < majority) return m;
+    if (std::find(active_.begin(), active_.end(), m) == active_.end() && found_lagging_by(m) < majority()) return m;
   return kNobody;
 }
 
@@ -576,7 +572,7 @@ void Multicast::try_sequence() {
 bool Multicast::revoke_lagging_slot(uint64_t k) {
   const MemberId owner = sequencer_for(k);
   if (!safe_ || owner == self_ || k <= assigned_heard() || !all_heard()) return false;
-  if (found_lagging_by(owner) < group_size_ / 2 + 1 || active_.size() <= group_size_ / 2 + 1) return false;
+  if (found_lagging_by(owner) < majority() || active_.size() <= majority()) return false;
   MessageName change = rotation_change(owner, k);
   record_assignment(k, change);
   wire::AssignRecord record{k, change};
@@ -608,7 +604,7 @@ bool Multicast::held_by_majority(uint64_t global_seq) const {
     if (held >= global_seq) ++holders;
   }
   if (config_.bug == InjectedBug::DeliverWithoutMajority) return holders >= 1;
-  return holders >= group_size_ / 2 + 1;
+  return holders >= majority();
 }
 
 // What this member may say it holds, and count itself for. Below the cut it
@@ -748,7 +744,7 @@ uint64_t Multicast::ask_gap(const Ask& a) const {
 // doubled packets that would slow them. (Still in the rotation, as when
 // two of three are slow and neither may leave, it is on everyone's path.)
 bool Multicast::found_lagging() const {
-  return config_.resign_lag_us > 0 && self_ < 64 && found_lagging_by(self_) >= group_size_ / 2 + 1;
+  return config_.resign_lag_us > 0 && self_ < 64 && found_lagging_by(self_) >= majority();
 }
 
 bool Multicast::resigned_for_lag() const {
@@ -1055,7 +1051,7 @@ std::vector<Delivery> Multicast::take_new_assignments() { return std::move(new_a
 // the cut the source is told. With a larger majority everyone may be
 // waiting.
 void Multicast::tell_holders_needed(uint64_t from, uint64_t to) {
-  if (group_size_ / 2 + 1 > 2) {
+  if (majority() > 2) {
     announce();
     return;
   }
@@ -1080,7 +1076,7 @@ MemberId Multicast::awaits_claim(uint64_t k, const MessageName& name) const {
 }
 
 bool Multicast::claims_awaited() const {
-  if (group_size_ / 2 + 1 > 2) return written_held_upto_ > logged_held_upto_;
+  if (majority() > 2) return written_held_upto_ > logged_held_upto_;
   for (auto it = assignments_.upper_bound(logged_held_upto_); it != assignments_.end() && it->first <= written_held_upto_;
        ++it)
     if (awaits_claim(it->first, it->second) != kNobody) return true;

@@ -421,6 +421,9 @@ class Multicast {
   // group_size_ is |view_| and cut_ is 0.
   const bool safe_ = false;
   const size_t group_size_;
+  // A majority of the whole group (n, not this configuration): what safe
+  // delivery and the rotation's rules count.
+  size_t majority() const { return group_size_ / 2 + 1; }
   const uint64_t cut_ = 0;
   const MemberId source_ = 0;
   uint64_t held_upto_ = 0;         // holds 1..this, assignment and payload

@@ -846,8 +846,8 @@ void scenario_partitionable_nested(const Args& a, uint64_t seed, const std::stri
     CHECK_EQ(out, std::string("0\n"), "replica " + std::to_string(i) + ": size 1 after the merges (nothing popped comes back)");
   }
   stop_and_compare(a, cluster);
-  std::printf("partitionable, nested: side {0,1} popped %s %s %s, then empty; merged, every replica's queue empty\n",
-              popped[0].c_str(), popped[1].c_str(), popped[2].c_str());
+  std::printf("partitionable, nested: side {0,1} popped %s %s %s %s\n", popped[0].c_str(), popped[1].c_str(),
+              popped[2].c_str(), popped[3].c_str());
 }
 
 void scenario_restart(const Args& a, uint64_t seed, const std::string& dir) {
