@@ -34,8 +34,7 @@ std::vector<AddressedReply> FTQueue::apply(const mcast::Delivery& d) {
       ++malformed_batches_;  // every replica got the same bytes: skipped alike
       return replies;
     }
-    last_merge_ = partition::MergeCounts{};
-    adopt(partition::merge(named_state(), {part}, last_merge_, merge_bug_));
+    merge_part(part);
     return replies;
   }
   uint64_t origin_time_ms = 0;
@@ -240,6 +239,72 @@ partition::QueueState FTQueue::named_state() const {
   s.next_id = next_id_;
   s.cluster_time_ms = cluster_time_ms_;
   return s;
+}
+
+// A MERGE record's part, merged as partition::merge() merges it into the
+// whole state, but copying out and back only what its effects can reach:
+// the queues they name, the queues those ids stand for (aliases) and the
+// queues holding their labels (a create's alias target),
+// and the clients they name. merge() reads no other queue or client: every
+// rule starts from an effect's queue id (resolved), label or client id. A
+// queue the merge creates or brings back is one of these ids. So a part
+// costs the queues it touches, not the whole state. Still copied: a touched
+// queue whole (a side's 1,500 pushes, 94 parts, into a queue of 200,000
+// items take 0.2-0.35 s at every replica; into a small queue beside it,
+// 1.6 ms, from 449 ms when every part copied the whole state).
+void FTQueue::merge_part(const partition::Segment& part) {
+  std::set<int32_t> reach;
+  std::set<uint64_t> client_ids;
+  for (const partition::Effect& e : part.effects) {
+    reach.insert(e.queue);
+    reach.insert(partition::QueueState::resolve(alias_, e.queue));
+    if (auto holder = id_by_label_.find(e.label); holder != id_by_label_.end()) reach.insert(holder->second);
+    if (e.client_id != 0) client_ids.insert(e.client_id);
+  }
+  partition::QueueState s;
+  for (int32_t id : reach) {
+    auto q = queues_.find(id);
+    if (q == queues_.end()) continue;
+    partition::Queue& out = s.queues[id];
+    out.label = q->second.label;
+    out.has_label = q->second.has_label;
+    for (size_t i = 0; i < q->second.items.size(); ++i)
+      out.items.push_back(partition::Item{i < q->second.names.size() ? q->second.names[i] : partition::ItemName{},
+                                          q->second.items[i]});
+  }
+  for (uint64_t id : client_ids)
+    if (auto c = clients_.find(id); c != clients_.end())
+      s.clients[id] = partition::ClientEntry{c->second.last_request, c->second.code, c->second.value,
+                                             c->second.last_seen_ms, c->second.tentative};
+  s.id_by_label = id_by_label_;
+  s.alias = alias_;
+  s.absorbed = absorbed_;
+  s.tentative_counts = tentative_counts_;
+  s.next_id = next_id_;
+  s.cluster_time_ms = cluster_time_ms_;
+  last_merge_ = partition::MergeCounts{};
+  const partition::QueueState merged = partition::merge(std::move(s), {part}, last_merge_, merge_bug_);
+  for (int32_t id : reach) queues_.erase(id);
+  for (const auto& [id, q] : merged.queues) {
+    Queue& out = queues_[id];
+    out.label = q.label;
+    out.has_label = q.has_label;
+    for (const partition::Item& it : q.items) {
+      out.items.push_back(it.value);
+      out.names.push_back(it.name);
+    }
+  }
+  for (const auto& [id, c] : merged.clients) {
+    if (auto old = clients_.find(id); old != clients_.end()) clients_by_last_seen_.erase({old->second.last_seen_ms, id});
+    clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
+    clients_by_last_seen_.insert({c.last_seen_ms, id});
+  }
+  id_by_label_ = merged.id_by_label;
+  alias_ = merged.alias;
+  absorbed_ = merged.absorbed;
+  tentative_counts_ = merged.tentative_counts;
+  next_id_ = merged.next_id;
+  cluster_time_ms_ = merged.cluster_time_ms;
 }
 
 void FTQueue::adopt(const partition::QueueState& merged) {

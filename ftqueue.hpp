@@ -143,6 +143,7 @@ class FTQueue {
   };
 
   wire::Reply execute(const wire::Operation& op, const partition::ItemName& name);
+  void merge_part(const partition::Segment& part);
   ClientRecord& touch_client(uint64_t client_id);
   void expire_idle_clients();
 
