@@ -96,11 +96,11 @@ const char* kUsage =
     "~~ sent again (a repair), .. its send is before the window or not traced\n"
     "(drawn on the receive's row); > or < where it arrived, x where it did\n"
     "not. A receive whose send is drawn has no row of its own. A line of ====\n"
-    "across the lanes: a configuration first installed; * DELIVER, # a\n"
-    "replica's CONFIG line, ^ a replica started, X crashed. Right of the\n"
-    "lanes, the event's text. Rows that only repeat the few just above them\n"
-    "(a failover's NACKs, every millisecond) are folded into one line that\n"
-    "says how many.\n"
+    "across the lanes: a configuration first installed; * DELIVER, S SYNC\n"
+    "(an fdatasync ended), # a replica's CONFIG line, ^ a replica started,\n"
+    "X crashed. Right of the lanes, the event's text. Rows that only repeat\n"
+    "the few just above them (a failover's NACKs, every millisecond) are\n"
+    "folded into one line that says how many.\n"
     "\n"
     "Lines that are not trace lines are skipped and counted.\n"
     "Exit status: 0 drawn; 1 nothing to draw, or a file that cannot be read\n"
@@ -327,7 +327,7 @@ bool parse_trace(std::string rest, Event& e) {
   if (!parse_replica(take_word(rest), e.replica)) return false;
   e.kind = take_word(rest);
   if (!is_event_name(e.kind)) return false;
-  if (e.kind == "CONFIG" || e.kind == "DELIVER") {
+  if (e.kind == "CONFIG" || e.kind == "DELIVER" || e.kind == "SYNC") {
     e.text = rest;
     return !rest.empty();
   }
@@ -482,7 +482,7 @@ bool is_state_transfer(const std::string& kind) { return kind == "SNAPREQ" || ki
 // The records that matter for following the protocol (without --all).
 bool drawn_kind(const std::string& kind) {
   static const std::set<std::string> kinds = {"REQUEST", "REPLY", "DATA",  "ASSIGN", "NACK",
-                                              "CONFIG",  "DELIVER", "START", "CRASH"};
+                                              "CONFIG",  "DELIVER", "START", "CRASH", "SYNC"};
   return kinds.count(kind) || is_membership_change(kind) || is_state_transfer(kind);
 }
 
@@ -910,6 +910,9 @@ void draw_mark(Svg& svg, const Picture& p, size_t r, const Event& e) {
     svg.element("polygon", "points=\"" + num(x - 6) + "," + num(y - 5) + " " + num(x + 6) + "," + num(y - 5) + " " +
                                num(x) + "," + num(y + 5) + "\" fill=\"#2b8a3e\"");
     svg.text(x + 9, y + 3, "font-size=\"9\" fill=\"#2b8a3e\"", "started");
+  } else if (e.kind == "SYNC") {
+    svg.element("rect", "x=\"" + num(x - 6) + "\" y=\"" + num(y - 2) + "\" width=\"12\" height=\"4\" fill=\"#1c7ed6\"");
+    svg.text(x + 9, y + 3, "font-size=\"8\" fill=\"#1c7ed6\"", "sync " + first_item(e.text) + " us");
   } else if (e.kind == "CRASH") {
     cross(svg, x, y);
     svg.text(x + 9, y + 3, "font-size=\"9\" fill=\"#d00000\"", "crashed");
@@ -997,6 +1000,8 @@ void draw_legend(Svg& svg, double y) {
   legend_mark(svg, x, y, "rect x=\"" + num(x - 4) + "\" y=\"" + num(y - 4) + "\" width=\"8\" height=\"8\" fill=\"#52b788\"",
               "a replica's CONFIG line");
   legend_mark(svg, x, y, "circle cx=\"" + num(x) + "\" cy=\"" + num(y) + "\" r=\"3\" fill=\"#000000\"", "DELIVER k=K");
+  legend_mark(svg, x, y, "rect x=\"" + num(x - 6) + "\" y=\"" + num(y - 2) + "\" width=\"12\" height=\"4\" fill=\"#1c7ed6\"",
+              "SYNC: an fdatasync ended (how long it took)");
   legend_mark(svg, x, y, "polygon points=\"" + num(x - 6) + "," + num(y - 5) + " " + num(x + 6) + "," + num(y - 5) + " " +
                              num(x) + "," + num(y + 5) + "\" fill=\"#2b8a3e\"",
               "a replica started");
@@ -1190,7 +1195,7 @@ std::vector<std::string> fold_repeats(const TextLayout& l, const std::vector<Tex
 
 const char* kTextLegend =
     "An arrow per datagram, on the row of its send: -- sent, ~~ sent again (a repair), .. sent before\n"
-    "the window; > < arrived, x not. ==== configuration installed; * DELIVER, # CONFIG, ^ start, X crash.\n";
+    "the window; > < arrived, x not. ==== configuration installed; * DELIVER, S SYNC, # CONFIG, ^ start, X crash.\n";
 
 std::string render_text(const Trace& trace, const Options& o, const std::vector<Arrow>& arrows,
                         const std::vector<Row>& rows, const Window& w) {
@@ -1268,7 +1273,8 @@ std::string render_text(const Trace& trace, const Options& o, const std::vector<
     const Event& e = trace.events[rows[r].event];
     std::string row = text_row(l, '|', "");  // the time comes last: a row's signature is without it
     if (e.dir == Dir::None) {  // a mark on one lane
-      const char mark = e.kind == "DELIVER" ? '*' : e.kind == "START" ? '^' : e.kind == "CRASH" ? 'X' : '#';
+      const char mark = e.kind == "DELIVER" ? '*' : e.kind == "START" ? '^' : e.kind == "CRASH" ? 'X'
+                      : e.kind == "SYNC"  ? 'S' : '#';
       row[static_cast<size_t>(l.lane_col(e.replica))] = mark;
     } else if (sent.count(e.order)) {  // a send: its arrows, to every receiver
       std::map<int, bool> to;

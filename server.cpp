@@ -167,8 +167,11 @@ const char* kUsage =
     "  PREPARE, STATE, INSTALL  a view change: promise E.R and send your\n"
     "     state; what I hold; install it (order kept up to the cut k)\n"
     "  SNAPREQ, SNAPSHOT  state transfer: a snapshot asked for, and a chunk\n"
+    "  SYNC         an fdatasync of the log (--fsync, or a promise): how long\n"
+    "     the loop waited in it, and when it began\n"
     "  SIDECOPY, SIDEACK  --partitionable: a side's leader copies its effects\n"
-    "     (tentative answers) to the side's members; a member has them synced\n"
+    "     (tentative answers) to the side's members; a member has them synced;\n"
+    "     when sides meet without a majority, members bring theirs to the leader\n"
     "  MERGE        a DATA whose payload is part of a side's effects, merged\n"
     "     into the committed state where the order delivers it ('merged')\n"
     "  JUNK         a datagram that is neither a request nor a peer's\n"
@@ -685,6 +688,13 @@ class Tracer {
   // A client's request and what this replica did with it (`outcome`).
   void request_in(const wire::Operation& op, uint32_t attempt, const sockaddr_in& from, const std::string& outcome) const {
     line("REQUEST", "in", request_text(op, attempt, from) + ": " + outcome);
+  }
+
+  // An fdatasync of the log (--fsync, or a promise's): when it began, and
+  // how long the loop waited in it.
+  void sync_done(uint64_t began_us, uint64_t ended_us) const {
+    line("SYNC", "", std::to_string(ended_us - began_us) + " us in fdatasync of the log (began " + time_text(began_us) + ")",
+         ended_us);
   }
 
   void reply_out(const std::string& bytes, const sockaddr_in& to, Fate fate) const {
@@ -1301,8 +1311,10 @@ class Server {
     }
     bool sync() override {
       std::string error;
+      const uint64_t began = s_.trace_ ? net::now_us() : 0;
       if (!s_.store_->sync(error)) s_.fatal(error);
       ++s_.counters_.syncs;
+      if (s_.trace_) s_.trace_->sync_done(began, net::now_us());
       return true;
     }
     bool send(const mcast::Outgoing& o) override {

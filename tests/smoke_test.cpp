@@ -1143,6 +1143,13 @@ void scenario_trace(const Args& a, uint64_t seed, const std::string& dir) {
     for (const char* event : {"DATA", "ASSIGN", "NACK", "STATUS"}) lost += count_traced(log, event, "(dropped: loss)");
   }
   std::printf("trace: %zu NACK lines, %zu peer records marked dropped by loss\n", nacks, lost);
+  // With --fsync (smoke_trace_fsync) each replica's syncs are traced: the
+  // README's hop-by-hop chain is read from these lines.
+  const char* server_args = std::getenv("FTQ_SERVER_ARGS");
+  if (server_args && has(server_args, "--fsync"))
+    for (int r = 0; r < 3; ++r)
+      CHECK(count_traced(logs[static_cast<size_t>(r)], "SYNC", " us in fdatasync of the log (began ") > 0,
+            "replica " + std::to_string(r) + " traces its syncs (SYNC)");
   if (a.loss > 0) {
     CHECK(lost > 0, std::string("some peer records are marked (dropped: loss)"));
     CHECK(nacks > 0, std::string("the losses are repaired by NACKs, which are traced"));
