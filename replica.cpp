@@ -963,6 +963,7 @@ void Replica::release_copied_answers() {
 // by the merge and counted, as any side's stale answer is.
 
 bool Replica::side_gathered() {
+  if (options_.bug == ReplicaOptions::Bug::NoGather) return true;  // deliberately wrong
   const mcast::Configuration& c = group_.configuration();
   if (gathering_side_ != c.id.ordering_number()) {
     gathering_side_ = c.id.ordering_number();
@@ -1092,6 +1093,12 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
 uint64_t Replica::ran_on_side(uint64_t client_id, uint64_t request_no) const {
   auto it = ran_tentatively_.find(client_id);
   return it != ran_tentatively_.end() && it->second.reply.request_no == request_no ? it->second.side : 0;
+}
+
+std::map<uint64_t, uint64_t> Replica::side_work_held() const {
+  std::map<uint64_t, uint64_t> held;
+  for (const auto& [side, seg] : open_segments_) held[side] = seg.end();
+  return held;
 }
 
 size_t Replica::open_tentative_effects() const {

@@ -92,6 +92,7 @@ struct ReplicaOptions {
     AnswerBeforeCopied,  // a tentative answer leaves before the side's other members hold its effect
     AckUncopied,         // a member acknowledges a side's copy without writing it
     NoCarry,             // a side that met others without a majority serves on their work without carrying it
+    NoGather,            // ... serves before its members have brought it their sides' work
   } bug = Bug::None;
 };
 
@@ -263,6 +264,12 @@ class Replica {
   // The side (its configuration's ordering number) on which this replica
   // ran, or holds a copy of, the client's request; 0 if none (tests).
   uint64_t ran_on_side(uint64_t client_id, uint64_t request_no) const;
+  // Per side, how many of its effects this replica holds (tests: a side's
+  // leader that serves holds all its members brought).
+  std::map<uint64_t, uint64_t> side_work_held() const;
+  // It leads a side without a majority and has built that side's state
+  // (partitionable mode: once its members brought their work).
+  bool serves_a_side() const { return leads_tentative_side(); }
   wire::ReplicaStatus status_view() const;  // nonce and dropped_datagrams are the shell's
   ReplicaCounts counts() const;
 

@@ -2013,6 +2013,32 @@ class Run {
     }
   }
 
+  // Check 9: a side's leader answers only once it holds what each member
+  // still in its configuration holds of every earlier side (or its
+  // committed state has merged it): the side serves on all its members'
+  // work (replica.cpp, "sides that meet without a majority"). A member's
+  // holdings of earlier sides do not change while it is in the side.
+  void check_side_gathered(size_t i, uint64_t now) {
+    const Replica& leader = *members_[i].process;
+    const mcast::Configuration& c = leader.group().configuration();
+    const uint64_t side = c.id.ordering_number();
+    const std::map<uint64_t, uint64_t> mine = leader.side_work_held();
+    for (mcast::MemberId j : c.members) {
+      if (j == i || !up(j) || !members_[j].process->group().installed() ||
+          members_[j].process->group().configuration().id != c.id)
+        continue;
+      for (const auto& [earlier, end] : members_[j].process->side_work_held()) {
+        if (earlier == side) continue;
+        auto held = mine.find(earlier);
+        const uint64_t have = std::max(held == mine.end() ? 0 : held->second, leader.state().absorbed(earlier));
+        if (have < end)
+          return fail(now, "check 9: " + who(i) + " answered tentatively for side " + std::to_string(side) + " holding " +
+                               std::to_string(have) + " effects of side " + std::to_string(earlier) + ", of which member " +
+                               std::to_string(j) + " holds " + std::to_string(end));
+      }
+    }
+  }
+
   // Partitionable mode: a member says it holds a side's effects only once
   // its tentative file holds them (persist before send; the leader answers
   // for them on the strength of it).
@@ -2500,6 +2526,7 @@ class Run {
         return fail(now, "check 8: " + who(d.member) + " did not refuse a request at once (" + admission_text(a) +
                              ") after settling, with no majority that all hear each other (" + settling_->shape + ")" +
                              where_members());
+      if (a == Admission::Tentative && members_[d.member].process->serves_a_side()) check_side_gathered(d.member, now);
       if (opt_.trace) note(now, who(d.member) + " request from client " + std::to_string(d.client) + ": " + admission_text(a));
       if (trace_out_.on())
         trace_out_.line(now, d.member, "REQUEST", "in",
@@ -3082,6 +3109,7 @@ const struct {
     {"answer-before-copied", ReplicaOptions::Bug::AnswerBeforeCopied},
     {"ack-uncopied", ReplicaOptions::Bug::AckUncopied},
     {"no-carry", ReplicaOptions::Bug::NoCarry},
+    {"no-gather", ReplicaOptions::Bug::NoGather},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
