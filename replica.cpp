@@ -1014,6 +1014,10 @@ void Replica::on_brought(mcast::MemberId from, const partition::Segment& part) {
   const mcast::Configuration& c = group_.configuration();
   if (std::find(c.members.begin(), c.members.end(), from) == c.members.end()) return;
   const uint64_t side = c.id.ordering_number();
+  // A member that installed a newer side first brings to it: neither kept
+  // nor acknowledged here, or its end marker, taken for an earlier side's
+  // copy, would be acknowledged and never come again (found by review).
+  if (part.side > side) return;
   if (part.side == side) {
     side_gathered();  // starts this side's gathering if it had not
     brought_.insert(from);
@@ -1060,7 +1064,17 @@ void Replica::carry_earlier_sides(uint64_t side) {
       carried.push_back(copy);
     }
   }
-  for (const partition::Effect& e : carried) record_effect(side, e);
+  for (const partition::Effect& e : carried) {
+    record_effect(side, e);
+    // A retry of a request this leader ran on an earlier side and never saw
+    // copied there is answered once this side's members hold the copy.
+    auto ran = ran_tentatively_.find(e.client_id);
+    if (e.client_id != 0 && ran != ran_tentatively_.end() && !ran->second.copied &&
+        ran->second.reply.request_no == e.request_no && ran->second.side == e.carried_side) {
+      ran->second.side = side;
+      ran->second.needs = open_segments_[side].end();
+    }
+  }
 }
 
 void Replica::restore_tentative(const std::vector<std::string>& lines) {

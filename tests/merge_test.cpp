@@ -345,7 +345,7 @@ std::string check_nested(const History& h, Generator& gen, const Args& a, std::m
   all.push_back(nested);
   MergeCounts counts;
   const QueueState together = merge(h.committed, all, counts, a.bug);
-  // The nested side first (in parts, shuffled among themselves), then the rest.
+  // The nested side first (in parts, in its order), then the rest.
   QueueState stepped = h.committed;
   for (const Segment& part : split_segment(nested, std::uniform_int_distribution<size_t>(60, 400)(rng)))
     stepped = merge(stepped, {part}, counts, a.bug);
