@@ -221,31 +221,61 @@ bool parse_item(const std::string& word, bool named, Q& q) {
 
 // ---- partitionable mode ------------------------------------------------------
 
-partition::QueueState FTQueue::named_state() const {
-  partition::QueueState s;
-  for (const auto& [id, q] : queues_) {
-    partition::Queue& out = s.queues[id];
-    out.label = q.label;
-    out.has_label = q.has_label;
-    for (size_t i = 0; i < q.items.size(); ++i)
-      out.items.push_back(partition::Item{i < q.names.size() ? q.names[i] : partition::ItemName{}, q.items[i]});
+// A queue as the merge sees it (each item with its name), and back.
+partition::Queue FTQueue::named_queue(const Queue& q) {
+  partition::Queue out;
+  out.label = q.label;
+  out.has_label = q.has_label;
+  for (size_t i = 0; i < q.items.size(); ++i)
+    out.items.push_back(partition::Item{i < q.names.size() ? q.names[i] : partition::ItemName{}, q.items[i]});
+  return out;
+}
+
+FTQueue::Queue FTQueue::unnamed_queue(const partition::Queue& q) {
+  Queue out;
+  out.label = q.label;
+  out.has_label = q.has_label;
+  for (const partition::Item& it : q.items) {
+    out.items.push_back(it.value);
+    out.names.push_back(it.name);
   }
+  return out;
+}
+
+// The state beside the queues and the client table: labels, aliases, what
+// is merged, the id counters and the clock.
+void FTQueue::put_tables(partition::QueueState& s) const {
   s.id_by_label = id_by_label_;
   s.alias = alias_;
-  for (const auto& [id, c] : clients_)
-    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
   s.absorbed = absorbed_;
   s.tentative_counts = tentative_counts_;
   s.next_id = next_id_;
   s.cluster_time_ms = cluster_time_ms_;
+}
+
+void FTQueue::adopt_tables(const partition::QueueState& merged) {
+  id_by_label_ = merged.id_by_label;
+  alias_ = merged.alias;
+  absorbed_ = merged.absorbed;
+  tentative_counts_ = merged.tentative_counts;
+  next_id_ = merged.next_id;
+  cluster_time_ms_ = merged.cluster_time_ms;
+}
+
+partition::QueueState FTQueue::named_state() const {
+  partition::QueueState s;
+  for (const auto& [id, q] : queues_) s.queues[id] = named_queue(q);
+  for (const auto& [id, c] : clients_)
+    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
+  put_tables(s);
   return s;
 }
 
 // A MERGE record's part, merged as partition::merge() merges it into the
 // whole state, but copying out and back only what its effects can reach:
 // the queues they name, the queues those ids stand for (aliases) and the
-// queues holding their labels (a create's alias target),
-// and the clients they name. merge() reads no other queue or client: every
+// queues holding their labels (a create's alias target), and the clients
+// they name. merge() reads no other queue or client: every
 // rule starts from an effect's queue id (resolved), label or client id. A
 // queue the merge creates or brings back is one of these ids. So a part
 // costs the queues it touches, not the whole state. Still copied: a touched
@@ -270,67 +300,28 @@ void FTQueue::merge_part(const partition::Segment& part) {
     if (e.client_id != 0) client_ids.insert(e.client_id);
   }
   partition::QueueState s;
-  for (int32_t id : reach) {
-    auto q = queues_.find(id);
-    if (q == queues_.end()) continue;
-    partition::Queue& out = s.queues[id];
-    out.label = q->second.label;
-    out.has_label = q->second.has_label;
-    for (size_t i = 0; i < q->second.items.size(); ++i)
-      out.items.push_back(partition::Item{i < q->second.names.size() ? q->second.names[i] : partition::ItemName{},
-                                          q->second.items[i]});
-  }
+  for (int32_t id : reach)
+    if (auto q = queues_.find(id); q != queues_.end()) s.queues[id] = named_queue(q->second);
   for (uint64_t id : client_ids)
     if (auto c = clients_.find(id); c != clients_.end())
       s.clients[id] = partition::ClientEntry{c->second.last_request, c->second.code, c->second.value,
                                              c->second.last_seen_ms, c->second.tentative};
-  s.id_by_label = id_by_label_;
-  s.alias = alias_;
-  s.absorbed = absorbed_;
-  s.tentative_counts = tentative_counts_;
-  s.next_id = next_id_;
-  s.cluster_time_ms = cluster_time_ms_;
+  put_tables(s);
   const partition::QueueState merged = partition::merge(std::move(s), {part}, last_merge_, merge_bug_);
   for (int32_t id : reach) queues_.erase(id);
-  for (const auto& [id, q] : merged.queues) {
-    Queue& out = queues_[id];
-    out.label = q.label;
-    out.has_label = q.has_label;
-    for (const partition::Item& it : q.items) {
-      out.items.push_back(it.value);
-      out.names.push_back(it.name);
-    }
-  }
+  for (const auto& [id, q] : merged.queues) queues_[id] = unnamed_queue(q);
   for (const auto& [id, c] : merged.clients) {
     if (auto old = clients_.find(id); old != clients_.end()) clients_by_last_seen_.erase({old->second.last_seen_ms, id});
     clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
     clients_by_last_seen_.insert({c.last_seen_ms, id});
   }
-  id_by_label_ = merged.id_by_label;
-  alias_ = merged.alias;
-  absorbed_ = merged.absorbed;
-  tentative_counts_ = merged.tentative_counts;
-  next_id_ = merged.next_id;
-  cluster_time_ms_ = merged.cluster_time_ms;
+  adopt_tables(merged);
 }
 
 void FTQueue::adopt(const partition::QueueState& merged) {
   queues_.clear();
-  for (const auto& [id, q] : merged.queues) {
-    Queue& out = queues_[id];
-    out.label = q.label;
-    out.has_label = q.has_label;
-    for (const partition::Item& it : q.items) {
-      out.items.push_back(it.value);
-      out.names.push_back(it.name);
-    }
-  }
-  id_by_label_ = merged.id_by_label;
-  alias_ = merged.alias;
-  absorbed_ = merged.absorbed;
-  tentative_counts_ = merged.tentative_counts;
-  next_id_ = merged.next_id;
-  cluster_time_ms_ = merged.cluster_time_ms;
+  for (const auto& [id, q] : merged.queues) queues_[id] = unnamed_queue(q);
+  adopt_tables(merged);
   clients_.clear();
   for (const auto& [id, c] : merged.clients)
     clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};

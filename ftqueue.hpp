@@ -144,6 +144,10 @@ class FTQueue {
 
   wire::Reply execute(const wire::Operation& op, const partition::ItemName& name);
   void merge_part(const partition::Segment& part);
+  static partition::Queue named_queue(const Queue& q);
+  static Queue unnamed_queue(const partition::Queue& q);
+  void put_tables(partition::QueueState& s) const;
+  void adopt_tables(const partition::QueueState& merged);
   ClientRecord& touch_client(uint64_t client_id);
   void expire_idle_clients();
 
