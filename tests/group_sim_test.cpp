@@ -3001,7 +3001,8 @@ class Run {
 void usage() {
   std::puts(
       "usage: group_sim_test [--seeds N] [--first-seed S] [--seed S] [--trace] [--trace-out DIR] [--keep-going]\n"
-      "                      [--storm] [--splits] [--partial] [--slow-member] [--deferred-durability] [--bug NAME --expect-violation]\n"
+      "                      [--storm] [--splits] [--partial] [--slow-member] [--partitionable] [--deferred-durability]\n"
+      "                      [--os-crashes P] [--bug NAME --expect-violation]\n"
       "                      [--loss-scale X] [--fault-scale X] [--batch-us U]\n"
       "                      [--check-replay] [--compact P] [--crash-at-snapshot P] [--rewrite-at-open] [--check-open]\n"
       "--trace-out DIR: with --seed S, write each member's events to DIR/replica-I.log in the\n"
