@@ -532,6 +532,11 @@ bool decode_segment(const std::string& bytes, Segment& out) {
   return true;
 }
 
+Segment tail(const Segment& segment, uint64_t from) {
+  return Segment{segment.side, from,
+                 std::vector<Effect>(segment.effects.begin() + static_cast<long>(from - segment.first), segment.effects.end())};
+}
+
 std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes) {
   constexpr size_t kHeaderBytes = 1 + 8 + 8 + 4;
   std::vector<Segment> parts;

@@ -164,6 +164,9 @@ bool decode_segment(const std::string& bytes, Segment& out);
 // `segment` cut into consecutive parts whose encodings are at most
 // `max_bytes` each (a part holds one effect at least, whatever its size).
 std::vector<Segment> split_segment(const Segment& segment, size_t max_bytes);
+// The effects of `segment` from its effect number `from` on (first <= from
+// <= end()), as a part.
+Segment tail(const Segment& segment, uint64_t from);
 
 // A MERGE record: a part of a side's segment as a message of the committed
 // order, so that every replica merges it at the same point of the order

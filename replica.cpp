@@ -763,7 +763,7 @@ void Replica::submit_merges(uint64_t now) {
   for (const auto& [side, seg] : open_segments_) {
     uint64_t from = std::max(state_.absorbed(side), merge_sent_[side]);
     if (from >= seg.end()) continue;
-    partition::Segment rest{side, from, std::vector<partition::Effect>(seg.effects.begin() + static_cast<long>(from), seg.effects.end())};
+    const partition::Segment rest = partition::tail(seg, from);
     for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
       group_.submit(partition::encode_merge_record(part), now);
     merge_sent_[side] = seg.end();
@@ -882,14 +882,18 @@ void Replica::copy_side(uint64_t now) {
     unheld = true;
     const uint64_t from = again ? held : std::max(held, sent);
     if (from >= seg.end()) continue;
-    partition::Segment rest{seg.side, from,
-                            std::vector<partition::Effect>(seg.effects.begin() + static_cast<long>(from), seg.effects.end())};
-    for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
-      side_out_.push_back(mcast::Outgoing{member, wire::encode_side_copy(partition::encode_segment(part))});
+    send_side_copies(member, seg, from);
     sent = seg.end();
   }
   side_copy_due_us_ = !unheld ? mcast::kNever : again || side_copy_due_us_ == mcast::kNever ? now + kSideCopyRetryUs
                                                                                               : side_copy_due_us_;
+}
+
+// Effects `from`.. of `seg` to member `to`, as SideCopy datagrams that
+// each fit one (an empty segment: one empty copy).
+void Replica::send_side_copies(mcast::MemberId to, const partition::Segment& seg, uint64_t from) {
+  for (const partition::Segment& part : partition::split_segment(partition::tail(seg, from), kMergePartBytes))
+    side_out_.push_back(mcast::Outgoing{to, wire::encode_side_copy(partition::encode_segment(part))});
 }
 
 void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part) {
@@ -998,13 +1002,9 @@ void Replica::bring_to_leader(uint64_t now) {
     const uint64_t from = bring_acked_[earlier];
     if (earlier == side || from >= seg.end()) continue;
     all_held = false;
-    partition::Segment rest{earlier, from,
-                            std::vector<partition::Effect>(seg.effects.begin() + static_cast<long>(from), seg.effects.end())};
-    for (const partition::Segment& part : partition::split_segment(rest, kMergePartBytes))
-      side_out_.push_back(mcast::Outgoing{leader, wire::encode_side_copy(partition::encode_segment(part))});
+    send_side_copies(leader, seg, from);
   }
-  if (all_held)
-    side_out_.push_back(mcast::Outgoing{leader, wire::encode_side_copy(partition::encode_segment(partition::Segment{side, 0, {}}))});
+  if (all_held) send_side_copies(leader, partition::Segment{side, 0, {}}, 0);  // the end marker
   bring_due_us_ = now + kSideCopyRetryUs;
 }
 

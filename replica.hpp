@@ -311,6 +311,7 @@ class Replica {
   struct RanTentatively;
   bool answer_ran_tentatively(RanTentatively& ran, uint32_t attempt, wire::ClientAddress from);
   void copy_side(uint64_t now);
+  void send_side_copies(mcast::MemberId to, const partition::Segment& seg, uint64_t from);
   void on_side_copy(mcast::MemberId from, const partition::Segment& part);
   void on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held);
   void release_copied_answers();
