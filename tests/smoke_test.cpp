@@ -644,6 +644,23 @@ void scenario_pause(const Args& a, uint64_t seed, const std::string& dir) {
   stop_and_compare(a, cluster);
 }
 
+// n partitionable replicas that read cut files.
+ClusterConfig partitionable_config(const Args& a, uint64_t seed, const std::string& dir, int n) {
+  ClusterConfig config{n, a.loss, seed, a.server, dir, {"--partitionable"}};
+  config.cut_files = true;
+  return config;
+}
+
+// Starts the cluster, waits for one primary configuration of all, and
+// makes queue 1 (label 7) holding item 1.
+void start_with_queue(const Args& a, Cluster& cluster) {
+  cluster.start_all();
+  CHECK(cluster.wait_whole(a.client), "all replicas in one primary configuration");
+  ClientProcess c(a.client, cluster.servers(), 10);
+  expect(c, "create 7", "1");
+  expect(c, "push 1 1", "ok");
+}
+
 // Cuts every replica's links to the replicas of other sides, and waits
 // (bounded) until each side's leader, its lowest replica, reports a
 // configuration of exactly that side.
@@ -682,15 +699,10 @@ void split_into(const Args& a, Cluster& cluster, int n, const std::vector<std::v
 // side's order.
 void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir, int n,
                             const std::vector<std::vector<int>>& sides) {
-  ClusterConfig config{n, a.loss, seed, a.server, dir, {"--partitionable"}};
-  config.cut_files = true;
-  Cluster cluster(config);
-  cluster.start_all();
-  CHECK(cluster.wait_whole(a.client), "all replicas in one primary configuration");
+  Cluster cluster(partitionable_config(a, seed, dir, n));
+  start_with_queue(a, cluster);
   {
     ClientProcess c(a.client, cluster.servers(), 10);
-    expect(c, "create 7", "1");
-    expect(c, "push 1 1", "ok");
     expect(c, "push 1 2", "ok");
     // A long queue the first side destroys: its merge must not stop the
     // order (a destroy's items go in parts that fit a datagram).
@@ -803,16 +815,8 @@ void scenario_partitionable(const Args& a, uint64_t seed, const std::string& dir
 // took, whichever replica multicasts its work first.
 void scenario_partitionable_nested(const Args& a, uint64_t seed, const std::string& dir) {
   const int n = 5;
-  ClusterConfig config{n, a.loss, seed, a.server, dir, {"--partitionable"}};
-  config.cut_files = true;
-  Cluster cluster(config);
-  cluster.start_all();
-  CHECK(cluster.wait_whole(a.client), "all replicas in one primary configuration");
-  {
-    ClientProcess c(a.client, cluster.servers(), 10);
-    expect(c, "create 7", "1");
-    expect(c, "push 1 1", "ok");
-  }
+  Cluster cluster(partitionable_config(a, seed, dir, n));
+  start_with_queue(a, cluster);
   split_into(a, cluster, n, {{0}, {1}, {2, 3, 4}});
   for (int r = 0; r < 2; ++r) {
     std::string out, err;
