@@ -700,6 +700,13 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
       if (m != self_) side_held_[m] = 0;
     side_sent_ = side_held_;
   }
+  // A late copy of a request older than the client's latest on this side
+  // is ignored, as in a primary (Superseded): the client has moved on, and
+  // the table holds the newer request's answer, not this one's.
+  if (auto client = tentative_->clients.find(op.client_id);
+      client != tentative_->clients.end() && op.request_no < client->second.request_no &&
+      options_.bug != ReplicaOptions::Bug::AnswerSuperseded)
+    return Admission::Superseded;
   partition::Segment& seg = open_segments_[side];
   seg.side = side;
   wire::Reply r{op.client_id, op.request_no, wire::ReplyCode::Ok, 0};

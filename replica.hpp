@@ -93,6 +93,7 @@ struct ReplicaOptions {
     AckUncopied,         // a member acknowledges a side's copy without writing it
     NoCarry,             // a side that met others without a majority serves on their work without carrying it
     NoGather,            // ... serves before its members have brought it their sides' work
+    AnswerSuperseded,    // a side answers a late copy of a client's older request with the newer one's answer
   } bug = Bug::None;
 };
 

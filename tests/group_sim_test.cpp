@@ -1679,11 +1679,25 @@ class Run {
       --send_budget;
       run_.send_reply(i_, r, now_);
       if (r.reply.tentative) {  // who answered, and the size of the side that ran it (0: unknown)
-        const uint64_t side = run_.members_[i_].process->ran_on_side(r.reply.client_id, r.reply.request_no);
+        // A repeat answered from the side's client table (the request ran
+        // on this side, or came in a carried copy) is not the member's
+        // latest run: it was answered by the side this member is on now.
+        const Replica& process = *run_.members_[i_].process;
+        const uint64_t side = process.ran_on_side(r.reply.client_id, r.reply.request_no);
         auto config = run_.configs_.find(ConfigId::of_ordering_number(side));
-        run_.tentative_senders_[{r.reply.client_id, r.reply.request_no}].push_back(
-            TentativeSender{i_, side != 0 && config != run_.configs_.end() ? config->second.members.size() : 0,
-                            r.reply.code, r.reply.value});
+        const size_t side_size = side == 0 || config == run_.configs_.end()
+                                     ? process.group().configuration().members.size()
+                                     : config->second.members.size();
+        auto& senders = run_.tentative_senders_[{r.reply.client_id, r.reply.request_no}];
+        const TentativeSender sent{i_, run_.members_[i_].lives, side_size, r.reply.code, r.reply.value};
+        for (const TentativeSender& s : senders)
+          if (s.answered_differently(sent))
+            run_.fail(now_, run_.who(i_) + " answered client " + std::to_string(r.reply.client_id) + "'s #" +
+                                std::to_string(r.reply.request_no) + " tentatively two ways (code " +
+                                std::to_string(static_cast<int>(s.code)) + " value " + std::to_string(s.value) +
+                                ", then code " + std::to_string(static_cast<int>(sent.code)) + " value " +
+                                std::to_string(sent.value) + ")");
+        senders.push_back(sent);
       }
       return true;
     }
@@ -2970,9 +2984,17 @@ class Run {
   // each tentative reply (member, its configuration's size then).
   std::set<size_t> lost_tentative_;
   struct TentativeSender {
-    size_t member, side_size;  // the size of the side that ran the request (0: unknown)
+    size_t member;
+    uint64_t life;      // the member's restarts then
+    size_t side_size;  // of the side that ran the request
     wire::ReplyCode code;
     int32_t value;
+    // One life of a member gives one request one answer (a side whose ids
+    // ran out may create the label later, once another side's copy holds it).
+    bool answered_differently(const TentativeSender& o) const {
+      return member == o.member && life == o.life && (code != o.code || value != o.value) &&
+             code != wire::ReplyCode::IdsExhausted && o.code != wire::ReplyCode::IdsExhausted;
+    }
   };
   std::map<std::pair<uint64_t, uint64_t>, std::vector<TentativeSender>> tentative_senders_;
   size_t lost_with_a_side_of_one_ = 0;
@@ -3111,6 +3133,7 @@ const struct {
     {"ack-uncopied", ReplicaOptions::Bug::AckUncopied},
     {"no-carry", ReplicaOptions::Bug::NoCarry},
     {"no-gather", ReplicaOptions::Bug::NoGather},
+    {"answer-superseded", ReplicaOptions::Bug::AnswerSuperseded},
 };
 
 bool parse_bug(const std::string& name, Options& opt) {
