@@ -88,7 +88,8 @@ const char* kUsage =
 const char* kCommands =
     "commands (case-insensitive; the API names qCreate, qDestroy, ... work too):\n"
     "  create LABEL     id of the queue with this label, creating it if needed\n"
-    "  destroy ID       delete a queue (its id is never reused)\n"
+    "  destroy ID       delete a queue (its id is never reused; --partitionable:\n"
+    "                   a merge may bring it back if another side pushed to it)\n"
     "  id LABEL         id of the queue with this label, or -1\n"
     "  push ID ITEM     append ITEM to queue ID\n"
     "  pop ID           remove and print the first item\n"
@@ -297,7 +298,9 @@ class Client {
         say_error("error: queue " + std::to_string(op.arg) + " is empty");
         return kErrorReply;
       case wire::ReplyCode::IdsExhausted:
-        say_error("error: no queue ids left (every positive 32-bit id has been used)");
+        // A side's leader draws tentative ids from its own range only.
+        say_error(r.tentative ? "error: this side's leader has no tentative queue ids left; create the queue after the heal"
+                              : "error: no queue ids left (every positive 32-bit id has been used)");
         return kErrorReply;
       case wire::ReplyCode::Busy:
         say_error("error: the cluster is busy (a replica is not keeping up); try again later");

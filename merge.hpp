@@ -145,7 +145,6 @@ struct Effect {
   uint64_t carried_index = 0;
 };
 
-// One side's effects, in the order that side applied them.
 // One side's effects, in the order that side applied them: all of them,
 // or a part (effects[i] is the side's effect number first + i).
 struct Segment {

@@ -3328,5 +3328,14 @@ int main(int argc, char** argv) {
                 "  merged: %s\n",
                 u(totals.tentative), u(totals.merge_records), u(totals.merge_crashes), u(totals.merge_partitions),
                 u(totals.lost_tentative), u(totals.lost_with_a_side_of_one), totals.merged.text().c_str());
+  // The mode aims a crash and a second partition at merges under way: a
+  // run of many seeds without either (or without a MERGE) no longer tests
+  // what it says it does.
+  if (opt.partitionable && totals.runs >= 200 &&
+      (totals.merge_records == 0 || totals.merge_crashes == 0 || totals.merge_partitions == 0)) {
+    std::printf("FAIL: %llu runs with --partitionable, but no MERGE, no crash amid a merge or no partition "
+                "begun amid one\n", u(totals.runs));
+    return 1;
+  }
   return failures == 0 ? 0 : 1;
 }
