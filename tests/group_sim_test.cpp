@@ -117,6 +117,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../ftqueue.hpp"
@@ -1689,7 +1690,9 @@ class Run {
                                      ? process.group().configuration().members.size()
                                      : config->second.members.size();
         auto& senders = run_.tentative_senders_[{r.reply.client_id, r.reply.request_no}];
-        const TentativeSender sent{i_, run_.members_[i_].lives, side_size, r.reply.code, r.reply.value};
+        auto admitted = run_.last_admission_.find({i_, r.reply.client_id, r.reply.request_no});
+        const bool from_table = admitted != run_.last_admission_.end() && admitted->second == Admission::AnsweredAgain;
+        const TentativeSender sent{i_, run_.members_[i_].lives, side_size, r.reply.code, r.reply.value, from_table};
         for (const TentativeSender& s : senders)
           if (s.answered_differently(sent))
             run_.fail(now_, run_.who(i_) + " answered client " + std::to_string(r.reply.client_id) + "'s #" +
@@ -2541,6 +2544,7 @@ class Run {
                              ") after settling, with no majority that all hear each other (" + settling_->shape + ")" +
                              where_members());
       if (a == Admission::Tentative && members_[d.member].process->serves_a_side()) check_side_gathered(d.member, now);
+      if (opt_.partitionable) last_admission_[{d.member, op.client_id, op.request_no}] = a;
       if (opt_.trace) note(now, who(d.member) + " request from client " + std::to_string(d.client) + ": " + admission_text(a));
       if (trace_out_.on())
         trace_out_.line(now, d.member, "REQUEST", "in",
@@ -2989,13 +2993,19 @@ class Run {
     size_t side_size;  // of the side that ran the request
     wire::ReplyCode code;
     int32_t value;
-    // One life of a member gives one request one answer (a side whose ids
-    // ran out may create the label later, once another side's copy holds it).
+    bool from_table;  // a repeat answered from the committed table (merged: maybe another side's answer)
+    // One life of a member gives one request, run on its sides, one answer
+    // (a side whose ids ran out may create the label later, once another
+    // side's copy holds it). A repeat from the merged table may differ: the
+    // request may have crossed sides, and the merge kept the other's answer.
     bool answered_differently(const TentativeSender& o) const {
-      return member == o.member && life == o.life && (code != o.code || value != o.value) &&
-             code != wire::ReplyCode::IdsExhausted && o.code != wire::ReplyCode::IdsExhausted;
+      return member == o.member && life == o.life && !from_table && !o.from_table &&
+             (code != o.code || value != o.value) && code != wire::ReplyCode::IdsExhausted &&
+             o.code != wire::ReplyCode::IdsExhausted;
     }
   };
+  // --partitionable: what each member made of each request last (member, client, request).
+  std::map<std::tuple<size_t, uint64_t, uint64_t>, Admission> last_admission_;
   std::map<std::pair<uint64_t, uint64_t>, std::vector<TentativeSender>> tentative_senders_;
   size_t lost_with_a_side_of_one_ = 0;
   size_t snapshots_installed_ = 0;
