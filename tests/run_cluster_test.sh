@@ -41,6 +41,13 @@
 #                links cut (partition 0,1 2; partition 0 1 2), and says
 #                whether those up and reaching each other are a majority and
 #                serve: yes with 2 of 3, NO with 1 of 3 or no two connected
+# partitionable  start --partitionable (status names the mode); partition
+#                0 1,2: status says replica 0 serves tentatively; pushes on
+#                both sides are answered ok, replica 0's marked tentative on
+#                stderr; heal: all three in one primary configuration and,
+#                once the side's work is merged, every replica answers the
+#                same size and the pops give the committed items, then the
+#                side's in their order
 # picture        (with PICTURE) a cluster started without --trace: picture
 #                exits 1 saying so; start -v --trace: every log line starts
 #                with seconds.microseconds, the -v counters among them; kill
@@ -716,8 +723,52 @@ scenario_picture() {
   no_servers_left "after stop"
 }
 
+scenario_partitionable() {
+  local yes_all="service: yes: replicas 0, 1, 2 are up and reach each other (3 of 3; a majority is 2) and serve, in primary configuration {0,1,2}"
+  local tentative_note="client: tentative answer, from a side of a partition without a majority" v i size
+  run_bounded 20 "$script" start --partitionable
+  expect_rc "start --partitionable" 0
+  await_status "all three serving" "^$yes_all\$" "^mode: partitionable: "
+  expect_eq "create" "$(call create 7)" "1"
+  expect_eq "push" "$(call push 1 10)" "ok"
+
+  run_bounded 20 "$script" partition 0 1,2
+  expect_rc "partition 0 1,2" 0
+  await_status "partition 0 1,2" "^links cut: 0-1, 0-2 (" \
+    "^service: yes: .* in primary configuration {1,2}; replica 0, cut off from them, serves tentatively until healed"
+  for v in 20 21; do
+    run_bounded 10 "$client" --servers "127.0.0.1:$base" --timeout 5 push 1 "$v"
+    expect_rc "push 1 $v on side {0}" 0
+    expect_eq "push 1 $v on side {0}" "$out" "ok"
+    expect_in "push 1 $v on side {0}: marked tentative" "$err" "$tentative_note"
+  done
+  run_bounded 10 "$client" --servers "127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))" --timeout 5 push 1 30
+  expect_rc "push 1 30 on side {1,2}" 0
+  expect_eq "push 1 30 on side {1,2}" "$out" "ok"
+  [[ "$err" != *"$tentative_note"* ]] || fail "the majority side's answer is marked tentative: $err"
+
+  run_bounded 20 "$script" heal
+  expect_rc "heal" 0
+  await_status "healed" "^$yes_all\$"
+  # The side's MERGE is ordered soon after the heal; until then a size is
+  # the committed 2.
+  for i in $(seq 1 50); do
+    size=$("$client" --servers "127.0.0.1:$base" --timeout 5 size 1 2>/dev/null)
+    [ "$size" = 4 ] && break
+    sleep 0.1
+  done
+  for i in 0 1 2; do
+    expect_eq "size 1 at replica $i after the merge" "$("$client" --servers "127.0.0.1:$((base + i))" --timeout 5 size 1 2>&1)" "4"
+  done
+  for v in 10 30 20 21; do expect_eq "pop after the merge" "$(call pop 1)" "$v"; done
+  run_bounded 20 "$script" stop
+  expect_rc "stop" 0
+  no_servers_left "after stop"
+}
+
 case "$scenario" in
   start) scenario_start ;;
+  partitionable) scenario_partitionable ;;
   other_members) scenario_other_members ;;
   port_taken) scenario_port_taken ;;
   faults) scenario_faults ;;
