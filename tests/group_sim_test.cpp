@@ -2809,6 +2809,23 @@ class Run {
   // a member that ran it on a side of one and later lost its tentative
   // file. (Another side's run of the same request, a retry that crossed
   // sides, may be merged with another answer.)
+  // Check 9: in every queue, the items of one side (or of the committed
+  // order, side 0) stand in the order that side pushed them. merge_test
+  // checks merge() alone; this checks what the replicas recorded and sent.
+  static std::string fifo_per_side(const partition::QueueState& state) {
+    for (const auto& [id, q] : state.queues) {
+      std::map<uint64_t, partition::ItemName> last;
+      for (const partition::Item& it : q.items) {
+        auto [before, fresh] = last.emplace(it.name.side, it.name);
+        if (!fresh && !(before->second < it.name))
+          return "check 9: queue " + std::to_string(id) + " holds " + before->second.text() + " before " + it.name.text() +
+                 ", against its side's order";
+        before->second = it.name;
+      }
+    }
+    return "";
+  }
+
   bool lost_with_its_side(const CallRecord& call) const {
     auto it = tentative_senders_.find({call.op.client_id, call.op.request_no});
     if (it == tentative_senders_.end()) return false;
@@ -2943,6 +2960,8 @@ class Run {
     // but a leader that lost its tentative file lost its id counter too.
     if (merged_.id_collisions > 0 && lost_tentative_.empty())
       return "merge: " + std::to_string(merged_.id_collisions) + " creates on a side drew an id already taken";
+    if (opt_.partitionable)
+      if (std::string broken = fifo_per_side(reference.named_state()); !broken.empty()) return broken;
     const std::string expected = reference.render_snapshot();
     for (size_t i = 0; i < n_; ++i)
       if (members_[i].process->state().render_snapshot() != expected)
