@@ -701,8 +701,12 @@ Admission Replica::serve_tentatively(const wire::Operation& op, uint32_t attempt
     side_sent_ = side_held_;
   }
   // A late copy of a request older than the client's latest on this side
-  // is ignored, as in a primary (Superseded): the client has moved on, and
-  // the table holds the newer request's answer, not this one's.
+  // is ignored (Superseded), as a primary ignores one older than its
+  // committed table's: a client has one request open, so it has moved on,
+  // and the table holds the newer request's answer, not this one's. (A
+  // primary does not see a side's table before its MERGE: there a late copy
+  // of a request the side superseded is still admitted, the cross-side
+  // retry of the README's anomaly table.)
   if (auto client = tentative_->clients.find(op.client_id);
       client != tentative_->clients.end() && op.request_no < client->second.request_no &&
       options_.bug != ReplicaOptions::Bug::AnswerSuperseded)
@@ -921,8 +925,11 @@ void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part)
       if (e.client_id != 0) {  // a retry here gets the side's answer: this member and the leader hold it
         wire::Reply r{e.client_id, e.request_no, e.code, e.value};
         r.tentative = true;
+        // One request run on two sides (a retry that crossed) is carried
+        // twice, the lower side's first: its answer is kept, as the merge
+        // keeps it, so that this member never answers one request two ways.
         RanTentatively& kept = ran_tentatively_[e.client_id];
-        if (kept.reply.request_no <= e.request_no) kept = RanTentatively{r, true, part.side, 0};
+        if (kept.reply.request_no < e.request_no) kept = RanTentatively{r, true, part.side, 0};
       }
     }
   side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, seg.end())});
@@ -1104,8 +1111,8 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
       if (e.client_id != 0) {
         wire::Reply r{e.client_id, e.request_no, e.code, e.value};
         r.tentative = true;
-        RanTentatively& kept = ran_tentatively_[e.client_id];
-        if (kept.reply.request_no <= e.request_no) kept = RanTentatively{r, false, part.side, 0};
+        RanTentatively& kept = ran_tentatively_[e.client_id];  // the first of two sides' runs (on_side_copy)
+        if (kept.reply.request_no < e.request_no) kept = RanTentatively{r, false, part.side, 0};
       }
   }
   forget_merged_sides();

@@ -2801,17 +2801,10 @@ class Run {
     return check_answers(reached);
   }
 
-  // Check 7: the agreed order 1..upto replayed by a reference FTQueue (with
-  // its exactly-once table: the state the members must all have), and
-  // every call's outcome against where (and whether) the order applied it.
-  // A tentative answer's work is lost, legitimately, only with the disk of
-  // a side of one: every reply that said what the client took was sent by
-  // a member that ran it on a side of one and later lost its tentative
-  // file. (Another side's run of the same request, a retry that crossed
-  // sides, may be merged with another answer.)
-  // Check 9: in every queue, the items of one side (or of the committed
-  // order, side 0) stand in the order that side pushed them. merge_test
-  // checks merge() alone; this checks what the replicas recorded and sent.
+  // Check 9: in every queue, the items named by one configuration (a
+  // side's, or the primary one whose order applied their pushes) stand in
+  // the order it pushed them. merge_test checks merge() alone; this checks
+  // what the replicas recorded and sent.
   static std::string fifo_per_side(const partition::QueueState& state) {
     for (const auto& [id, q] : state.queues) {
       std::map<uint64_t, partition::ItemName> last;
@@ -2826,6 +2819,14 @@ class Run {
     return "";
   }
 
+  // Check 7: the agreed order 1..upto replayed by a reference FTQueue (with
+  // its exactly-once table: the state the members must all have), and
+  // every call's outcome against where (and whether) the order applied it.
+  // A tentative answer's work is lost, legitimately, only with the disk of
+  // a side of one: every reply that said what the client took was sent by
+  // a member that ran it on a side of one and later lost its tentative
+  // file. (Another side's run of the same request, a retry that crossed
+  // sides, may be merged with another answer.)
   bool lost_with_its_side(const CallRecord& call) const {
     auto it = tentative_senders_.find({call.op.client_id, call.op.request_no});
     if (it == tentative_senders_.end()) return false;
