@@ -242,6 +242,15 @@ FTQueue::Queue FTQueue::unnamed_queue(const partition::Queue& q) {
   return out;
 }
 
+// A client's entry in the exactly-once table, as the merge sees it, and back.
+partition::ClientEntry FTQueue::named_client(const ClientRecord& c) {
+  return partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
+}
+
+FTQueue::ClientRecord FTQueue::unnamed_client(const partition::ClientEntry& c) {
+  return ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
+}
+
 // The state beside the queues and the client table: labels, aliases, what
 // is merged, the id counters and the clock.
 void FTQueue::put_tables(partition::QueueState& s) const {
@@ -266,7 +275,7 @@ partition::QueueState FTQueue::named_state() const {
   partition::QueueState s;
   for (const auto& [id, q] : queues_) s.queues[id] = named_queue(q);
   for (const auto& [id, c] : clients_)
-    s.clients[id] = partition::ClientEntry{c.last_request, c.code, c.value, c.last_seen_ms, c.tentative};
+    s.clients[id] = named_client(c);
   put_tables(s);
   return s;
 }
@@ -304,15 +313,14 @@ void FTQueue::merge_part(const partition::Segment& part) {
     if (auto q = queues_.find(id); q != queues_.end()) s.queues[id] = named_queue(q->second);
   for (uint64_t id : client_ids)
     if (auto c = clients_.find(id); c != clients_.end())
-      s.clients[id] = partition::ClientEntry{c->second.last_request, c->second.code, c->second.value,
-                                             c->second.last_seen_ms, c->second.tentative};
+      s.clients[id] = named_client(c->second);
   put_tables(s);
   const partition::QueueState merged = partition::merge(std::move(s), {part}, last_merge_, merge_bug_);
   for (int32_t id : reach) queues_.erase(id);
   for (const auto& [id, q] : merged.queues) queues_[id] = unnamed_queue(q);
   for (const auto& [id, c] : merged.clients) {
     if (auto old = clients_.find(id); old != clients_.end()) clients_by_last_seen_.erase({old->second.last_seen_ms, id});
-    clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
+    clients_[id] = unnamed_client(c);
     clients_by_last_seen_.insert({c.last_seen_ms, id});
   }
   adopt_tables(merged);
@@ -324,7 +332,7 @@ void FTQueue::adopt(const partition::QueueState& merged) {
   adopt_tables(merged);
   clients_.clear();
   for (const auto& [id, c] : merged.clients)
-    clients_[id] = ClientRecord{c.request_no, c.code, c.value, c.last_seen_ms, c.tentative};
+    clients_[id] = unnamed_client(c);
   clients_by_last_seen_.clear();
   for (const auto& [id, c] : clients_) clients_by_last_seen_.insert({c.last_seen_ms, id});
   named_ = true;

@@ -146,6 +146,8 @@ class FTQueue {
   void merge_part(const partition::Segment& part);
   static partition::Queue named_queue(const Queue& q);
   static Queue unnamed_queue(const partition::Queue& q);
+  static partition::ClientEntry named_client(const ClientRecord& c);
+  static ClientRecord unnamed_client(const partition::ClientEntry& c);
   void put_tables(partition::QueueState& s) const;
   void adopt_tables(const partition::QueueState& merged);
   ClientRecord& touch_client(uint64_t client_id);

@@ -922,15 +922,7 @@ void Replica::on_side_copy(mcast::MemberId from, const partition::Segment& part)
     for (uint64_t i = seg.end(); i < part.end(); ++i) {
       const partition::Effect& e = part.effects[static_cast<size_t>(i - part.first)];
       record_effect(part.side, e);
-      if (e.client_id != 0) {  // a retry here gets the side's answer: this member and the leader hold it
-        wire::Reply r{e.client_id, e.request_no, e.code, e.value};
-        r.tentative = true;
-        // One request run on two sides (a retry that crossed) is carried
-        // twice, the lower side's first: its answer is kept, as the merge
-        // keeps it, so that this member never answers one request two ways.
-        RanTentatively& kept = ran_tentatively_[e.client_id];
-        if (kept.reply.request_no < e.request_no) kept = RanTentatively{r, true, part.side, 0};
-      }
+      keep_side_answer(e, part.side, true);  // a retry here gets the side's answer: this member and the leader hold it
     }
   side_out_.push_back(mcast::Outgoing{from, wire::encode_side_ack(part.side, seg.end())});
 }
@@ -1107,15 +1099,21 @@ void Replica::restore_tentative(const std::vector<std::string>& lines) {
     seg.side = part.side;
     if (part.first != seg.end()) continue;  // a line written twice, or out of place
     seg.effects.insert(seg.effects.end(), part.effects.begin(), part.effects.end());
-    for (const partition::Effect& e : part.effects)
-      if (e.client_id != 0) {
-        wire::Reply r{e.client_id, e.request_no, e.code, e.value};
-        r.tentative = true;
-        RanTentatively& kept = ran_tentatively_[e.client_id];  // the first of two sides' runs (on_side_copy)
-        if (kept.reply.request_no < e.request_no) kept = RanTentatively{r, false, part.side, 0};
-      }
+    for (const partition::Effect& e : part.effects) keep_side_answer(e, part.side, false);
   }
   forget_merged_sides();
+}
+
+// The answer a side gave `e`'s request, for a retry. One request run on two
+// sides (a retry that crossed) is held twice, the lower side's first: its
+// answer is kept, as the merge keeps it, so that this member never answers
+// one request two ways.
+void Replica::keep_side_answer(const partition::Effect& e, uint64_t side, bool copied) {
+  if (e.client_id == 0) return;  // not an application of a request
+  wire::Reply r{e.client_id, e.request_no, e.code, e.value};
+  r.tentative = true;
+  RanTentatively& kept = ran_tentatively_[e.client_id];
+  if (kept.reply.request_no < e.request_no) kept = RanTentatively{r, copied, side, 0};
 }
 
 uint64_t Replica::ran_on_side(uint64_t client_id, uint64_t request_no) const {

@@ -314,6 +314,7 @@ class Replica {
   void copy_side(uint64_t now);
   void send_side_copies(mcast::MemberId to, const partition::Segment& seg, uint64_t from);
   void on_side_copy(mcast::MemberId from, const partition::Segment& part);
+  void keep_side_answer(const partition::Effect& e, uint64_t side, bool copied);
   void on_side_ack(mcast::MemberId from, uint64_t side, uint64_t held);
   void release_copied_answers();
   bool side_gathered();

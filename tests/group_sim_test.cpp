@@ -1679,7 +1679,7 @@ class Run {
       if (send_budget == 0) return die();
       --send_budget;
       run_.send_reply(i_, r, now_);
-      if (r.reply.tentative) {  // who answered, and the size of the side that ran it (0: unknown)
+      if (r.reply.tentative) {  // who answered, and the size of the side that ran it
         // A repeat answered from the side's client table (the request ran
         // on this side, or came in a carried copy) is not the member's
         // latest run: it was answered by the side this member is on now.
